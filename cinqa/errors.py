@@ -1,0 +1,24 @@
+"""Exceptions that cinqa raises for bad input, each naming the file, line and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CinqaError(Exception):
+    """Base of every error cinqa raises on purpose."""
+
+
+class ReadError(CinqaError):
+    """A census file cannot be read: it is missing, not XML, unsafe or not a CIN return."""
+
+    def __init__(self, path: str | Path, problem: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}, line {line}" if line else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+class YearError(CinqaError):
+    """A census year is unknown, unsupported or cannot be determined."""

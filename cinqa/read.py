@@ -1,0 +1,541 @@
+"""Read a census XML file into a :class:`CensusReturn`, streaming, safely and without losing values.
+
+Extraction follows the union of every year's format, so a file is read the same way whatever
+year it claims to be; the year is then settled (override, header, structure) and the tables are
+typed and checked against that year's format. Anything that does not fit becomes a row of
+``CensusReturn.issues`` rather than disappearing.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+from lxml import etree
+
+from cinqa import spec
+from cinqa.errors import ReadError, YearError
+from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
+
+_ALL_YEARS = frozenset(spec.YEARS)
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+_PROLOGUE_BYTES = 65536
+_UNSAFE_PROLOGUE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+_UNSAFE_PROLOGUE_16 = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+Row = dict[str, Any]
+
+
+def read_return(path: str | Path, *, year: str | None = None) -> CensusReturn:
+    """Read the census return at ``path``; ``year`` (``"2013-14"``) overrides the header's year.
+
+    Raises :class:`cinqa.errors.ReadError` when the file cannot be read as a CIN return at all;
+    everything short of that is loaded, and reported in ``.issues``.
+    """
+    if year is not None and year not in spec.YEARS:
+        raise YearError(f"census year {year!r} is not supported; choose one of {', '.join(spec.YEARS)}")
+    return _Reader(Path(path), year).read()
+
+
+def _tag_maps() -> dict[int, dict[str, spec.Node]]:
+    return {id(n): n.by_tag() for n in spec.nodes() if n.children}
+
+
+def _homes() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for n in spec.nodes():
+        for tag in (n.name, *n.aliases):
+            out[tag].add(n.parent or "")
+    return out
+
+
+_TAGS = _tag_maps()
+_HOMES = _homes()
+_RESTRICTED = frozenset(n.name for n in spec.nodes() if n.restricted)
+
+
+class _Reader:
+    def __init__(self, path: Path, year: str | None) -> None:
+        self.path = path
+        self.override = year
+        self.rows: dict[str, list[Row]] = {t: [] for t in spec.TABLE_KEYS}
+        self.issues: list[tuple[Any, ...]] = []
+        self.restricted: dict[str, array] = defaultdict(lambda: array("l"))
+        self.header_row: Row = {}
+        self.header_line: int | None = None
+        self.n_children = 0
+
+    # -- extraction -------------------------------------------------------------------------
+
+    def read(self) -> CensusReturn:
+        with self._open() as fh:
+            self._check_prologue(fh)
+            self._parse(fh)
+        year = self._settle_year()
+        tables = {t: self._frame(t, year) for t in spec.TABLE_KEYS}
+        self._check_required_tables(tables)
+        header = self._header(year)
+        self._check_restricted(year)
+        issues = pd.DataFrame.from_records(self.issues, columns=list(ISSUE_COLUMNS))
+        children = tables["children"]
+        ids = children.set_index("child")["LAchildID"]
+        issues["LAchildID"] = issues["child"].map(ids).astype("str")
+        issues["child"] = issues["child"].astype("Int64")
+        issues["line"] = issues["line"].astype("Int64")
+        issues = issues.sort_values("line", kind="stable", na_position="first").reset_index(drop=True)
+        for name, df in tables.items():
+            if name != "children":
+                df.insert(len(spec.TABLE_KEYS[name]), "LAchildID", df["child"].map(ids).astype("str"))
+        return CensusReturn(year=year, header=header, tables=tables, issues=issues, path=self.path)
+
+    def _open(self) -> BinaryIO:
+        try:
+            if not self.path.is_file():
+                raise ReadError(self.path, "no such file" if not self.path.exists() else "not a regular file")
+            return self.path.open("rb")
+        except OSError as exc:
+            raise ReadError(self.path, f"cannot open the file ({exc.strerror or exc})") from None
+
+    def _check_prologue(self, fh: BinaryIO) -> None:
+        head = fh.read(_PROLOGUE_BYTES)
+        fh.seek(0)
+        if not head:
+            raise ReadError(self.path, "the file is empty")
+        if not head.strip():
+            raise ReadError(self.path, "the file holds only whitespace, no XML")
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = head.decode("utf-16", errors="replace")
+            unsafe = _UNSAFE_PROLOGUE_16.search(text)
+            where = text[: unsafe.start()].count("\n") + 1 if unsafe else None
+        else:
+            unsafe = _UNSAFE_PROLOGUE.search(head)
+            where = head[: unsafe.start()].count(b"\n") + 1 if unsafe else None
+        if unsafe:
+            raise ReadError(
+                self.path,
+                "the file declares a DOCTYPE or ENTITY; census returns never do, and such declarations "
+                "can be used to read other files or exhaust memory, so the file is refused",
+                where,
+            )
+
+    def _parse(self, fh: BinaryIO) -> None:
+        events = etree.iterparse(
+            fh,
+            events=("start", "end"),
+            tag=("{*}Message", "Header", "Child"),
+            resolve_entities=False,
+            load_dtd=False,
+            no_network=True,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+        saw_message = False
+        try:
+            for event, elem in events:
+                tag = elem.tag
+                if event == "start":
+                    if tag != "Message" and tag.endswith("}Message"):
+                        raise ReadError(
+                            self.path,
+                            f"the root element <Message> is in namespace {etree.QName(tag).namespace!r}; "
+                            "census returns use no namespace",
+                            elem.sourceline,
+                        )
+                    if tag == "Message" and elem.getparent() is None:
+                        saw_message = True
+                        if elem.getroottree().docinfo.doctype:
+                            raise ReadError(self.path, "the file declares a DOCTYPE; it is refused", 1)
+                    continue
+                if not saw_message:
+                    continue
+                if tag == "Child":
+                    self._child(elem)
+                elif tag == "Header" and elem.getparent() is not None and elem.getparent().tag == "Message":
+                    self._header_elem(elem)
+        except etree.XMLSyntaxError as exc:
+            raise ReadError(self.path, _syntax_problem(exc), exc.lineno or None) from None
+        except (ValueError, LookupError) as exc:  # e.g. an unknown encoding declaration
+            raise ReadError(self.path, f"cannot decode the file: {exc}") from None
+        root = events.root
+        if root is None or not saw_message:
+            got = f"<{etree.QName(root.tag).localname}>" if root is not None else "no element"
+            raise ReadError(self.path, f"the root element is {got}; a CIN census return starts with <Message>")
+        self._check_top(root)
+
+    def _check_top(self, root: etree._Element) -> None:
+        """Report anything at the Message and Children levels that is not Header, Children or Child."""
+        headers = childrens = 0
+        for sub in root:
+            if sub.tag == "Header":
+                headers += 1
+            elif sub.tag == "Children":
+                childrens += 1
+                for c in sub:
+                    if c.tag != "Child":
+                        self._unknown(c, "Children", None)
+            else:
+                self._unknown(sub, "Message", None)
+        if headers == 0:
+            self._issue(None, "error", None, None, "Header", "the file has no <Header>")
+        if childrens == 0:
+            self._issue(None, "error", None, None, "Children", "the file has no <Children>")
+        if headers > 1 or childrens > 1:
+            self._issue(None, "error", None, None, "Message", "more than one <Header> or <Children>")
+
+    def _header_elem(self, elem: etree._Element) -> None:
+        if self.header_line is not None:
+            return
+        self.header_line = elem.sourceline
+        self._fill(elem, spec.HEADER, self.header_row, None, (), {})
+
+    def _child(self, elem: etree._Element) -> None:
+        parent = elem.getparent()
+        if parent is None or parent.tag != "Children":
+            self._unknown(elem, parent.tag if parent is not None else "", None)
+            elem.clear(keep_tail=False)
+            return
+        self.n_children += 1
+        n = self.n_children
+        row: Row = {"child": n, "line": elem.sourceline}
+        self.rows["children"].append(row)
+        self._fill(elem, spec.CHILD, row, n, (n,), {})
+        # Free what has been read: the element itself and the processed siblings before it.
+        elem.clear(keep_tail=False)
+        while elem.getprevious() is not None:
+            prev = elem.getprevious()
+            if prev.tag != "Child":
+                self._unknown(prev, "Children", None)
+            del parent[0]
+
+    def _fill(self, elem: etree._Element, node: spec.Node, row: Row, child: int | None,
+              keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
+        """Walk ``elem``'s sub-elements as ``node`` describes them, filling ``row`` and new rows."""
+        tags = _TAGS[id(node)]
+        for sub in elem:
+            tag = sub.tag
+            sn = tags.get(tag)
+            if sn is None:
+                self._unknown(sub, node.name, child)
+                continue
+            if sn.name in _RESTRICTED:
+                self.restricted[sn.name].append(sub.sourceline or 0)
+            kind = sn.kind
+            if kind == "leaf":
+                self._leaf(sub, sn, row, child, keys, counters)
+            elif kind == "group":
+                self._fill(sub, sn, row, child, keys, counters)
+            elif kind == "table":
+                table = sn.table
+                n = counters[table] = counters.get(table, 0) + 1
+                new_keys = (*keys, n)
+                new: Row = dict(zip(spec.TABLE_KEYS[table], new_keys))
+                new["line"] = sub.sourceline
+                new.update(sn.fixed)
+                self.rows[table].append(new)
+                self._fill(sub, sn, new, child, new_keys, {})
+            elif kind == "list":
+                self._list(sub, sn, child, keys, counters)
+            # opaque: accepted and skipped
+
+    def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
+              keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
+        if len(sub):
+            self._issue(sub.sourceline, "error", None, child, sn.name,
+                        f"<{sn.name}> should hold a value, not elements", _flat_text(sub))
+        text = sub.text
+        if text is not None:
+            text = text.strip()
+        if not text:
+            self._issue(sub.sourceline, "error", None, child, sn.name, f"<{sn.name}> is empty")
+            return
+        if sn.row is not None:
+            row = self._redirected_row(sn, sub, keys, counters)
+        col = sn.column
+        if col in row:
+            self._issue(sub.sourceline, "error", None, child, sn.name,
+                        f"<{sn.name}> appears more than once; the first value ({row[col]}) is kept", text)
+            return
+        row[col] = text
+
+    def _redirected_row(self, sn: spec.Node, sub: etree._Element, keys: tuple[int, ...],
+                        counters: dict[Any, Any]) -> Row:
+        """Return the row (one per kind) that a 2012-13 initial/core assessment leaf belongs to."""
+        target = sn.row or {}
+        slot = ("row", target["table"], target["kind"])
+        if slot not in counters:
+            table = target["table"]
+            n = counters[table] = counters.get(table, 0) + 1
+            new: Row = dict(zip(spec.TABLE_KEYS[table], (*keys, n)))
+            new["line"] = sub.sourceline
+            new["kind"] = target["kind"]
+            self.rows[table].append(new)
+            counters[slot] = new
+        return counters[slot]
+
+    def _list(self, sub: etree._Element, sn: spec.Node, child: int | None, keys: tuple[int, ...],
+              counters: dict[Any, Any]) -> None:
+        leaf = sn.leaf
+        assert leaf is not None and sn.table is not None
+        table = sn.table
+        found = 0
+        for item in sub:
+            if item.tag != leaf.name:
+                self._unknown(item, sn.name, child)
+                continue
+            found += 1
+            text = (item.text or "").strip()
+            if not text:
+                self._issue(item.sourceline, "error", None, child, leaf.name, f"<{leaf.name}> is empty")
+                continue
+            n = counters[table] = counters.get(table, 0) + 1
+            new: Row = dict(zip(spec.TABLE_KEYS[table], (*keys, n)))
+            new["line"] = item.sourceline
+            new[leaf.column] = text
+            self.rows[table].append(new)
+        if not found:
+            self._issue(sub.sourceline, "error", None, child, sn.name,
+                        f"<{sn.name}> holds no <{leaf.name}>; leave the group out instead")
+
+    def _unknown(self, sub: etree._Element, parent: str, child: int | None) -> None:
+        tag = sub.tag
+        if not isinstance(tag, str):
+            return
+        name = etree.QName(tag).localname
+        homes = sorted(h for h in _HOMES.get(name, ()) if h and h != parent)
+        if homes:
+            problem = f"<{name}> is misplaced inside <{parent}>; it belongs inside <{'> or <'.join(homes)}>"
+        else:
+            problem = f"unknown element <{name}> inside <{parent}>"
+        self._issue(sub.sourceline, "error", None, child, name, problem, _flat_text(sub))
+
+    def _issue(self, line: int | None, severity: str, table: str | None, child: int | None,
+               element: str | None, problem: str, value: Any = None) -> None:
+        self.issues.append((line, severity, table, child, None, element, problem, value))
+
+    # -- the year ---------------------------------------------------------------------------
+
+    def _settle_year(self) -> str:
+        fits = frozenset(spec.YEARS)
+        clues: list[str] = []
+        for name, lines in self.restricted.items():
+            if not lines:
+                continue
+            node = _node_named(name)
+            fits = fits & node.years
+            clues.append(f"<{name}> ({spec.describe_years(node.years)})")
+        claimed = self._claimed_year()
+        if self.override:
+            year = self.override
+            if claimed and claimed != year:
+                self._issue(self.header_line, "warning", None, None, "Year",
+                            f"the header says {claimed}; read as {year} as asked")
+        elif claimed in spec.YEARS:
+            year = claimed
+        elif claimed:
+            raise ReadError(self.path, f"census year {claimed} is not supported "
+                            f"(supported: {spec.YEARS[0]} to {spec.YEARS[-1]}); pass year= to read it as another",
+                            self.header_line)
+        elif fits:
+            year = max(y for y in fits if y in spec.SUPPORTED_YEARS) if fits & set(spec.SUPPORTED_YEARS) else max(fits)
+            self._issue(self.header_line, "error", None, None, "Year",
+                        f"the header gives no census year; {year} was assumed from the file's structure")
+        else:
+            raise ReadError(self.path, "the header gives no census year and the structure fits none; "
+                            "pass year= to choose one")
+        if year not in fits and clues:
+            self._issue(self.header_line, "error", None, None, "Year",
+                        f"the file is read as {year}, but its structure fits "
+                        f"{spec.describe_years(fits) if fits else 'no single year'}: it uses "
+                        + ", ".join(sorted(clues)))
+        return year
+
+    def _claimed_year(self) -> str | None:
+        raw = self.header_row.get("Year")
+        if raw is not None and re.fullmatch(r"\d{4}", raw):
+            return spec.year_from_reference(int(raw))
+        ref = pd.to_datetime(self.header_row.get("ReferenceDate"), format="%Y-%m-%d", errors="coerce")
+        if ref is not None and not pd.isna(ref):
+            return spec.year_from_reference(ref.year + (1 if ref.month > 3 else 0))
+        return None
+
+    def _check_restricted(self, year: str) -> None:
+        for name, lines in self.restricted.items():
+            node = _node_named(name)
+            if year in node.years:
+                continue
+            problem = (f"<{name}> is not part of the {year} census "
+                       f"(it belongs to {spec.describe_years(node.years)})")
+            for line in lines:
+                self._issue(line, "error", None, None, name, problem)
+
+    # -- typing -------------------------------------------------------------------------------
+
+    def _frame(self, table: str, year: str) -> pd.DataFrame:
+        keys = list(spec.TABLE_KEYS[table])
+        leaves = [n for n in spec.value_columns(table) if year in spec.column_years(table, n.column)
+                  or any(n.column in r for r in self.rows[table])]
+        cols = keys + (["kind"] if spec.has_kind_column(table) else []) + [n.column for n in leaves] + ["line"]
+        rows = self.rows[table]
+        self.rows[table] = []
+        df = pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+        del rows
+        for k in keys:
+            df[k] = df[k].astype("int64")
+        df["line"] = df["line"].astype("Int64")
+        if "kind" in df:
+            df["kind"] = pd.Categorical(df["kind"], categories=["continuous", "initial", "core"])
+        for node in leaves:
+            df[node.column] = self._typed(df, node, year, table)
+        return df
+
+    def _typed(self, df: pd.DataFrame, node: spec.Node, year: str, table: str) -> pd.Series:
+        raw = df[node.column]
+        present = raw.notna().to_numpy()
+        if node.min and year in node.years and node.row is None:
+            missing = ~present
+            if table == "assessments" and "kind" in df:
+                missing &= (df["kind"] == "continuous").to_numpy()
+            self._bad_rows(df, missing, table, node, f"<{node.name}> is missing")
+        typed, bad = convert(raw, node, year)
+        if bad is not None and bad.any():
+            for i in np.flatnonzero(bad):
+                v = raw.iat[i]
+                self._issue(_line(df, i), "error", table, int(df["child"].iat[i]), node.name,
+                            _bad_value_problem(node, str(v), year), v)
+        return typed
+
+    def _bad_rows(self, df: pd.DataFrame, mask: np.ndarray, table: str, node: spec.Node, problem: str) -> None:
+        for i in np.flatnonzero(mask):
+            self._issue(_line(df, i), "error", table, int(df["child"].iat[i]), node.name, problem)
+
+    def _check_required_tables(self, tables: dict[str, pd.DataFrame]) -> None:
+        children = tables["children"]
+        for node in spec.CHILD.children:
+            if node.kind == "table" and node.min and node.table:
+                have = set(tables[node.table]["child"])
+                lacking = ~children["child"].isin(have).to_numpy()
+                self._bad_rows(children, lacking, "children", node, f"the child has no <{node.name}>")
+
+    def _header(self, year: str) -> Header:
+        values: dict[str, Any] = {}
+        for node in spec.HEADER.walk():
+            if node.kind != "leaf":
+                continue
+            raw = self.header_row.get(node.name)
+            if raw is None:
+                if node.min and year in node.years:
+                    self._issue(self.header_line, "error", "header", None, node.name,
+                                f"the header has no <{node.name}>")
+                values[node.name] = None
+                continue
+            typed, bad = convert(pd.Series([raw], dtype="object"), node, year)
+            if bad is not None and bad.any():
+                self._issue(self.header_line, "error", "header", None, node.name,
+                            _bad_value_problem(node, raw, year), raw)
+            v = typed.iat[0]
+            values[node.name] = None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
+        return Header(
+            collection=values["Collection"],
+            year=values["Year"],
+            reference_date=values["ReferenceDate"],
+            la=values["LEA"],
+            source_level=values["SourceLevel"],
+            software=values["SoftwareCode"],
+            release=values["Release"],
+            serial=values["SerialNo"],
+            datetime=values["DateTime"],
+        )
+
+
+def convert(raw: pd.Series, node: spec.Node, year: str) -> tuple[pd.Series, np.ndarray | None]:
+    """Type a column of raw strings as ``node`` says; return it with a mask of unconvertible values."""
+    present = raw.notna().to_numpy()
+    t = node.type
+    if t == "date":
+        typed = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+        return typed, present & typed.isna().to_numpy()
+    if t == "datetime":
+        typed = pd.to_datetime(raw, format="ISO8601", errors="coerce")
+        if getattr(typed.dt, "tz", None) is not None:
+            typed = typed.dt.tz_localize(None)
+        typed = typed.astype("datetime64[s]")
+        return typed, present & typed.isna().to_numpy()
+    if t == "bool":
+        typed = raw.str.lower().map(_BOOLS).astype("boolean") if present.any() else raw.astype("boolean")
+        return typed, present & typed.isna().to_numpy()
+    if t in ("int", "gyear"):
+        pattern = r"[+-]?\d+" if t == "int" else r"\d{4}"
+        ok = raw.astype("str").str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+        typed = pd.to_numeric(raw.where(ok), errors="coerce").astype("Int64")
+        return typed, present & ~ok
+    if node.codeset:
+        valid = spec.codes(node.codeset, year if year in node.years else None)
+        values = raw.astype("str")
+        inset = values.isin(valid).to_numpy()
+        extra = sorted(set(values[present & ~inset]))
+        typed = pd.Series(pd.Categorical(raw, categories=[*valid, *extra]), index=raw.index)
+        return typed, present & ~inset
+    typed = raw.astype("str")
+    if node.pattern:
+        ok = typed.str.fullmatch(node.pattern).fillna(False).to_numpy(dtype=bool)
+        return typed, present & ~ok
+    return typed, None
+
+
+def _bad_value_problem(node: spec.Node, value: str, year: str) -> str:
+    t = node.type
+    if t == "date":
+        return f"<{node.name}> '{value}' is not a valid date (YYYY-MM-DD)"
+    if t == "datetime":
+        return f"<{node.name}> '{value}' is not a valid date and time"
+    if t == "bool":
+        return f"<{node.name}> '{value}' is not true, false, 1 or 0"
+    if t in ("int", "gyear"):
+        return f"<{node.name}> '{value}' is not {'a whole number' if t == 'int' else 'a four-digit year'}"
+    if node.codeset:
+        problem = f"<{node.name}> '{value}' is not a {node.codeset.replace('_', ' ')} code in {year}"
+        other = spec.code_years(node.codeset, value)
+        if other:
+            return problem + f" (it is valid in {spec.describe_years(other)})"
+        near = [c for c in spec.codes(node.codeset, year) if c.lower() == value.lower()]
+        return problem + (f" (did you mean '{near[0]}'?)" if near else "")
+    return f"<{node.name}> '{value}' does not match the pattern {node.pattern}"
+
+
+def _line(df: pd.DataFrame, i: int) -> int | None:
+    v = df["line"].iat[i]
+    return None if pd.isna(v) else int(v)
+
+
+def _node_named(name: str) -> spec.Node:
+    for n in spec.nodes():
+        if n.name == name:
+            return n
+    raise KeyError(name)
+
+
+def _flat_text(elem: etree._Element) -> str | None:
+    text = " ".join(t.strip() for t in elem.itertext() if t.strip())
+    return text[:200] or None
+
+
+def _syntax_problem(exc: etree.XMLSyntaxError) -> str:
+    msg = (exc.msg or str(exc)).strip()
+    low = msg.lower()
+    if "huge" in low or "xmlsax2characters" in low:
+        return f"a value is too large to be a census value ({msg})"
+    if "depth" in low or "excessive depth" in low:
+        return f"the elements are nested too deeply ({msg})"
+    if "document is empty" in low or "start tag expected" in low:
+        return f"the file is not XML ({msg})"
+    if "premature end" in low or "extra content" in low or "not properly terminated" in low:
+        return f"the file is truncated or malformed XML ({msg})"
+    if "encoding" in low or "utf-8" in low or "bytes" in low:
+        return f"the file's bytes do not match its declared encoding ({msg})"
+    return f"not well-formed XML: {msg}"

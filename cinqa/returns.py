@@ -1,0 +1,103 @@
+"""The in-memory census return: header facts, one table per entity, structural issues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cinqa import spec
+
+ISSUE_COLUMNS = ("line", "severity", "table", "child", "LAchildID", "element", "problem", "value")
+
+
+@dataclass(frozen=True)
+class Header:
+    """Facts from the return's ``<Header>``; any of them may be missing from a bad file."""
+
+    collection: str | None = None
+    year: int | None = None
+    reference_date: pd.Timestamp | None = None
+    la: str | None = None
+    source_level: str | None = None
+    software: str | None = None
+    release: str | None = None
+    serial: str | None = None
+    datetime: pd.Timestamp | None = None
+
+
+@dataclass
+class CensusReturn:
+    """One census return as linked tables.
+
+    Every table has the key columns of ``spec.TABLE_KEYS`` (``child``, ``episode``, an ordinal of
+    its own), the child's ``LAchildID`` and the XML ``line`` its row came from.
+    """
+
+    year: str
+    header: Header
+    tables: dict[str, pd.DataFrame]
+    issues: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ISSUE_COLUMNS)))
+    path: Path | None = None
+
+    @property
+    def reference_date(self) -> pd.Timestamp:
+        """The census reference date, 31 March of the census year."""
+        return spec.reference_date(self.year)
+
+    @property
+    def census_start(self) -> pd.Timestamp:
+        """The first day of the census period, 1 April."""
+        return spec.census_start(self.year)
+
+    @property
+    def children(self) -> pd.DataFrame:
+        return self.tables["children"]
+
+    @property
+    def disabilities(self) -> pd.DataFrame:
+        return self.tables["disabilities"]
+
+    @property
+    def episodes(self) -> pd.DataFrame:
+        return self.tables["episodes"]
+
+    @property
+    def assessments(self) -> pd.DataFrame:
+        return self.tables["assessments"]
+
+    @property
+    def assessment_factors(self) -> pd.DataFrame:
+        return self.tables["assessment_factors"]
+
+    @property
+    def cin_plans(self) -> pd.DataFrame:
+        return self.tables["cin_plans"]
+
+    @property
+    def section47(self) -> pd.DataFrame:
+        return self.tables["section47"]
+
+    @property
+    def cp_plans(self) -> pd.DataFrame:
+        return self.tables["cp_plans"]
+
+    @property
+    def cp_reviews(self) -> pd.DataFrame:
+        return self.tables["cp_reviews"]
+
+    @property
+    def pre_proceedings(self) -> pd.DataFrame:
+        return self.tables["pre_proceedings"]
+
+    def sizes(self) -> pd.Series:
+        """Return the number of rows of each table."""
+        return pd.Series({name: len(df) for name, df in self.tables.items()}, name="rows")
+
+    def __repr__(self) -> str:
+        where = f" from {self.path.name}" if self.path else ""
+        return (
+            f"<CensusReturn {self.year} LA {self.header.la or '?'}{where}: "
+            f"{len(self.children)} children, {len(self.episodes)} episodes, {len(self.issues)} issues>"
+        )
