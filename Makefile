@@ -1,0 +1,36 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+# testpaths is ignored once paths are given, so name tests/ alongside notebooks/.
+ifneq ($(wildcard notebooks/*.ipynb),)
+PYTEST += --nbval-lax tests notebooks
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test sample bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+venv: $(VENV)/.installed ## Create .venv and install cinqa with test and bench extras
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test,bench]'
+	touch $@
+
+test: venv ## Run the tests (and notebooks with nbval, once there are any)
+	$(PYTEST)
+
+sample: venv ## Render the QA report of the embedded sample to out/report.html
+	$(BIN)/cinqa report data/sample-2025-26.xml -o out/report.html
+
+bench: venv ## Run the benchmarks in bench/
+	$(BIN)/python bench/run_all.py
+
+clean: ## Remove the venv, build artefacts and outputs
+	rm -rf $(VENV) out build *.egg-info .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
