@@ -1,3 +1,19 @@
 """cinqa — data-quality workbook for the English Children in Need census."""
 
+from cinqa.errors import CinqaError, ReadError, YearError
+from cinqa.read import read_return
+from cinqa.returns import CensusReturn, Header
+from cinqa.write import ReturnWriter, write_return
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "CensusReturn",
+    "CinqaError",
+    "Header",
+    "ReadError",
+    "ReturnWriter",
+    "YearError",
+    "read_return",
+    "write_return",
+]
