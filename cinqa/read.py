@@ -57,6 +57,9 @@ def _homes() -> dict[str, set[str]]:
 _TAGS = _tag_maps()
 _HOMES = _homes()
 _RESTRICTED = frozenset(n.name for n in spec.nodes() if n.restricted)
+_HEADER_MODELLED = ("Collection", "Year", "ReferenceDate", "LEA", "SourceLevel", "SoftwareCode", "Release",
+                    "SerialNo", "DateTime")
+_HEADER_UNMODELLED = tuple(n.name for n in spec.HEADER.walk() if n.kind == "leaf" and n.name not in _HEADER_MODELLED)
 
 
 class _Reader:
@@ -69,6 +72,11 @@ class _Reader:
         self.header_row: Row = {}
         self.header_line: int | None = None
         self.n_children = 0
+        self.extra: list[tuple[str, str]] = []
+        self.header_lines: dict[str, int] = {}
+        # Issues about a value whose element's own line is found by a second pass: (issue, keys, column).
+        self.pending: list[tuple[int, tuple[int, ...], str]] = []
+        self.wanted: set[int] | None = None
 
     # -- extraction -------------------------------------------------------------------------
 
@@ -81,6 +89,8 @@ class _Reader:
         self._check_required_tables(tables)
         header = self._header(year)
         self._check_restricted(year)
+        if self.pending:
+            self._locate_values()
         issues = pd.DataFrame.from_records(self.issues, columns=list(ISSUE_COLUMNS))
         children = tables["children"]
         ids = children.set_index("child")["LAchildID"]
@@ -192,6 +202,9 @@ class _Reader:
         if self.header_line is not None:
             return
         self.header_line = elem.sourceline
+        for sub in elem.iter():
+            if isinstance(sub.tag, str):
+                self.header_lines.setdefault(sub.tag, sub.sourceline)
         self._fill(elem, spec.HEADER, self.header_row, None, (), {})
 
     def _child(self, elem: etree._Element) -> None:
@@ -202,6 +215,11 @@ class _Reader:
             return
         self.n_children += 1
         n = self.n_children
+        if self.wanted is not None and n not in self.wanted:
+            elem.clear(keep_tail=False)
+            while elem.getprevious() is not None:
+                del parent[0]
+            return
         row: Row = {"child": n, "line": elem.sourceline}
         self.rows["children"].append(row)
         self._fill(elem, spec.CHILD, row, n, (n,), {})
@@ -241,7 +259,11 @@ class _Reader:
                 self._fill(sub, sn, new, child, new_keys, {})
             elif kind == "list":
                 self._list(sub, sn, child, keys, counters)
-            # opaque: accepted and skipped
+            elif kind == "opaque":
+                # Accepted and not modelled; keep its values so that nothing read is lost.
+                self.extra.extend((f"{sn.name}/{_path(leaf, sub)}", (leaf.text or "").strip())
+                                  for leaf in sub.iter() if isinstance(leaf.tag, str) and not len(leaf)
+                                  and (leaf.text or "").strip())
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
@@ -318,17 +340,28 @@ class _Reader:
                element: str | None, problem: str, value: Any = None) -> None:
         self.issues.append((line, severity, table, child, None, element, problem, value))
 
+    def _locate_values(self) -> None:
+        """Point issues about bad values at the value's own line, re-reading only the children concerned."""
+        locator = _Locator(self.path, self.override)
+        locator.wanted = {keys[0] for _, keys, _ in self.pending}
+        with locator._open() as fh:
+            locator._parse(fh)
+        for i, keys, column in self.pending:
+            line = locator.lines.get((keys, column))
+            if line is not None:
+                self.issues[i] = (line, *self.issues[i][1:])
+
     # -- the year ---------------------------------------------------------------------------
 
     def _settle_year(self) -> str:
         fits = frozenset(spec.YEARS)
-        clues: list[str] = []
+        clues: dict[str, frozenset[str]] = {}
         for name, lines in self.restricted.items():
             if not lines:
                 continue
             node = _node_named(name)
             fits = fits & node.years
-            clues.append(f"<{name}> ({spec.describe_years(node.years)})")
+            clues[name] = node.years
         claimed = self._claimed_year()
         if self.override:
             year = self.override
@@ -348,11 +381,12 @@ class _Reader:
         else:
             raise ReadError(self.path, "the header gives no census year and the structure fits none; "
                             "pass year= to choose one")
-        if year not in fits and clues:
+        odd = sorted(f"<{n}> ({spec.describe_years(ys)})" for n, ys in clues.items() if year not in ys)
+        if odd:
             self._issue(self.header_line, "error", None, None, "Year",
-                        f"the file is read as {year}, but its structure fits "
-                        f"{spec.describe_years(fits) if fits else 'no single year'}: it uses "
-                        + ", ".join(sorted(clues)))
+                        f"the file is read as {year}, but it uses {', '.join(odd)}; "
+                        + (f"its structure fits {spec.describe_years(fits)}" if fits
+                           else "no single census year has all of its elements"))
         return year
 
     def _claimed_year(self) -> str | None:
@@ -404,8 +438,11 @@ class _Reader:
             self._bad_rows(df, missing, table, node, f"<{node.name}> is missing")
         typed, bad = convert(raw, node, year)
         if bad is not None and bad.any():
+            key_cols = [df[k].to_numpy() for k in spec.TABLE_KEYS[table]]
             for i in np.flatnonzero(bad):
                 v = raw.iat[i]
+                if node.kind == "leaf" and node.leaf is None and not _is_list_leaf(node):
+                    self.pending.append((len(self.issues), tuple(int(c[i]) for c in key_cols), node.column))
                 self._issue(_line(df, i), "error", table, int(df["child"].iat[i]), node.name,
                             _bad_value_problem(node, str(v), year), v)
         return typed
@@ -436,9 +473,11 @@ class _Reader:
                 continue
             typed, bad = convert(pd.Series([raw], dtype="object"), node, year)
             if bad is not None and bad.any():
-                self._issue(self.header_line, "error", "header", None, node.name,
+                self._issue(self.header_lines.get(node.name, self.header_line), "error", "header", None, node.name,
                             _bad_value_problem(node, raw, year), raw)
             v = typed.iat[0]
+            if node.type == "datetime" and not pd.isna(v):
+                v = pd.Timestamp(raw)  # keep a UTC offset the file gives (columns drop it)
             values[node.name] = None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
         return Header(
             collection=values["Collection"],
@@ -450,7 +489,30 @@ class _Reader:
             release=values["Release"],
             serial=values["SerialNo"],
             datetime=values["DateTime"],
+            extra=(*((f"Source/{n}", self.header_row[n]) for n in _HEADER_UNMODELLED if n in self.header_row),
+                   *self.extra),
         )
+
+
+class _Locator(_Reader):
+    """A reader that notes the line of each value it stores, for :meth:`_Reader._locate_values`."""
+
+    def __init__(self, path: Path, year: str | None) -> None:
+        super().__init__(path, year)
+        self.lines: dict[tuple[tuple[int, ...], str], int] = {}
+
+    def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
+              keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
+        if (sub.text or "").strip():
+            target = self._redirected_row(sn, sub, keys, counters) if sn.row is not None else row
+            if sn.column not in target:
+                own = tuple(v for k, v in target.items() if k != "line" and isinstance(v, int) and k != "kind")
+                self.lines[(own, sn.column)] = sub.sourceline
+        super()._leaf(sub, sn, row, child, keys, counters)
+
+
+def _is_list_leaf(node: spec.Node) -> bool:
+    return any(n.leaf is node for n in spec.nodes())
 
 
 def convert(raw: pd.Series, node: spec.Node, year: str) -> tuple[pd.Series, np.ndarray | None]:
@@ -499,8 +561,8 @@ def _bad_value_problem(node: spec.Node, value: str, year: str) -> str:
     if t in ("int", "gyear"):
         return f"<{node.name}> '{value}' is not {'a whole number' if t == 'int' else 'a four-digit year'}"
     if node.codeset:
-        problem = f"<{node.name}> '{value}' is not a {node.codeset.replace('_', ' ')} code in {year}"
-        other = spec.code_years(node.codeset, value)
+        problem = f"<{node.name}> '{value}' is not a valid {node.codeset.replace('_', ' ')} code in {year}"
+        other = spec.code_years(node.codeset, value) & node.years
         if other:
             return problem + f" (it is valid in {spec.describe_years(other)})"
         near = [c for c in spec.codes(node.codeset, year) if c.lower() == value.lower()]
@@ -521,8 +583,17 @@ def _node_named(name: str) -> spec.Node:
 
 
 def _flat_text(elem: etree._Element) -> str | None:
+    # Untruncated: an unknown element's values must stay findable in the issues (nothing lost).
     text = " ".join(t.strip() for t in elem.itertext() if t.strip())
-    return text[:200] or None
+    return text or None
+
+
+def _path(leaf: etree._Element, top: etree._Element) -> str:
+    names: list[str] = []
+    while leaf is not None and leaf is not top:
+        names.append(etree.QName(leaf.tag).localname)
+        leaf = leaf.getparent()
+    return "/".join(reversed(names))
 
 
 def _syntax_problem(exc: etree.XMLSyntaxError) -> str:

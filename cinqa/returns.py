@@ -25,6 +25,8 @@ class Header:
     release: str | None = None
     serial: str | None = None
     datetime: pd.Timestamp | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+    """Values of header elements cinqa reads but does not model (old CBDS levels), as (path, value)."""
 
 
 @dataclass

@@ -97,6 +97,7 @@ def _header_lines(header: Header, year: str) -> list[str]:
         "SerialNo": header.serial,
         "DateTime": header.datetime.isoformat(timespec="seconds") if header.datetime is not None else None,
     }
+    values = {k: None if v is None else escape(v) for k, v in values.items()}
     out = ["  <Header>\n"]
     _container(spec.HEADER, values, {}, year, 2, out)
     out.append("  </Header>\n")
