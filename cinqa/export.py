@@ -1,0 +1,81 @@
+"""Write a return's tables, a failures table and batch summaries as CSV or Parquet files.
+
+Every file is written under a temporary name in its target folder and renamed when complete, so
+an interrupted run never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from cinqa.returns import CensusReturn
+
+FORMATS = ("csv", "parquet")
+ISSUES_NAME = "structural_issues"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block completes.
+
+    The temporary file is removed when the block raises (or is interrupted), so ``path`` either
+    keeps its old content or gets the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_frame(df: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+    """Write ``df`` to ``path`` as CSV or Parquet (from ``fmt`` or the file's suffix), atomically."""
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    writer = _WRITERS.get(fmt)
+    if writer is None:
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    with atomic_path(path) as tmp:
+        writer(df, tmp)
+    return path
+
+
+def write_tables(ret: CensusReturn, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
+    """Write each table of ``ret``, and its structural issues, to ``out_dir`` as one file each.
+
+    Files are named after the tables (``children.csv``, ``episodes.csv``, ...,
+    ``structural_issues.csv``); return their paths in that order.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    frames = {**ret.tables, ISSUES_NAME: ret.issues}
+    return [write_frame(df, out_dir / f"{name}.{fmt}", fmt) for name, df in frames.items()]
+
+
+def write_failures_csv(failures: pd.DataFrame, path: str | Path) -> Path:
+    """Write a failures table (the ``cinqa.validate`` contract) to ``path`` as CSV, atomically."""
+    return write_frame(failures, path, "csv")
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    # Census dates carry no time; ISO dates are what spreadsheets and other tools read back best.
+    df.to_csv(path, index=False, date_format="%Y-%m-%d", encoding="utf-8")
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    df.to_parquet(path, index=False, engine="pyarrow")
+
+
+_WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {"csv": _write_csv, "parquet": _write_parquet}
