@@ -1,0 +1,306 @@
+"""Write the Excel error report that caseworkers act on: one sheet per entity, offending cells highlighted.
+
+Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, how to read the workbook),
+"Summary" (rule, severity, message, children, rows), one sheet per entity holding each failing row
+with the entity's values and the fields the rule reads highlighted, and "Structural issues" (what
+the reader found wrong with the file's structure). Every sheet has a frozen, filterable header row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+from cinqa import spec
+from cinqa.export import atomic_path
+from cinqa.returns import CensusReturn
+
+FAILURE_COLUMNS = ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item",
+                   "fields", "values", "line")
+SUMMARY_COLUMNS = ("rule", "severity", "message", "children", "rows")
+ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
+QUERY_FILL = PatternFill("solid", fgColor="FFEB9C")
+HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
+_ERROR_FONT = Font(color="9C0006")
+_QUERY_FONT = Font(color="9C5700")
+_HEADER_FONT = Font(bold=True)
+_MAX_ROWS = 1_048_575  # Excel's sheet limit less the header row
+_WIDTH_SAMPLE = 500
+_DATE_FORMAT = "yyyy-mm-dd"
+_PAIR = re.compile(r"(?:^|(?<=; ))([A-Za-z][A-Za-z0-9_]*)=(.*?)(?=; [A-Za-z][A-Za-z0-9_]*=|$)", re.DOTALL)
+_MISSING_TEXT = frozenset({"", "NaT", "<NA>", "nan", "NaN", "None"})
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
+_ENTITY_ORDER = ("return", *spec.TABLE_KEYS)
+_NODE_ORDER = {n.name: i for i, n in enumerate(spec.nodes())}
+
+
+def parse_values(text: object) -> dict[str, str]:
+    """Split a failure's ``values`` text ("Field=value; Field=value") into a dict."""
+    if not isinstance(text, str):
+        return {}
+    return {m.group(1): m.group(2) for m in _PAIR.finditer(text) if m.group(2) not in _MISSING_TEXT}
+
+
+def summarise_failures(failures: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per rule: rule, severity, message, distinct children affected and failing rows."""
+    if failures.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("children", "rows") else "str")
+                             for c in SUMMARY_COLUMNS})
+    grouped = failures.groupby(["rule", "severity", "message"], sort=False, dropna=False, observed=True)
+    out = grouped.agg(children=("child", "nunique"), rows=("rule", "size")).reset_index()
+    return _sort_by_severity(out)[list(SUMMARY_COLUMNS)]
+
+
+def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusReturn | None = None, *,
+                       summary: pd.DataFrame | None = None, issues: pd.DataFrame | None = None,
+                       pseudonymised: bool = False, source: str | None = None,
+                       generated_at: dt.datetime | None = None) -> Path:
+    """Write the Excel error report for ``failures`` (the ``cinqa.validate`` contract) to ``path``.
+
+    ``ret`` supplies each failing row's other values, the file's facts and its structural issues
+    (``issues`` overrides them); pass the pseudonymised return together with pseudonymised
+    failures, and ``pseudonymised=True`` so the cover says so. The file is written atomically.
+    """
+    path = Path(path)
+    missing = [c for c in FAILURE_COLUMNS if c not in failures]
+    if missing:
+        raise ValueError(f"the failures table lacks the columns {', '.join(missing)}")
+    summary = summarise_failures(failures) if summary is None else summary
+    if issues is None:
+        issues = ret.issues if ret is not None else pd.DataFrame()
+    wb = Workbook(write_only=True)
+    notes: list[str] = []
+    entity_sheets: list[tuple[str, pd.DataFrame, list[set[str]]]] = []
+    for entity, rows in _by_entity(failures):
+        frame, fields = _entity_frame(entity, rows, ret)
+        if len(frame) > _MAX_ROWS:
+            notes.append(f"Sheet {entity!r} shows the first {_MAX_ROWS:,} of {len(frame):,} failing rows "
+                         "(Excel's limit); the CSV output has them all.")
+            frame, fields = frame.iloc[:_MAX_ROWS], fields[:_MAX_ROWS]
+        entity_sheets.append((entity, frame, fields))
+    _cover(wb, failures, ret, issues, pseudonymised, source, generated_at or dt.datetime.now(), notes)
+    _table_sheet(wb, "Summary", summary[[c for c in SUMMARY_COLUMNS if c in summary]])
+    used = {"About", "Summary", "Structural issues"}
+    for entity, frame, fields in entity_sheets:
+        name = _sheet_name(entity, used)
+        used.add(name)
+        _table_sheet(wb, name, frame, highlight=fields, severity=frame["severity"])
+    issue_cols = [c for c in ("line", "severity", "table", "LAchildID", "element", "problem", "value") if c in issues]
+    _table_sheet(wb, "Structural issues", issues[issue_cols] if issue_cols else
+                 pd.DataFrame(columns=["line", "severity", "table", "LAchildID", "element", "problem", "value"]))
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
+    return path
+
+
+def _by_entity(failures: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
+    entities = [str(e) for e in failures["entity"].dropna().unique()]
+    known = [e for e in _ENTITY_ORDER if e in entities]
+    for entity in known + sorted(set(entities) - set(known)):
+        yield entity, failures[failures["entity"].astype("str") == entity].copy()
+
+
+def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> tuple[pd.DataFrame, list[set[str]]]:
+    """Return the sheet's rows for one entity, and for each row the set of fields to highlight.
+
+    A failure is matched to its row of the entity's table by XML line, which is unique per row;
+    where there is no such row (a view, an LA-level rule), the values the rule read are shown.
+    """
+    rows = rows.reset_index(drop=True)
+    keys = spec.TABLE_KEYS.get(entity, ("child", "episode", "item"))
+    out = pd.DataFrame({
+        "LAchildID": rows["LAchildID"].astype("object"),
+        "rule": rows["rule"].astype("object"),
+        "severity": rows["severity"].astype("object"),
+        "message": rows["message"].astype("object"),
+    })
+    table = ret.tables.get(entity) if ret is not None else None
+    joined = pd.DataFrame(index=rows.index)
+    if table is not None and "line" in table:
+        lookup = table.dropna(subset=["line"]).drop_duplicates("line").set_index("line")
+        joined = lookup.reindex(pd.array(rows["line"].to_numpy(), dtype="Int64")).reset_index(drop=True)
+    own = {"episode": rows["episode"], keys[-1]: rows["item"]}
+    for k in keys[1:]:
+        col = joined[k] if k in joined else pd.Series(pd.NA, index=rows.index, dtype="Int64")
+        if k in own:
+            col = col.astype("Int64").fillna(own[k].astype("Int64"))
+        if table is not None or col.notna().any():
+            out[k] = col.astype("Int64")
+    out["line"] = rows["line"].astype("Int64")
+    skip = set(keys) | {"LAchildID", "line", "kind", "child"}
+    data = joined[[c for c in joined.columns if c not in skip]].copy()
+    fields = [set(filter(None, (f.strip() for f in v.split(",")))) if isinstance(v, str) else set()
+              for v in rows["fields"]]
+    parsed = [parse_values(v) for v in rows["values"]]
+    for col in sorted({f for fs in fields for f in fs} - set(data.columns) - set(out.columns), key=_field_order):
+        data[col] = _typed_text(pd.Series([p.get(col) for p in parsed], index=rows.index, dtype="object"))
+    for col in data.columns:
+        # Where the table has no row for a failure, what the rule read still shows.
+        if data[col].isna().any():
+            fill = pd.Series([p.get(col) for p in parsed], index=rows.index, dtype="object")
+            if fill.notna().any():
+                data[col] = data[col].astype("object").where(data[col].notna(), fill)
+    if entity == "return":
+        out = out.drop(columns=[c for c in ("LAchildID", "line") if out[c].isna().all()])
+    return pd.concat([out, data], axis=1), fields
+
+
+def _typed_text(s: pd.Series) -> pd.Series:
+    """Return text values as dates when every one of them is an ISO date, so they sort as dates."""
+    present = s.dropna().astype("str")
+    if len(present) and present.str.fullmatch(_ISO_DATE).all():
+        return pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+    return s
+
+
+def _field_order(name: str) -> tuple[int, str]:
+    return _NODE_ORDER.get(name, len(_NODE_ORDER)), name
+
+
+def _cover(wb: Workbook, failures: pd.DataFrame, ret: CensusReturn | None, issues: pd.DataFrame,
+           pseudonymised: bool, source: str | None, generated_at: dt.datetime, notes: Sequence[str]) -> None:
+    ws = wb.create_sheet("About")
+    ws.column_dimensions["A"].width = 24
+    ws.column_dimensions["B"].width = 90
+    severity = failures["severity"].astype("str")
+    file = source or (ret.path.name if ret is not None and ret.path is not None else "")
+    facts: list[tuple[str, Any]] = [
+        ("File", file),
+        ("LA", ret.header.la if ret is not None else None),
+        ("Census year", ret.year if ret is not None else None),
+        ("Children in the return", len(ret.children) if ret is not None else None),
+        ("Generated at", generated_at.replace(microsecond=0).isoformat(sep=" ")),
+        ("Pseudonymised", "yes: LAchildID, UPN and former UPN are keyed tokens; birth dates are the first "
+                          "of their month" if pseudonymised else
+                          "no: this workbook identifies children; share it only as your data policy allows"),
+        ("Errors", int((severity == "error").sum())),
+        ("Queries", int((severity == "query").sum())),
+        ("Structural issues", len(issues)),
+    ]
+    title = WriteOnlyCell(ws, value="CIN census error report")
+    title.font = Font(bold=True, size=14)
+    ws.append([title])
+    ws.append([])
+    for label, value in facts:
+        cell = WriteOnlyCell(ws, value=label)
+        cell.font = _HEADER_FONT
+        ws.append([cell, _safe(value)])
+    ws.append([])
+    guide = [
+        "Summary lists each rule that failed, with the number of children and rows affected.",
+        "Each entity sheet (children, episodes, ...) holds one row per failure with that row's values; "
+        "the cells the rule reads are highlighted (red for errors, amber for queries).",
+        "Use the filter arrows in the header row to pick a rule, a child or a severity; 'line' is the line "
+        "of the XML file where the row starts.",
+        "Structural issues are problems with the file itself (unknown, misplaced or unreadable elements).",
+        *notes,
+    ]
+    head = WriteOnlyCell(ws, value="How to read this workbook")
+    head.font = _HEADER_FONT
+    ws.append([head])
+    wrap = Alignment(wrap_text=True, vertical="top")
+    for line in guide:
+        cell = WriteOnlyCell(ws, value=line)
+        cell.alignment = wrap
+        ws.append([None, cell])
+
+
+def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Sequence[set[str]] | None = None,
+                 severity: pd.Series | None = None) -> WriteOnlyWorksheet:
+    ws = wb.create_sheet(name)
+    columns = [str(c) for c in frame.columns]
+    n = len(frame)
+    last = get_column_letter(max(len(columns), 1))
+    ws.freeze_panes = "B2"
+    ws.auto_filter.ref = f"A1:{last}{n + 1}"
+    dates = {c for c in columns if frame[c].dtype.kind == "M"}
+    for i, col in enumerate(columns, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = _width(col, frame[col], col in dates)
+    header = []
+    for col in columns:
+        cell = WriteOnlyCell(ws, value=col)
+        cell.font = _HEADER_FONT
+        cell.fill = HEADER_FILL
+        header.append(cell)
+    ws.append(header)
+    values = [_column_values(frame[c]) for c in columns]
+    sev = severity.astype("str").tolist() if severity is not None else None
+    for r in range(n):
+        marked = highlight[r] if highlight is not None else ()
+        out: list[Any] = []
+        for c, col in enumerate(columns):
+            v = values[c][r]
+            if col in marked or col in dates or (isinstance(v, str) and v.startswith("=")):
+                cell = WriteOnlyCell(ws, value=v)
+                if isinstance(v, str):
+                    cell.data_type = "s"  # a value is never a formula, whatever it starts with
+                if col in dates:
+                    cell.number_format = _DATE_FORMAT
+                if col in marked:
+                    is_query = sev is not None and sev[r] == "query"
+                    cell.fill = QUERY_FILL if is_query else ERROR_FILL
+                    cell.font = _QUERY_FONT if is_query else _ERROR_FONT
+                out.append(cell)
+            else:
+                out.append(v)
+        ws.append(out)
+    return ws
+
+
+def _column_values(s: pd.Series) -> list[Any]:
+    """Return a column's values as plain Python values openpyxl can write; missing becomes None."""
+    if s.dtype.kind == "M":
+        return [None if pd.isna(v) else pd.Timestamp(v).to_pydatetime() for v in s.tolist()]
+    out = []
+    for v in s.astype("object").tolist():
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            out.append(None)
+        else:
+            out.append(_safe(v))
+    return out
+
+
+def _safe(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    if isinstance(v, bool | int | float | dt.datetime | dt.date) or v is None:
+        return v
+    return ILLEGAL_CHARACTERS_RE.sub("", str(v))
+
+
+def _width(name: str, s: pd.Series, is_date: bool) -> float:
+    if is_date:
+        return max(12, len(name) + 3)
+    sample = s.iloc[:_WIDTH_SAMPLE].astype("object").dropna().astype("str")
+    longest = int(sample.str.len().max()) if len(sample) else 0
+    return float(min(60, max(8, len(name) + 3, longest + 2)))
+
+
+def _sheet_name(entity: str, used: set[str]) -> str:
+    base = _BAD_SHEET_CHARS.sub("_", entity)[:31] or "entity"
+    name, i = base, 2
+    while name in used:
+        suffix = f" ({i})"
+        name, i = base[: 31 - len(suffix)] + suffix, i + 1
+    return name
+
+
+def _sort_by_severity(df: pd.DataFrame) -> pd.DataFrame:
+    rank = df["severity"].astype("str").map({"error": 0, "query": 1}).fillna(2)
+    return df.assign(_rank=rank).sort_values(["_rank", "rule"], kind="stable").drop(columns="_rank") \
+        .reset_index(drop=True)

@@ -1,0 +1,180 @@
+"""The Excel error report, opened back with openpyxl and checked sheet by sheet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+
+import cinqa
+from cinqa.excel import ERROR_FILL, QUERY_FILL, parse_values, summarise_failures, write_error_report
+from cinqa.pseudonymise import pseudonymise_failures, pseudonymise_return, return_scrubber
+
+FIXTURE = Path(__file__).parent / "fixtures" / "cin-2023-24.xml"
+COLUMNS = ["rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item", "fields", "values",
+           "line"]
+
+
+def failures_frame() -> pd.DataFrame:
+    """Failures in the shape ``cinqa.validate`` produces, for the 2023-24 fixture."""
+    rows = [
+        ("8525Q", "query", "Either Date of Birth or Expected Date of Birth must be provided (but not both)",
+         "children", 2, "C002", None, None, "PersonBirthDate,ExpectedPersonBirthDate",
+         "PersonBirthDate=NaT; ExpectedPersonBirthDate=2024-06-20", 84),
+        ("8606", "error", "Child referral date is more than 40 weeks before DOB or expected DOB", "episodes",
+         1, "C001", 1, 1, "CINreferralDate,PersonBirthDate", "CINreferralDate=2023-04-03; PersonBirthDate=2015-06-01", 34),
+        ("8606", "error", "Child referral date is more than 40 weeks before DOB or expected DOB", "episodes",
+         1, "C001", 2, 2, "CINreferralDate,PersonBirthDate", "CINreferralDate=2023-09-11; PersonBirthDate=2015-06-01", 49),
+        ("1510", "error", "UPN invalid (wrong check letter at character 1)", "children", 3, "C003", None, None,
+         "UPN", "UPN=A201987654321", 101),
+        ("2886Q", "query", "Percentage of children with no gender recorded is more than 2% (excluding unborns)",
+         "return", None, None, None, None, "GenderCurrent", "", None),
+        ("2060", "error", "Review date before the plan started", "cp_reviews", 3, "C003", 1, 2, "CPPreviewDate",
+         "CPPreviewDate=2023-07-20; CPPstartDate=2022-12-01", 136),
+    ]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for col in ("child", "episode", "item", "line"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+@pytest.fixture(scope="module")
+def ret() -> cinqa.CensusReturn:
+    return cinqa.read_return(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def workbook(ret: cinqa.CensusReturn, tmp_path_factory: pytest.TempPathFactory) -> openpyxl.Workbook:
+    path = tmp_path_factory.mktemp("xlsx") / "errors.xlsx"
+    write_error_report(path, failures_frame(), ret, generated_at=dt.datetime(2024, 5, 2, 10, 0))
+    return openpyxl.load_workbook(path)
+
+
+def rows_of(ws: openpyxl.worksheet.worksheet.Worksheet) -> list[dict[str, object]]:
+    values = list(ws.iter_rows(values_only=True))
+    return [dict(zip(values[0], r)) for r in values[1:]]
+
+
+def test_sheets_come_in_reading_order(workbook: openpyxl.Workbook) -> None:
+    assert workbook.sheetnames == ["About", "Summary", "return", "children", "episodes", "cp_reviews",
+                                   "Structural issues"]
+
+
+def test_cover_names_the_file_and_says_it_is_not_pseudonymised(workbook: openpyxl.Workbook) -> None:
+    facts = {r[0]: r[1] for r in workbook["About"].iter_rows(values_only=True) if r and r[0]}
+    assert facts["File"] == "cin-2023-24.xml" and facts["LA"] == "201" and facts["Census year"] == "2023-24"
+    assert facts["Generated at"] == "2024-05-02 10:00:00"
+    assert facts["Pseudonymised"].startswith("no")
+    assert (facts["Errors"], facts["Queries"], facts["Structural issues"]) == (4, 2, 0)
+
+
+def test_summary_has_one_row_per_rule_errors_first(workbook: openpyxl.Workbook) -> None:
+    summary = rows_of(workbook["Summary"])
+    assert list(summary[0]) == ["rule", "severity", "message", "children", "rows"]
+    assert [r["rule"] for r in summary] == ["1510", "2060", "8606", "2886Q", "8525Q"]
+    row = next(r for r in summary if r["rule"] == "8606")
+    assert (row["children"], row["rows"]) == (1, 2)
+
+
+def test_every_table_sheet_has_a_frozen_filtered_header(workbook: openpyxl.Workbook) -> None:
+    for name in workbook.sheetnames[1:]:
+        ws = workbook[name]
+        assert ws.freeze_panes == "B2", name
+        assert ws.auto_filter.ref == f"A1:{ws.cell(1, ws.max_column).column_letter}{ws.max_row}", name
+        assert all(ws.cell(1, c).font.bold for c in range(1, ws.max_column + 1)), name
+        widths = [ws.column_dimensions[ws.cell(1, c).column_letter].width for c in range(1, ws.max_column + 1)]
+        assert all(8 <= w <= 60 for w in widths), name
+
+
+def test_entity_rows_carry_the_row_values_and_highlight_the_rule_fields(workbook: openpyxl.Workbook) -> None:
+    ws = workbook["episodes"]
+    header = [c.value for c in ws[1]]
+    assert header[:4] == ["LAchildID", "rule", "severity", "message"]
+    assert {"episode", "line", "CINreferralDate", "ReferralSource", "PersonBirthDate"} <= set(header)
+    first = {h: c for h, c in zip(header, ws[2])}
+    assert first["LAchildID"].value == "C001" and first["ReferralSource"].value == "2A"
+    assert first["CINreferralDate"].value == dt.datetime(2023, 4, 3)
+    assert first["PersonBirthDate"].value == dt.datetime(2015, 6, 1)
+    assert first["CINreferralDate"].fill.fgColor.rgb.endswith(ERROR_FILL.fgColor.rgb[-6:])
+    assert first["PersonBirthDate"].fill.fgColor.rgb.endswith(ERROR_FILL.fgColor.rgb[-6:])
+    assert first["ReferralSource"].fill.fill_type is None
+
+
+def test_queries_are_highlighted_in_their_own_colour(workbook: openpyxl.Workbook) -> None:
+    ws = workbook["children"]
+    header = [c.value for c in ws[1]]
+    cells = {r[0].value + "/" + r[1].value: dict(zip(header, r)) for r in ws.iter_rows(min_row=2)}
+    query = cells["C002/8525Q"]
+    assert query["ExpectedPersonBirthDate"].fill.fgColor.rgb.endswith(QUERY_FILL.fgColor.rgb[-6:])
+    assert query["UPNunknown"].value == "UN1" and query["UPNunknown"].fill.fill_type is None
+    error = cells["C003/1510"]
+    assert error["UPN"].value == "A201987654321"
+    assert error["UPN"].fill.fgColor.rgb.endswith(ERROR_FILL.fgColor.rgb[-6:])
+
+
+def test_deep_entities_show_their_keys(workbook: openpyxl.Workbook) -> None:
+    (row,) = rows_of(workbook["cp_reviews"])
+    assert (row["episode"], row["cpp"], row["review"], row["line"]) == (1, 1, 2, 136)
+    assert row["CPPreviewDate"] == dt.datetime(2023, 7, 20)
+
+
+def test_la_level_rules_get_a_sheet_without_child_columns(workbook: openpyxl.Workbook) -> None:
+    (row,) = rows_of(workbook["return"])
+    assert row["rule"] == "2886Q" and "LAchildID" not in row
+
+
+def test_structural_issues_sheet_lists_the_reader_issues(ret: cinqa.CensusReturn, tmp_path: Path) -> None:
+    issues = pd.DataFrame({"line": pd.array([7], dtype="Int64"), "severity": ["error"], "table": [None],
+                           "child": pd.array([1], dtype="Int64"), "LAchildID": ["C001"], "element": ["Colour"],
+                           "problem": ["unknown element <Colour> inside <Child>"], "value": ["blue"]})
+    path = write_error_report(tmp_path / "e.xlsx", failures_frame().iloc[:0], ret, issues=issues)
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["About", "Summary", "Structural issues"]
+    (row,) = rows_of(wb["Structural issues"])
+    assert row["problem"] == "unknown element <Colour> inside <Child>" and row["line"] == 7
+
+
+def test_values_that_look_like_formulas_stay_text(ret: cinqa.CensusReturn, tmp_path: Path) -> None:
+    failures = failures_frame().iloc[[3]].copy()
+    failures["message"] = '=HYPERLINK("http://example.invalid","x")'
+    path = write_error_report(tmp_path / "f.xlsx", failures, ret)
+    ws = openpyxl.load_workbook(path)["children"]
+    cell = ws["D2"]
+    assert cell.value == '=HYPERLINK("http://example.invalid","x")' and cell.data_type == "s"
+
+
+def test_works_without_a_return(tmp_path: Path) -> None:
+    path = write_error_report(tmp_path / "g.xlsx", failures_frame())
+    wb = openpyxl.load_workbook(path)
+    (row,) = [r for r in rows_of(wb["children"]) if r["rule"] == "1510"]
+    assert row["UPN"] == "A201987654321"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.xlsx"]
+
+
+def test_pseudonymised_workbook_holds_no_identifier(ret: cinqa.CensusReturn, tmp_path: Path) -> None:
+    key = bytes(range(32))
+    failures = pseudonymise_failures(failures_frame(), key, return_scrubber(ret, key))
+    path = write_error_report(tmp_path / "p.xlsx", failures, pseudonymise_return(ret, key), pseudonymised=True)
+    with zipfile.ZipFile(path) as z:
+        blob = b"".join(z.read(n) for n in z.namelist())
+    for value in ("C001", "C002", "C003", "A201123456789", "A201987654321", "A201111111111", "2009-12-24",
+                  "2024-06-20"):
+        assert value.encode() not in blob
+    facts = {r[0]: r[1] for r in openpyxl.load_workbook(path)["About"].iter_rows(values_only=True) if r and r[0]}
+    assert facts["Pseudonymised"].startswith("yes")
+
+
+def test_missing_contract_columns_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fields"):
+        write_error_report(tmp_path / "h.xlsx", failures_frame().drop(columns="fields"))
+    assert not any(tmp_path.iterdir())
+
+
+def test_summarise_and_parse_helpers() -> None:
+    summary = summarise_failures(failures_frame())
+    assert summary.set_index("rule").loc["2886Q", "children"] == 0
+    assert parse_values("A=1; B=x; y; C=NaT") == {"A": "1", "B": "x; y"}
