@@ -23,6 +23,9 @@ from cinqa.errors import ReadError, YearError
 from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
 
 _ALL_YEARS = frozenset(spec.YEARS)
+# No DTD, no entity expansion, no network, libxml2's size limits kept (huge_tree=False).
+_SAFE: dict[str, Any] = dict(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
+                             remove_comments=True, remove_pis=True)
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 _PROLOGUE_BYTES = 65536
 _UNSAFE_PROLOGUE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -57,6 +60,7 @@ def _homes() -> dict[str, set[str]]:
 _TAGS = _tag_maps()
 _HOMES = _homes()
 _RESTRICTED = frozenset(n.name for n in spec.nodes() if n.restricted)
+_WITH_ATTRIBUTES = etree.XPath("descendant-or-self::*[@*]")
 _HEADER_MODELLED = ("Collection", "Year", "ReferenceDate", "LEA", "SourceLevel", "SoftwareCode", "Release",
                     "SerialNo", "DateTime")
 _HEADER_UNMODELLED = tuple(n.name for n in spec.HEADER.walk() if n.kind == "leaf" and n.name not in _HEADER_MODELLED)
@@ -83,6 +87,7 @@ class _Reader:
     def read(self) -> CensusReturn:
         with self._open() as fh:
             self._check_prologue(fh)
+            self._check_root(fh)
             self._parse(fh)
         year = self._settle_year()
         tables = {t: self._frame(t, year) for t in spec.TABLE_KEYS}
@@ -118,8 +123,12 @@ class _Reader:
             raise ReadError(self.path, "the file is empty")
         if not head.strip():
             raise ReadError(self.path, "the file holds only whitespace, no XML")
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            text = head.decode("utf-16", errors="replace")
+        wide = _utf16(head)
+        if wide and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and "<?xml" not in head[:20].decode(wide, "replace"):
+            raise ReadError(self.path, "the file looks like UTF-16 but has neither a byte-order mark nor an XML "
+                            "declaration, so its encoding cannot be known; save it as UTF-8", 1)
+        if wide:
+            text = head.decode(wide, errors="replace")
             unsafe = _UNSAFE_PROLOGUE_16.search(text)
             where = text[: unsafe.start()].count("\n") + 1 if unsafe else None
         else:
@@ -133,18 +142,43 @@ class _Reader:
                 where,
             )
 
+    def _check_root(self, fh: BinaryIO) -> None:
+        """Refuse a file whose root is not a plain <Message>, or that has a DOCTYPE, before reading on."""
+        root = None
+        try:
+            for _, root in etree.iterparse(fh, events=("start",), **_SAFE):
+                break
+        except etree.XMLSyntaxError as exc:
+            raise self._syntax_error(exc) from None
+        except (ValueError, LookupError) as exc:  # e.g. an unknown encoding declaration
+            raise ReadError(self.path, f"cannot decode the file: {exc}") from None
+        fh.seek(0)
+        if root is None:
+            raise ReadError(self.path, "the file has no element; a CIN census return starts with <Message>")
+        if root.getroottree().docinfo.doctype:
+            raise ReadError(self.path, "the file declares a DOCTYPE; census returns never do, and such "
+                            "declarations can be used to read other files or exhaust memory, so the file is refused")
+        name = etree.QName(root.tag)
+        if name.localname != "Message":
+            raise ReadError(self.path, f"the root element is <{name.localname}>; a CIN census return starts "
+                            "with <Message>", root.sourceline)
+        if name.namespace:
+            raise ReadError(self.path, f"the root element <Message> is in namespace {name.namespace!r}; "
+                            "census returns use no namespace", root.sourceline)
+
+    def _syntax_error(self, exc: etree.XMLSyntaxError) -> ReadError:
+        # With entities unresolved lxml can report a vague "no element found"; its log has the real cause.
+        # The log can hold earlier parses' errors too, so it is consulted only then, and its last entry.
+        msg, line = exc.msg or str(exc), exc.lineno or None
+        if not line:
+            entries = [e for e in exc.error_log if e.level >= etree.ErrorLevels.ERROR]
+            if entries:
+                msg, line = entries[-1].message, entries[-1].line or None
+        msg = re.sub(r", line \d+, column \d+$", "", msg.strip()).strip()
+        return ReadError(self.path, _syntax_problem(msg), line)
+
     def _parse(self, fh: BinaryIO) -> None:
-        events = etree.iterparse(
-            fh,
-            events=("start", "end"),
-            tag=("{*}Message", "Header", "Child"),
-            resolve_entities=False,
-            load_dtd=False,
-            no_network=True,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-        )
+        events = etree.iterparse(fh, events=("start", "end"), tag=("{*}Message", "Header", "{*}Child"), **_SAFE)
         saw_message = False
         try:
             for event, elem in events:
@@ -166,10 +200,13 @@ class _Reader:
                     continue
                 if tag == "Child":
                     self._child(elem)
-                elif tag == "Header" and elem.getparent() is not None and elem.getparent().tag == "Message":
-                    self._header_elem(elem)
+                elif tag == "Header":
+                    if elem.getparent() is not None and elem.getparent().tag == "Message":
+                        self._header_elem(elem)
+                elif tag[-6:] == "}Child":  # a Child in a namespace: not census data, reported and freed
+                    self._drop(elem, None)
         except etree.XMLSyntaxError as exc:
-            raise ReadError(self.path, _syntax_problem(exc), exc.lineno or None) from None
+            raise self._syntax_error(exc) from None
         except (ValueError, LookupError) as exc:  # e.g. an unknown encoding declaration
             raise ReadError(self.path, f"cannot decode the file: {exc}") from None
         root = events.root
@@ -181,11 +218,21 @@ class _Reader:
     def _check_top(self, root: etree._Element) -> None:
         """Report anything at the Message and Children levels that is not Header, Children or Child."""
         headers = childrens = 0
+        if root.attrib:
+            self._attributes(root, None)
         for sub in root:
             if sub.tag == "Header":
                 headers += 1
+                if headers > 1:
+                    self._issue(sub.sourceline, "error", "header", None, "Header",
+                                "a second <Header>; only the first is read", _flat_text(sub))
             elif sub.tag == "Children":
                 childrens += 1
+                if childrens > 1:
+                    self._issue(sub.sourceline, "error", None, None, "Children",
+                                "a second <Children>; its children are read as well")
+                if sub.attrib:
+                    self._attributes(sub, None)
                 for c in sub:
                     if c.tag != "Child":
                         self._unknown(c, "Children", None)
@@ -195,13 +242,13 @@ class _Reader:
             self._issue(None, "error", None, None, "Header", "the file has no <Header>")
         if childrens == 0:
             self._issue(None, "error", None, None, "Children", "the file has no <Children>")
-        if headers > 1 or childrens > 1:
-            self._issue(None, "error", None, None, "Message", "more than one <Header> or <Children>")
 
     def _header_elem(self, elem: etree._Element) -> None:
         if self.header_line is not None:
             return
         self.header_line = elem.sourceline
+        for odd in _WITH_ATTRIBUTES(elem):
+            self._attributes(odd, None)
         for sub in elem.iter():
             if isinstance(sub.tag, str):
                 self.header_lines.setdefault(sub.tag, sub.sourceline)
@@ -210,8 +257,7 @@ class _Reader:
     def _child(self, elem: etree._Element) -> None:
         parent = elem.getparent()
         if parent is None or parent.tag != "Children":
-            self._unknown(elem, parent.tag if parent is not None else "", None)
-            elem.clear(keep_tail=False)
+            self._drop(elem, None)
             return
         self.n_children += 1
         n = self.n_children
@@ -222,6 +268,8 @@ class _Reader:
             return
         row: Row = {"child": n, "line": elem.sourceline}
         self.rows["children"].append(row)
+        for odd in _WITH_ATTRIBUTES(elem):
+            self._attributes(odd, n)
         self._fill(elem, spec.CHILD, row, n, (n,), {})
         # Free what has been read: the element itself and the processed siblings before it.
         elem.clear(keep_tail=False)
@@ -324,13 +372,32 @@ class _Reader:
             self._issue(sub.sourceline, "error", None, child, sn.name,
                         f"<{sn.name}> holds no <{leaf.name}>; leave the group out instead")
 
+    def _attributes(self, elem: etree._Element, child: int | None) -> None:
+        name = etree.QName(elem.tag).localname
+        self._issue(elem.sourceline, "error", None, child, name,
+                    f"<{name}> has attributes ({', '.join(elem.attrib)}); census elements have none",
+                    " ".join(elem.attrib.values()))
+
+    def _drop(self, elem: etree._Element, child: int | None) -> None:
+        """Report a misplaced element once, then free it so no later pass sees it again."""
+        parent = elem.getparent()
+        self._unknown(elem, etree.QName(parent.tag).localname if parent is not None else "", child)
+        if parent is not None:
+            parent.remove(elem)
+        else:
+            elem.clear(keep_tail=False)
+
     def _unknown(self, sub: etree._Element, parent: str, child: int | None) -> None:
         tag = sub.tag
         if not isinstance(tag, str):
             return
-        name = etree.QName(tag).localname
+        qname = etree.QName(tag)
+        name = qname.localname
         homes = sorted(h for h in _HOMES.get(name, ()) if h and h != parent)
-        if homes:
+        if qname.namespace:
+            problem = (f"element <{name}> in namespace {qname.namespace!r} inside <{parent}>; "
+                       "census returns use no namespace")
+        elif homes:
             problem = f"<{name}> is misplaced inside <{parent}>; it belongs inside <{'> or <'.join(homes)}>"
         else:
             problem = f"unknown element <{name}> inside <{parent}>"
@@ -596,17 +663,29 @@ def _path(leaf: etree._Element, top: etree._Element) -> str:
     return "/".join(reversed(names))
 
 
-def _syntax_problem(exc: etree.XMLSyntaxError) -> str:
-    msg = (exc.msg or str(exc)).strip()
+def _utf16(head: bytes) -> str | None:
+    """Name the UTF-16 codec that the first bytes suggest, if they suggest one."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if head[:1] == b"<" and head[1:2] == b"\x00":
+        return "utf-16-le"
+    if head[:1] == b"\x00" and head[1:2] == b"<":
+        return "utf-16-be"
+    return None
+
+
+def _syntax_problem(msg: str) -> str:
     low = msg.lower()
+    if "depth" in low:
+        return f"the elements are nested too deeply ({msg})"
     if "huge" in low or "xmlsax2characters" in low:
         return f"a value is too large to be a census value ({msg})"
-    if "depth" in low or "excessive depth" in low:
-        return f"the elements are nested too deeply ({msg})"
+    if "entity" in low:
+        return f"the file refers to an entity that census returns do not define ({msg})"
     if "document is empty" in low or "start tag expected" in low:
         return f"the file is not XML ({msg})"
     if "premature end" in low or "extra content" in low or "not properly terminated" in low:
         return f"the file is truncated or malformed XML ({msg})"
     if "encoding" in low or "utf-8" in low or "bytes" in low:
-        return f"the file's bytes do not match its declared encoding ({msg})"
+        return f"the file's bytes do not match its encoding, UTF-8 unless it declares another ({msg})"
     return f"not well-formed XML: {msg}"

@@ -1,0 +1,1 @@
+"""Hostile and malformed census files, built on demand (nothing large is committed)."""

@@ -1,0 +1,212 @@
+"""Hostile and malformed input: a clear ReadError or an issue row, never a crash, a hang, a file or network access."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cinqa.read
+from cinqa import read_return
+from cinqa.errors import ReadError
+from hostile.corpus import BASE, BASE_FILE, CASES, NO_LINE, Case, Context, huge_text_file, replicated_file, truncations
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Listener:
+    """A local TCP port that records any connection, to prove the parser (C code included) never dials out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/secret.dtd"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def listener():
+    lst = Listener()
+    yield lst
+    lst.close()
+    assert lst.connections == 0
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory, listener) -> Context:
+    secret = tmp_path_factory.mktemp("secret") / "sentinel.txt"
+    secret.write_text(f"SENTINEL-{uuid.uuid4().hex}", encoding="utf-8")
+    return Context(sentinel=secret, url=listener.url)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Fail any Python-level attempt to reach the network while a test runs."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return read_return(BASE_FILE)
+
+
+def everything_said(ret) -> str:
+    """All text a return holds, to search for leaked secrets."""
+    parts = [ret.issues.astype(str).to_csv(), repr(ret.header)]
+    parts += [df.astype(str).to_csv() for df in ret.tables.values()]
+    return "\n".join(parts)
+
+
+def assert_same_tables(ret, base) -> None:
+    assert ret.issues.empty, ret.issues.to_string()
+    for name, df in base.tables.items():
+        pd.testing.assert_frame_equal(ret.tables[name].drop(columns="line"), df.drop(columns="line"), obj=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_hostile_case(tmp_path, ctx, listener, base, case: Case):
+    path = tmp_path / f"{case.name}.xml"
+    path.write_bytes(case.build(ctx))
+    secret = ctx.sentinel.read_text()
+    if case.error is not None:
+        with pytest.raises(ReadError) as info:
+            read_return(path)
+        err = info.value
+        assert err.path == str(path)
+        assert re.search(case.error, err.problem), err.problem
+        if case.line == NO_LINE:
+            assert err.line is None
+        elif case.line is not None:
+            assert err.line == case.line, str(err)
+        expected = f"{path}, line {err.line}: " if err.line else f"{path}: "
+        assert str(err) == expected + err.problem
+        assert secret not in str(err)
+        assert "Traceback" not in str(err)
+    else:
+        ret = read_return(path)
+        said = everything_said(ret)
+        assert secret not in said
+        if case.same:
+            assert_same_tables(ret, base)
+        if case.issue is not None:
+            element, problem = case.issue
+            rows = ret.issues[ret.issues["element"] == element]
+            assert len(rows) >= 1, ret.issues.to_string()
+            assert rows["problem"].str.contains(problem, regex=True).any(), rows["problem"].tolist()
+            assert rows["line"].notna().all()
+            assert len(ret.children) >= 1
+    assert listener.connections == 0
+
+
+def test_latin1_declared_values_are_decoded(tmp_path, ctx):
+    (case,) = [c for c in CASES if c.name == "latin1-declared"]
+    path = tmp_path / "latin1.xml"
+    path.write_bytes(case.build(ctx))
+    assert read_return(path).header.software == "Système"
+
+
+def test_attribute_values_are_reported_not_lost(tmp_path, ctx):
+    (case,) = [c for c in CASES if c.name == "attribute"]
+    path = tmp_path / "attr.xml"
+    path.write_bytes(case.build(ctx))
+    issues = read_return(path).issues
+    assert issues["value"].tolist() == ["secret"] and issues["line"].tolist() == [20]
+
+
+@pytest.mark.parametrize("cut", truncations())
+def test_truncated_file(tmp_path, cut):
+    path = tmp_path / "cut.xml"
+    path.write_bytes(BASE[:cut])
+    with pytest.raises(ReadError) as info:
+        read_return(path)
+    problem = info.value.problem
+    assert re.search(r"truncated or malformed XML|not well-formed XML|not XML|has no element", problem), problem
+    assert str(info.value).startswith(f"{path}, line ") or str(info.value).startswith(f"{path}: ")
+    assert info.value.line is None or 1 <= info.value.line <= BASE[:cut].count(b"\n") + 1
+
+
+def test_whole_file_is_fine():
+    assert truncations()[-1] < len(BASE) and len(truncations()) == 20
+
+
+@pytest.mark.timeout(120)
+def test_huge_text_node_is_refused_quickly(tmp_path):
+    # libxml2 without huge_tree stops at a 10 MB text node, so the parser never holds more than that:
+    # a 1 GB node fails the same way, after reading its first 10 MB (measured here with 50 MB).
+    path = huge_text_file(tmp_path / "huge.xml", megabytes=50)
+    assert path.stat().st_size > 50 * 2**20
+    with pytest.raises(ReadError) as info:
+        read_return(path)
+    assert info.value.line == 22
+    assert info.value.problem.startswith("a value is too large to be a census value")
+
+
+def test_missing_or_unreadable_paths(tmp_path):
+    with pytest.raises(ReadError, match="no such file"):
+        read_return(tmp_path / "nope.xml")
+    with pytest.raises(ReadError, match="not a regular file"):
+        read_return(tmp_path)
+
+
+# -- memory stays bounded ------------------------------------------------------------------------
+
+
+def retained_children(monkeypatch, path: Path) -> tuple[int, int, int]:
+    """Read ``path``; return the most children <Children> ever held, the most read children it kept
+    (those before the one just read) and how many were read."""
+    held, kept = [0], [0]
+    original = cinqa.read._Reader._child
+
+    def watch(self, elem):
+        original(self, elem)
+        parent = elem.getparent()
+        if parent is not None:
+            held[0] = max(held[0], len(parent))
+            kept[0] = max(kept[0], parent.index(elem))
+
+    monkeypatch.setattr(cinqa.read._Reader, "_child", watch)
+    ret = read_return(path)
+    return held[0], kept[0], len(ret.children)
+
+
+def test_elements_are_freed_while_reading(tmp_path, monkeypatch):
+    small = retained_children(monkeypatch, replicated_file(tmp_path / "small.xml", 2_000))
+    large = retained_children(monkeypatch, replicated_file(tmp_path / "large.xml", 20_000))
+    assert small[2] == 2_001 and large[2] == 20_001
+    # No child already read stays in the tree; the parser's look-ahead (children parsed from the current
+    # input chunk, not yet reported) is the same handful whatever the file's size.
+    assert small[1] == large[1] == 0
+    assert small[0] <= 64 and large[0] <= 64
