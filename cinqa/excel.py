@@ -106,6 +106,19 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     return path
 
 
+def write_table_workbook(path: str | Path, sheets: dict[str, pd.DataFrame]) -> Path:
+    """Write plain tables to a workbook, one sheet each with a frozen, filterable header; atomically."""
+    wb = Workbook(write_only=True)
+    used: set[str] = set()
+    for name, frame in sheets.items():
+        sheet = _sheet_name(name, used)
+        used.add(sheet)
+        _table_sheet(wb, sheet, frame)
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
+    return Path(path)
+
+
 def _by_entity(failures: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
     entities = [str(e) for e in failures["entity"].dropna().unique()]
     known = [e for e in _ENTITY_ORDER if e in entities]

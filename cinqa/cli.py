@@ -1,0 +1,683 @@
+"""The ``cinqa`` command line: check census returns, export them and share the results safely.
+
+A thin layer over the package: each command reads its inputs, calls one function of ``cinqa``
+and writes what the user asked for, atomically, where the user asked. Bad input ends with one
+line on stderr ("cinqa: <file>, line N: <problem>") and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import click
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import cinqa
+from cinqa import spec
+from cinqa.errors import CinqaError
+
+EXIT_CLEAN = 0
+EXIT_ERRORS = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _examples(*lines: str, note: str | None = None) -> str:
+    """Format example command lines for a help epilog; ``\\b`` keeps click from rewrapping them."""
+    text = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+    return text + (f"\n\n{note}" if note else "")
+
+app = typer.Typer(
+    name="cinqa",
+    help=(
+        "Check English Children in Need census returns (XML) against the DfE validation rules, and "
+        "produce outputs you can share: an Excel error list, CSV/Parquet tables, an HTML report.\n\n"
+        "Child-level outputs can be pseudonymised with --pseudonymise --key-file K (create a key with "
+        "`cinqa key new K`). Nothing is sent over the network; outputs are written only where you say."
+    ),
+    epilog=_examples(
+        "cinqa validate cin-2023-24.xml --xlsx errors.xlsx",
+        "cinqa validate returns/ --out checked/",
+        "cinqa tables cin-2023-24.xml --out tables/ --format parquet",
+        "cinqa report cin-2022-23.xml cin-2023-24.xml -o report.html",
+        "cinqa key new ~/cinqa.key",
+        "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
+        note="Run `cinqa COMMAND --help` for each command's options.",
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    # Tracebacks with local variables would print children's data to the terminal.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+key_app = typer.Typer(help="Create the secret key that pseudonymisation uses.", no_args_is_help=True,
+                      rich_markup_mode=None)
+app.add_typer(key_app, name="key")
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    _stderr().print(f"cinqa: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def _guarded(func: _F) -> _F:
+    """Turn cinqa's errors into one line on stderr and an exit status, never a traceback."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except CinqaError as exc:
+            _die(str(exc))
+        except KeyboardInterrupt:
+            _die("interrupted; outputs are renamed into place only when complete, so none is half-written",
+                 EXIT_INTERRUPTED)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            _die(f"{where}{exc.strerror or exc}")
+        except Exception as exc:
+            if os.environ.get("CINQA_DEBUG"):
+                raise
+            _die(f"internal error ({type(exc).__name__}: {exc}); set CINQA_DEBUG=1 to see the traceback")
+
+    return run  # type: ignore[return-value]
+
+
+def _backend(module: str, name: str, command: str) -> Callable[..., Any]:
+    """Return ``module.name``, or stop with a clear message when this version does not have it yet."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        mod = None
+    func = getattr(mod, name, None)
+    if not callable(func):
+        _die(f"`cinqa {command}` is not available yet: this version of cinqa has no {module}.{name}")
+    return func
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Progress]:
+    """Yield a progress display on stderr that stays silent when stderr is not a terminal."""
+    console = _stderr()
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
+    )
+    with progress:
+        yield progress
+
+
+@contextlib.contextmanager
+def _step(progress: Progress, description: str) -> Iterator[None]:
+    task = progress.add_task(description, total=None)
+    try:
+        yield
+    finally:
+        progress.remove_task(task)
+
+
+def _size(path: Path) -> str:
+    try:
+        n = path.stat().st_size
+    except OSError:
+        return "?"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+def _read(path: Path, year: str | None, progress: Progress) -> cinqa.CensusReturn:
+    with _step(progress, f"Reading {path.name} ({_size(path)})"):
+        return cinqa.read_return(path, year=year)
+
+
+def _check_year(value: str | None) -> str | None:
+    if value is not None and value not in spec.YEARS:
+        raise typer.BadParameter(f"{value!r} is not a census year; use one of {spec.YEARS[0]} .. {spec.YEARS[-1]}")
+    return value
+
+
+def _load_key(pseudonymise: bool, key_file: Path | None) -> bytes | None:
+    from cinqa.pseudonymise import load_key
+
+    if pseudonymise and key_file is None:
+        _die("--pseudonymise needs --key-file K (create a key with `cinqa key new K`)")
+    if key_file is not None and not pseudonymise:
+        _die("--key-file is used only with --pseudonymise; add --pseudonymise to pseudonymise the outputs")
+    return load_key(key_file) if key_file is not None else None
+
+
+def _guard_inputs(inputs: Sequence[Path], outputs: Sequence[Path | None]) -> None:
+    """Refuse an output path that is one of the inputs: inputs are never modified."""
+    resolved = {p.resolve() for p in inputs}
+    for out in outputs:
+        if out is not None and out.resolve() in resolved:
+            _die(f"{out}: this is an input file; choose another output path (inputs are never modified)")
+
+
+def _input_files(paths: Sequence[Path]) -> list[Path]:
+    """Expand folders into the census files (``*.xml``) directly inside them, in name order."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".xml")
+            if not found:
+                _die(f"{p}: the folder holds no .xml census files")
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cinqa {cinqa.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Check English Children in Need census returns and share the results safely."""
+
+
+# Shared option types, so every command spells them the same way.
+YearOption = Annotated[str | None, typer.Option(
+    "--year", "-y", callback=_check_year, metavar="YYYY-YY",
+    help="Read the returns as this census year (e.g. 2023-24) instead of the year in their header.")]
+PseudonymiseOption = Annotated[bool, typer.Option(
+    "--pseudonymise", help="Replace LAchildID, UPN and former UPN with keyed tokens and birth dates with the "
+                           "first of their month in every output (needs --key-file).")]
+KeyFileOption = Annotated[Path | None, typer.Option(
+    "--key-file", "-k", metavar="K", dir_okay=False,
+    help="Key file for --pseudonymise; the same key gives the same tokens in every file and year.")]
+
+
+# -- validate ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FileResult:
+    """What checking one file found, for the combined summary."""
+
+    path: Path
+    ret: cinqa.CensusReturn | None = None
+    validation: Any = None
+    problem: str | None = None
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        return self.validation.failures
+
+    def count(self, severity: str) -> int:
+        return int((self.failures["severity"].astype("str") == severity).sum()) if self.validation is not None else 0
+
+    @property
+    def structural_errors(self) -> int:
+        if self.ret is None:
+            return 0
+        return int((self.ret.issues["severity"].astype("str") == "error").sum())
+
+    @property
+    def not_evaluated(self) -> int:
+        errored = getattr(self.validation, "errored", None)
+        return len(errored) if errored is not None else 0
+
+    @property
+    def verdict(self) -> str:
+        if self.ret is None or self.validation is None:
+            return "unreadable"
+        if self.count("error") or self.structural_errors:
+            return "errors"
+        if self.not_evaluated:
+            return "incomplete"
+        return "queries only" if self.count("query") else "clean"
+
+    def row(self) -> dict[str, Any]:
+        header = self.ret.header if self.ret is not None else None
+        return {
+            "file": str(self.path),
+            "LA": header.la if header is not None else None,
+            "year": self.ret.year if self.ret is not None else None,
+            "children": len(self.ret.children) if self.ret is not None else None,
+            "errors": self.count("error") if self.validation is not None else None,
+            "queries": self.count("query") if self.validation is not None else None,
+            "structural_issues": len(self.ret.issues) if self.ret is not None else None,
+            "verdict": self.verdict,
+            "problem": self.problem,
+        }
+
+
+@app.command(epilog=_examples(
+    "cinqa validate cin-2023-24.xml",
+    "cinqa validate cin-2023-24.xml --xlsx errors.xlsx --csv failures.csv",
+    "cinqa validate returns/ --out checked/",
+    "cinqa validate la201/ la931/ --csv summary.csv",
+    "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
+    note="Exit status: 0 no errors (queries allowed); 1 errors found (rule errors, structural errors, or "
+         "rules that could not be evaluated); 2 unreadable input or usage error.",
+))
+@_guarded
+def validate(
+    paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_FOLDER",
+                                                help="Census XML files, or folders of them (*.xml).")],
+    xlsx: Annotated[Path | None, typer.Option(
+        "--xlsx", metavar="PATH", dir_okay=False,
+        help="One file: the Excel error report. Several: the combined summary as a workbook.")] = None,
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", metavar="PATH", dir_okay=False,
+        help="One file: every failure as CSV. Several: the combined summary as CSV.")] = None,
+    html: Annotated[Path | None, typer.Option(
+        "--html", metavar="PATH", dir_okay=False, help="An HTML quality report of the file(s).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", metavar="DIR", file_okay=False,
+        help="Folder for one Excel report and failures CSV per file plus summary.csv and summary.xlsx.")] = None,
+    year: YearOption = None,
+    pseudonymise: PseudonymiseOption = False,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Check returns against the DfE rules and summarise the failures.
+
+    Prints a summary of the failing rules (one file) or one line per file (several files or a
+    folder of returns from several LAs and years), and writes the outputs asked for.
+    """
+    key = _load_key(pseudonymise, key_file)
+    files = _input_files(paths)
+    _guard_inputs(files, [xlsx, csv, html])
+    single = len(files) == 1
+    results: list[FileResult] = []
+    with _progress() as progress:
+        overall = progress.add_task("Checking returns", total=len(files)) if not single else None
+        for path in files:
+            result = FileResult(path)
+            try:
+                result.ret = _read(path, year, progress)
+                run_validation = _backend("cinqa.validate", "validate", "validate")
+                with _step(progress, f"Validating {path.name}"):
+                    result.validation = run_validation(result.ret)
+            except CinqaError as exc:
+                if single:
+                    raise
+                result.problem = str(exc)
+                _stderr().print(f"cinqa: {exc}", markup=False)
+            results.append(result)
+            if overall is not None:
+                progress.advance(overall)
+        shareable = [_shareable(r, key) for r in results]
+        with _step(progress, "Writing outputs"):
+            if single:
+                _write_single(shareable[0], xlsx, csv, key is not None)
+            else:
+                _write_combined(results, xlsx, csv)
+            if out is not None:
+                _write_folder(results, shareable, out, key is not None)
+            if html is not None:
+                readable = [r.path for r in results if r.ret is not None]
+                render = _backend("cinqa.report", "render_report", "validate --html")
+                render(readable, html, year=year, pseudonymise=key is not None, key=key)
+    console = _stdout()
+    if single:
+        _print_single(console, results[0])
+    else:
+        _print_combined(console, results)
+    written = [p for p in (xlsx, csv, html) if p is not None] + ([out] if out is not None else [])
+    for p in written:
+        console.print(f"Wrote {p}", markup=False)
+    if any(r.verdict == "unreadable" for r in results):
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if any(r.verdict in ("errors", "incomplete") for r in results):
+        raise typer.Exit(EXIT_ERRORS)
+
+
+@dataclass
+class _Shareable:
+    """A file's failures, summary and return as they may be written: pseudonymised when asked."""
+
+    result: FileResult
+    failures: pd.DataFrame | None
+    summary: pd.DataFrame | None
+    ret: cinqa.CensusReturn | None
+
+
+def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
+    from cinqa.excel import summarise_failures
+    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_identifiers
+
+    if result.validation is None or result.ret is None:
+        return _Shareable(result, None, None, result.ret)
+    failures = result.validation.failures
+    summary = getattr(result.validation, "summary", None)
+    summary = summarise_failures(failures) if summary is None else summary
+    if key is None:
+        return _Shareable(result, failures, summary, result.ret)
+    p = Pseudonymiser(key)
+    ret = pseudonymise_return(result.ret, p)
+    scrub = p.scrubber(return_identifiers(result.ret))
+    return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, ret)
+
+
+def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymised: bool) -> None:
+    from cinqa.excel import write_error_report
+    from cinqa.export import write_failures_csv
+
+    if s.failures is None:
+        return
+    if xlsx is not None:
+        write_error_report(xlsx, s.failures, s.ret, summary=s.summary, pseudonymised=pseudonymised,
+                           source=s.result.path.name)
+    if csv is not None:
+        write_failures_csv(s.failures, csv)
+
+
+def _summary_frame(results: Sequence[FileResult]) -> pd.DataFrame:
+    frame = pd.DataFrame([r.row() for r in results])
+    for col in ("children", "errors", "queries", "structural_issues"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def _write_combined(results: Sequence[FileResult], xlsx: Path | None, csv: Path | None) -> None:
+    from cinqa.excel import write_table_workbook
+    from cinqa.export import write_frame
+
+    summary = _summary_frame(results)
+    if xlsx is not None:
+        write_table_workbook(xlsx, {"Returns": summary})
+    if csv is not None:
+        write_frame(summary, csv, "csv")
+
+
+def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable], out: Path,
+                  pseudonymised: bool) -> None:
+    from cinqa.excel import write_error_report, write_table_workbook
+    from cinqa.export import write_failures_csv, write_frame
+
+    stems: set[str] = set()
+    for s in shareable:
+        if s.failures is None:
+            continue
+        stem, i = s.result.path.stem, 2
+        while stem in stems or stem == "summary":
+            stem, i = f"{s.result.path.stem}-{i}", i + 1
+        stems.add(stem)
+        s.result.outputs = [
+            write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary,
+                               pseudonymised=pseudonymised, source=s.result.path.name),
+            write_failures_csv(s.failures, out / f"{stem}-failures.csv"),
+        ]
+    summary = _summary_frame(results)
+    write_frame(summary, out / "summary.csv", "csv")
+    write_table_workbook(out / "summary.xlsx", {"Returns": summary})
+
+
+def _print_single(console: Console, r: FileResult) -> None:
+    from cinqa.excel import summarise_failures
+
+    assert r.ret is not None and r.validation is not None
+    ret = r.ret
+    console.print(f"{r.path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children",
+                  markup=False)
+    summary = getattr(r.validation, "summary", None)
+    summary = summarise_failures(r.failures) if summary is None else summary
+    if len(summary):
+        table = Table(show_lines=False, header_style="bold")
+        for col, justify in (("rule", "left"), ("severity", "left"), ("children", "right"), ("rows", "right"),
+                             ("message", "left")):
+            table.add_column(col, justify=justify, overflow="fold")
+        for row in summary.itertuples(index=False):
+            table.add_row(str(row.rule), str(row.severity), f"{int(row.children):,}", f"{int(row.rows):,}",
+                          str(row.message))
+        console.print(table)
+    issues = len(ret.issues)
+    console.print(
+        f"{r.count('error'):,} error rows, {r.count('query'):,} query rows, {issues:,} structural issues"
+        + (f", {r.not_evaluated} rules could not be evaluated" if r.not_evaluated else ""),
+        markup=False,
+    )
+    console.print(f"Verdict: {r.verdict}", markup=False)
+
+
+def _print_combined(console: Console, results: Sequence[FileResult]) -> None:
+    summary = _summary_frame(results)
+    table = Table(header_style="bold")
+    for col in ("file", "LA", "year", "children", "errors", "queries", "structural_issues", "verdict"):
+        numeric = col in ("children", "errors", "queries", "structural_issues")
+        table.add_column(col.replace("_", " "), justify="right" if numeric else "left", overflow="fold")
+    names = [r.path.name for r in results]
+    if len(set(names)) == len(names):
+        summary["file"] = names  # the files are told apart by name; their folders are in summary.csv
+    for row in summary.to_dict("records"):
+        table.add_row(*("" if pd.isna(row[c]) else (f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]))
+                        for c in ("file", "LA", "year", "children", "errors", "queries", "structural_issues",
+                                  "verdict")))
+    console.print(table)
+    verdicts = summary["verdict"].value_counts()
+    console.print(f"{len(results)} files: " + ", ".join(f"{v} {n}" for v, n in verdicts.items()), markup=False)
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+class TableFormat(str, Enum):
+    """File formats ``cinqa tables`` writes."""
+
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command(epilog=_examples(
+    "cinqa tables cin-2023-24.xml --out tables/",
+    "cinqa tables cin-2023-24.xml --out tables/ --format parquet --pseudonymise --key-file ~/cinqa.key",
+))
+@_guarded
+def tables(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="A census XML file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", file_okay=False,
+                                      help="Folder to write the tables to (created if needed).")],
+    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="File format of the tables.")] = TableFormat.csv,
+    year: YearOption = None,
+    pseudonymise: PseudonymiseOption = False,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Write a return's tables and structural issues as CSV or Parquet.
+
+    One file per table, named after it (children.csv, episodes.csv, ..., structural_issues.csv),
+    keyed by the ordinals child, episode, ... and carrying LAchildID and the XML line of each row.
+    """
+    from cinqa.export import write_tables
+    from cinqa.pseudonymise import pseudonymise_return
+
+    key = _load_key(pseudonymise, key_file)
+    with _progress() as progress:
+        ret = _read(path, year, progress)
+        if key is not None:
+            ret = pseudonymise_return(ret, key)
+        with _step(progress, "Writing tables"):
+            written = write_tables(ret, out, fmt.value)
+    console = _stdout()
+    console.print(f"{path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children, "
+                  f"{len(ret.issues):,} structural issues", markup=False)
+    for p in written:
+        console.print(f"Wrote {p}", markup=False)
+
+
+# -- report, compare, synth, rules ----------------------------------------------------------
+
+
+@app.command(epilog=_examples(
+    "cinqa report cin-2023-24.xml -o report.html",
+    "cinqa report cin-2022-23.xml cin-2023-24.xml -o report.html --pseudonymise --key-file ~/cinqa.key",
+))
+@_guarded
+def report(
+    paths: Annotated[list[Path], typer.Argument(metavar="FILE", help="Census XML files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", dir_okay=False,
+                                         help="The HTML file to write.")],
+    year: YearOption = None,
+    pseudonymise: PseudonymiseOption = False,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Write a self-contained HTML quality report.
+
+    The report opens offline: it has no links to the internet.
+    """
+    key = _load_key(pseudonymise, key_file)
+    render = _backend("cinqa.report", "render_report", "report")
+    files = _input_files(paths)
+    _guard_inputs(files, [output])
+    with _progress() as progress, _step(progress, f"Writing the report of {len(files)} file(s)"):
+        render(files, output, year=year, pseudonymise=pseudonymise, key=key)
+    _stdout().print(f"Wrote {output}", markup=False)
+
+
+@app.command(epilog=_examples(
+    "cinqa compare cin-2022-23.xml cin-2023-24.xml",
+    "cinqa compare returns/ --out comparison/ --threshold 0.2",
+))
+@_guarded
+def compare(
+    paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_FOLDER",
+                                                help="Returns of one LA over several years.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", file_okay=False,
+                                             help="Folder to write the comparison tables to as CSV.")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", metavar="SHARE", help="Flag measures that change by more than this share (0.2 = 20%).")] = None,
+    year: YearOption = None,
+) -> None:
+    """Compare returns year on year.
+
+    Headline measures side by side, and the continuity of children between consecutive years.
+    """
+    run_compare = _backend("cinqa.compare", "compare", "compare")
+    files = _input_files(paths)
+    returns = []
+    with _progress() as progress:
+        overall = progress.add_task("Reading returns", total=len(files))
+        for path in files:
+            returns.append(_read(path, year, progress))
+            progress.advance(overall)
+        with _step(progress, "Comparing"):
+            kwargs = {"threshold": threshold} if threshold is not None else {}
+            result = run_compare(returns, **kwargs)
+    frames = _frames_of(result)
+    console = _stdout()
+    for name, df in frames.items():
+        console.print(f"\n{name}", style="bold", markup=False)
+        console.print(df.to_string(index=False, max_rows=60), markup=False)
+    if out is not None:
+        from cinqa.export import write_frame
+
+        for name, df in frames.items():
+            path = write_frame(df, out / f"{name}.csv", "csv")
+            console.print(f"Wrote {path}", markup=False)
+
+
+def _frames_of(result: Any) -> dict[str, pd.DataFrame]:
+    """Return the tables of a comparison result: a DataFrame, a dict of them, or an object holding them."""
+    if isinstance(result, pd.DataFrame):
+        return {"comparison": result}
+    if isinstance(result, dict):
+        return {str(k): v for k, v in result.items() if isinstance(v, pd.DataFrame)}
+    found = {k: v for k, v in vars(result).items() if isinstance(v, pd.DataFrame) and not k.startswith("_")}
+    return found or {"comparison": pd.DataFrame({"result": [repr(result)]})}
+
+
+@app.command(epilog=_examples(
+    "cinqa synth 2023-24 --children 5000 --seed 1 -o data/synthetic-2023-24.xml",
+    "cinqa synth 2023-24 --children 500 --seed 2 --errors 0.05 -o with-errors.xml",
+))
+@_guarded
+def synth(
+    year: Annotated[str, typer.Argument(metavar="YEAR", help="Census year, e.g. 2023-24.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", dir_okay=False,
+                                         help="The XML file to write.")],
+    children: Annotated[int, typer.Option("--children", "-n", min=1, help="Number of children.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; the same seed gives the same file.")] = 0,
+    la: Annotated[str, typer.Option("--la", help="Three-digit LA code for the header and UPNs.")] = "931",
+    errors: Annotated[float, typer.Option("--errors", min=0.0, max=1.0, metavar="RATE",
+                                          help="Share of children given a labelled rule error.")] = 0.0,
+) -> None:
+    """Generate a synthetic return of fictional children.
+
+    For testing and training; --errors adds labelled rule errors to a share of the children.
+    """
+    _check_year(year)
+    generate_file = _backend("cinqa.synth", "generate_file", "synth")
+    with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
+        written = generate_file(output, year, children=children, seed=seed, la=la, error_rate=errors)
+    _stdout().print(f"Wrote {written or output}", markup=False)
+
+
+@app.command(epilog=_examples("cinqa rules --year 2023-24", "cinqa rules --year 2024-25 --csv rules.csv"))
+@_guarded
+def rules(
+    year: Annotated[str, typer.Option("--year", "-y", callback=_check_year, metavar="YYYY-YY",
+                                      help="Census year whose rules to list.")] = spec.SUPPORTED_YEARS[-1],
+    csv: Annotated[Path | None, typer.Option("--csv", metavar="PATH", dir_okay=False,
+                                             help="Also write the list as CSV.")] = None,
+) -> None:
+    """List the validation rules of a census year."""
+    list_rules = _backend("cinqa.rules", "list_rules", "rules")
+    frame = list_rules(year)
+    console = _stdout()
+    table = Table(header_style="bold")
+    for col in frame.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if pd.isna(v) else str(v) for v in row))
+    console.print(table)
+    console.print(f"{len(frame):,} rules in {year}", markup=False)
+    if csv is not None:
+        from cinqa.export import write_frame
+
+        write_frame(frame, csv, "csv")
+        console.print(f"Wrote {csv}", markup=False)
+
+
+@key_app.command("new", epilog=_examples("cinqa key new ~/cinqa.key"))
+@_guarded
+def key_new(
+    path: Annotated[Path, typer.Argument(metavar="PATH", dir_okay=False, help="Where to create the key file.")],
+) -> None:
+    """Create a new random key file for --pseudonymise.
+
+    An existing file is never overwritten. Keep the key apart from what you share, and use the same
+    key every year so that children link up across years.
+    """
+    from cinqa.pseudonymise import new_key
+
+    new_key(path)
+    _stdout().print(f"Wrote {path} (readable by you only). Use the same key every year so children link up.",
+                    markup=False)
