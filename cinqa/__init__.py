@@ -4,6 +4,7 @@ from cinqa.errors import CinqaError, ReadError, YearError
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn, Header
 from cinqa.write import ReturnWriter, write_return
+from cinqa import synth
 
 __version__ = "0.1.0"
 
@@ -15,5 +16,6 @@ __all__ = [
     "ReturnWriter",
     "YearError",
     "read_return",
+    "synth",
     "write_return",
 ]

@@ -1,0 +1,232 @@
+"""Seeded, realistic synthetic CIN census returns, with labelled error injection.
+
+>>> from cinqa import synth
+>>> ret = synth.generate("2023-24", children=300, seed=1)             # doctest: +SKIP
+>>> ret, truth = synth.generate("2023-24", children=300, seed=1, errors=0.05)  # doctest: +SKIP
+>>> rets = synth.generate_series(["2022-23", "2023-24"], children=300, seed=1)  # doctest: +SKIP
+
+Children's histories are simulated forward in time (:mod:`cinqa.synth.timeline`) with the
+national figures in ``params.yaml`` and then photographed as a census year's return
+(:mod:`cinqa.synth.render`). Faults are injected afterwards, one rule at a time
+(:mod:`cinqa.synth.inject`).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pandas as pd
+
+from cinqa import spec
+from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
+from cinqa.synth import days as D
+from cinqa.synth.params import Params, parameter_table
+from cinqa.synth.render import Snapshot, in_year
+from cinqa.synth.timeline import Child, Simulator, make_upn, stable_las
+from cinqa.write import ReturnWriter
+
+__all__ = [
+    "SOFTWARE",
+    "generate",
+    "generate_file",
+    "generate_series",
+    "header",
+    "inject",
+    "injectable_rules",
+    "parameter_table",
+    "write_samples",
+]
+
+SOFTWARE = "cinqa synth"
+DEFAULT_LA = "931"
+CHUNK = 5000
+
+
+def header(year: str, la: str) -> Header:
+    """Return the header of a synthetic return (fixed, so output is reproducible)."""
+    end = spec.end_year(year)
+    return Header(collection="CIN", year=end, reference_date=spec.reference_date(year), la=la,
+                  source_level="L", software=SOFTWARE, release="1", serial="001",
+                  datetime=pd.Timestamp(end, 5, 15, 9, 30))
+
+
+def _check(year: str, la: str) -> None:
+    if year not in spec.SUPPORTED_YEARS:
+        raise ValueError(f"census year {year!r} is not supported; choose one of "
+                         f"{spec.SUPPORTED_YEARS[0]}..{spec.SUPPORTED_YEARS[-1]}")
+    if la not in spec.codes("la", year):
+        raise ValueError(f"{la!r} is not a local authority code in {year}")
+
+
+class _Population:
+    """Candidate children in arrival order, for the census years ending ``first``..``last``."""
+
+    def __init__(self, seed: int, first: int, last: int, la: str) -> None:
+        self.rnd = random.Random(f"cinqa.synth:{seed}:{first}:{last}:{la}")
+        self.la = la
+        self.horizon = D.reference_day(last)
+        lookback = D.add_years(0, Params(last).scalar("lookback_years"))
+        self.window = D.census_start(first) - lookback
+        self.sim = Simulator(self.rnd, self.horizon)
+        self.id_offset = self.rnd.randrange(10_000_000)
+        self.upn_offset = self.rnd.randrange(1_000_000_000)
+        self.elsewhere = self.sim.p.scalar("upn_issued_elsewhere")
+        self.former = self.sim.p.scalar("former_upn_share")
+        self.others = [c for c in stable_las() if c != la]
+
+    def candidate(self) -> Child:
+        """Simulate the next child, first referred on a day drawn uniformly over the window."""
+        first = self.window + int(self.rnd.random() * (self.horizon - self.window + 1))
+        return self.sim.child(first)
+
+    def identify(self, child: Child, index: int) -> None:
+        """Give ``child`` its identifiers: unique LAchildID and UPN, derived from ``index``."""
+        r = self.rnd
+        child.index = index
+        # multiplying by a number prime to 10 is a bijection modulo 10**k: unique, scattered ids
+        child.la_child_id = f"{(index * 7_654_321 + self.id_offset) % 10_000_000:07d}"
+        la = r.choice(self.others) if r.random() < self.elsewhere else self.la
+        child.upn = make_upn(la, index * 48_271 + self.upn_offset)
+        if r.random() < self.former:
+            child.former_upn = make_upn(r.choice(self.others), index * 69_621 + self.upn_offset + 1)
+
+
+def _children(year: str, n: int, seed: int, la: str) -> Iterator[Child]:
+    """Yield ``n`` children belonging in ``year``'s return, reproducibly."""
+    end = spec.end_year(year)
+    pop = _Population(seed, end, end, la)
+    start, ref = D.census_start(end), D.reference_day(end)
+    made = 0
+    while made < n:
+        child = pop.candidate()
+        if in_year(child, start, ref):
+            made += 1
+            pop.identify(child, made)
+            yield child
+
+
+def _empty_issues() -> pd.DataFrame:
+    issues = pd.DataFrame({c: pd.Series(dtype="object") for c in ISSUE_COLUMNS})
+    issues["line"] = issues["line"].astype("Int64")
+    issues["child"] = issues["child"].astype("Int64")
+    return issues
+
+
+def _snapshot(year: str, children: Sequence[Child] | Iterator[Child], la: str) -> CensusReturn:
+    snap = Snapshot(year)
+    for child in children:
+        snap.add(child)
+    return CensusReturn(year=year, header=header(year, la), tables=snap.tables(), issues=_empty_issues())
+
+
+def generate(year: str, children: int = 300, seed: int = 0, la: str = DEFAULT_LA,
+             errors: float | Sequence[str] | None = None
+             ) -> CensusReturn | tuple[CensusReturn, pd.DataFrame]:
+    """Generate a realistic return of ``children`` children for census ``year`` (``"2023-24"``).
+
+    With ``errors`` (a share of children, e.g. ``0.05``, or a list of rule codes) faults are
+    injected and ``(return, truth)`` is returned; ``truth`` has one row per fault: rule,
+    LAchildID, child, entity, episode, item, change.
+    """
+    _check(year, la)
+    ret = _snapshot(year, _children(year, children, seed, la), la)
+    if errors is None:
+        return ret
+    from cinqa.synth.inject import inject as _inject
+
+    return _inject(ret, errors, seed=seed)
+
+
+def generate_series(years: Sequence[str], children: int = 300, seed: int = 0,
+                    la: str = DEFAULT_LA) -> list[CensusReturn]:
+    """Generate consecutive years' returns of one authority, the same children recurring.
+
+    ``children`` is the approximate number per year. Cases open on 31 March continue into the
+    next return with the same identifiers, birth and referral dates; closed children may be
+    referred again, some after a gap of years.
+    """
+    years = sorted(years)
+    if not years:
+        raise ValueError("no census years given")
+    ends = [spec.end_year(y) for y in years]
+    if ends != list(range(ends[0], ends[0] + len(ends))):
+        raise ValueError(f"census years must be consecutive, got {', '.join(years)}")
+    for y in years:
+        _check(y, la)
+    first, last = ends[0], ends[-1]
+    total = _population_size(children, seed, first, last, la)
+    pop = _Population(seed, first, last, la)
+    everyone: list[Child] = []
+    for i in range(total):
+        child = pop.candidate()
+        pop.identify(child, i + 1)
+        everyone.append(child)
+    return [_snapshot(y, everyone, la) for y in years]
+
+
+def _population_size(children: int, seed: int, first: int, last: int, la: str) -> int:
+    """Estimate how many arrivals over ``first``..``last`` give about ``children`` per year."""
+    pilot = _Population(seed + 7919, first, first, la)
+    start, ref = D.census_start(first), D.reference_day(first)
+    trials = 2000
+    hits = sum(in_year(pilot.candidate(), start, ref) for _ in range(trials))
+    one = ref - pilot.window
+    whole = D.reference_day(last) - pilot.window
+    return max(1, round(children * whole / (one * max(hits, 1) / trials)))
+
+
+def generate_file(path: str | Path, year: str, children: int, seed: int = 0, la: str = DEFAULT_LA,
+                  chunk: int = CHUNK, progress: bool | None = None) -> Path:
+    """Write a return of ``children`` children to ``path`` in chunks, in bounded memory.
+
+    The file is byte-identical to ``write_return(generate(year, children, seed, la), path)``.
+    A progress bar is shown on a terminal (``progress=None``) or when asked.
+    """
+    _check(year, la)
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
+    path = Path(path)
+    with ReturnWriter(path, year, header(year, la)) as writer, \
+            tqdm(total=children, unit="child", disable=not show, desc=path.name) as bar:
+        snap = Snapshot(year)
+        for child in _children(year, children, seed, la):
+            snap.add(child)
+            if snap.n == chunk:
+                writer.write_children(snap.tables())
+                bar.update(snap.n)
+                snap = Snapshot(year)
+        if snap.n:
+            writer.write_children(snap.tables())
+            bar.update(snap.n)
+    return path
+
+
+def injectable_rules(year: str) -> list[str]:
+    """Return the rule codes that can be injected into a return of ``year``."""
+    from cinqa.synth.inject import injectable_rules as _rules
+
+    return _rules(year)
+
+
+def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
+           ) -> tuple[CensusReturn, pd.DataFrame]:
+    """Return a copy of ``ret`` with faults injected, and the truth table of what was changed."""
+    from cinqa.synth.inject import inject as _inject
+
+    return _inject(ret, errors, seed=seed)
+
+
+def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la: str = DEFAULT_LA,
+                  years: Sequence[str] = spec.SUPPORTED_YEARS) -> list[Path]:
+    """Write the committed sample returns (one per year, plus an errors sample and its truth)."""
+    from cinqa.write import write_return
+
+    folder = Path(folder)
+    written = []
+    for year in years:
+        written.append(write_return(generate(year, children, seed, la), folder / f"sample-{year}.xml"))
+    return written
