@@ -564,54 +564,87 @@ def report(
 
 @app.command(epilog=_examples(
     "cinqa compare cin-2022-23.xml cin-2023-24.xml",
-    "cinqa compare returns/ --out comparison/ --threshold 0.2",
+    "cinqa compare returns-la931/ --out comparison/ --threshold 0.1",
+    "cinqa compare returns-la931/ --out share/ --pseudonymise --key-file ~/cinqa.key",
 ))
 @_guarded
 def compare(
     paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_FOLDER",
-                                                help="Returns of one LA over several years.")],
+                                                help="Returns of one LA, one per census year.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", file_okay=False,
-                                             help="Folder to write the comparison tables to as CSV.")] = None,
+                                             help="Folder to write every comparison table to as CSV.")] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", metavar="SHARE", help="Flag measures that change by more than this share (0.2 = 20%).")] = None,
+        "--threshold", min=0.0, metavar="SHARE",
+        help="Flag figures that change by more than this share between years (default 0.2 = 20%).")] = None,
     year: YearOption = None,
+    pseudonymise: PseudonymiseOption = False,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Compare returns year on year.
 
-    Headline measures side by side, and the continuity of children between consecutive years.
+    Prints headline measures side by side, the changes beyond the threshold and the continuity of
+    children between consecutive years; --out writes every table (continuity findings child by
+    child included) as CSV.
     """
-    run_compare = _backend("cinqa.compare", "compare", "compare")
+    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_table, return_identifiers
+
+    key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
+    _guard_inputs(files, [])
     returns = []
     with _progress() as progress:
         overall = progress.add_task("Reading returns", total=len(files))
         for path in files:
             returns.append(_read(path, year, progress))
             progress.advance(overall)
+        run_compare = _backend("cinqa.compare", "compare", "compare")
         with _step(progress, "Comparing"):
             kwargs = {"threshold": threshold} if threshold is not None else {}
             result = run_compare(returns, **kwargs)
-    frames = _frames_of(result)
+    shown = result.summary() if callable(getattr(result, "summary", None)) else _frames_of(result)
+    frames = result.to_frames() if callable(getattr(result, "to_frames", None)) else _frames_of(result)
+    if key is not None:
+        p = Pseudonymiser(key)
+        scrub = p.scrubber(sorted({i for r in returns for i in return_identifiers(r)}))
+        shown = {n: pseudonymise_table(df, p, scrub) for n, df in shown.items()}
+        frames = {n: pseudonymise_table(df, p, scrub) for n, df in frames.items()}
     console = _stdout()
-    for name, df in frames.items():
-        console.print(f"\n{name}", style="bold", markup=False)
-        console.print(df.to_string(index=False, max_rows=60), markup=False)
+    console.print(f"Compared {len(returns)} returns: " + ", ".join(f"{r.year} (LA {r.header.la or '?'})"
+                                                                    for r in returns), markup=False)
+    for note in getattr(result, "notes", []) or []:
+        console.print(f"Note: {note}", markup=False)
+    for name, df in shown.items():
+        _print_frame(console, name, df)
     if out is not None:
         from cinqa.export import write_frame
 
         for name, df in frames.items():
-            path = write_frame(df, out / f"{name}.csv", "csv")
+            path = write_frame(df, out / f"{_file_stem(name)}.csv", "csv")
             console.print(f"Wrote {path}", markup=False)
 
 
+def _print_frame(console: Console, title: str, df: pd.DataFrame, max_rows: int = 40) -> None:
+    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
+    for col in df.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in df.head(max_rows).itertuples(index=False):
+        table.add_row(*("" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in row))
+    console.print(table)
+    if len(df) > max_rows:
+        console.print(f"... {len(df) - max_rows:,} more rows (use --out to write them all)", markup=False)
+
+
+def _file_stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_") or "table"
+
+
 def _frames_of(result: Any) -> dict[str, pd.DataFrame]:
-    """Return the tables of a comparison result: a DataFrame, a dict of them, or an object holding them."""
+    """Return the tables of a comparison result given as a DataFrame or a dict of them."""
     if isinstance(result, pd.DataFrame):
         return {"comparison": result}
     if isinstance(result, dict):
         return {str(k): v for k, v in result.items() if isinstance(v, pd.DataFrame)}
-    found = {k: v for k, v in vars(result).items() if isinstance(v, pd.DataFrame) and not k.startswith("_")}
-    return found or {"comparison": pd.DataFrame({"result": [repr(result)]})}
+    raise TypeError(f"cinqa.compare.compare returned {type(result).__name__}, which holds no tables")
 
 
 @app.command(epilog=_examples(
@@ -652,12 +685,8 @@ def rules(
     list_rules = _backend("cinqa.rules", "list_rules", "rules")
     frame = list_rules(year)
     console = _stdout()
-    table = Table(header_style="bold")
-    for col in frame.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in frame.itertuples(index=False):
-        table.add_row(*("" if pd.isna(v) else str(v) for v in row))
-    console.print(table)
+    shown = [c for c in ("rule", "severity", "entity", "checkable", "message") if c in frame] or list(frame.columns)
+    _print_frame(console, f"Validation rules, {year}", frame[shown], max_rows=len(frame))
     console.print(f"{len(frame):,} rules in {year}", markup=False)
     if csv is not None:
         from cinqa.export import write_frame

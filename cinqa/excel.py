@@ -158,8 +158,14 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
     fields = [set(filter(None, (f.strip() for f in v.split(",")))) if isinstance(v, str) else set()
               for v in rows["fields"]]
     parsed = [parse_values(v) for v in rows["values"]]
-    for col in sorted({f for fs in fields for f in fs} - set(data.columns) - set(out.columns), key=_field_order):
-        data[col] = _typed_text(pd.Series([p.get(col) for p in parsed], index=rows.index, dtype="object"))
+    wanted = {f for fs in fields for f in fs}
+    if table is None:
+        # No row to show: every value the rule reported is the evidence (an LA-level count, say).
+        wanted = list(dict.fromkeys(k for p in parsed for k in p))
+    for col in sorted(set(wanted) - set(data.columns) - set(out.columns), key=list(wanted).index
+                      if table is None else _field_order):
+        data[col] = _typed_text(pd.Series([p.get(col) for p in parsed], index=rows.index, dtype="object"),
+                                counts=table is None)
     for col in data.columns:
         # Where the table has no row for a failure, what the rule read still shows.
         if data[col].isna().any():
@@ -171,11 +177,13 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
     return pd.concat([out, data], axis=1), fields
 
 
-def _typed_text(s: pd.Series) -> pd.Series:
-    """Return text values as dates when every one of them is an ISO date, so they sort as dates."""
+def _typed_text(s: pd.Series, counts: bool = False) -> pd.Series:
+    """Return text values as dates (or, with ``counts``, whole numbers) when all of them are, so they sort."""
     present = s.dropna().astype("str")
     if len(present) and present.str.fullmatch(_ISO_DATE).all():
         return pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+    if counts and len(present) and present.str.fullmatch(r"-?\d{1,15}").all():
+        return pd.to_numeric(s).astype("Int64")
     return s
 
 

@@ -265,6 +265,40 @@ def pseudonymise_failures(failures: pd.DataFrame, key: bytes | Pseudonymiser,
     return out
 
 
+def pseudonymise_table(df: pd.DataFrame, key: bytes | Pseudonymiser, scrub: Scrubber | None = None) -> pd.DataFrame:
+    """Return a pseudonymised copy of any output table (a comparison's findings, say).
+
+    Identifier and birth-date columns are handled as in a return; where a ``field`` column names
+    the field that columns ending in ``value`` hold (``earlier_value``, ``later_value``), those
+    values are tokenised or coarsened by that field; ``scrub`` then clears identifiers from every
+    remaining text column.
+    """
+    p = _pseudonymiser(key)
+    out = p.frame(df)
+    if not len(out):
+        return out
+    scrub = scrub or Scrubber({})
+    named = out["field"].astype("object") if "field" in out else None
+    for col in out.columns:
+        if col in (*ID_COLUMNS, *UPN_COLUMNS, *BIRTH_COLUMNS) or not _is_text(out[col]):
+            continue
+        values = scrub.series(out[col]).astype("object")
+        if named is not None and str(col).endswith("value"):
+            for i, (name, v) in enumerate(zip(named, values)):
+                if not isinstance(v, str):
+                    continue
+                if name in _PREFIX:
+                    values.iat[i] = p.token(name, v)
+                elif name in BIRTH_COLUMNS:
+                    values.iat[i] = _coarse_or_withheld(v)
+        out[col] = values.astype(df[col].dtype) if not isinstance(df[col].dtype, pd.CategoricalDtype) else values
+    return out
+
+
+def _is_text(s: pd.Series) -> bool:
+    return s.dtype == object or isinstance(s.dtype, pd.StringDtype | pd.CategoricalDtype)
+
+
 def _pseudonymise_pairs(text: str, p: Pseudonymiser) -> str:
     def one(m: re.Match[str]) -> str:
         name, value = m.group(1), m.group(2)

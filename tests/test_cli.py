@@ -461,3 +461,57 @@ def test_rules_lists_and_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def _has(module: str, name: str) -> bool:
     return importlib.util.find_spec(module) is not None and hasattr(importlib.import_module(module), name)
+
+
+@pytest.mark.skipif(not _has("cinqa.validate", "validate"), reason="cinqa.validate not there yet")
+def test_validate_real_backend_pseudonymised_keeps_the_rule_results(tmp_path: Path, workdir: Path,
+                                                                    key_file: Path) -> None:
+    from cinqa.validate import validate
+
+    out = tmp_path / "share"
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--out", str(out), "--csv", str(out / "f.csv"),
+                                 "--pseudonymise", "--key-file", str(key_file)])
+    original = validate(cinqa.read_return(RETURN_2324)).failures
+    assert result.exit_code == (1 if (original["severity"] == "error").any() else 0), result.output
+    assert_no_identifiers(out)
+    shared = pd.read_csv(out / "f.csv", dtype=str)
+    assert shared["rule"].tolist() == original["rule"].astype(str).tolist()
+    assert shared["line"].fillna("").tolist() == original["line"].astype("string").fillna("").tolist()
+    wb = openpyxl.load_workbook(out / "cin-2023-24.xlsx")
+    assert wb.sheetnames[:2] == ["About", "Summary"] and wb.sheetnames[-1] == "Structural issues"
+    assert listing(workdir) == []
+
+
+@pytest.mark.skipif(not _has("cinqa.rules", "list_rules"), reason="cinqa.rules not there yet")
+def test_rules_real_backend() -> None:
+    result = runner.invoke(app, ["rules", "--year", "2023-24"])
+    assert result.exit_code == 0, result.output
+    assert "8500" in result.stdout and "LA Child ID missing" in result.stdout
+
+
+@pytest.mark.skipif(not _has("cinqa.compare", "compare"), reason="cinqa.compare not there yet")
+def test_compare_real_backend_pseudonymised_keeps_continuity(tmp_path: Path, workdir: Path, key_file: Path) -> None:
+    ret = cinqa.read_return(RETURN_2324, year="2022-23")
+    earlier = tmp_path / "cin-2022-23.xml"
+    cinqa.write_return(dataclasses.replace(ret, header=dataclasses.replace(ret.header, year=2023,
+                                                                           reference_date=None)), earlier)
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", str(earlier), str(RETURN_2324), "--out", str(out), "--pseudonymise",
+                                 "-k", str(key_file)])
+    assert result.exit_code == 0, result.output
+    assert_no_identifiers(out)
+    summary = pd.read_csv(out / "continuity_summary.csv")
+    assert summary[["children_earlier", "matched_by_LAchildID", "only_later"]].values.tolist() == [[3, 3, 0]]
+    assert listing(workdir) == []
+
+
+@pytest.mark.skipif(not _has("cinqa.report", "render_report"), reason="cinqa.report not there yet")
+def test_report_real_backend_pseudonymised_html_holds_no_identifier(tmp_path: Path, workdir: Path,
+                                                                    key_file: Path) -> None:
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", str(RETURN_2324), "-o", str(out / "r.html"), "--pseudonymise",
+                                 "-k", str(key_file)])
+    assert result.exit_code == 0, result.output
+    assert b"<html" in (out / "r.html").read_bytes()[:2000].lower()
+    assert_no_identifiers(out)
+    assert listing(workdir) == []

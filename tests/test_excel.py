@@ -34,7 +34,7 @@ def failures_frame() -> pd.DataFrame:
         ("1510", "error", "UPN invalid (wrong check letter at character 1)", "children", 3, "C003", None, None,
          "UPN", "UPN=A201987654321", 101),
         ("2886Q", "query", "Percentage of children with no gender recorded is more than 2% (excluding unborns)",
-         "return", None, None, None, None, "GenderCurrent", "", None),
+         "return", None, None, None, None, "GenderCurrent", "children_without_gender=7", None),
         ("2060", "error", "Review date before the plan started", "cp_reviews", 3, "C003", 1, 2, "CPPreviewDate",
          "CPPreviewDate=2023-07-20; CPPstartDate=2022-12-01", 136),
     ]
@@ -127,6 +127,7 @@ def test_deep_entities_show_their_keys(workbook: openpyxl.Workbook) -> None:
 def test_la_level_rules_get_a_sheet_without_child_columns(workbook: openpyxl.Workbook) -> None:
     (row,) = rows_of(workbook["return"])
     assert row["rule"] == "2886Q" and "LAchildID" not in row
+    assert row["children_without_gender"] == 7
 
 
 def test_structural_issues_sheet_lists_the_reader_issues(ret: cinqa.CensusReturn, tmp_path: Path) -> None:

@@ -163,3 +163,33 @@ def test_failures_lose_identifiers_and_keep_other_values(ret: cinqa.CensusReturn
         f"UPN={p.token('UPN', 'A201987654321')}; LAchildID={p.token('LAchildID', 'C003')}",
     ]
     assert failures["LAchildID"].tolist() == ["C001", "C003"]
+
+
+def _has(module: str, name: str) -> bool:
+    import importlib
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None and hasattr(importlib.import_module(module), name)
+
+
+@pytest.mark.skipif(not _has("cinqa.validate", "validate"), reason="cinqa.validate not there yet")
+def test_rule_results_survive_pseudonymisation_except_upn_formats(ret: cinqa.CensusReturn) -> None:
+    from cinqa.validate import validate
+
+    def results(r: cinqa.CensusReturn) -> pd.DataFrame:
+        f = validate(r).failures
+        upn = f["fields"].astype(str).str.contains(r"\b(?:Former)?UPN\b")
+        return f.loc[~upn, ["rule", "entity", "child", "episode", "item", "line"]].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(results(pseudonymise_return(ret, KEY)), results(ret))
+
+
+@pytest.mark.skipif(not _has("cinqa.compare", "compare"), reason="cinqa.compare not there yet")
+def test_year_on_year_continuity_survives_pseudonymisation(ret: cinqa.CensusReturn) -> None:
+    from cinqa.compare import compare
+
+    earlier = cinqa.read_return(FIXTURE, year="2022-23")
+    plain = compare([earlier, ret])
+    hidden = compare([pseudonymise_return(earlier, KEY), pseudonymise_return(ret, KEY)])
+    pd.testing.assert_frame_equal(hidden.continuity_summary, plain.continuity_summary)
+    assert hidden.continuity_summary["matched_by_LAchildID"].tolist() == [3]
