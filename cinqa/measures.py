@@ -1,0 +1,775 @@
+"""The Department's headline measures of a census return, each defined once.
+
+A measure is a function that picks the records it counts from a :class:`CensusReturn` (one row
+per referral, assessment, plan ...) plus how to aggregate them. The same records feed the value,
+its breakdowns (age, sex, ethnicity, disability, referral source, primary need and the measure's
+own categories) and the drill-down to the children behind a figure, so the three always agree.
+
+Definitions follow DfE "Characteristics of children in need" as summarised in
+``shared/cin-stats.md`` and ``shared/collect-reports.md``; ``status`` keeps their evidence tags
+(V verified, I inferred). ``definitions()`` lists them for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from cinqa import spec
+from cinqa.errors import CinqaError
+from cinqa.returns import CensusReturn
+from cinqa.workdays import working_days_between
+
+COUNT = "count"
+PERCENT = "percent"
+RATE = "per 10,000 children"
+DAYS = "working days"
+
+ALL = "all"
+NOT_RECORDED = "Not recorded"
+MEASURE_COLUMNS = ("measure", "breakdown", "category", "census_year", "value", "unit")
+
+ALL_YEARS = frozenset(spec.YEARS)
+CONTINUOUS_YEARS = spec.parse_years("2013-14..")
+OLD_YEARS = spec.parse_years("2012-13")
+
+# GenderCurrent (to 2023-24) mapped onto Sex (2024-25 on); 0 "not recorded or unborn" and
+# 9 "indeterminate" both become U, the only other value Sex allows.
+GENDER_TO_SEX = {"1": "M", "2": "F", "0": "U", "9": "U"}
+SEX_LABELS = {"M": "Male", "F": "Female", "U": "Not known or indeterminate"}
+
+AGE_BANDS = ("Unborn", "Under 1", "1 to 4", "5 to 9", "10 to 15", "16 and over")
+ETHNIC_GROUPS = ("White", "Mixed", "Asian", "Black", "Other", "Refused or not obtained")
+_ETHNIC_GROUP = {"W": "White", "M": "Mixed", "A": "Asian", "B": "Black", "O": "Other", "C": "Other",
+                 "REFU": "Refused or not obtained", "NOBT": "Refused or not obtained"}
+DISABILITY = ("Disabled", "Not disabled")
+# Groups of DfE table C5 "Children in need referrals by source".
+_SOURCE_GROUP = {"1A": "Individual", "1B": "Individual", "1C": "Individual", "1D": "Individual",
+                 "2A": "Schools", "2B": "Education services", "3A": "Health services",
+                 "3B": "Health services", "3C": "Health services", "3D": "Health services",
+                 "3E": "Health services", "3F": "Health services", "4": "Housing",
+                 "5A": "LA services", "5B": "LA services", "5C": "LA services", "5D": "LA services",
+                 "6": "Police", "7": "Other legal agency", "8": "Other", "9": "Anonymous", "10": "Unknown"}
+SOURCE_GROUPS = tuple(dict.fromkeys(_SOURCE_GROUP.values()))
+# Bands of DfE table C2 "Completed assessments by duration" (working days).
+ASSESSMENT_BANDS = ("Same day", "1 to 10", "11 to 20", "21 to 30", "31 to 40", "41 to 45", "46 to 50",
+                    "51 to 60", "61 or more", "Authorised before start")
+# Bands of DfE table D7 "Child protection plans ending during the year by duration".
+CPP_BANDS = ("Up to 3 months", "3 to 6 months", "6 months to 1 year", "1 to 2 years", "2 years or more")
+# Closure reasons meaning "assessed, not in need": such referrals never become an episode of need.
+NOT_IN_NEED_CLOSURES = ("RC8", "RC9")
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """A way of splitting a measure: the categories it can take in a census year."""
+
+    name: str
+    description: str
+    categories: Callable[[str], tuple[str, ...]]
+    years: frozenset[str] = ALL_YEARS
+    level: str = "unit"  # child | episode | unit (a column the measure's records carry)
+
+
+def _codes(codeset: str) -> Callable[[str], tuple[str, ...]]:
+    return lambda year: spec.codes(codeset, year)
+
+
+BREAKDOWNS: dict[str, Breakdown] = {b.name: b for b in (
+    Breakdown("age", "Age band at the measure's date (31 March for stocks, the event date for flows)",
+              lambda y: AGE_BANDS, level="child"),
+    Breakdown("sex", "Sex (GenderCurrent mapped to Sex before 2024-25: 1 M, 2 F, 0 and 9 U)",
+              lambda y: tuple(SEX_LABELS.values()), level="child"),
+    Breakdown("ethnicity", "Major ethnic group (first letter of the code; Chinese under Other)",
+              lambda y: ETHNIC_GROUPS, level="child"),
+    Breakdown("disability", "Any disability recorded other than NONE", lambda y: DISABILITY, level="child"),
+    Breakdown("referral_source", "Referral source group (DfE table C5)", lambda y: SOURCE_GROUPS,
+              years=CONTINUOUS_YEARS, level="episode"),
+    Breakdown("primary_need", "Primary need code at assessment", _codes("primary_need"), level="episode"),
+    Breakdown("factor", "Factor identified at the end of assessment", _codes("assessment_factor")),
+    Breakdown("assessment_duration", "Working days from assessment start to authorisation (DfE C2 bands)",
+              lambda y: ASSESSMENT_BANDS, years=CONTINUOUS_YEARS),
+    Breakdown("reason_for_closure", "Reason for closure", _codes("reason_for_closure")),
+    Breakdown("initial_category", "Initial category of abuse", _codes("category_of_abuse")),
+    Breakdown("latest_category", "Latest category of abuse", _codes("category_of_abuse")),
+    Breakdown("initial_and_latest_category", "Initial and latest category of abuse (COLLECT report 3)",
+              lambda y: tuple(f"{a} > {b}" for a in spec.codes("category_of_abuse")
+                              for b in spec.codes("category_of_abuse"))),
+    Breakdown("cpp_duration", "Length of plan from start to end (DfE D7 bands)", lambda y: CPP_BANDS),
+)}
+
+_DEMOGRAPHIC = ("age", "sex", "ethnicity", "disability")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One headline measure: what it counts, how, where the definition comes from."""
+
+    name: str
+    description: str
+    source: str
+    records: Callable[["_Return"], pd.DataFrame]
+    unit: str = COUNT
+    aggregate: str = "count"  # count | children | share | median
+    breakdowns: tuple[str, ...] = ()
+    years: frozenset[str] = ALL_YEARS
+    per_population: bool = False
+    status: str = "I"
+    note: str = ""
+    notes_by_year: Mapping[str, str] = field(default_factory=dict)
+
+
+MEASURES: dict[str, Measure] = {}
+
+
+def _measure(name: str, description: str, source: str, **kw: object) -> Callable:
+    """Register the decorated record-picking function as measure ``name``."""
+    def register(fn: Callable[["_Return"], pd.DataFrame]) -> Callable[["_Return"], pd.DataFrame]:
+        MEASURES[name] = Measure(name=name, description=description, source=source, records=fn,
+                                 **kw)  # type: ignore[arg-type]
+        return fn
+    return register
+
+
+def _rate(name: str, of: str, description: str) -> None:
+    """Register ``name`` as ``of`` per 10,000 children of the population given."""
+    base = MEASURES[of]
+    MEASURES[name] = Measure(
+        name=name, description=description, records=base.records, unit=RATE, aggregate=base.aggregate,
+        years=base.years, per_population=True, status=base.status,
+        source=f"{base.source} Divided by the population aged under 18 given, times 10,000.")
+
+
+def _share(name: str, of: str, description: str, source: str, **kw: object) -> None:
+    """Register ``name`` as the percentage of ``of``'s records whose ``hit`` is true."""
+    base = MEASURES[of]
+    kw.setdefault("years", base.years)
+    kw.setdefault("status", base.status)
+    MEASURES[name] = Measure(name=name, description=description, source=source, records=base.records,
+                             unit=PERCENT, aggregate="share", **kw)  # type: ignore[arg-type]
+
+
+# -- frames shared by the measures ---------------------------------------------------------------
+
+def _col(df: pd.DataFrame, name: str, dtype: str = "object") -> pd.Series:
+    """Return ``df[name]``, or an all-missing column where the year lacks it."""
+    if name in df:
+        return df[name]
+    return pd.Series(pd.NA if dtype != "datetime64[s]" else pd.NaT, index=df.index, dtype=dtype)
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Codes as plain strings with missing values as NaN (categoricals lose their categories)."""
+    return s.astype("object").where(s.notna(), np.nan)
+
+
+def _between(s: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    return (s >= start) & (s <= end)
+
+
+class _Return:
+    """One return's tables prepared once for every measure."""
+
+    def __init__(self, ret: CensusReturn, previous: CensusReturn | None = None) -> None:
+        self.ret = ret
+        self.year = ret.year
+        self.start = ret.census_start
+        self.end = ret.reference_date
+        self.previous = previous
+
+    def in_year(self, s: pd.Series) -> pd.Series:
+        return _between(s, self.start, self.end)
+
+    @cached_property
+    def children(self) -> pd.DataFrame:
+        """Child-level attributes used by the demographic breakdowns."""
+        c = self.ret.children
+        out = c[["child", "LAchildID"]].copy()
+        out["PersonBirthDate"] = _col(c, "PersonBirthDate", "datetime64[s]")
+        out["ExpectedPersonBirthDate"] = _col(c, "ExpectedPersonBirthDate", "datetime64[s]")
+        out["sex"] = sex_of(c).map(SEX_LABELS).fillna(NOT_RECORDED)
+        out["ethnicity"] = ethnic_group(_col(c, "Ethnicity"))
+        disabled = set()
+        d = self.ret.disabilities
+        if "Disability" in d:
+            disabled = set(d.loc[_text(d["Disability"]).fillna("NONE") != "NONE", "child"])
+        out["disability"] = np.where(out["child"].isin(disabled), "Disabled", "Not disabled")
+        return out
+
+    @cached_property
+    def child_attributes(self) -> pd.DataFrame:
+        return self.children.set_index("child")
+
+    @cached_property
+    def episode_attributes(self) -> pd.DataFrame:
+        e = self.episodes
+        return e.set_index(["child", "episode"])[["referral_source", "primary_need"]]
+
+    @cached_property
+    def episodes(self) -> pd.DataFrame:
+        e = self.ret.episodes
+        out = e.copy()
+        out["nfa"] = _col(e, "ReferralNFA", "boolean").fillna(False).astype(bool)
+        reason = _text(_col(e, "ReasonForClosure"))
+        out["not_in_need"] = reason.isin(NOT_IN_NEED_CLOSURES).to_numpy()
+        out["referral_source"] = _text(_col(e, "ReferralSource")).map(_SOURCE_GROUP).fillna(
+            _text(_col(e, "ReferralSource"))).fillna(NOT_RECORDED)
+        out["primary_need"] = _text(_col(e, "PrimaryNeedCode")).fillna(NOT_RECORDED)
+        out["reason_for_closure"] = reason.fillna(NOT_RECORDED)
+        return out
+
+    @cached_property
+    def referrals(self) -> pd.DataFrame:
+        e = self.episodes
+        out = e[self.in_year(e["CINreferralDate"])].copy()
+        out["as_of"] = out["CINreferralDate"]
+        return out
+
+    @cached_property
+    def assessments(self) -> pd.DataFrame:
+        """Assessments authorised in the year, with their episode's referral date."""
+        a = self.ret.assessments
+        a = a[self.in_year(a["AssessmentAuthorisationDate"])]
+        out = a.merge(self.ret.episodes[["child", "episode", "CINreferralDate"]], on=["child", "episode"],
+                      how="left")
+        out["as_of"] = out["AssessmentAuthorisationDate"]
+        out["days"] = working_days_between(out["AssessmentActualStartDate"], out["AssessmentAuthorisationDate"])
+        return out
+
+    @cached_property
+    def cp_plans(self) -> pd.DataFrame:
+        p = self.ret.cp_plans.copy()
+        p["initial_category"] = _text(_col(p, "InitialCategoryOfAbuse")).fillna(NOT_RECORDED)
+        p["latest_category"] = _text(_col(p, "LatestCategoryOfAbuse")).fillna(NOT_RECORDED)
+        p["initial_and_latest_category"] = p["initial_category"] + " > " + p["latest_category"]
+        return p
+
+
+# -- the measures --------------------------------------------------------------------------------
+
+_REFERRAL = ("DfE C1 'Referrals': each CINdetails whose CINreferralDate falls in the census year "
+             "(1 April to 31 March) is one referral, including referrals with no further action.")
+
+
+@_measure("referrals", "Referrals in the year", _REFERRAL, status="V",
+          breakdowns=("referral_source", "primary_need", *_DEMOGRAPHIC),
+          notes_by_year={"2012-13": "referral source was not collected in 2012-13"})
+def _referrals(d: _Return) -> pd.DataFrame:
+    return d.referrals
+
+
+_rate("referrals_rate", "referrals", "Referrals in the year per 10,000 children")
+
+
+@_measure("re_referrals", "Re-referrals within 12 months of a previous referral",
+          "DfE C1 'Re-referrals': referrals in the year made within 12 months of a previous referral "
+          "of the same child. Previous referrals are those in this return (and in the previous year's "
+          "return when it is given), so re-referrals early in the year may be under-counted without it.",
+          note="previous referral on or after the date 12 calendar months before, and before the referral")
+def _re_referrals(d: _Return) -> pd.DataFrame:
+    refs = d.referrals
+    return refs[_re_referred(d, refs)]
+
+
+def _re_referred(d: _Return, refs: pd.DataFrame) -> pd.Series:
+    """Tell for each referral whether the child had another referral in the 12 months before it."""
+    history = d.episodes[["child", "CINreferralDate"]]
+    if d.previous is not None:
+        prev = d.previous.episodes[["LAchildID", "CINreferralDate"]].merge(
+            d.ret.children[["LAchildID", "child"]].drop_duplicates("LAchildID"), on="LAchildID")
+        history = pd.concat([history, prev[["child", "CINreferralDate"]]], ignore_index=True)
+    history = history.dropna().rename(columns={"CINreferralDate": "earlier"}).drop_duplicates()
+    pairs = refs[["child", "episode", "CINreferralDate"]].merge(history, on="child")
+    since = pairs["CINreferralDate"] - pd.DateOffset(months=12)
+    pairs = pairs[(pairs["earlier"] < pairs["CINreferralDate"]) & (pairs["earlier"] >= since)]
+    keys = pd.MultiIndex.from_frame(pairs[["child", "episode"]])
+    return pd.Series(pd.MultiIndex.from_frame(refs[["child", "episode"]]).isin(keys), index=refs.index)
+
+
+@_measure("re_referral_share", "Re-referrals within 12 months as a percentage of referrals",
+          "DfE C1: re-referrals within 12 months divided by referrals in the year.", unit=PERCENT,
+          aggregate="share")
+def _re_referral_share(d: _Return) -> pd.DataFrame:
+    refs = d.referrals.copy()
+    refs["hit"] = _re_referred(d, refs)
+    return refs
+
+
+@_measure("referrals_nfa", "Referrals with no further action",
+          "DfE C1 'Referrals resulting in no further action': referrals in the year with ReferralNFA true.",
+          status="V")
+def _referrals_nfa(d: _Return) -> pd.DataFrame:
+    return d.referrals[d.referrals["nfa"]]
+
+
+@_measure("referrals_nfa_share", "Referrals with no further action as a percentage of referrals",
+          "DfE C1: NFA referrals divided by referrals in the year.", unit=PERCENT, aggregate="share",
+          status="V")
+def _referrals_nfa_share(d: _Return) -> pd.DataFrame:
+    refs = d.referrals.copy()
+    refs["hit"] = refs["nfa"]
+    return refs
+
+
+@_measure("cin_31_march", "Children in need at 31 March",
+          "DfE A1 'Children in need at 31 March': children with an episode referred on or before "
+          "31 March and not closed by then (no CINclosureDate, or one after 31 March), excluding "
+          "referrals with no further action. Each child counted once.", aggregate="children",
+          breakdowns=("primary_need", *_DEMOGRAPHIC))
+def _cin_31_march(d: _Return) -> pd.DataFrame:
+    return open_episodes(d.episodes, d.end).assign(as_of=d.end)
+
+
+_rate("cin_31_march_rate", "cin_31_march", "Children in need at 31 March per 10,000 children")
+
+
+def _in_need(d: _Return) -> pd.DataFrame:
+    """Episodes of need: referrals neither NFA nor closed after assessment as not in need."""
+    e = d.episodes
+    return e[~e["nfa"] & ~e["not_in_need"]]
+
+
+@_measure("cin_in_year", "Children in need at any point in the year",
+          "DfE 'children in need during the year': children with an episode of need open on any day "
+          "of the census year; NFA referrals and episodes closed after assessment as not in need "
+          "(RC8, RC9) are not episodes of need.", aggregate="children", breakdowns=_DEMOGRAPHIC)
+def _cin_in_year(d: _Return) -> pd.DataFrame:
+    e = _in_need(d)
+    alive = (e["CINreferralDate"] <= d.end) & (e["CINclosureDate"].isna() | (e["CINclosureDate"] >= d.start))
+    return e[alive].assign(as_of=d.end)
+
+
+@_measure("episodes_starting", "Episodes of need starting in the year",
+          "DfE 'episodes of need starting': referrals in the year that became an episode of need, i.e. "
+          "not NFA and not closed after assessment as not in need (RC8; RC9 from 2022-23).",
+          breakdowns=("primary_need", *_DEMOGRAPHIC))
+def _episodes_starting(d: _Return) -> pd.DataFrame:
+    e = _in_need(d)
+    return e[d.in_year(e["CINreferralDate"])].assign(as_of=lambda f: f["CINreferralDate"])
+
+
+@_measure("episodes_ending", "Episodes of need ending in the year",
+          "DfE 'episodes of need ending': episodes of need (see episodes_starting) with CINclosureDate in "
+          "the census year.", breakdowns=("reason_for_closure", *_DEMOGRAPHIC))
+def _episodes_ending(d: _Return) -> pd.DataFrame:
+    e = _in_need(d)
+    return e[d.in_year(e["CINclosureDate"])].assign(as_of=lambda f: f["CINclosureDate"])
+
+
+@_measure("closures", "Episodes closed in the year, by reason for closure",
+          "DfE B6 / COLLECT: every CINdetails with CINclosureDate in the census year, NFA and "
+          "not-in-need closures included, split by ReasonForClosure.", breakdowns=("reason_for_closure",))
+def _closures(d: _Return) -> pd.DataFrame:
+    e = d.episodes
+    return e[d.in_year(e["CINclosureDate"])].assign(as_of=lambda f: f["CINclosureDate"])
+
+
+@_measure("assessments_completed", "Assessments completed in the year",
+          "DfE C2 'Completed assessments': assessments with AssessmentAuthorisationDate in the census "
+          "year. Duration bands are working days from actual start to authorisation (same day = 0).",
+          breakdowns=("assessment_duration", *_DEMOGRAPHIC),
+          notes_by_year={"2012-13": "initial and core assessments counted together (one each per episode "
+                                    "at most); duration bands start in 2013-14"})
+def _assessments_completed(d: _Return) -> pd.DataFrame:
+    a = d.assessments.copy()
+    a["assessment_duration"] = assessment_band(a["days"])
+    return a
+
+
+def _continuous_timed(d: _Return) -> pd.DataFrame:
+    """Continuous assessments completed in the year with a usable duration, ``hit`` if within 45 days."""
+    a = d.assessments
+    a = a[(_text(a["kind"]) == "continuous") & (a["days"] >= 0)].copy()
+    a["hit"] = (a["days"] <= 45).to_numpy(dtype=bool)
+    return a
+
+
+@_measure("assessments_within_45_days_share", "Assessments completed within 45 working days (%)",
+          "DfE C2: completed assessments lasting 45 working days or fewer from actual start to "
+          "authorisation, as a percentage of completed assessments. Assessments authorised before "
+          "they started are left out of both counts.", unit=PERCENT, aggregate="share",
+          years=CONTINUOUS_YEARS)
+def _within_45(d: _Return) -> pd.DataFrame:
+    return _continuous_timed(d)
+
+
+@_measure("assessment_duration_median", "Median duration of completed assessments",
+          "DfE C2: median working days from AssessmentActualStartDate to AssessmentAuthorisationDate "
+          "of assessments completed in the year.", unit=DAYS, aggregate="median", years=CONTINUOUS_YEARS,
+          status="V")
+def _assessment_median(d: _Return) -> pd.DataFrame:
+    return _continuous_timed(d)
+
+
+def _old_assessments(d: _Return, kind: str) -> pd.DataFrame:
+    a = d.assessments
+    return a[_text(a["kind"]) == kind]
+
+
+@_measure("initial_assessments_completed", "Initial assessments completed in the year (2012-13)",
+          "DfE 2012-13: initial assessments with an authorisation date in the census year.",
+          years=OLD_YEARS)
+def _initial_completed(d: _Return) -> pd.DataFrame:
+    return _old_assessments(d, "initial")
+
+
+@_measure("initial_within_10_days_share", "Initial assessments completed within 10 working days of referral (%)",
+          "Working Together 2010 / NI 59 (2012-13): initial assessments completed in the year within 10 "
+          "working days of the referral, as a percentage of those completed. Authorised before the "
+          "referral: left out.", unit=PERCENT, aggregate="share", years=OLD_YEARS)
+def _initial_within_10(d: _Return) -> pd.DataFrame:
+    a = _old_assessments(d, "initial").copy()
+    a["days"] = working_days_between(a["CINreferralDate"], a["AssessmentAuthorisationDate"])
+    a = a[a["days"] >= 0]
+    a["hit"] = (a["days"] <= 10).to_numpy(dtype=bool)
+    return a
+
+
+@_measure("core_assessments_completed", "Core assessments completed in the year (2012-13)",
+          "DfE 2012-13: core assessments with an authorisation date in the census year.",
+          years=OLD_YEARS)
+def _core_completed(d: _Return) -> pd.DataFrame:
+    return _old_assessments(d, "core")
+
+
+@_measure("core_within_35_days_share", "Core assessments completed within 35 working days of their start (%)",
+          "Working Together 2010 / NI 60 (2012-13): core assessments completed in the year within 35 "
+          "working days of the core assessment's start, as a percentage of those completed.",
+          unit=PERCENT, aggregate="share", years=OLD_YEARS)
+def _core_within_35(d: _Return) -> pd.DataFrame:
+    a = _old_assessments(d, "core")
+    a = a[a["days"] >= 0].copy()
+    a["hit"] = (a["days"] <= 35).to_numpy(dtype=bool)
+    return a
+
+
+@_measure("assessment_factors", "Factors identified at the end of assessment",
+          "DfE 'Factors identified at the end of assessment' / COLLECT report 6: each AssessmentFactors "
+          "code on an assessment completed in the year, counted once per assessment (multi-select, so "
+          "the total exceeds assessments).", breakdowns=("factor",), years=CONTINUOUS_YEARS)
+def _factors(d: _Return) -> pd.DataFrame:
+    f = d.ret.assessment_factors
+    done = d.assessments[["child", "episode", "assessment", "as_of"]]
+    out = f.merge(done, on=["child", "episode", "assessment"])
+    out["factor"] = _text(_col(out, "AssessmentFactors")).fillna(NOT_RECORDED)
+    return out.drop_duplicates(["child", "episode", "assessment", "factor"])
+
+
+@_measure("s47_enquiries", "Section 47 enquiries starting in the year",
+          "DfE C4 'Section 47 enquiries': Section47 groups with S47ActualStartDate in the census year; "
+          "each enquiry counted separately.", breakdowns=_DEMOGRAPHIC, status="V")
+def _s47(d: _Return) -> pd.DataFrame:
+    s = d.ret.section47
+    return s[d.in_year(s["S47ActualStartDate"])].assign(as_of=lambda f: f["S47ActualStartDate"])
+
+
+def _icpcs(d: _Return) -> pd.DataFrame:
+    s = d.ret.section47
+    s = s[d.in_year(s["DateOfInitialCPC"])].copy()
+    s["as_of"] = s["DateOfInitialCPC"]
+    s["days"] = working_days_between(s["S47ActualStartDate"], s["DateOfInitialCPC"])
+    return s
+
+
+@_measure("icpcs", "Initial child protection conferences in the year",
+          "DfE C4 'ICPCs': Section47 groups with DateOfInitialCPC in the census year (conferences "
+          "held before the S47 start date are counted here but not timed).", breakdowns=_DEMOGRAPHIC,
+          status="V")
+def _icpc_count(d: _Return) -> pd.DataFrame:
+    return _icpcs(d)
+
+
+def _icpcs_timed(d: _Return) -> pd.DataFrame:
+    s = _icpcs(d)
+    s = s[s["days"] >= 0].copy()
+    s["hit"] = (s["days"] <= 15).to_numpy(dtype=bool)
+    return s
+
+
+@_measure("icpc_within_15_days_share", "ICPCs held within 15 working days of the S47 start (%)",
+          "DfE C4: ICPCs in the year held within 15 working days of S47ActualStartDate, as a percentage "
+          "of ICPCs; DfE excludes conferences recorded before the S47 start.", unit=PERCENT,
+          aggregate="share", status="V")
+def _icpc_within_15(d: _Return) -> pd.DataFrame:
+    return _icpcs_timed(d)
+
+
+@_measure("icpc_duration_median", "Median working days from S47 start to ICPC",
+          "DfE C4: median working days from S47ActualStartDate to DateOfInitialCPC of ICPCs in the year.",
+          unit=DAYS, aggregate="median", status="V")
+def _icpc_median(d: _Return) -> pd.DataFrame:
+    return _icpcs_timed(d)
+
+
+@_measure("icpcs_transfer_in", "Transfer-in ICPCs in the year",
+          "COLLECT report 7: DateOfInitialCPC recorded on CINdetails (not within a Section47 group) in "
+          "the census year - conferences held for children transferring in from another LA.")
+def _icpc_transfer(d: _Return) -> pd.DataFrame:
+    e = d.episodes
+    return e[d.in_year(e["DateOfInitialCPC"])].assign(as_of=lambda f: f["DateOfInitialCPC"])
+
+
+@_measure("cpp_starts", "Child protection plans starting in the year",
+          "DfE D1 / COLLECT report 16: ChildProtectionPlans with CPPstartDate in the census year, by "
+          "initial category of abuse.", breakdowns=("initial_category", *_DEMOGRAPHIC), status="V")
+def _cpp_starts(d: _Return) -> pd.DataFrame:
+    p = d.cp_plans
+    return p[d.in_year(p["CPPstartDate"])].assign(as_of=lambda f: f["CPPstartDate"])
+
+
+def _cpp_starts_with_previous(d: _Return) -> pd.DataFrame:
+    p = d.cp_plans
+    starts = _cpp_starts(d).copy()
+    first = p.groupby("child")["CPPstartDate"].transform("min")
+    earlier_in_return = starts["CPPstartDate"] > first.loc[starts.index]
+    starts["hit"] = ((starts["NumberOfPreviousCPP"].fillna(0) >= 1) | earlier_in_return).to_numpy(dtype=bool)
+    return starts
+
+
+@_measure("cpp_second_or_subsequent", "Child protection plans starting in the year that are a second or later plan",
+          "DfE D3 (ex-NI 65): plans starting in the year for a child who had been the subject of a plan "
+          "before, at any time: NumberOfPreviousCPP of 1 or more, or an earlier plan in this return.")
+def _cpp_second(d: _Return) -> pd.DataFrame:
+    s = _cpp_starts_with_previous(d)
+    return s[s["hit"]]
+
+
+@_measure("cpp_second_or_subsequent_share", "Second or subsequent plans as a percentage of plans starting",
+          "DfE D3: second or subsequent plans divided by plans starting in the year.", unit=PERCENT,
+          aggregate="share")
+def _cpp_second_share(d: _Return) -> pd.DataFrame:
+    return _cpp_starts_with_previous(d)
+
+
+def _cpp_ended(d: _Return) -> pd.DataFrame:
+    p = d.cp_plans
+    p = p[d.in_year(p["CPPendDate"])].copy()
+    p["as_of"] = p["CPPendDate"]
+    p["cpp_duration"] = cpp_band(p["CPPstartDate"], p["CPPendDate"])
+    p["hit"] = (p["cpp_duration"] == CPP_BANDS[-1]).to_numpy(dtype=bool)
+    return p
+
+
+@_measure("cpp_ends", "Child protection plans ending in the year",
+          "DfE D7: ChildProtectionPlans with CPPendDate in the census year, by length of plan; a child "
+          "with more than one plan ending is counted for each.", breakdowns=("cpp_duration", *_DEMOGRAPHIC),
+          status="V")
+def _cpp_ends(d: _Return) -> pd.DataFrame:
+    return _cpp_ended(d)
+
+
+@_measure("cpp_ended_2_years_share", "Plans ending in the year that lasted 2 years or more (%)",
+          "DfE D7 / COLLECT KI report 10: plans ending in the year that had lasted 2 years or more, as a "
+          "percentage of plans ending.", unit=PERCENT, aggregate="share", status="V")
+def _cpp_2_years(d: _Return) -> pd.DataFrame:
+    return _cpp_ended(d)
+
+
+@_measure("cpp_31_march", "Children subject of a child protection plan at 31 March",
+          "DfE A6 / COLLECT report 3: children with a plan started on or before 31 March and not ended "
+          "by then (no CPPendDate or one after 31 March), by initial and latest category of abuse.",
+          aggregate="children", breakdowns=("initial_category", "latest_category",
+                                            "initial_and_latest_category", *_DEMOGRAPHIC))
+def _cpp_31_march(d: _Return) -> pd.DataFrame:
+    return open_plans(d.cp_plans, d.end).assign(as_of=d.end)
+
+
+_rate("cpp_31_march_rate", "cpp_31_march",
+      "Children subject of a child protection plan at 31 March per 10,000 children")
+
+
+# -- helpers that compare.py shares ---------------------------------------------------------------
+
+def open_episodes(episodes: pd.DataFrame, on: pd.Timestamp) -> pd.DataFrame:
+    """Return the episodes open on date ``on``: referred by then, not closed by then, not NFA."""
+    nfa = _col(episodes, "ReferralNFA", "boolean").fillna(False).astype(bool)
+    close = episodes["CINclosureDate"]
+    return episodes[(episodes["CINreferralDate"] <= on) & (close.isna() | (close > on)) & ~nfa]
+
+
+def open_plans(plans: pd.DataFrame, on: pd.Timestamp) -> pd.DataFrame:
+    """Return the child protection plans open on date ``on``: started by then, not ended by then."""
+    end = plans["CPPendDate"]
+    return plans[(plans["CPPstartDate"] <= on) & (end.isna() | (end > on))]
+
+
+def sex_of(children: pd.DataFrame) -> pd.Series:
+    """Return each child's sex as M, F or U, mapping GenderCurrent for years before 2024-25."""
+    sex = _text(_col(children, "Sex"))
+    if "GenderCurrent" in children:
+        sex = sex.fillna(_text(children["GenderCurrent"]).map(GENDER_TO_SEX))
+    return sex
+
+
+def ethnic_group(codes: pd.Series) -> pd.Series:
+    """Map ethnicity codes to the DfE major groups; invalid codes stay as given."""
+    text = _text(codes)
+    group = text.map(_ETHNIC_GROUP)
+    group = group.fillna(text.str[0].map(_ETHNIC_GROUP).where(text.str.len() == 4))
+    return group.fillna(text).fillna(NOT_RECORDED)
+
+
+def assessment_band(days: pd.Series) -> pd.Series:
+    """Band working-day durations as DfE table C2 does."""
+    d = pd.to_numeric(days, errors="coerce").astype("float")
+    edges = [-np.inf, -0.5, 0.5, 10.5, 20.5, 30.5, 40.5, 45.5, 50.5, 60.5, np.inf]
+    labels = ["Authorised before start", *ASSESSMENT_BANDS[:-1]]
+    return pd.cut(d, edges, labels=labels).astype("object").fillna(NOT_RECORDED)
+
+
+def cpp_band(start: pd.Series, end: pd.Series) -> pd.Series:
+    """Band plan lengths as DfE table D7 does (calendar months and years)."""
+    out = pd.Series(CPP_BANDS[-1], index=start.index, dtype="object")
+    for limit, label in ((pd.DateOffset(years=2), CPP_BANDS[3]), (pd.DateOffset(years=1), CPP_BANDS[2])):
+        out = out.mask(end < start + limit, label)
+    out = out.mask(end <= start + pd.DateOffset(months=6), CPP_BANDS[1])
+    out = out.mask(end <= start + pd.DateOffset(months=3), CPP_BANDS[0])
+    return out.mask(start.isna() | end.isna(), NOT_RECORDED)
+
+
+def age_band(birth: pd.Series, expected: pd.Series, on: pd.Series) -> pd.Series:
+    """Band ages on date ``on`` as the DfE does; no birth date but an expected one means unborn."""
+    b = pd.to_datetime(birth)
+    o = pd.to_datetime(on)
+    years = o.dt.year - b.dt.year - ((o.dt.month < b.dt.month) | ((o.dt.month == b.dt.month) & (o.dt.day < b.dt.day)))
+    d = years.astype("float")
+    labels = list(AGE_BANDS[1:])
+    out = pd.cut(d, [-0.5, 0.5, 4.5, 9.5, 15.5, np.inf], labels=labels, right=False).astype("object")
+    out = out.mask(o.notna() & (b > o), AGE_BANDS[0])
+    out = out.mask(b.isna() & pd.to_datetime(expected).notna(), AGE_BANDS[0])
+    return out.fillna(NOT_RECORDED)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+def _population_for(population: float | Mapping[str, float] | None, year: str) -> float | None:
+    if population is None:
+        return None
+    value = population.get(year) if isinstance(population, Mapping) else population
+    if value is None:
+        return None
+    if not isinstance(value, (int, float, np.number)) or value <= 0:
+        raise CinqaError(f"population for {year} must be a positive number of children, not {value!r}")
+    return float(value)
+
+
+def _with_breakdowns(d: _Return, rows: pd.DataFrame, names: Iterable[str]) -> pd.DataFrame:
+    """Attach the columns of breakdowns ``names`` to a measure's records."""
+    rows = rows.copy()
+    for name in names:
+        b = BREAKDOWNS[name]
+        if b.level == "unit" or name in rows:
+            continue
+        if b.level == "episode":
+            at = pd.MultiIndex.from_arrays([rows["child"], rows["episode"]])
+            rows[name] = d.episode_attributes[name].reindex(at).to_numpy()
+        elif name == "age":
+            kids = d.child_attributes
+            rows["age"] = age_band(rows["child"].map(kids["PersonBirthDate"]),
+                                   rows["child"].map(kids["ExpectedPersonBirthDate"]), rows["as_of"])
+        else:
+            rows[name] = rows["child"].map(d.child_attributes[name]).to_numpy()
+    return rows
+
+
+def _aggregate(m: Measure, rows: pd.DataFrame, by: str | None = None) -> pd.Series:
+    """Aggregate a measure's records, in total (index ``ALL``) or per category of column ``by``."""
+    keys = rows[by].astype("object") if by else pd.Series(ALL, index=rows.index, dtype="object")
+    if m.aggregate == "children":
+        out = rows["child"].groupby(keys).nunique()
+    elif m.aggregate == "share":
+        out = 100 * rows["hit"].astype(float).groupby(keys).mean()
+    elif m.aggregate == "median":
+        out = pd.to_numeric(rows["days"], errors="coerce").astype(float).groupby(keys).median()
+    else:
+        out = keys.groupby(keys).size()
+    return out.astype(float)
+
+
+def _evaluate(m: Measure, d: _Return, population: float | None) -> list[tuple[str, str, float]]:
+    rows = m.records(d)
+    scale = 10_000 / population if m.per_population and population else 1.0
+    empty = np.nan if m.aggregate in ("share", "median") else 0.0
+    total = _aggregate(m, rows).get(ALL, empty)
+    out = [(ALL, ALL, total * scale)]
+    names = [b for b in m.breakdowns if d.year in BREAKDOWNS[b].years]
+    split = _with_breakdowns(d, rows, names)
+    for name in names:
+        values = _aggregate(m, split, name)
+        values.index = values.index.map(str)
+        for cat in dict.fromkeys([*BREAKDOWNS[name].categories(d.year), *values.index]):
+            out.append((name, cat, values.get(cat, empty) * scale))
+    return out
+
+
+def measures(ret: CensusReturn, population: float | Mapping[str, float] | None = None, *,
+             previous: CensusReturn | None = None, names: Iterable[str] | None = None) -> pd.DataFrame:
+    """Compute the headline measures of ``ret`` as a tidy table.
+
+    ``population`` (children aged under 18 in the LA, or a mapping of census year to that number)
+    adds the rates per 10,000. ``previous`` (the LA's return for the year before) lets re-referrals
+    see referrals that closed before this census year. Measures that do not exist in the return's
+    year are left out, so a missing row means "not applicable", a zero means "none".
+    """
+    if not isinstance(ret, CensusReturn):
+        raise CinqaError(f"measures() needs a CensusReturn, not {type(ret).__name__}")
+    pop = _population_for(population, ret.year)
+    d = _Return(ret, previous)
+    chosen = list(MEASURES) if names is None else list(names)
+    unknown = [n for n in chosen if n not in MEASURES]
+    if unknown:
+        raise CinqaError(f"unknown measure(s) {', '.join(unknown)}; see cinqa.measures.definitions()")
+    records = []
+    for name in chosen:
+        m = MEASURES[name]
+        if ret.year not in m.years or (m.per_population and pop is None):
+            continue
+        for breakdown, category, value in _evaluate(m, d, pop):
+            records.append((name, breakdown, category, ret.year, value, m.unit))
+    out = pd.DataFrame.from_records(records, columns=list(MEASURE_COLUMNS))
+    out["value"] = out["value"].astype("float64")
+    return out
+
+
+def measure_rows(ret: CensusReturn, name: str, breakdown: str = ALL, category: str = ALL, *,
+                 previous: CensusReturn | None = None) -> pd.DataFrame:
+    """Return the records behind one figure of :func:`measures` (the children to look at).
+
+    For a share the rows are the denominator, with ``hit`` marking the numerator; for a median
+    ``days`` holds each record's duration.
+    """
+    if name not in MEASURES:
+        raise CinqaError(f"unknown measure {name!r}; see cinqa.measures.definitions()")
+    m = MEASURES[name]
+    if ret.year not in m.years:
+        raise CinqaError(f"measure {name!r} does not exist in {ret.year} ({spec.describe_years(m.years)})")
+    d = _Return(ret, previous)
+    rows = m.records(d)
+    if breakdown != ALL:
+        if breakdown not in m.breakdowns:
+            raise CinqaError(f"measure {name!r} has no breakdown {breakdown!r}; it has {', '.join(m.breakdowns)}")
+        rows = _with_breakdowns(d, rows, [breakdown])
+        rows = rows[rows[breakdown].astype("object") == category]
+    first = [c for c in ("LAchildID", "child", "episode") if c in rows]
+    drop = {"as_of", "nfa", "not_in_need"}
+    rest = [c for c in rows if c not in first and c not in drop]
+    return rows[first + rest].reset_index(drop=True)
+
+
+def definitions() -> pd.DataFrame:
+    """List every measure with its description, unit, years, breakdowns, source and notes."""
+    return pd.DataFrame([{
+        "measure": m.name,
+        "description": m.description,
+        "unit": m.unit,
+        "years": spec.describe_years(m.years & frozenset(spec.SUPPORTED_YEARS)),
+        "breakdowns": ", ".join(m.breakdowns),
+        "needs_population": m.per_population,
+        "status": m.status,
+        "source": m.source,
+        "note": "; ".join([m.note, *(f"{y}: {t}" for y, t in m.notes_by_year.items())]).strip("; "),
+    } for m in MEASURES.values()])
