@@ -1,0 +1,384 @@
+"""The QA report: a thin notebook over :class:`QAReport`, executed and exported as one HTML file.
+
+:func:`render_report` runs ``notebooks/qa-report.ipynb`` with papermill (parameters: the return
+paths, the year, whether to pseudonymise) and converts the result with nbconvert into a single
+self-contained HTML file: no code cells, plots embedded as PNG, CSS inlined, and no script or
+stylesheet fetched from the network, so the file opens offline and in locked-down browsers.
+Only the output file is written; the executed notebook lives in a temporary folder that is
+removed afterwards, and the HTML is renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import html
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from IPython.display import HTML
+from matplotlib.figure import Figure
+
+import cinqa
+from cinqa import collect
+from cinqa import display as show
+from cinqa.errors import CinqaError, ReadError
+from cinqa.excel import summarise_failures
+from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
+                                return_scrubber)
+from cinqa.read import read_return
+from cinqa.returns import CensusReturn
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "qa-report.ipynb"
+KEY_ENV = "CINQA_REPORT_KEY"
+RULE_ROWS = 50
+RULE_COLUMNS = ["LAchildID", "entity", "episode", "item", "values", "line"]
+ISSUE_COLUMNS = ["line", "severity", "table", "LAchildID", "element", "problem", "value"]
+
+# Offline guard: any of these in the HTML means the browser would fetch from the network.
+_EXTERNAL = re.compile(
+    r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//"""
+    r"""|@import\s+(?:url\()?\s*["']?\s*(?:https?:)?//"""
+    r"""|url\(\s*["']?\s*(?:https?:)?//""",
+    re.IGNORECASE,
+)
+
+REPORT_CSS = """
+body.jp-Notebook { max-width: 1180px; margin: 0 auto; padding: 12px 28px 48px; }
+.jp-Cell { padding: 2px 0; }
+.jp-InputPrompt, .jp-OutputPrompt { display: none; }
+.jp-RenderedHTMLCommon h1 { font-size: 1.9em; border-bottom: 3px solid #2c6e9b; padding-bottom: 4px; }
+.jp-RenderedHTMLCommon h2 { margin-top: 1.6em; border-bottom: 1px solid #ccd6e0; padding-bottom: 3px; }
+.jp-RenderedHTMLCommon h3 { margin-top: 1.2em; }
+.jp-RenderedHTMLCommon table.cinqa-table { font-size: 12px; margin: 4px 0 8px; }
+.jp-RenderedHTMLCommon table.cinqa-table td:first-child { text-align: left; }
+.jp-RenderedHTMLCommon table.cinqa-table th:first-child { text-align: left; }
+.cinqa-note, .cinqa-empty { color: #555; font-size: 12px; margin: 2px 0 10px; }
+.cinqa-caption { margin: 10px 0 2px; }
+.cinqa-callout { font-size: 14px; line-height: 1.5; }
+.jp-OutputArea-output img { max-width: 100%; height: auto; }
+@media print { body.jp-Notebook { max-width: none; } h2 { page-break-after: avoid; } }
+"""
+
+_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}<style type="text/css">""" + REPORT_CSS + """</style>{%- endblock extra_css -%}
+"""
+
+
+# --- the report's sections ----------------------------------------------------------------
+
+
+def _validate(ret: CensusReturn) -> Any | None:
+    validate = getattr(cinqa, "validate", None)
+    return validate(ret) if validate is not None else None
+
+
+class QAReport:
+    """One return (and optionally the year before) with everything the QA report shows.
+
+    Each public method returns one displayable object for one notebook cell. Child identifiers
+    in every table are replaced by keyed tokens when ``pseudonymise`` is on.
+    """
+
+    def __init__(self, rets: Sequence[CensusReturn], validation: Any | None = None, *,
+                 pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False) -> None:
+        if not rets:
+            raise CinqaError("the QA report needs at least one return")
+        ordered = sorted(rets, key=lambda r: r.year)
+        self.ret = ordered[-1]
+        self.previous = ordered[-2] if len(ordered) > 1 else None
+        self.validation = validation
+        self.generated = dt.datetime.now()
+        self._p = Pseudonymiser(key or os.urandom(32)) if pseudonymise else None
+        self._key_given = key_given
+        self._scrub = return_scrubber(self.ret, self._p) if self._p else None
+
+    @classmethod
+    def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
+             pseudonymise: bool = False, key: bytes | None = None) -> "QAReport":
+        """Read the returns at ``paths``, validate the latest, and prepare the report.
+
+        With ``pseudonymise`` and no ``key`` the key is taken from the environment variable
+        ``CINQA_REPORT_KEY`` (hex), else a one-off random key is used.
+        """
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        rets = [read_return(p, year=year) if i == 0 else read_return(p) for i, p in enumerate(paths)]
+        if key is None and os.environ.get(KEY_ENV):
+            key = bytes.fromhex(os.environ[KEY_ENV])
+        latest = max(rets, key=lambda r: r.year)
+        return cls(rets, _validate(latest), pseudonymise=pseudonymise, key=key, key_given=key is not None)
+
+    # --- identifiers ---
+
+    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        return self._p.frame(df) if self._p else df
+
+    @property
+    def failures(self) -> pd.DataFrame | None:
+        """The validation's failures table, pseudonymised when asked; None without validation."""
+        if self.validation is None:
+            return None
+        f = self.validation.failures
+        return pseudonymise_failures(f, self._p, self._scrub) if self._p else f
+
+    # --- sections ---
+
+    def title(self) -> HTML:
+        """Say which return this is, when and how the report was made."""
+        r, h = self.ret, self.ret.header
+        bits = [f"Local authority <b>{html.escape(str(h.la or '?'))}</b>",
+                f"census year <b>{r.year}</b> ({r.census_start:%d %B %Y} to {r.reference_date:%d %B %Y})"]
+        if r.path:
+            bits.append(f"file <code>{html.escape(r.path.name)}</code>")
+        if self.previous is not None:
+            bits.append(f"compared with {self.previous.year}")
+        made = f"Generated {self.generated:%d/%m/%Y %H:%M} by cinqa {cinqa.__version__}."
+        if self._p:
+            made += (" Child identifiers are pseudonymised (keyed tokens; birth dates shown as the first of the month)"
+                     + ("." if self._key_given else " with a one-off key, so tokens match nothing outside this report."))
+        return HTML(f"<p style='font-size:15px'>{' · '.join(bits)}</p><p class='cinqa-note'>{made}</p>")
+
+    def verdict(self) -> HTML:
+        """Judge readiness for submission: errors must be zero, queries need explanations."""
+        issues = self.ret.issues
+        structural = int((issues["severity"] == "error").sum()) if len(issues) else 0
+        lines = []
+        if structural:
+            lines.append(f"<b>{structural:,}</b> structural problem(s) in the file itself (see "
+                         "<a href='#Structural-problems'>Structural problems</a>); COLLECT will reject it as it is.")
+        if self.validation is None:
+            lines.append("The DfE validation rules are not available in this build of cinqa, so errors and "
+                         "queries were not checked.")
+            return show.callout("<br>".join(lines), "bad" if structural else "warn", "Readiness cannot be judged")
+        summary = summarise_failures(self.validation.failures)
+        errors = summary[summary["severity"] == "error"]
+        queries = summary[summary["severity"] == "query"]
+        f = self.validation.failures
+        n_err, n_q = int(errors["rows"].sum()), int(queries["rows"].sum())
+        kids_err = f.loc[f["severity"] == "error", "child"].nunique()
+        if n_err:
+            lines.append(f"<b>{n_err:,} error(s)</b> under {len(errors)} rule(s), affecting {kids_err:,} "
+                         "child(ren), must be fixed: COLLECT does not accept a return with errors.")
+        if n_q:
+            lines.append(f"<b>{n_q:,} query(ies)</b> under {len(queries)} rule(s) need correcting or explaining "
+                         "in a return-level note in COLLECT.")
+        errored = getattr(self.validation, "errored", None)
+        if errored is not None and len(errored):
+            lines.append(f"{len(errored)} rule(s) could not be evaluated (see the validation summary); "
+                         "their results are unknown.")
+        if structural or n_err:
+            return show.callout("<br>".join(lines), "bad", "Not ready to submit")
+        if n_q:
+            return show.callout("No errors.<br>" + "<br>".join(lines), "warn",
+                                "Ready once the queries are explained")
+        return show.callout("<br>".join(["No errors and no queries."] + lines), "ok", "Ready to submit")
+
+    def header_facts(self) -> HTML:
+        """Show the header facts of the return."""
+        return show.table(show.header_facts(self.ret))
+
+    def sizes(self) -> HTML:
+        """Show how many rows each table of the return has."""
+        return show.table(self.ret.sizes().to_frame().rename_axis("table"))
+
+    def structural_issues(self) -> HTML:
+        """Show what the reader found wrong with the file's structure."""
+        issues = self.ret.issues
+        if self._p and len(issues):
+            issues = pseudonymise_issues(issues, self._p, self._scrub)
+        if not len(issues):
+            return show.callout("The file's structure is sound: every element is known, in place and readable.", "ok")
+        cols = [c for c in ISSUE_COLUMNS if c in issues.columns]
+        return show.table(issues[cols], note="Line numbers refer to the XML file.")
+
+    def validation_summary(self) -> HTML:
+        """Show errors and queries by rule, with the children and rows affected."""
+        if self.validation is None:
+            return show.callout("Validation rules are not available in this build.", "warn")
+        summary = summarise_failures(self.validation.failures)
+        parts = [show.table(summary, max_rows=None).data if len(summary) else
+                 show.callout("No rule failed.", "ok").data]
+        errored = getattr(self.validation, "errored", None)
+        if errored is not None and len(errored):
+            parts.append(show.table(pd.DataFrame(errored), "Rules that could not be evaluated").data)
+        return HTML("\n".join(parts))
+
+    def rule_tables(self, max_rows: int = RULE_ROWS) -> HTML:
+        """Show, for each failing rule, its message and the failing rows (up to ``max_rows`` each)."""
+        f = self.failures
+        if f is None:
+            return show.callout("Validation rules are not available in this build.", "warn")
+        if not len(f):
+            return show.callout("No rule failed.", "ok")
+        parts = []
+        for row in summarise_failures(self.validation.failures).itertuples(index=False):
+            rows = f[(f["rule"] == row.rule) & (f["severity"] == row.severity)]
+            badge = "#b71c1c" if row.severity == "error" else "#b26a00"
+            parts.append(
+                f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
+                f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
+                f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>{row.rows:,} row(s), "
+                f"{row.children:,} child(ren)</span></p>")
+            parts.append(show.table(rows[RULE_COLUMNS], max_rows=max_rows).data)
+        return HTML("\n".join(parts))
+
+    def distributions(self) -> Figure:
+        """Draw the distributions that matter, as small multiples."""
+        return show.plot_distributions(self.ret)
+
+    def assessment_durations(self) -> Figure:
+        """Draw completed assessments by working days taken."""
+        return show.plot_assessment_durations(self.ret)
+
+    def view(self, name: str) -> HTML:
+        """Show the COLLECT view ``name`` (see :data:`cinqa.collect.VIEWS`) as a table."""
+        v = collect.VIEWS[name]
+        df = collect.build_view(self.ret, name)
+        if v.child_level:
+            df = self._frame(df)
+        note = f"Modelled on COLLECT report {v.report}, '{v.title}' (DfE report specification 2019-20)."
+        if v.note:
+            note = f"{v.note} {note}"
+        if name == "key_indicators":
+            return show.indicators(df, note=note)
+        return show.table(df, note=note)
+
+    def year_on_year(self) -> HTML:
+        """Compare the return with the previous year's, when one was given and the comparison exists."""
+        if self.previous is None:
+            return show.callout("Give the previous year's return as well to see the year-on-year comparison "
+                                "(for example <code>cinqa report LAST.xml THIS.xml -o report.html</code>).", "info")
+        compare = getattr(cinqa, "compare", None)
+        if compare is None:
+            return show.callout("The year-on-year comparison is not available in this build.", "warn")
+        result = compare(self.previous, self.ret)
+        shown = getattr(result, "_repr_html_", None)
+        return HTML(shown()) if shown else show.table(pd.DataFrame(result))
+
+    def colophon(self) -> HTML:
+        """Say where the definitions come from."""
+        return HTML(
+            "<p class='cinqa-note'>Errors and queries follow the DfE validation rules for the census year. "
+            "COLLECT views are modelled on the DfE COLLECT report specification (2019-20 edition); their "
+            "definitions follow DfE's published children in need statistics where the specification text "
+            "was not available, so small differences from COLLECT are possible. Working days exclude "
+            "weekends and England bank holidays.</p>")
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str | None) -> Iterator[None]:
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _strip_noise(nb: Any) -> None:
+    """Drop what must not reach the reader: stderr, widget views (progress bars), parameter cells."""
+    nb.metadata.pop("widgets", None)
+    keep = []
+    for cell in nb.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell.cell_type == "code" and tags & {"parameters", "injected-parameters"}:
+            continue
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                            and "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+        keep.append(cell)
+    nb.cells = keep
+
+
+def external_references(text: str) -> list[str]:
+    """List the places in an HTML text that would make a browser fetch from the network."""
+    return [m.group(0) for m in _EXTERNAL.finditer(text)]
+
+
+def to_html(nb: Any, title: str) -> str:
+    """Convert an executed report notebook to self-contained HTML without code cells."""
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"cinqa.html.j2": _TEMPLATE})],
+                            template_file="cinqa.html.j2", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    nb.metadata["title"] = title
+    body, _ = exporter.from_notebook_node(nb)
+    found = external_references(body)
+    if found:
+        raise CinqaError(f"the report would load {len(found)} resource(s) from the network, e.g. {found[0]!r}")
+    return body
+
+
+def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, year: str | None = None,
+                  pseudonymise: bool = False, key: bytes | str | Path | None = None) -> Path:
+    """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
+
+    The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
+    section. ``key`` (bytes, or the path of a key file from ``cinqa.pseudonymise.new_key``) makes
+    pseudonyms stable across reports; without it a one-off key is used.
+    """
+    import nbformat
+    import papermill
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = [Path(p).resolve() for p in paths]
+    for f in files:
+        if not f.is_file():
+            raise ReadError(f, "no such file")
+    if not NOTEBOOK.is_file():
+        raise CinqaError(f"{NOTEBOOK}: the report notebook is missing; install cinqa from its repository "
+                         "(pip install -e .)")
+    if isinstance(key, (str, Path)):
+        key = load_key(key)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise)}
+    with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
+        executed = Path(tmp) / "qa-report.ipynb"
+        # The key goes to the kernel through its environment so it is never written into a notebook.
+        with _environ(KEY_ENV, key.hex() if key else None):
+            try:
+                papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",
+                                           progress_bar=False, log_output=False, cwd=tmp)
+            except papermill.PapermillExecutionError as exc:
+                raise CinqaError(f"the QA report failed: {exc.ename}: {exc.evalue}") from None
+        nb = nbformat.read(executed, as_version=4)
+        _strip_noise(nb)
+        names = ", ".join(f.name for f in files)
+        text = to_html(nb, f"CIN census QA report: {names}")
+        fd, part = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            # mkstemp makes the file private; give it the mode any new file of the user's would get.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(part, 0o666 & ~umask)
+            os.replace(part, out)
+        finally:
+            if os.path.exists(part):
+                os.unlink(part)
+    return out

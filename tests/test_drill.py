@@ -1,0 +1,198 @@
+"""The drill-down: filters, children, timeline and export, first as methods, then through the widgets.
+
+The widget tests drive the same ipywidgets objects a notebook shows, in-process: setting a
+Dropdown's value fires the observers the browser would fire, and the Output widgets' ``outputs``
+hold exactly the display data the front end renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from cinqa import read_return
+from cinqa.drill import ALL, DrillDown, TableBrowser
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+IDS = ("C001", "C002", "C003", "A201123456789")
+
+
+def row(rule, severity, entity, child, la_child_id, episode, item, fields, values, line, message=None):
+    return {"rule": rule, "severity": severity, "message": message or f"message of {rule}", "entity": entity,
+            "child": child, "LAchildID": la_child_id, "episode": episode, "item": item, "fields": fields,
+            "values": values, "line": line}
+
+
+@pytest.fixture()
+def validation():
+    ret = read_return(FIXTURES / "cin-2023-24.xml")
+    failures = pd.DataFrame([
+        row("8565", "error", "cp_plans", 1, "C001", 2, 1, "CPPstartDate", "CPPstartDate=2023-11-15", 72),
+        row("1103", "error", "assessments", 1, "C001", 1, 1, "AssessmentActualStartDate",
+            "AssessmentActualStartDate=2023-04-04", 40),
+        row("8525Q", "query", "children", 1, "C001", None, None, "PersonBirthDate,UPN",
+            "PersonBirthDate=2015-06-01; UPN=A201123456789", 20),
+        row("8530Q", "query", "children", 2, "C002", None, None, "ExpectedPersonBirthDate",
+            "ExpectedPersonBirthDate=2024-06-20", 84),
+        row("8530Q", "query", "children", 3, "C003", None, None, "ExpectedPersonBirthDate", "", 101),
+        row("2886Q", "query", "return", None, None, None, None, "GenderCurrent", "", None),
+    ])
+    for c in ("child", "episode", "item", "line"):
+        failures[c] = failures[c].astype("Int64")
+    return types.SimpleNamespace(failures=failures, ret=ret)
+
+
+# --- the methods ---
+
+def test_options_narrow_level_by_level(validation):
+    d = DrillDown(validation)
+    assert d.options()["severity"] == [ALL, "error", "query"]
+    d.select(severity="error")
+    opts = d.options()
+    assert opts["entity"] == [ALL, "assessments", "cp_plans"]
+    assert opts["rule"] == [ALL, "1103", "8565"]
+    d.select(entity="cp_plans")
+    assert d.options()["rule"] == [ALL, "8565"]
+
+
+def test_select_returns_the_failing_rows_and_resets_levels_that_no_longer_fit(validation):
+    d = DrillDown(validation)
+    assert d.select(rule="8530Q")["LAchildID"].tolist() == ["C002", "C003"]
+    d.select(severity="error", entity="cp_plans")
+    assert d.rule == ALL  # 8530Q is a query, so the rule resets
+    assert d.rows["rule"].tolist() == ["8565"]
+    d.select(severity="query")
+    assert d.entity == ALL and len(d.rows) == 4
+    with pytest.raises(ValueError, match="severity 'fatal'"):
+        d.select(severity="fatal")
+
+
+def test_children_and_summary_of_the_selection(validation):
+    d = DrillDown(validation)
+    kids = d.children()
+    assert kids["LAchildID"].tolist() == ["C001", "C002", "C003"]
+    assert kids.loc[0, "failures"] == 3 and kids.loc[0, "rules"] == "1103, 8525Q, 8565"
+    d.select(rule="8530Q")
+    assert d.summary().to_dict("records") == [
+        {"rule": "8530Q", "severity": "query", "message": "message of 8530Q", "children": 2, "rows": 2}]
+
+
+def test_pick_child_draws_its_timeline_with_its_failures(validation):
+    d = DrillDown(validation)
+    fig = d.pick_child(1)
+    assert d.child == 1
+    assert {t.get_text() for t in fig.axes[0].texts} >= {"8565", "1103"}
+
+
+def test_export_csv_and_excel_of_the_selection(validation, tmp_path):
+    d = DrillDown(validation)
+    d.select(severity="error")
+    csv = d.export(tmp_path / "sel.csv")
+    assert pd.read_csv(csv, dtype=str)["rule"].tolist() == ["8565", "1103"]
+    xlsx = d.export(tmp_path / "sel.xlsx")
+    wb = load_workbook(xlsx, read_only=True)
+    assert "Summary" in wb.sheetnames
+    summary = [r for r in wb["Summary"].iter_rows(values_only=True)]
+    assert [r[0] for r in summary[1:]] == ["8565", "1103"] or [r[0] for r in summary[1:]] == ["1103", "8565"]
+    with pytest.raises(ValueError, match=".csv or .xlsx"):
+        d.export(tmp_path / "sel.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sel.csv", "sel.xlsx"]
+
+
+def test_pseudonymised_drill_down_shows_and_exports_no_identifier(validation, tmp_path):
+    d = DrillDown(validation, pseudonymise=True, key=b"k" * 32)
+    shown = d.rows.to_csv() + d.children().to_csv()
+    assert not any(i in shown for i in IDS)
+    assert d.children()["LAchildID"].str.match(r"^P[0-9a-f]{12}$").all()
+    path = d.export(tmp_path / "p.csv")
+    assert not any(i in path.read_text() for i in IDS)
+    fig = d.pick_child(1)
+    assert "C001" not in fig.axes[0].get_title(loc="left")
+
+
+def test_failures_table_must_follow_the_contract(validation):
+    bad = types.SimpleNamespace(failures=validation.failures.drop(columns="values"), ret=validation.ret)
+    with pytest.raises(ValueError, match="values"):
+        DrillDown(bad)
+
+
+# --- the widgets, driven as the browser would ---
+
+def html_of(output) -> str:
+    return "".join(o["data"].get("text/html", "") for o in output.outputs)
+
+
+def test_widget_picking_a_rule_shows_its_failing_children(validation):
+    d = DrillDown(validation)
+    d.widget()
+    c = d.controls
+    assert c["rule"].options == (ALL, "1103", "2886Q", "8525Q", "8530Q", "8565")
+    c["rule"].value = "8530Q"
+    table = html_of(d.outputs["rows"])
+    assert "C002" in table and "C003" in table and "C001" not in table
+    assert c["status"].value == "2 failing rows, 2 children"
+    assert [label for label, _ in c["child"].options][1:] == ["C002 (1 failing rows: 8530Q)",
+                                                              "C003 (1 failing rows: 8530Q)"]
+
+
+def test_widget_severity_narrows_the_other_dropdowns(validation):
+    d = DrillDown(validation)
+    d.widget()
+    c = d.controls
+    c["rule"].value = "8530Q"
+    c["severity"].value = "error"
+    assert c["rule"].value == ALL and c["rule"].options == (ALL, "1103", "8565")
+    assert c["entity"].options == (ALL, "assessments", "cp_plans")
+    assert "8530Q" not in html_of(d.outputs["rows"]) and "8565" in html_of(d.outputs["rows"])
+
+
+def test_widget_picking_a_child_draws_the_timeline_and_export_button_writes(validation, tmp_path):
+    d = DrillDown(validation)
+    d.widget()
+    c = d.controls
+    c["severity"].value = "error"
+    c["child"].value = 1
+    (png,) = [o["data"]["image/png"] for o in d.outputs["timeline"].outputs]
+    assert base64.b64decode(png).startswith(PNG_MAGIC)
+    c["child"].value = None
+    assert d.outputs["timeline"].outputs == ()
+    c["path"].value = str(tmp_path / "errors.csv")
+    c["export"].click()
+    assert c["status"].value == f"Wrote 2 rows to {tmp_path / 'errors.csv'}"
+    assert len(pd.read_csv(tmp_path / "errors.csv")) == 2
+    c["path"].value = str(tmp_path / "errors.doc")
+    c["export"].click()
+    assert c["status"].value.startswith("Export failed:")
+
+
+def test_widget_is_built_once_and_shown_by_ipython_display(validation, monkeypatch):
+    d = DrillDown(validation)
+    shown = []
+    monkeypatch.setattr("cinqa.drill.display", shown.append)
+    d._ipython_display_()
+    assert shown == [d.widget()]
+
+
+# --- the table browser ---
+
+def test_table_browser_pages_and_filters(validation):
+    b = TableBrowser(validation.ret, page_rows=2)
+    page, pages = b.page("episodes", 2)
+    assert pages == 2 and page["LAchildID"].tolist() == ["C002", "C003"]
+    page, pages = b.page("episodes", 9, "C001")
+    assert pages == 1 and page["episode"].tolist() == [1, 2]
+
+
+def test_table_browser_widget_follows_its_controls(validation):
+    b = TableBrowser(validation.ret, page_rows=2)
+    b.widget()
+    b.controls["table"].value = "cp_reviews"
+    assert "CPPreviewDate" in html_of(b.output) and b.controls["pages"].value == "of 2"
+    b.controls["child"].value = "C003"
+    assert "C001" not in html_of(b.output) and "20/02/2023" in html_of(b.output)

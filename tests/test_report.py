@@ -1,0 +1,198 @@
+"""The QA report: the verdict and sections on hand-built failures, then the rendered HTML file itself."""
+
+from __future__ import annotations
+
+import dataclasses
+from html import unescape
+import re
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cinqa import read_return
+from cinqa.errors import ReadError
+from cinqa.report import NOTEBOOK, QAReport, external_references, render_report
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SAMPLE = ROOT / "data" / "sample-2025-26.xml"
+IDS = ("C001", "C002", "C003", "A201123456789", "A201987654321")
+SECTIONS = ("Readiness for submission", "The return", "Structural problems", "Validation summary",
+            "Failures by rule", "Distributions", "COLLECT views", "Key indicators",
+            "Assessments working days summary", "ICPC working days summary",
+            "CPP at 31 March by initial and latest category of abuse", "Factors at assessment", "Referral source",
+            "Referrals, assessments and plans starting and ending by month",
+            "Children with a CPP of two years or more", "CPPs reviewed within timescales",
+            "Children with more than one CPP", "Year on year")
+
+
+def failures(*rows):
+    cols = ["rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item", "fields", "values", "line"]
+    df = pd.DataFrame([dict(zip(cols, r)) for r in rows], columns=cols)
+    for c in ("child", "episode", "item", "line"):
+        df[c] = df[c].astype("Int64")
+    return df
+
+
+ERROR = ("8565", "error", "Activity shown after a case has been closed", "cp_plans", 1, "C001", 2, 1,
+         "CPPstartDate", "CPPstartDate=2023-11-15", 72)
+QUERY = ("8525Q", "query", "Either Date of Birth or Expected Date of Birth", "children", 1, "C001", None, None,
+         "PersonBirthDate,UPN", "PersonBirthDate=2015-06-17; UPN=A201123456789", 20)
+
+
+@pytest.fixture(scope="module")
+def ret():
+    return read_return(FIXTURES / "cin-2023-24.xml")
+
+
+def report(ret, *rows, **kw):
+    validation = types.SimpleNamespace(failures=failures(*rows), ret=ret, errored=[])
+    return QAReport([ret], validation, **kw)
+
+
+# --- the verdict ---
+
+def test_errors_mean_not_ready(ret):
+    html = report(ret, ERROR, QUERY).verdict().data
+    assert "Not ready to submit" in html and "1 error(s)" in html and "1 query(ies)" in html
+
+
+def test_queries_only_need_explaining(ret):
+    html = report(ret, QUERY).verdict().data
+    assert "Ready once the queries are explained" in html and "return-level note" in html
+
+
+def test_a_clean_return_is_ready(ret):
+    assert "Ready to submit" in report(ret).verdict().data
+
+
+def test_structural_errors_block_submission_even_without_rule_failures(ret):
+    issues = pd.DataFrame([{"line": 5, "severity": "error", "table": None, "child": None, "LAchildID": None,
+                            "element": "Year", "problem": "bad year", "value": "20x4"}])
+    qa = report(dataclasses.replace(ret, issues=issues))
+    assert "Not ready to submit" in qa.verdict().data and "structural problem" in qa.verdict().data
+    assert "bad year" in qa.structural_issues().data
+
+
+def test_without_validation_the_verdict_says_it_cannot_judge(ret):
+    qa = QAReport([ret], None)
+    assert "Readiness cannot be judged" in qa.verdict().data
+    assert "not available" in qa.rule_tables().data
+
+
+def test_rules_that_errored_are_reported(ret):
+    validation = types.SimpleNamespace(failures=failures(QUERY), ret=ret,
+                                       errored=[{"rule": "8600", "exception": "boom"}])
+    qa = QAReport([ret], validation)
+    assert "could not be evaluated" in qa.verdict().data
+    assert "boom" in qa.validation_summary().data
+
+
+# --- the sections ---
+
+def test_rule_tables_give_each_rule_a_heading_and_cap_its_rows(ret):
+    many = [ERROR[:4] + (1, "C001", 2, 1, "CPPstartDate", f"CPPstartDate=x{i}", 72) for i in range(5)]
+    html = report(ret, *many, QUERY).rule_tables(max_rows=3).data
+    assert html.index("id='rule-8565'") < html.index("id='rule-8525Q'")  # errors first
+    assert "5 row(s), 1 child(ren)" in html and "Showing the first 3 of 5 rows." in html
+
+
+def test_pseudonymised_sections_show_no_identifier(ret):
+    qa = report(ret, ERROR, QUERY, pseudonymise=True, key=b"k" * 32)
+    text = " ".join(x.data for x in (qa.rule_tables(), qa.view("cpp_reviews_within_timescales"),
+                                     qa.view("assessment_working_days"), qa.title()))
+    assert not any(i in text for i in IDS)
+    assert "PersonBirthDate=2015-06-01" in text  # birth dates coarsened to the month
+    assert re.search(r"P[0-9a-f]{12}", text)
+
+
+def test_views_name_the_collect_report_they_model(ret):
+    html = unescape(QAReport([ret]).view("referral_source").data)
+    assert "Modelled on COLLECT report 14, 'Referral source'" in html and "Police" in html
+
+
+def test_the_latest_return_is_reported_and_the_earlier_one_compared(ret):
+    old = read_return(FIXTURES / "cin-2022-23.xml")
+    qa = QAReport([ret, old])
+    assert qa.ret is ret and qa.previous is old
+    assert "2023-24" in qa.title().data and "compared with 2022-23" in qa.title().data
+    assert "Give the previous year's return" in QAReport([ret]).year_on_year().data
+
+
+def test_external_references_are_found():
+    page = ('<script src="https://unpkg.com/x.js"></script><link href="//cdn.x/y.css">'
+            '<style>@import url("https://fonts.x/css");</style><img src="data:image/png;base64,AAAA">'
+            "/* see https://github.com/x */")
+    assert len(external_references(page)) == 3
+
+
+def test_the_report_notebook_is_thin():
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert any("parameters" in c.metadata.get("tags", []) for c in code)
+    for c in code:
+        assert not c.outputs
+        assert not re.search(r"^\s*(def|class|for|while|if|with)\b", c.source, re.M), c.source
+        assert len(c.source.splitlines()) <= 4
+
+
+# --- the rendered file ---
+
+def visible_text(page: str) -> str:
+    page = re.sub(r"<style.*?</style>", "", page, flags=re.S)
+    page = re.sub(r"<[^>]+>", " ", page)
+    return re.sub(r"\s+", " ", page)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "out" / "report.html"
+    path = render_report([FIXTURES / "cin-2023-24.xml"], out)
+    return path
+
+
+def test_render_report_writes_one_self_contained_html_file(rendered):
+    assert sorted(p.name for p in rendered.parent.iterdir()) == ["report.html"]
+    page = rendered.read_text(encoding="utf-8")
+    assert external_references(page) == []
+    assert "<script" not in page  # no require.js, MathJax, mermaid or widget manager
+    assert "widget-state" not in page and "widget-view" not in page
+    assert page.count('src="data:image/png;base64,') >= 2
+    text = visible_text(page)
+    for heading in SECTIONS:
+        assert heading in text, heading
+    assert "Local authority 201" in text
+
+
+def test_render_report_shows_no_code_and_no_kernel_noise(rendered):
+    page = rendered.read_text(encoding="utf-8")
+    for code in ("QAReport", "qa.verdict()", "import ", "pseudonymise = ", "paths = "):
+        assert code not in page, code
+    for noise in ("Traceback", "Warning", "WARNING", "Calculating Metrics", "jp-InputArea-editor", "stderr"):
+        assert noise not in visible_text(page), noise
+
+
+def test_render_report_pseudonymised_with_a_key_shows_no_identifier_nor_the_key(tmp_path, ret):
+    key = bytes(range(32))
+    out = render_report(FIXTURES / "cin-2023-24.xml", tmp_path / "p.html", pseudonymise=True, key=key)
+    page = out.read_text(encoding="utf-8")
+    assert not any(i in page for i in IDS)
+    assert key.hex() not in page
+    assert "pseudonymised" in page
+
+
+def test_render_report_refuses_missing_files_and_writes_nothing(tmp_path):
+    with pytest.raises(ReadError, match="no such file"):
+        render_report([tmp_path / "nope.xml"], tmp_path / "r.html")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="the embedded sample is not generated yet")
+def test_render_report_on_the_embedded_sample(tmp_path):
+    out = render_report([SAMPLE], tmp_path / "sample.html")
+    text = visible_text(out.read_text(encoding="utf-8"))
+    assert "census year 2025-26" in text and "Key indicators" in text
