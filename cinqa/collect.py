@@ -414,68 +414,42 @@ def cin_at_31_march(ret: CensusReturn) -> pd.DataFrame:
     return e[open_]
 
 
-def re_referrals(ret: CensusReturn) -> pd.Series:
-    """Flag referrals in the year made within 12 months of the same child's previous referral in the return."""
-    e = ret.episodes.sort_values(["child", "CINreferralDate"])
-    previous = e.groupby("child")["CINreferralDate"].shift()
-    flag = (e["CINreferralDate"] <= previous + pd.DateOffset(months=12)).fillna(False).astype(bool)
-    return flag[_in_period(e["CINreferralDate"], ret)]
-
-
 # --- key indicators (COLLECT report 9) -----------------------------------------------------
+
+KEY_MEASURES: tuple[str, ...] = (
+    "referrals", "referrals_nfa", "re_referral_share", "assessments_completed", "assessments_within_45_days_share",
+    "initial_assessments_completed", "initial_within_10_days_share", "core_assessments_completed",
+    "core_within_35_days_share", "assessment_duration_median", "s47_enquiries", "icpcs",
+    "icpc_within_15_days_share", "icpcs_transfer_in", "cin_31_march", "cpp_31_march", "cpp_starts",
+    "cpp_second_or_subsequent_share", "cpp_ends", "cpp_ended_2_years_share",
+)
+"""The headline measures (``cinqa.measures``) shown as key indicators, in order; a year shows those it has."""
+
+_UNITS = {"percent": "%"}
 
 
 def key_indicators(ret: CensusReturn) -> pd.DataFrame:
-    """Compute the headline measures, one row each: indicator, value, unit and definition."""
-    refs = referrals_in_year(ret)
-    assess = assessment_working_days(ret)
-    timed = assess[assess["working_days"] >= 0]
-    icpc = icpc_working_days(ret)
-    icpc_timed = icpc[icpc["working_days"] >= 0]
-    p = ret.cp_plans
-    started = p[_in_period(p["CPPstartDate"], ret)]
-    ended = p[_in_period(p["CPPendDate"], ret)]
-    long_ended = (ended["CPPendDate"] >= ended["CPPstartDate"] + pd.DateOffset(years=LONG_PLAN_YEARS)).sum()
-    repeat = children_more_than_one_cpp(ret)
-    reviews = cpp_reviews_within_timescales(ret)
-    rerefs = re_referrals(ret)
-    cin = cin_at_31_march(ret)
-    in_time = int(timed["over_timescale"].eq(False).sum())
+    """List the headline figures, one row each: indicator, value, unit and measure name.
 
-    rows = [
-        ("Children in the return", len(ret.children), "count", "child records"),
-        ("Referrals", len(refs), "count", "episodes with a referral date in the year"),
-        ("Referrals with no further action", int(refs["ReferralNFA"].fillna(False).sum()), "count",
-         "ReferralNFA true"),
-        ("Re-referrals within 12 months", _percent(float(rerefs.sum()), float(len(rerefs))), "%",
-         "of referrals; previous referral of the same child found in this return"),
-        ("Assessments completed", len(assess), "count", "authorised in the year"),
-        ("Assessments within timescale", _percent(float(in_time), float(len(timed))), "%",
-         "45 working days (2012-13: initial 10, core 35)"),
-        ("Median assessment duration", float(timed["working_days"].median()) if len(timed) else np.nan,
-         "working days", "start to authorisation"),
-        ("S47 enquiries started", int(_in_period(ret.section47["S47ActualStartDate"], ret).sum()), "count",
-         "S47ActualStartDate in the year"),
-        ("Initial conferences after S47", len(icpc), "count", "DateOfInitialCPC on the S47, in the year"),
-        ("Initial conferences within 15 working days", _percent(
-            float((icpc_timed["working_days"] <= ICPC_TIMESCALE).sum()), float(len(icpc_timed))), "%",
-         "of conferences after S47 start"),
-        ("Children in need at 31 March", int(cin["child"].nunique()), "count",
-         "open episode, not no further action"),
-        ("Child protection plans at 31 March", len(plans_open_at_31_march(ret)), "count", "open plans"),
-        ("Child protection plans started", len(started), "count", "CPPstartDate in the year"),
-        ("Second or subsequent plans", _percent(float(len(repeat)), float(len(started))), "%",
-         "of plans started; previous plan recorded or in this return"),
-        ("Child protection plans ended", len(ended), "count", "CPPendDate in the year"),
-        ("Plans ended lasting 2 years or more", _percent(float(long_ended), float(len(ended))), "%",
-         "of plans ended"),
-        ("Plans reviewed within timescales", _percent(
-            float(reviews["within timescales"].sum()), float(len(reviews))), "%",
-         "plans open at 31 March for 3 months or more"),
-    ]
-    out = pd.DataFrame(rows, columns=["indicator", "value", "unit", "definition"])
-    out["value"] = out["value"].astype(float)
-    return out
+    The figures are the Department's headline measures from :mod:`cinqa.measures`, so they agree
+    with the year-on-year comparison; review timeliness (not a published measure) is added from
+    :func:`cpp_reviews_within_timescales`.
+    """
+    from cinqa.measures import ALL, definitions, measures
+
+    found = measures(ret)
+    found = found[found["breakdown"] == ALL].set_index("measure")
+    described = definitions().set_index("measure")["description"]
+    rows = [("Children in the return", float(len(ret.children)), "count", "children")]
+    for name in KEY_MEASURES:
+        if name in found.index:
+            unit = str(found.at[name, "unit"])
+            rows.append((str(described[name]), float(found.at[name, "value"]), _UNITS.get(unit, unit), name))
+    reviews = cpp_reviews_within_timescales(ret)
+    rows.append(("Plans open at 31 March for 3 months or more reviewed within timescales (provisional)",
+                 _percent(float(reviews["within timescales"].sum()), float(len(reviews))), "%",
+                 "cpp_reviews_within_timescales_share"))
+    return pd.DataFrame(rows, columns=["indicator", "value", "unit", "measure"]).astype({"value": float})
 
 
 # --- the summary (COLLECT report 17) and the registry -------------------------------------

@@ -94,6 +94,7 @@ class QAReport:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
         ordered = sorted(rets, key=lambda r: r.year)
+        self.rets = ordered
         self.ret = ordered[-1]
         self.previous = ordered[-2] if len(ordered) > 1 else None
         self.validation = validation
@@ -254,16 +255,19 @@ class QAReport:
         return show.table(df, note=note)
 
     def year_on_year(self) -> HTML:
-        """Compare the return with the previous year's, when one was given and the comparison exists."""
+        """Compare the return with the earlier ones given: headline measures, big changes, continuity."""
         if self.previous is None:
             return show.callout("Give the previous year's return as well to see the year-on-year comparison "
                                 "(for example <code>cinqa report LAST.xml THIS.xml -o report.html</code>).", "info")
-        compare = getattr(cinqa, "compare", None)
-        if compare is None:
+        try:
+            from cinqa.compare import compare
+        except ImportError:
             return show.callout("The year-on-year comparison is not available in this build.", "warn")
-        result = compare(self.previous, self.ret)
-        shown = getattr(result, "_repr_html_", None)
-        return HTML(shown()) if shown else show.table(pd.DataFrame(result))
+        comp = compare(self.rets)
+        parts = [show.callout(html.escape(n), "warn").data for n in comp.notes]
+        for title, df in comp.summary().items():
+            parts.append(show.table(df, title, max_rows=30).data)
+        return HTML("\n".join(parts))
 
     def colophon(self) -> HTML:
         """Say where the definitions come from."""

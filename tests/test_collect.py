@@ -251,22 +251,32 @@ def test_starting_and_ending_by_month_has_no_cin_plan_rows_before_cin_plans_exis
     assert "CIN plans started" not in t.index and t.loc["Referrals", "Total"] == 3
 
 
-def test_key_indicators(tmp_path):
+def test_key_indicators_are_the_headline_measures_plus_review_timeliness(tmp_path):
     ret = make_return(
         tmp_path,
         child("A", episode("2023-04-03", closure="2023-05-01", assessments=(assessment("2023-04-04", "2023-04-04"),)),
               episode("2023-09-01", assessments=(assessment("2023-09-01", wd("2023-09-01", 50)),))),
         child("B", episode("2024-01-10", closure="2024-01-11", nfa=True)),
+        child("C", episode("2023-05-01", plans=(plan("2023-06-01", reviews=("2023-09-02",)),))),
     )
-    ki = collect.key_indicators(ret).set_index("indicator")["value"]
-    assert ki["Children in the return"] == 2
-    assert ki["Referrals"] == 3
-    assert ki["Referrals with no further action"] == 1
-    assert ki["Re-referrals within 12 months"] == pytest.approx(33.3)
-    assert ki["Assessments completed"] == 2
-    assert ki["Assessments within timescale"] == 50.0
-    assert ki["Children in need at 31 March"] == 1
-    assert pd.isna(ki["Plans reviewed within timescales"])
+    ki = collect.key_indicators(ret).set_index("measure")
+    value = ki["value"]
+    assert value["children"] == 3
+    assert value["referrals"] == 4
+    assert value["referrals_nfa"] == 1
+    assert value["assessments_completed"] == 2
+    assert value["assessments_within_45_days_share"] == 50.0 and ki.loc["assessments_within_45_days_share", "unit"] == "%"
+    assert value["cpp_31_march"] == 1
+    assert value["cpp_reviews_within_timescales_share"] == 0.0
+    assert "initial_assessments_completed" not in ki.index  # a 2012-13 measure
+    assert list(ki.index[:2]) == ["children", "referrals"]
+
+
+def test_key_indicators_of_2012_13_use_initial_and_core_assessments():
+    ki = collect.key_indicators(read_return(FIXTURES / "cin-2012-13.xml")).set_index("measure")
+    assert ki.loc["initial_assessments_completed", "value"] == 2
+    assert "assessments_within_45_days_share" not in ki.index
+    assert pd.isna(ki.loc["cpp_reviews_within_timescales_share", "value"])
 
 
 # --- the registry ---

@@ -196,3 +196,11 @@ def test_render_report_on_the_embedded_sample(tmp_path):
     out = render_report([SAMPLE], tmp_path / "sample.html")
     text = visible_text(out.read_text(encoding="utf-8"))
     assert "census year 2025-26" in text and "Key indicators" in text
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="the embedded samples are not generated yet")
+def test_year_on_year_compares_the_returns_given():
+    pytest.importorskip("cinqa.compare")
+    qa = QAReport([read_return(ROOT / "data" / "sample-2024-25.xml"), read_return(SAMPLE)])
+    html = unescape(qa.year_on_year().data)
+    assert "Headline measures" in html and "2024-25" in html and "Continuity between returns" in html
