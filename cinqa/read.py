@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from itertools import repeat
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,8 +46,39 @@ def read_return(path: str | Path, *, year: str | None = None) -> CensusReturn:
     return _Reader(Path(path), year).read()
 
 
-def _tag_maps() -> dict[int, dict[str, spec.Node]]:
-    return {id(n): n.by_tag() for n in spec.nodes() if n.children}
+# Dispatch codes: what an element found inside a container is. RESTRICTED is added to the code of an
+# element that only some census years have, so its use can be noted without a test per element.
+LEAF, GROUP, TABLE, LIST, OPAQUE, REDIRECT, SLOW_LEAF = range(7)
+RESTRICTED = 8
+
+Entry = tuple[int, spec.Node, Any, Any]
+
+
+def _dispatch(slow: bool) -> dict[int, dict[str, Entry]]:
+    """Map each container node (by id) to {tag: (code, node, column or table, detail)} for its children."""
+    out: dict[int, dict[str, Entry]] = {}
+    for n in spec.nodes():
+        if not n.children:
+            continue
+        tags: dict[str, Entry] = {}
+        for c in n.children:
+            entry: Entry
+            if c.kind == "leaf":
+                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, c.column, None)
+            elif c.kind == "group":
+                entry = (GROUP, c, None, None)
+            elif c.kind == "table":
+                entry = (TABLE, c, c.table, dict(c.fixed))
+            elif c.kind == "list":
+                entry = (LIST, c, c.table, c.leaf)
+            else:
+                entry = (OPAQUE, c, None, None)
+            if c.restricted:
+                entry = (entry[0] + RESTRICTED, *entry[1:])
+            for tag in (c.name, *c.aliases):
+                tags[tag] = entry
+        out[id(n)] = tags
+    return out
 
 
 def _homes() -> dict[str, set[str]]:
@@ -57,10 +89,14 @@ def _homes() -> dict[str, set[str]]:
     return out
 
 
-_TAGS = _tag_maps()
+_DISPATCH = _dispatch(slow=False)
+_DISPATCH_SLOW = _dispatch(slow=True)
+_LIST_TABLES = frozenset(t for t, n in spec.table_nodes().items() if n.kind == "list")
+_KINDS = ["continuous", "initial", "core"]
 _HOMES = _homes()
-_RESTRICTED = frozenset(n.name for n in spec.nodes() if n.restricted)
 _WITH_ATTRIBUTES = etree.XPath("descendant-or-self::*[@*]")
+_ATTRIBUTED = etree.XPath("*[position() <= $end]/descendant-or-self::*[@*]")
+_BATCH = 256  # children read before they are checked for attributes and freed together
 _HEADER_MODELLED = ("Collection", "Year", "ReferenceDate", "LEA", "SourceLevel", "SoftwareCode", "Release",
                     "SerialNo", "DateTime")
 _HEADER_UNMODELLED = tuple(n.name for n in spec.HEADER.walk() if n.kind == "leaf" and n.name not in _HEADER_MODELLED)
@@ -70,7 +106,14 @@ class _Reader:
     def __init__(self, path: Path, year: str | None) -> None:
         self.path = path
         self.override = year
-        self.rows: dict[str, list[Row]] = {t: [] for t in spec.TABLE_KEYS}
+        # Per table, parallel lists: key tuples, source lines, and values (a dict per row; a str for lists).
+        self.keys: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # flattened key tuples
+        self.lines: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # 0 = unknown
+        self.vals: dict[str, list[Any]] = {t: [] for t in spec.TABLE_KEYS}
+        self.dispatch = _DISPATCH
+        self.batch_parent: etree._Element | None = None
+        self.batch_last: etree._Element | None = None
+        self.batch_count = 0
         self.issues: list[tuple[Any, ...]] = []
         self.restricted: dict[str, array] = defaultdict(lambda: array("l"))
         self.header_row: Row = {}
@@ -98,14 +141,16 @@ class _Reader:
             self._locate_values()
         issues = pd.DataFrame.from_records(self.issues, columns=list(ISSUE_COLUMNS))
         children = tables["children"]
-        ids = children.set_index("child")["LAchildID"]
-        issues["LAchildID"] = issues["child"].map(ids).astype("str")
+        # Children are numbered 1..n in row order, so a child's LAchildID is at position child - 1.
+        ids = children["LAchildID"].astype("object").to_numpy()
+        issues["LAchildID"] = pd.Series(_take(ids, issues["child"]), index=issues.index, dtype="str")
         issues["child"] = issues["child"].astype("Int64")
         issues["line"] = issues["line"].astype("Int64")
         issues = issues.sort_values("line", kind="stable", na_position="first").reset_index(drop=True)
         for name, df in tables.items():
             if name != "children":
-                df.insert(len(spec.TABLE_KEYS[name]), "LAchildID", df["child"].map(ids).astype("str"))
+                df.insert(len(spec.TABLE_KEYS[name]), "LAchildID",
+                          pd.Series(ids[df["child"].to_numpy() - 1], index=df.index, dtype="str"))
         return CensusReturn(year=year, header=header, tables=tables, issues=issues, path=self.path)
 
     def _open(self) -> BinaryIO:
@@ -161,10 +206,10 @@ class _Reader:
         name = etree.QName(root.tag)
         if name.localname != "Message":
             raise ReadError(self.path, f"the root element is <{name.localname}>; a CIN census return starts "
-                            "with <Message>", root.sourceline)
+                            "with <Message>", _srcline(root))
         if name.namespace:
             raise ReadError(self.path, f"the root element <Message> is in namespace {name.namespace!r}; "
-                            "census returns use no namespace", root.sourceline)
+                            "census returns use no namespace", _srcline(root))
 
     def _syntax_error(self, exc: etree.XMLSyntaxError) -> ReadError:
         # With entities unresolved lxml can report a vague "no element found"; its log has the real cause.
@@ -184,13 +229,6 @@ class _Reader:
             for event, elem in events:
                 tag = elem.tag
                 if event == "start":
-                    if tag != "Message" and tag.endswith("}Message"):
-                        raise ReadError(
-                            self.path,
-                            f"the root element <Message> is in namespace {etree.QName(tag).namespace!r}; "
-                            "census returns use no namespace",
-                            elem.sourceline,
-                        )
                     if tag == "Message" and elem.getparent() is None:
                         saw_message = True
                         if elem.getroottree().docinfo.doctype:
@@ -209,6 +247,7 @@ class _Reader:
             raise self._syntax_error(exc) from None
         except (ValueError, LookupError) as exc:  # e.g. an unknown encoding declaration
             raise ReadError(self.path, f"cannot decode the file: {exc}") from None
+        self._flush()
         root = events.root
         if root is None or not saw_message:
             got = f"<{etree.QName(root.tag).localname}>" if root is not None else "no element"
@@ -224,12 +263,12 @@ class _Reader:
             if sub.tag == "Header":
                 headers += 1
                 if headers > 1:
-                    self._issue(sub.sourceline, "error", "header", None, "Header",
+                    self._issue(_srcline(sub), "error", "header", None, "Header",
                                 "a second <Header>; only the first is read", _flat_text(sub))
             elif sub.tag == "Children":
                 childrens += 1
                 if childrens > 1:
-                    self._issue(sub.sourceline, "error", None, None, "Children",
+                    self._issue(_srcline(sub), "error", None, None, "Children",
                                 "a second <Children>; its children are read as well")
                 if sub.attrib:
                     self._attributes(sub, None)
@@ -246,12 +285,12 @@ class _Reader:
     def _header_elem(self, elem: etree._Element) -> None:
         if self.header_line is not None:
             return
-        self.header_line = elem.sourceline
+        self.header_line = _srcline(elem)
         for odd in _WITH_ATTRIBUTES(elem):
             self._attributes(odd, None)
         for sub in elem.iter():
             if isinstance(sub.tag, str):
-                self.header_lines.setdefault(sub.tag, sub.sourceline)
+                self.header_lines.setdefault(sub.tag, _srcline(sub))
         self._fill(elem, spec.HEADER, self.header_row, None, (), {})
 
     def _child(self, elem: etree._Element) -> None:
@@ -259,122 +298,154 @@ class _Reader:
         if parent is None or parent.tag != "Children":
             self._drop(elem, None)
             return
+        if parent is not self.batch_parent:
+            self._flush()
+            self.batch_parent = parent
         self.n_children += 1
         n = self.n_children
-        if self.wanted is not None and n not in self.wanted:
-            elem.clear(keep_tail=False)
-            while elem.getprevious() is not None:
-                del parent[0]
+        if self.wanted is None or n in self.wanted:
+            row: Row = {}
+            self.keys["children"].append(n)
+            self.lines["children"].append(_srcline(elem) or 0)
+            self.vals["children"].append(row)
+            self._fill(elem, spec.CHILD, row, n, (n,), {})
+        self.batch_last = elem
+        self.batch_count += 1
+        if self.batch_count >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Free the children read so far, after checking them for attributes (one XPath per batch)."""
+        parent, last = self.batch_parent, self.batch_last
+        if parent is None or last is None:
             return
-        row: Row = {"child": n, "line": elem.sourceline}
-        self.rows["children"].append(row)
-        for odd in _WITH_ATTRIBUTES(elem):
-            self._attributes(odd, n)
-        self._fill(elem, spec.CHILD, row, n, (n,), {})
-        # Free what has been read: the element itself and the processed siblings before it.
-        elem.clear(keep_tail=False)
-        while elem.getprevious() is not None:
-            prev = elem.getprevious()
-            if prev.tag != "Child":
-                self._unknown(prev, "Children", None)
-            del parent[0]
+        end = parent.index(last) + 1
+        odd = _ATTRIBUTED(parent, end=end)
+        if odd:
+            kids = [e for e in parent[:end] if e.tag == "Child"]
+            number = {e: self.n_children - len(kids) + 1 + i for i, e in enumerate(kids)}
+            for el in odd:
+                top = el if el.getparent() is parent else next(a for a in el.iterancestors() if a.getparent() is parent)
+                self._attributes(el, number.get(top))
+        if end != self.batch_count:  # something other than <Child> sits among them
+            for prev in parent[:end]:
+                if prev.tag != "Child":
+                    self._unknown(prev, "Children", None)
+        del parent[:end]
+        self.batch_last = None
+        self.batch_count = 0
 
     def _fill(self, elem: etree._Element, node: spec.Node, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         """Walk ``elem``'s sub-elements as ``node`` describes them, filling ``row`` and new rows."""
-        tags = _TAGS[id(node)]
+        # The hot loop of the reader: one pass per element, common cases inline.
+        tags = self.dispatch[id(node)]
         for sub in elem:
-            tag = sub.tag
-            sn = tags.get(tag)
-            if sn is None:
+            entry = tags.get(sub.tag)
+            if entry is None:
                 self._unknown(sub, node.name, child)
                 continue
-            if sn.name in _RESTRICTED:
-                self.restricted[sn.name].append(sub.sourceline or 0)
-            kind = sn.kind
-            if kind == "leaf":
+            code, sn, target, detail = entry
+            if code >= RESTRICTED:
+                self.restricted[sn.name].append(_srcline(sub) or 0)
+                code -= RESTRICTED
+            if code == LEAF:
+                text = sub.text
+                if text is not None and target not in row and not len(sub):
+                    text = text.strip()
+                    if text:
+                        row[target] = text
+                        continue
                 self._leaf(sub, sn, row, child, keys, counters)
-            elif kind == "group":
+            elif code == GROUP:
                 self._fill(sub, sn, row, child, keys, counters)
-            elif kind == "table":
-                table = sn.table
-                n = counters[table] = counters.get(table, 0) + 1
+            elif code == TABLE:
+                n = counters[target] = counters.get(target, 0) + 1
                 new_keys = (*keys, n)
-                new: Row = dict(zip(spec.TABLE_KEYS[table], new_keys))
-                new["line"] = sub.sourceline
-                new.update(sn.fixed)
-                self.rows[table].append(new)
+                new: Row = detail.copy() if detail else {}
+                self.keys[target].extend(new_keys)
+                self.lines[target].append(_srcline(sub) or 0)
+                self.vals[target].append(new)
                 self._fill(sub, sn, new, child, new_keys, {})
-            elif kind == "list":
-                self._list(sub, sn, child, keys, counters)
-            elif kind == "opaque":
+            elif code == LIST:
+                self._list(sub, sn, target, detail, child, keys, counters)
+            elif code == OPAQUE:
                 # Accepted and not modelled; keep its values so that nothing read is lost.
                 self.extra.extend((f"{sn.name}/{_path(leaf, sub)}", (leaf.text or "").strip())
                                   for leaf in sub.iter() if isinstance(leaf.tag, str) and not len(leaf)
                                   and (leaf.text or "").strip())
+            else:  # REDIRECT, SLOW_LEAF
+                self._leaf(sub, sn, row, child, keys, counters)
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
+        """Store a value, reporting whatever is odd about it (the slow path of :meth:`_fill`)."""
         if len(sub):
-            self._issue(sub.sourceline, "error", None, child, sn.name,
+            self._issue(_srcline(sub), "error", None, child, sn.name,
                         f"<{sn.name}> should hold a value, not elements", _flat_text(sub))
         text = sub.text
         if text is not None:
             text = text.strip()
         if not text:
-            self._issue(sub.sourceline, "error", None, child, sn.name, f"<{sn.name}> is empty")
+            self._issue(_srcline(sub), "error", None, child, sn.name, f"<{sn.name}> is empty")
             return
         if sn.row is not None:
-            row = self._redirected_row(sn, sub, keys, counters)
+            row = self._redirected_row(sn, sub, keys, counters)[0]
         col = sn.column
         if col in row:
-            self._issue(sub.sourceline, "error", None, child, sn.name,
+            self._issue(_srcline(sub), "error", None, child, sn.name,
                         f"<{sn.name}> appears more than once; the first value ({row[col]}) is kept", text)
             return
         row[col] = text
 
     def _redirected_row(self, sn: spec.Node, sub: etree._Element, keys: tuple[int, ...],
-                        counters: dict[Any, Any]) -> Row:
-        """Return the row (one per kind) that a 2012-13 initial/core assessment leaf belongs to."""
+                        counters: dict[Any, Any]) -> tuple[Row, tuple[int, ...]]:
+        """Return the row (one per kind) that a 2012-13 initial/core assessment leaf belongs to, and its keys."""
         target = sn.row or {}
         slot = ("row", target["table"], target["kind"])
         if slot not in counters:
             table = target["table"]
             n = counters[table] = counters.get(table, 0) + 1
-            new: Row = dict(zip(spec.TABLE_KEYS[table], (*keys, n)))
-            new["line"] = sub.sourceline
-            new["kind"] = target["kind"]
-            self.rows[table].append(new)
-            counters[slot] = new
+            new: Row = {"kind": target["kind"]}
+            self.keys[table].extend((*keys, n))
+            self.lines[table].append(_srcline(sub) or 0)
+            self.vals[table].append(new)
+            counters[slot] = (new, (*keys, n))
         return counters[slot]
 
-    def _list(self, sub: etree._Element, sn: spec.Node, child: int | None, keys: tuple[int, ...],
-              counters: dict[Any, Any]) -> None:
-        leaf = sn.leaf
-        assert leaf is not None and sn.table is not None
-        table = sn.table
+    def _list(self, sub: etree._Element, sn: spec.Node, table: str, leaf: spec.Node, child: int | None,
+              keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
+        name = leaf.name
+        tkeys, tlines, tvals = self.keys[table], self.lines[table], self.vals[table]
+        n = counters.get(table, 0)
         found = 0
         for item in sub:
-            if item.tag != leaf.name:
+            if item.tag != name:
                 self._unknown(item, sn.name, child)
                 continue
             found += 1
-            text = (item.text or "").strip()
+            text = item.text
+            if len(item):
+                self._issue(_srcline(item), "error", None, child, name,
+                            f"<{name}> should hold a value, not elements", _flat_text(item))
+            if text is not None:
+                text = text.strip()
             if not text:
-                self._issue(item.sourceline, "error", None, child, leaf.name, f"<{leaf.name}> is empty")
+                self._issue(_srcline(item), "error", None, child, name, f"<{name}> is empty")
                 continue
-            n = counters[table] = counters.get(table, 0) + 1
-            new: Row = dict(zip(spec.TABLE_KEYS[table], (*keys, n)))
-            new["line"] = item.sourceline
-            new[leaf.column] = text
-            self.rows[table].append(new)
+            n += 1
+            tkeys.extend(keys)
+            tkeys.append(n)
+            tlines.append(_srcline(item) or 0)
+            tvals.append(text)
+        counters[table] = n
         if not found:
-            self._issue(sub.sourceline, "error", None, child, sn.name,
-                        f"<{sn.name}> holds no <{leaf.name}>; leave the group out instead")
+            self._issue(_srcline(sub), "error", None, child, sn.name,
+                        f"<{sn.name}> holds no <{name}>; leave the group out instead")
 
     def _attributes(self, elem: etree._Element, child: int | None) -> None:
         name = etree.QName(elem.tag).localname
-        self._issue(elem.sourceline, "error", None, child, name,
+        self._issue(_srcline(elem), "error", None, child, name,
                     f"<{name}> has attributes ({', '.join(elem.attrib)}); census elements have none",
                     " ".join(elem.attrib.values()))
 
@@ -401,7 +472,7 @@ class _Reader:
             problem = f"<{name}> is misplaced inside <{parent}>; it belongs inside <{'> or <'.join(homes)}>"
         else:
             problem = f"unknown element <{name}> inside <{parent}>"
-        self._issue(sub.sourceline, "error", None, child, name, problem, _flat_text(sub))
+        self._issue(_srcline(sub), "error", None, child, name, problem, _flat_text(sub))
 
     def _issue(self, line: int | None, severity: str, table: str | None, child: int | None,
                element: str | None, problem: str, value: Any = None) -> None:
@@ -414,7 +485,7 @@ class _Reader:
         with locator._open() as fh:
             locator._parse(fh)
         for i, keys, column in self.pending:
-            line = locator.lines.get((keys, column))
+            line = locator.value_lines.get((keys, column))
             if line is not None:
                 self.issues[i] = (line, *self.issues[i][1:])
 
@@ -478,39 +549,53 @@ class _Reader:
     # -- typing -------------------------------------------------------------------------------
 
     def _frame(self, table: str, year: str) -> pd.DataFrame:
-        keys = list(spec.TABLE_KEYS[table])
-        leaves = [n for n in spec.value_columns(table) if year in spec.column_years(table, n.column)
-                  or any(n.column in r for r in self.rows[table])]
-        cols = keys + (["kind"] if spec.has_kind_column(table) else []) + [n.column for n in leaves] + ["line"]
-        rows = self.rows[table]
-        self.rows[table] = []
-        df = pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
-        del rows
-        for k in keys:
-            df[k] = df[k].astype("int64")
-        df["line"] = df["line"].astype("Int64")
-        if "kind" in df:
-            df["kind"] = pd.Categorical(df["kind"], categories=["continuous", "initial", "core"])
-        for node in leaves:
-            df[node.column] = self._typed(df, node, year, table)
-        return df
+        """Type one table's extracted values as ``year`` says, reporting what does not fit."""
+        keys = spec.TABLE_KEYS[table]
+        key_tuples, lines, vals = self.keys[table], self.lines[table], self.vals[table]
+        self.keys[table], self.lines[table], self.vals[table] = [], [], []
+        key_array = np.frombuffer(key_tuples, dtype=np.int64).reshape(-1, len(keys)) if key_tuples else \
+            np.empty((0, len(keys)), dtype=np.int64)
+        data: dict[str, Any] = {k: key_array[:, i].copy() for i, k in enumerate(keys)}
+        del key_array, key_tuples
+        ctx = _FrameContext(table, data, np.frombuffer(lines, dtype=np.int64).copy() if lines else
+                            np.empty(0, dtype=np.int64))
+        del lines
+        is_list = table in _LIST_TABLES
+        seen: set[str] = set()
+        if vals:
+            seen = {spec.value_columns(table)[0].column} if is_list else set().union(*vals)
+        if spec.has_kind_column(table):
+            kind = pd.Categorical([r.get("kind") for r in vals], categories=_KINDS)
+            data["kind"] = kind
+            ctx.continuous = np.asarray(kind == "continuous")
+        for node in spec.value_columns(table):
+            if year not in spec.column_years(table, node.column) and node.column not in seen:
+                continue
+            raw = pd.Series(vals if is_list else list(map(dict.get, vals, repeat(node.column))), dtype=object)
+            data[node.column] = self._typed(raw, node, year, ctx)
+        del vals
+        data["line"] = pd.array(ctx.line, dtype="Int64")
+        data["line"][ctx.line == 0] = pd.NA
+        return pd.DataFrame(data)
 
-    def _typed(self, df: pd.DataFrame, node: spec.Node, year: str, table: str) -> pd.Series:
-        raw = df[node.column]
+    def _typed(self, raw: pd.Series, node: spec.Node, year: str, ctx: "_FrameContext") -> pd.Series:
         present = raw.notna().to_numpy()
         if node.min and year in node.years and node.row is None:
             missing = ~present
-            if table == "assessments" and "kind" in df:
-                missing &= (df["kind"] == "continuous").to_numpy()
-            self._bad_rows(df, missing, table, node, f"<{node.name}> is missing")
+            if ctx.continuous is not None:
+                missing &= ctx.continuous
+            for i in np.flatnonzero(missing):
+                self._issue(int(ctx.line[i]) or None, "error", ctx.table, int(ctx.data["child"][i]), node.name,
+                            f"<{node.name}> is missing")
         typed, bad = convert(raw, node, year)
         if bad is not None and bad.any():
-            key_cols = [df[k].to_numpy() for k in spec.TABLE_KEYS[table]]
+            key_cols = [ctx.data[k] for k in spec.TABLE_KEYS[ctx.table]]
+            located = ctx.table not in _LIST_TABLES  # a list item's row line is already the value's line
             for i in np.flatnonzero(bad):
                 v = raw.iat[i]
-                if node.kind == "leaf" and node.leaf is None and not _is_list_leaf(node):
+                if located:
                     self.pending.append((len(self.issues), tuple(int(c[i]) for c in key_cols), node.column))
-                self._issue(_line(df, i), "error", table, int(df["child"].iat[i]), node.name,
+                self._issue(int(ctx.line[i]) or None, "error", ctx.table, int(ctx.data["child"][i]), node.name,
                             _bad_value_problem(node, str(v), year), v)
         return typed
 
@@ -561,25 +646,55 @@ class _Reader:
         )
 
 
+class _FrameContext:
+    """What typing a table's columns needs to know about its rows."""
+
+    def __init__(self, table: str, data: dict[str, Any], line: np.ndarray) -> None:
+        self.table = table
+        self.data = data
+        self.line = line
+        self.continuous: np.ndarray | None = None
+
+
 class _Locator(_Reader):
     """A reader that notes the line of each value it stores, for :meth:`_Reader._locate_values`."""
 
     def __init__(self, path: Path, year: str | None) -> None:
         super().__init__(path, year)
-        self.lines: dict[tuple[tuple[int, ...], str], int] = {}
+        self.dispatch = _DISPATCH_SLOW  # every value through _leaf below
+        self.value_lines: dict[tuple[tuple[int, ...], str], int] = {}
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         if (sub.text or "").strip():
-            target = self._redirected_row(sn, sub, keys, counters) if sn.row is not None else row
+            target, own = self._redirected_row(sn, sub, keys, counters) if sn.row is not None else (row, keys)
             if sn.column not in target:
-                own = tuple(v for k, v in target.items() if k != "line" and isinstance(v, int) and k != "kind")
-                self.lines[(own, sn.column)] = sub.sourceline
+                self.value_lines[(own, sn.column)] = _srcline(sub)
         super()._leaf(sub, sn, row, child, keys, counters)
 
 
-def _is_list_leaf(node: spec.Node) -> bool:
-    return any(n.leaf is node for n in spec.nodes())
+def _srcline(elem: etree._Element) -> int | None:
+    """Return the element's line, undoing libxml2's count past line 65535.
+
+    Beyond 65535 libxml2 takes an element's line from its first child node (or the next one), whose
+    line is where that text *ends*: one line late for ``<Child>`` followed by a newline.
+    """
+    line = elem.sourceline
+    if line is not None and line > 65535:
+        text = elem.text
+        if text is not None:
+            return line - text.count("\n")
+        if len(elem):
+            return _srcline(elem[0])
+        tail = elem.tail
+        if tail:
+            return line - tail.count("\n")
+    return line
+
+
+def _take(ids: np.ndarray, child: pd.Series) -> list[Any]:
+    """Return the LAchildID of each child number (None where there is none)."""
+    return [None if pd.isna(c) or not 0 < c <= len(ids) else ids[int(c) - 1] for c in child]
 
 
 def convert(raw: pd.Series, node: spec.Node, year: str) -> tuple[pd.Series, np.ndarray | None]:

@@ -551,3 +551,18 @@ def test_counting_sees_a_dropped_value(tmp_path, year):
     ret.tables["episodes"] = ret.episodes.iloc[1:]
     loaded, issues = loaded_values(ret)
     assert xml_values(path) - loaded
+
+
+def test_lines_past_65535_are_exact(tmp_path):
+    # libxml2 reports lines past 65535 from an element's first child node, one line late here.
+    text = fixture(BASE).read_text().replace("<Message>\n", "<Message>\n" + "\n" * 70_000, 1)
+    text = text.replace("<Ethnicity>NOBT", "<Ethnicity>nobt").replace("<Ethnicity>WBRI</Ethnicity>",
+                                                                       "<Ethnicity>WBRI</Ethnicity><Odd/>")
+    ret = read_return(write(tmp_path, text))
+    for name, df in ret.tables.items():
+        rows = df if name != "assessments" else df[df["kind"] == "continuous"]
+        tag = ROW_ELEMENT[name]
+        expected = [line_of(text, f"<{tag}>", k + 1) for k in range(text.count(f"<{tag}>"))]
+        assert rows["line"].tolist() == expected, name
+    lines = dict(zip(ret.issues["element"], ret.issues["line"]))
+    assert lines == {"Ethnicity": line_of(text, "<Ethnicity>nobt"), "Odd": line_of(text, "<Odd/>")}

@@ -1,0 +1,177 @@
+"""Time cinqa.read_return against a bare lxml iterparse of the same file, and measure its peak memory.
+
+    .venv/bin/python bench/parse.py [--sizes 20000 200000] [--repeat 3] [--dir DIR] [--profile]
+
+Builds one return per size (synthetic children; nothing real), then for each prints the best of
+``--repeat`` timings of the floor (``lxml.etree.iterparse`` over every end event, clearing each
+element) and of the reader, and the reader's peak RSS in a fresh process. Targets (issue 3):
+reader <= 2x floor, peak RSS <= 4x file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import inspect
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import cinqa  # noqa: E402
+from cinqa import ReturnWriter, read_return  # noqa: E402
+
+SEED_FIXTURE = ROOT / "tests" / "fixtures" / "cin-2023-24.xml"
+CHUNK = 2_000
+
+
+def build(path: Path, children: int, seed: int = 2024) -> Path:
+    """Write a return of about ``children`` children to ``path`` (cinqa.synth when it exists)."""
+    try:
+        from cinqa.synth import generate  # type: ignore[attr-defined]
+    except ImportError:
+        generate = None
+    if generate is not None:
+        params = inspect.signature(generate).parameters
+        kwargs = {k: v for k, v in {"children": children, "n": children, "seed": seed,
+                                     "year": "2023-24"}.items() if k in params}
+        ret = generate(**kwargs)
+        cinqa.write_return(ret, path)
+        return path
+    return replicate(path, children)
+
+
+def replicate(path: Path, children: int) -> Path:
+    """Repeat the hand-written fixture's children with fresh child numbers and LAchildIDs."""
+    seed = read_return(SEED_FIXTURE)
+    per = len(seed.children)
+    reps_per_chunk = max(1, CHUNK // per)
+    with ReturnWriter(path, seed.year, seed.header) as w:
+        done = 0
+        while done < children:
+            reps = min(reps_per_chunk, -(-(children - done) // per))
+            chunk: dict[str, pd.DataFrame] = {}
+            for name, df in seed.tables.items():
+                parts = []
+                for r in range(reps):
+                    part = df.copy()
+                    part["child"] = part["child"] + done + r * per
+                    parts.append(part)
+                out = pd.concat(parts, ignore_index=True)
+                out["LAchildID"] = "B" + out["child"].astype(str).str.zfill(7)
+                chunk[name] = out
+            w.write_children(chunk)
+            done += reps * per
+    return path
+
+
+def floor(path: Path) -> None:
+    """The least any lxml reader must do: iterate every end event, clearing as it goes."""
+    for _, elem in etree.iterparse(str(path), events=("end",)):
+        elem.clear()
+
+
+def best_of(fn, path: Path, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        fn(path)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+_RSS_SCRIPT = """
+import resource, sys
+sys.path.insert(0, {root!r})
+import cinqa
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ret = cinqa.read_return({path!r})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base, peak, len(ret.children))
+"""
+
+
+def peak_rss(path: Path) -> tuple[int, int]:
+    """Return (RSS after imports, peak RSS) in bytes of a fresh process that reads ``path``."""
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT.format(root=str(ROOT), path=str(path))],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return int(out[0]) * 1024, int(out[1]) * 1024
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        mem = f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
+    except ImportError:
+        mem = "RAM unknown"
+    return (f"{cpu}, {os.cpu_count()} CPUs, {mem}; Python {platform.python_version()}, "
+            f"lxml {etree.__version__}, pandas {pd.__version__}, {platform.system()} {platform.release()}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=None, help="where to build the files (default: a temp folder)")
+    ap.add_argument("--profile", action="store_true", help="profile one read of the largest file (pyinstrument)")
+    args = ap.parse_args()
+
+    print(f"cinqa parse benchmark, {dt.datetime.now():%Y-%m-%d %H:%M}")
+    print(f"machine: {machine()}")
+    tmp = tempfile.TemporaryDirectory(prefix="cinqa-bench-") if args.dir is None else None
+    folder = Path(tmp.name) if tmp else args.dir
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for n in args.sizes:
+            path = folder / f"bench-{n}.xml"
+            t = time.perf_counter()
+            build(path, n)
+            size = path.stat().st_size
+            print(f"built {path.name}: {size / 2**20:.1f} MiB in {time.perf_counter() - t:.1f} s", flush=True)
+            f = best_of(floor, path, args.repeat)
+            r = best_of(read_return, path, args.repeat)
+            base, peak = peak_rss(path)
+            rows.append({"children": n, "file MiB": size / 2**20, "floor s": f, "reader s": r, "reader/floor": r / f,
+                         "peak RSS MiB": peak / 2**20, "peakRSS/file": peak / size,
+                         "(peak-imports)/file": (peak - base) / size})
+            print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda v: f"{v:.2f}"), flush=True)
+        if args.profile:
+            from pyinstrument import Profiler
+
+            prof = Profiler()
+            prof.start()
+            read_return(folder / f"bench-{max(args.sizes)}.xml")
+            prof.stop()
+            print(prof.output_text(unicode=False, color=False, show_all=False))
+    finally:
+        if tmp:
+            tmp.cleanup()
+    table = pd.DataFrame(rows)
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print("targets: reader/floor <= 2, peakRSS/file <= 4")
+
+
+if __name__ == "__main__":
+    main()
