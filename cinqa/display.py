@@ -164,7 +164,8 @@ def header_facts(ret: CensusReturn) -> pd.DataFrame:
 def png_bytes(fig: Figure, dpi: int = 90) -> bytes:
     """Render a figure to PNG bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    # Every figure here is laid out already (tight_layout), so no second "tight" drawing pass.
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return buf.getvalue()
 
 
