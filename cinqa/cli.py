@@ -18,12 +18,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import click
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.exceptions import TyperException
 
 import cinqa
 from cinqa import spec
@@ -94,7 +94,7 @@ def _guarded(func: _F) -> _F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, TyperException):
             raise
         except CinqaError as exc:
             _die(str(exc))
@@ -649,28 +649,54 @@ def _frames_of(result: Any) -> dict[str, pd.DataFrame]:
 
 @app.command(epilog=_examples(
     "cinqa synth 2023-24 --children 5000 --seed 1 -o data/synthetic-2023-24.xml",
-    "cinqa synth 2023-24 --children 500 --seed 2 --errors 0.05 -o with-errors.xml",
+    "cinqa synth 2023-24 --children 500 --seed 2 --errors 0.05 -o with-errors.xml --truth truth.csv",
 ))
 @_guarded
 def synth(
     year: Annotated[str, typer.Argument(metavar="YEAR", help="Census year, e.g. 2023-24.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", dir_okay=False,
                                          help="The XML file to write.")],
-    children: Annotated[int, typer.Option("--children", "-n", min=1, help="Number of children.")] = 1000,
+    children: Annotated[int, typer.Option("--children", "-n", min=1, help="Number of children.")] = 300,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; the same seed gives the same file.")] = 0,
     la: Annotated[str, typer.Option("--la", help="Three-digit LA code for the header and UPNs.")] = "931",
     errors: Annotated[float, typer.Option("--errors", min=0.0, max=1.0, metavar="RATE",
-                                          help="Share of children given a labelled rule error.")] = 0.0,
+                                          help="Share of children given a labelled rule error (e.g. 0.05).")] = 0.0,
+    truth: Annotated[Path | None, typer.Option("--truth", metavar="PATH", dir_okay=False,
+                                               help="With --errors: write what was injected, one row per "
+                                                    "fault, as CSV.")] = None,
 ) -> None:
     """Generate a synthetic return of fictional children.
 
-    For testing and training; --errors adds labelled rule errors to a share of the children.
+    For testing and training. The same year, size, seed and LA always give the same file;
+    --errors injects rule errors into a share of the children and --truth lists them.
     """
-    _check_year(year)
+    if year not in spec.SUPPORTED_YEARS:
+        _die(f"{year!r} is not a census year synth can generate; use one of "
+             f"{spec.SUPPORTED_YEARS[0]} .. {spec.SUPPORTED_YEARS[-1]}")
+    if la not in spec.codes("la", year):
+        _die(f"--la {la!r} is not a local authority code in {year}")
+    if truth is not None and not errors:
+        _die("--truth lists injected errors; use it with --errors RATE")
+    console = _stdout()
+    if errors:
+        _backend("cinqa.synth.inject", "inject", "synth --errors")
+        generate = _backend("cinqa.synth", "generate", "synth")
+        from cinqa.export import write_frame
+
+        with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
+            ret, faults = generate(year, children=children, seed=seed, la=la, errors=errors)
+            cinqa.write_return(ret, output)
+            if truth is not None:
+                write_frame(faults, truth, "csv")
+        console.print(f"Wrote {output} ({len(ret.children):,} children, {len(faults):,} injected errors)",
+                      markup=False)
+        if truth is not None:
+            console.print(f"Wrote {truth}", markup=False)
+        return
     generate_file = _backend("cinqa.synth", "generate_file", "synth")
-    with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
-        written = generate_file(output, year, children=children, seed=seed, la=la, error_rate=errors)
-    _stdout().print(f"Wrote {written or output}", markup=False)
+    # generate_file draws its own progress bar, on a terminal only.
+    written = generate_file(output, year, children=children, seed=seed, la=la)
+    console.print(f"Wrote {written or output} ({children:,} children)", markup=False)
 
 
 @app.command(epilog=_examples("cinqa rules --year 2023-24", "cinqa rules --year 2024-25 --csv rules.csv"))

@@ -8,6 +8,7 @@ the reader found wrong with the file's structure). Every sheet has a frozen, fil
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
@@ -259,21 +260,23 @@ def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Seq
     ws.append(header)
     values = [_column_values(frame[c]) for c in columns]
     sev = severity.astype("str").tolist() if severity is not None else None
+    styles = _highlight_styles(ws)
     for r in range(n):
         marked = highlight[r] if highlight is not None else ()
         out: list[Any] = []
         for c, col in enumerate(columns):
             v = values[c][r]
-            if col in marked or col in dates or (isinstance(v, str) and v.startswith("=")):
-                cell = WriteOnlyCell(ws, value=v)
+            if col in marked:
+                cell = WriteOnlyCell(ws)
+                # Copying a prepared style is much faster than assigning fill and font per cell.
+                cell._style = copy.copy(styles[(sev is not None and sev[r] == "query", col in dates)])
+                cell.value = v
                 if isinstance(v, str):
                     cell.data_type = "s"  # a value is never a formula, whatever it starts with
-                if col in dates:
-                    cell.number_format = _DATE_FORMAT
-                if col in marked:
-                    is_query = sev is not None and sev[r] == "query"
-                    cell.fill = QUERY_FILL if is_query else ERROR_FILL
-                    cell.font = _QUERY_FONT if is_query else _ERROR_FONT
+                out.append(cell)
+            elif isinstance(v, str) and v.startswith("="):
+                cell = WriteOnlyCell(ws, value=v)
+                cell.data_type = "s"
                 out.append(cell)
             else:
                 out.append(v)
@@ -281,10 +284,25 @@ def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Seq
     return ws
 
 
+def _highlight_styles(ws: WriteOnlyWorksheet) -> dict[tuple[bool, bool], Any]:
+    """Return the styles of highlighted cells by (is a query, is a date)."""
+    styles = {}
+    for query in (False, True):
+        for date in (False, True):
+            cell = WriteOnlyCell(ws)
+            cell.fill = QUERY_FILL if query else ERROR_FILL
+            cell.font = _QUERY_FONT if query else _ERROR_FONT
+            if date:
+                cell.number_format = _DATE_FORMAT
+            styles[(query, date)] = cell._style
+    return styles
+
+
 def _column_values(s: pd.Series) -> list[Any]:
     """Return a column's values as plain Python values openpyxl can write; missing becomes None."""
     if s.dtype.kind == "M":
-        return [None if pd.isna(v) else pd.Timestamp(v).to_pydatetime() for v in s.tolist()]
+        # Census dates have no time: as dates, Excel shows them as yyyy-mm-dd without a cell style.
+        return [None if pd.isna(v) else pd.Timestamp(v).date() for v in s.tolist()]
     out = []
     for v in s.astype("object").tolist():
         if v is None or (not isinstance(v, str) and pd.isna(v)):

@@ -148,26 +148,37 @@ class Pseudonymiser:
 
 
 class Scrubber:
-    """Replace whole-word occurrences of known identifiers in free text by their tokens."""
+    """Replace whole-word occurrences of known identifiers in free text by their tokens.
+
+    A word is a run of letters and digits, so "C001" is replaced in "child C001," but not in
+    "C0012". Identifiers are looked up word by word in a dict, which stays fast with tens of
+    thousands of them; the rare identifier with other characters in it gets a pattern of its own.
+    """
+
+    _WORD = re.compile(r"[A-Za-z0-9]+")
 
     def __init__(self, mapping: dict[str, str]) -> None:
         self.mapping = mapping
-        # Longest first, so that an identifier containing another is replaced whole.
-        words = sorted(mapping, key=len, reverse=True)
-        self._pattern = (
-            re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, words)) + r")(?![A-Za-z0-9])")
-            if words else None
+        odd = sorted((w for w in mapping if not self._WORD.fullmatch(w)), key=len, reverse=True)
+        self._odd = (
+            re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, odd)) + r")(?![A-Za-z0-9])") if odd else None
         )
+
+    def _word(self, m: re.Match[str]) -> str:
+        word = m.group(0)
+        return self.mapping.get(word, word)
 
     def text(self, value: object) -> object:
         """Return ``value`` with identifiers replaced; non-strings pass through."""
-        if self._pattern is None or not isinstance(value, str):
+        if not self.mapping or not isinstance(value, str):
             return value
-        return self._pattern.sub(lambda m: self.mapping[m.group(1)], value)
+        if self._odd is not None:
+            value = self._odd.sub(lambda m: self.mapping[m.group(1)], value)
+        return self._WORD.sub(self._word, value)
 
     def series(self, values: pd.Series) -> pd.Series:
         """Return ``values`` with identifiers replaced in every string."""
-        if self._pattern is None or values.empty:
+        if not self.mapping or values.empty:
             return values.copy()
         return values.astype("object").map(self.text, na_action="ignore").astype(values.dtype)
 

@@ -87,6 +87,10 @@ def key_file(tmp_path: Path) -> Path:
     return new_key(tmp_path / "secret.key")
 
 
+def _has(module: str, name: str) -> bool:
+    return importlib.util.find_spec(module) is not None and hasattr(importlib.import_module(module), name)
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -403,6 +407,7 @@ def fake_module(monkeypatch: pytest.MonkeyPatch, name: str, func: str, result: A
     (["report", str(RETURN_2324), "-o", "r.html"], "cinqa.report"),
     (["compare", str(RETURN_2324), str(RETURN_1213)], "cinqa.compare"),
     (["synth", "2023-24", "--children", "3", "-o", "s.xml"], "cinqa.synth"),
+    (["synth", "2023-24", "--errors", "0.1", "-o", "s.xml"], "cinqa.synth.inject"),
     (["rules", "--year", "2023-24"], "cinqa.rules"),
     (["validate", str(RETURN_2324)], "cinqa.validate"),
 ])
@@ -439,11 +444,48 @@ def test_compare_prints_and_writes_the_tables(tmp_path: Path, monkeypatch: pytes
 def test_synth_passes_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = fake_module(monkeypatch, "cinqa.synth", "generate_file")
     out = tmp_path / "s.xml"
-    result = runner.invoke(app, ["synth", "2023-24", "--children", "7", "--seed", "3", "--la", "201", "-o", str(out),
-                                 "--errors", "0.1"])
+    result = runner.invoke(app, ["synth", "2023-24", "--children", "7", "--seed", "3", "--la", "201", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert calls == [((out, "2023-24"), {"children": 7, "seed": 3, "la": "201", "error_rate": 0.1})]
-    assert runner.invoke(app, ["synth", "1999", "-o", str(out)]).exit_code == 2
+    assert calls == [((out, "2023-24"), {"children": 7, "seed": 3, "la": "201"})]
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["1999-00"], "not a census year synth can generate"),
+    (["2023-24", "--la", "999"], "not a local authority code"),
+    (["2023-24", "--truth", "t.csv"], "use it with --errors"),
+])
+def test_synth_refuses_bad_options(tmp_path: Path, workdir: Path, args: list[str], problem: str) -> None:
+    result = runner.invoke(app, ["synth", *args, "-o", str(tmp_path / "s.xml")])
+    assert result.exit_code == 2 and problem in result.stderr
+    assert listing(tmp_path) == ["cwd"]
+
+
+def test_synth_with_errors_writes_the_return_and_the_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_module(monkeypatch, "cinqa.synth.inject", "inject")
+    truth = pd.DataFrame({"rule": ["8500"], "LAchildID": ["C001"], "child": [1]})
+    calls = fake_module(monkeypatch, "cinqa.synth", "generate", result=(cinqa.read_return(RETURN_2324), truth))
+    out, truth_csv = tmp_path / "s.xml", tmp_path / "t.csv"
+    result = runner.invoke(app, ["synth", "2023-24", "-n", "3", "--errors", "0.1", "-o", str(out),
+                                 "--truth", str(truth_csv)])
+    assert result.exit_code == 0, result.output
+    assert calls == [(("2023-24",), {"children": 3, "seed": 0, "la": "931", "errors": 0.1})]
+    assert len(cinqa.read_return(out).children) == 3
+    pd.testing.assert_frame_equal(pd.read_csv(truth_csv, dtype={"rule": str, "LAchildID": str}), truth)
+
+
+def test_an_interrupt_leaves_no_half_written_output(tmp_path: Path, fake_validate: list,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from cinqa import export
+
+    def interrupted(df: pd.DataFrame, path: Path) -> None:
+        path.write_text("rule,severity\n1510,")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(export._WRITERS, "csv", interrupted)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--csv", str(out / "f.csv")])
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert listing(out) == []
 
 
 def test_rules_lists_and_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -459,8 +501,16 @@ def test_rules_lists_and_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 # -- with the real backends, once they exist ----------------------------------------------------
 
 
-def _has(module: str, name: str) -> bool:
-    return importlib.util.find_spec(module) is not None and hasattr(importlib.import_module(module), name)
+@pytest.mark.skipif(not _has("cinqa.synth", "generate_file"), reason="cinqa.synth not there yet")
+def test_synth_real_backend_writes_a_readable_return(tmp_path: Path, workdir: Path) -> None:
+    out = tmp_path / "synth" / "s.xml"
+    result = runner.invoke(app, ["synth", "2023-24", "--children", "20", "--seed", "5", "--la", "201", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ret = cinqa.read_return(out)
+    assert len(ret.children) == 20 and ret.header.la == "201" and ret.year == "2023-24"
+    assert listing(tmp_path / "synth") == ["s.xml"] and listing(workdir) == []
+
+
 
 
 @pytest.mark.skipif(not _has("cinqa.validate", "validate"), reason="cinqa.validate not there yet")

@@ -104,6 +104,7 @@ def test_entity_rows_carry_the_row_values_and_highlight_the_rule_fields(workbook
     assert first["CINreferralDate"].fill.fgColor.rgb.endswith(ERROR_FILL.fgColor.rgb[-6:])
     assert first["PersonBirthDate"].fill.fgColor.rgb.endswith(ERROR_FILL.fgColor.rgb[-6:])
     assert first["ReferralSource"].fill.fill_type is None
+    assert first["CINclosureDate"].number_format == first["CINreferralDate"].number_format == "yyyy-mm-dd"
 
 
 def test_queries_are_highlighted_in_their_own_colour(workbook: openpyxl.Workbook) -> None:
