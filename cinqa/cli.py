@@ -432,12 +432,14 @@ def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable]
         while stem in stems or stem == "summary":
             stem, i = f"{s.result.path.stem}-{i}", i + 1
         stems.add(stem)
+        _guard_inputs([r.path for r in results], [out / f"{stem}.xlsx", out / f"{stem}-failures.csv"])
         s.result.outputs = [
             write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary,
                                pseudonymised=pseudonymised, source=s.result.path.name),
             write_failures_csv(s.failures, out / f"{stem}-failures.csv"),
         ]
     summary = _summary_frame(results)
+    _guard_inputs([r.path for r in results], [out / "summary.csv", out / "summary.xlsx"])
     write_frame(summary, out / "summary.csv", "csv")
     write_table_workbook(out / "summary.xlsx", {"Returns": summary})
 
