@@ -134,6 +134,15 @@ class DrillDown:
         self.child = int(child)
         return show.child_timeline(self.ret, self.child, self.failures, label=self._label.get(self.child))
 
+    def timeline(self) -> Figure | HTML:
+        """Draw the current child's timeline, else that of the child with the most failing rows selected."""
+        if self.child is None:
+            kids = self.children()
+            if kids.empty:
+                return show.callout("No child has a failure in this selection.", "ok")
+            return self.pick_child(int(kids["child"].iat[0]))
+        return self.pick_child(self.child)
+
     def export(self, path: str | Path) -> Path:
         """Write the current selection to ``path``, replacing it whole.
 

@@ -365,8 +365,10 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         # The key goes to the kernel through its environment so it is never written into a notebook.
         with _environ(KEY_ENV, key.hex() if key else None):
             try:
+                # The kernel's own log (its "running over TCP" warning) would reach the user's terminal.
                 papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",
-                                           progress_bar=False, log_output=False, cwd=tmp)
+                                           progress_bar=False, log_output=False, cwd=tmp,
+                                           extra_arguments=["--IPKernelApp.log_level=ERROR"])
             except papermill.PapermillExecutionError as exc:
                 raise CinqaError(f"the QA report failed: {exc.ename}: {exc.evalue}") from None
         nb = nbformat.read(executed, as_version=4)

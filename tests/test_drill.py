@@ -90,6 +90,16 @@ def test_pick_child_draws_its_timeline_with_its_failures(validation):
     assert {t.get_text() for t in fig.axes[0].texts} >= {"8565", "1103"}
 
 
+def test_timeline_defaults_to_the_child_with_most_failures(validation):
+    d = DrillDown(validation)
+    fig = d.timeline()
+    assert d.child == 1 and fig.axes[0].get_title(loc="left").startswith("Child C001")
+    d.pick_child(2)
+    assert d.timeline().axes[0].get_title(loc="left").startswith("Child C002")
+    empty = types.SimpleNamespace(failures=validation.failures.iloc[:0], ret=validation.ret)
+    assert "No child has a failure" in DrillDown(empty).timeline().data
+
+
 def test_export_csv_and_excel_of_the_selection(validation, tmp_path):
     d = DrillDown(validation)
     d.select(severity="error")
@@ -196,3 +206,26 @@ def test_table_browser_widget_follows_its_controls(validation):
     assert "CPPreviewDate" in html_of(b.output) and b.controls["pages"].value == "of 2"
     b.controls["child"].value = "C003"
     assert "C001" not in html_of(b.output) and "20/02/2023" in html_of(b.output)
+
+
+# --- end to end: a synthetic return with injected faults, validated, drilled through the widgets ---
+
+def test_widgets_find_every_injected_fault_of_a_synthetic_return():
+    validate = pytest.importorskip("cinqa.validate").validate
+    synth = pytest.importorskip("cinqa.synth")
+    clean = synth.generate("2025-26", children=120, seed=7)
+    ret, truth = synth.inject(clean, 0.05, seed=7)
+    validation = validate(ret)
+    truth = truth[truth["rule"].isin(validation.checked)]
+    assert len(truth), "no injected fault is covered by the rules checked"
+    d = DrillDown(validation)
+    d.widget()
+    c = d.controls
+    for fault in truth.itertuples(index=False):
+        c["severity"].value = ALL
+        c["rule"].value = fault.rule
+        assert fault.LAchildID in html_of(d.outputs["rows"]), fault
+        picks = {label.split(" ")[0]: value for label, value in c["child"].options[1:]}
+        c["child"].value = picks[fault.LAchildID]
+        (png,) = [o["data"]["image/png"] for o in d.outputs["timeline"].outputs]
+        assert base64.b64decode(png).startswith(PNG_MAGIC)
