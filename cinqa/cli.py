@@ -681,12 +681,16 @@ def synth(
         _die("--truth lists injected errors; use it with --errors RATE")
     console = _stdout()
     if errors:
-        _backend("cinqa.synth.inject", "inject", "synth --errors")
         generate = _backend("cinqa.synth", "generate", "synth")
         from cinqa.export import write_frame
 
         with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
-            ret, faults = generate(year, children=children, seed=seed, la=la, errors=errors)
+            try:
+                ret, faults = generate(year, children=children, seed=seed, la=la, errors=errors)
+            except ModuleNotFoundError as exc:
+                if not (exc.name or "").startswith("cinqa."):
+                    raise
+                _die(f"`cinqa synth --errors` is not available yet: this version of cinqa has no {exc.name}")
             cinqa.write_return(ret, output)
             if truth is not None:
                 write_frame(faults, truth, "csv")
