@@ -1,0 +1,25 @@
+"""Calendar: a date must fall on a weekday (Monday to Friday); missing dates are not checked."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cinqa.checks import _gx  # noqa: F401
+from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import ColumnMapExpectation
+from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
+
+
+class ColumnValuesWeekdays(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.cinqa_weekdays"
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
+        return (pd.to_datetime(column).dt.dayofweek < 5).astype(bool)
+
+
+class ExpectColumnValuesToBeWeekdays(ColumnMapExpectation):
+    """Expect every date to be a Monday to Friday (bank holidays are not excluded)."""
+
+    map_metric = "column_values.cinqa_weekdays"
+    success_keys = ("mostly",)

@@ -1,0 +1,246 @@
+"""The DfE rule registry: expectations stored as GX suite JSON, one file per validation view.
+
+``expectations/<view>.json`` is a Great Expectations suite whose expectations each carry the rule
+in ``meta``: ``rule``, ``message`` (the Department's wording), ``severity`` (``error``/``query``),
+``years`` (``"2013-14..2025-26"``), ``entity`` and ``fields``; optionally ``years_status``
+(``I`` when some of the years are inferred rather than read in a DfE rule list), ``note`` and
+``show`` (the columns to print as the failing values). A rule whose logic changed gets a second
+expectation with its own years. The suite of a year holds the expectations whose years include it.
+
+Two placeholders keep year-dependent facts out of the JSON: ``{"$codes": "la"}`` becomes the
+year's code set (:func:`cinqa.spec.codes`), and a string ``"$census_start"`` or ``"$census_end"``
+(optionally shifted, ``"$census_end-45WD"``) becomes that date, for row conditions.
+
+``expectations/unchecked.json`` lists rules that cannot be checked from the return alone, with
+the reason, so that listings show them instead of silently leaving them out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cinqa import spec
+from cinqa.views import VIEW_TABLES, VIEWS, shift_dates
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
+"""Where the rule suites live (the repository's ``expectations/`` folder)."""
+
+UNCHECKED_FILE = "unchecked.json"
+META_KEYS = ("rule", "message", "severity", "years", "entity", "fields")
+SEVERITIES = ("error", "query")
+_GX_SEVERITY = {"error": "critical", "query": "warning"}
+_DATE_TOKEN = re.compile(r"^\$(census_start|census_end)(.*)$")
+LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "checkable", "reason")
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """One expectation of one rule (a rule may need more than one, or change between years)."""
+
+    rule: str
+    severity: str
+    message: str
+    entity: str
+    fields: tuple[str, ...]
+    years: frozenset[str]
+    years_text: str
+    view: str
+    type: str
+    kwargs: dict[str, Any] = field(hash=False, compare=False)
+    meta: dict[str, Any] = field(hash=False, compare=False)
+    position: int = 0
+
+    @property
+    def years_status(self) -> str:
+        """``I`` if some of the years are inferred, ``V`` if all were read in a DfE rule list."""
+        return str(self.meta.get("years_status", "V"))
+
+
+@dataclass(frozen=True)
+class UncheckedRule:
+    """A DfE rule that cannot be checked from the return alone, and why."""
+
+    rule: str
+    severity: str
+    message: str
+    entity: str
+    fields: tuple[str, ...]
+    years: frozenset[str]
+    years_text: str
+    reason: str
+
+
+def entries(directory: str | Path | None = None) -> tuple[RuleEntry, ...]:
+    """Load every rule expectation from ``directory`` (default :data:`EXPECTATIONS_DIR`)."""
+    return _entries(Path(directory or EXPECTATIONS_DIR).resolve())
+
+
+@cache
+def _entries(directory: Path) -> tuple[RuleEntry, ...]:
+    out: list[RuleEntry] = []
+    for view in VIEWS:
+        path = directory / f"{view}.json"
+        if not path.exists():
+            continue
+        suite = json.loads(path.read_text("utf-8"))
+        for i, exp in enumerate(suite.get("expectations", [])):
+            out.append(_entry(path, view, i, exp))
+    return tuple(out)
+
+
+def _entry(path: Path, view: str, i: int, exp: dict[str, Any]) -> RuleEntry:
+    meta = exp.get("meta") or {}
+    where = f"{path.name}, expectation {i + 1} ({exp.get('type')})"
+    missing = [k for k in META_KEYS if not meta.get(k)]
+    if missing:
+        raise ValueError(f"{where}: meta lacks {', '.join(missing)}")
+    if meta["severity"] not in SEVERITIES:
+        raise ValueError(f"{where}: severity {meta['severity']!r} is not 'error' or 'query'")
+    try:
+        years = spec.parse_years(meta["years"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    fields = meta["fields"]
+    return RuleEntry(
+        rule=str(meta["rule"]),
+        severity=meta["severity"],
+        message=meta["message"],
+        entity=meta["entity"],
+        fields=tuple(fields) if isinstance(fields, list) else tuple(str(fields).split(",")),
+        years=years,
+        years_text=str(meta["years"]),
+        view=view,
+        type=exp["type"],
+        kwargs=dict(exp.get("kwargs") or {}),
+        meta=dict(meta),
+        position=i,
+    )
+
+
+def unchecked(directory: str | Path | None = None) -> tuple[UncheckedRule, ...]:
+    """Load the rules that cannot be checked from the return alone."""
+    path = Path(directory or EXPECTATIONS_DIR) / UNCHECKED_FILE
+    if not path.exists():
+        return ()
+    out = []
+    for r in json.loads(path.read_text("utf-8")).get("rules", []):
+        out.append(UncheckedRule(
+            rule=str(r["rule"]), severity=r["severity"], message=r["message"], entity=r["entity"],
+            fields=tuple(r["fields"]), years=spec.parse_years(r["years"]), years_text=str(r["years"]),
+            reason=r["reason"]))
+    return tuple(out)
+
+
+def rules_for_year(year: str, directory: str | Path | None = None) -> tuple[RuleEntry, ...]:
+    """Return the expectations that apply in census ``year``."""
+    _check_year(year)
+    return tuple(e for e in entries(directory) if year in e.years)
+
+
+def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
+    """List the rules of census ``year``: one row per rule, checkable ones and the others with the reason.
+
+    Columns: rule, severity, message, entity, fields (comma-separated), years, checkable, reason.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for e in rules_for_year(year, directory):
+        row = rows.get(e.rule)
+        if row is None:
+            rows[e.rule] = {"rule": e.rule, "severity": e.severity, "message": e.message, "entity": e.entity,
+                            "fields": list(e.fields), "years": e.years_text, "checkable": True, "reason": ""}
+            continue
+        if e.entity not in row["entity"].split(", "):
+            row["entity"] += f", {e.entity}"
+        row["fields"] += [f for f in e.fields if f not in row["fields"]]
+    for u in unchecked(directory):
+        if year in u.years and u.rule not in rows:
+            rows[u.rule] = {"rule": u.rule, "severity": u.severity, "message": u.message, "entity": u.entity,
+                            "fields": list(u.fields), "years": u.years_text, "checkable": False, "reason": u.reason}
+    df = pd.DataFrame(list(rows.values()), columns=list(LIST_COLUMNS))
+    df["fields"] = df["fields"].map(", ".join)
+    df["checkable"] = df["checkable"].astype(bool)
+    return df.sort_values("rule", key=lambda s: s.map(_rule_sort_key), kind="stable").reset_index(drop=True)
+
+
+def _rule_sort_key(rule: str) -> tuple[int, str]:
+    digits = re.match(r"\d+", rule)
+    return (int(digits.group()) if digits else 0, rule)
+
+
+def _check_year(year: str) -> None:
+    if year not in spec.YEARS:
+        from cinqa.errors import YearError
+
+        raise YearError(f"census year {year!r} is not supported; choose one of {', '.join(spec.YEARS)}")
+
+
+def resolve(value: Any, year: str) -> Any:
+    """Replace the year-dependent placeholders in an expectation's kwargs (see the module doc)."""
+    if isinstance(value, dict):
+        if set(value) == {"$codes"}:
+            return list(spec.codes(value["$codes"], year))
+        return {k: resolve(v, year) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, year) for v in value]
+    if isinstance(value, str):
+        m = _DATE_TOKEN.match(value)
+        if m:
+            base = spec.census_start(year) if m.group(1) == "census_start" else spec.reference_date(year)
+            return shift_dates(base, m.group(2) or None).strftime("%Y-%m-%d")
+    return value
+
+
+def expectation_config(entry: RuleEntry, year: str) -> dict[str, Any]:
+    """Return ``entry`` as a GX expectation configuration for census ``year``."""
+    return {
+        "type": entry.type,
+        "kwargs": resolve(entry.kwargs, year),
+        "meta": {**entry.meta, "view": entry.view},
+        "severity": _GX_SEVERITY[entry.severity],
+    }
+
+
+def suites(year: str, rules: tuple[str, ...] | None = None, directory: str | Path | None = None) -> dict[str, Any]:
+    """Assemble the GX suites of census ``year``, one per view that has rules (optionally only ``rules``)."""
+    return _suites(year, tuple(rules) if rules is not None else None, Path(directory or EXPECTATIONS_DIR).resolve())
+
+
+@cache
+def _suites(year: str, rules: tuple[str, ...] | None, directory: Path) -> dict[str, Any]:
+    import great_expectations as gx
+
+    from cinqa.checks import register
+
+    register()  # GX must know the custom expectations' names before it reads them
+
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    chosen = [e for e in rules_for_year(year, directory) if rules is None or e.rule in rules]
+    out: dict[str, Any] = {}
+    for view in VIEWS:
+        built = []
+        for e in chosen:
+            if e.view != view:
+                continue
+            # Built one by one: ExpectationSuite only logs and drops a configuration it can't build,
+            # which would make a broken rule look like a passing one.
+            try:
+                built.append(ExpectationConfiguration(**expectation_config(e, year)).to_domain_obj())
+            except Exception as exc:  # GX raises pydantic, config and registry errors alike
+                raise ValueError(f"{view}.json, rule {e.rule} ({e.type}): cannot build the expectation: {exc}") from exc
+        if built:
+            out[view] = gx.ExpectationSuite(name=f"cinqa-{view}-{year}", expectations=built,
+                                            meta={"census_year": year, "view": view})
+    return out
+
+
+def view_entity(view: str) -> str:
+    """Return the entity name failures of ``view`` report (its table, or ``header``/``return``)."""
+    return VIEW_TABLES[view] or view

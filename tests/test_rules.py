@@ -1,0 +1,137 @@
+"""Every DfE rule: its pass/fail cases (tests/cases/<rule>.yml) and the registry's own consistency."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cinqa import rules, spec
+from cinqa.testing import build_return, load_cases, run_case
+from cinqa.validate import validate
+from cinqa.views import build_views
+
+CASES = Path(__file__).parent / "cases"
+
+
+def default_year(rule: str) -> str:
+    """The latest supported year the rule applies to (the latest year at all if none is supported)."""
+    years = set().union(*(e.years for e in rules.entries() if e.rule == rule))
+    supported = [y for y in spec.SUPPORTED_YEARS if y in years]
+    return (supported or sorted(years))[-1]
+
+
+def all_cases():
+    out = []
+    for path in sorted(CASES.glob("*.yml")):
+        for case in load_cases(path, default_year(path.stem)):
+            out.append(pytest.param(case, id=case.id))
+    return out
+
+
+@pytest.mark.parametrize("case", all_cases())
+def test_rule_case(case, tmp_path):
+    outcome = run_case(case, tmp_path)
+    assert not outcome.problems(), f"{case.source}: " + "; ".join(outcome.problems())
+
+
+def test_every_rule_has_failing_and_passing_cases():
+    lacking = []
+    for rule in sorted({e.rule for e in rules.entries()}):
+        path = CASES / f"{rule}.yml"
+        cases = load_cases(path, default_year(rule)) if path.exists() else []
+        kinds = {c.expect for c in cases}
+        if kinds != {"pass", "fail"}:
+            lacking.append(f"{rule} ({', '.join(sorted(kinds)) or 'no case file'})")
+    assert not lacking, "rules without both a failing and a passing case: " + ", ".join(lacking)
+
+
+def test_every_case_file_belongs_to_a_rule():
+    known = {e.rule for e in rules.entries()}
+    assert {p.stem for p in CASES.glob("*.yml")} <= known
+
+
+def test_every_expectation_says_what_it_checks():
+    for e in rules.entries():
+        where = f"{e.view}.json rule {e.rule}"
+        assert all(e.meta.get(k) for k in rules.META_KEYS), where
+        assert isinstance(e.meta["fields"], list) and all(isinstance(f, str) for f in e.meta["fields"]), where
+        assert e.severity == ("query" if e.rule.endswith("Q") else "error"), where
+        assert e.entity == rules.view_entity(e.view), where
+        assert e.years, where
+        assert e.meta.get("years_status", "V") in ("V", "I"), where
+        # Years before the 2022-23 rule lists are inferred and must say so.
+        if min(e.years) < "2022-23":
+            assert e.years_status == "I", where
+
+
+def test_a_rule_has_one_message_and_severity_per_year():
+    for year in spec.YEARS:
+        seen: dict[str, tuple[str, str]] = {}
+        for e in rules.rules_for_year(year):
+            assert seen.setdefault(e.rule, (e.message, e.severity)) == (e.message, e.severity), (year, e.rule)
+
+
+@pytest.mark.parametrize("year", spec.YEARS)
+def test_list_rules_matches_the_registry(year):
+    listed = rules.list_rules(year)
+    assert tuple(listed.columns) == rules.LIST_COLUMNS
+    assert listed["rule"].is_unique
+    checkable = set(listed.loc[listed["checkable"], "rule"])
+    assert checkable == {e.rule for e in rules.rules_for_year(year)}
+    others = listed[~listed["checkable"]]
+    assert (others["reason"].str.len() > 0).all()
+    assert set(others["rule"]) == {u.rule for u in rules.unchecked() if year in u.years} - checkable
+
+
+def _rules_change(year: str) -> bool:
+    """Tell whether ``year``'s assembled rules differ from the year before (or it is the first)."""
+    i = spec.YEARS.index(year)
+    if i == 0:
+        return True
+    def resolved(y):
+        return json.dumps([rules.expectation_config(e, y)["kwargs"] | {"rule": e.rule}
+                           for e in rules.rules_for_year(y)], sort_keys=True, default=str)
+    return resolved(year) != resolved(spec.YEARS[i - 1])
+
+
+@pytest.mark.parametrize("year", [pytest.param(y, marks=() if _rules_change(y) else pytest.mark.slow)
+                                  for y in spec.YEARS])
+def test_the_base_return_passes_every_rule_of_its_year(year, tmp_path, request):
+    # Years whose rules are those of the year before are covered by it; they run with --runslow.
+    if not _rules_change(year) and not request.config.getoption("--runslow", default=False):
+        pytest.skip("same rules as the year before; run with --runslow")
+    v = validate(build_return(year, {}, tmp_path))
+    assert v.errored.empty, v.errored.to_dict("records")
+    assert v.failures.empty, v.failures[["rule", "values"]].to_dict("records")
+    assert set(v.checked) == {e.rule for e in rules.rules_for_year(year)}
+
+
+@pytest.mark.parametrize("year", spec.YEARS)
+def test_expectations_read_only_columns_their_views_have(year, tmp_path):
+    views = build_views(build_return(year, {}, tmp_path))
+    for e in rules.rules_for_year(year):
+        cols = set(views[e.view].columns)
+        named = {v for k, v in e.kwargs.items() if k in ("column", "column_A", "column_B", "min_column", "max_column")}
+        named |= set(e.kwargs.get("column_list") or [])
+        named |= set(_condition_columns(e.kwargs.get("row_condition")))
+        named |= set(e.meta.get("show") or [])
+        assert named <= cols, f"{e.view}.json rule {e.rule} in {year}: no view column {sorted(named - cols)}"
+
+
+def _condition_columns(cond):
+    if not cond:
+        return []
+    if "conditions" in cond:
+        return [c for sub in cond["conditions"] for c in _condition_columns(sub)]
+    return [cond["column"]["name"]]
+
+
+def test_changed_rules_apply_in_the_right_years():
+    def versions(rule):
+        return sorted((min(e.years), max(e.years), e.message) for e in rules.entries() if e.rule == rule)
+
+    assert [v[:2] for v in versions("4180")] == [("2012-13", "2023-24"), ("2024-25", "2026-27")]
+    assert versions("4180")[1][2] == "Sex must be provided and equal M, F, or U"
+    assert {e.rule for e in rules.rules_for_year("2021-22")} >= {"8525", "8569"}
+    assert not {"8525Q", "8569Q"} & {e.rule for e in rules.rules_for_year("2021-22")}
+    assert "8866" not in {e.rule for e in rules.rules_for_year("2012-13")}

@@ -1,0 +1,138 @@
+"""cinqa.validate: the failures table contract, errored rules, per-year rules, nothing on disk."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cinqa
+from cinqa.testing import build_return
+from cinqa.validate import FAILURE_COLUMNS, SUMMARY_COLUMNS, validate
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def result_2023():
+    return validate(cinqa.read_return(FIXTURES / "cin-2023-24.xml"))
+
+
+def test_failures_follow_the_contract(result_2023):
+    f = result_2023.failures
+    assert tuple(f.columns) == FAILURE_COLUMNS
+    for col in ("child", "episode", "item", "line"):
+        assert str(f[col].dtype) == "Int64", col
+    assert set(f["severity"]) <= {"error", "query"}
+    assert tuple(result_2023.summary.columns) == SUMMARY_COLUMNS
+
+
+def test_fixture_2023_gives_its_known_failures(result_2023):
+    f = result_2023.failures
+    got = sorted(zip(f["rule"], f["LAchildID"].fillna("-")))
+    # The hand-written UPNs have made-up check letters, C003's former UPN too; the three children
+    # use only two disability codes between them.
+    assert got == [("1510", "C001"), ("1510", "C003"), ("1560Q", "C003"), ("2887Q", "-")]
+    assert result_2023.errored.empty
+    row = f[f["rule"] == "1510"].iloc[0]
+    assert (row["entity"], row["fields"], row["values"], row["line"]) == ("children", "UPN", "UPN=A201123456789", 20)
+    assert row["message"] == "UPN invalid (wrong check letter at character 1)"
+
+
+def test_summary_counts_children_and_rows(result_2023):
+    s = result_2023.summary.set_index("rule")
+    assert s.loc["1510", "children"] == 2 and s.loc["1510", "rows"] == 2
+    assert s.loc["2887Q", "children"] == 0 and s.loc["2887Q", "rows"] == 1
+    assert s["severity"].tolist() == sorted(s["severity"].tolist())  # errors before queries
+
+
+def test_gx_result_is_kept_per_view(result_2023):
+    assert {"children", "episodes", "return"} <= set(result_2023.gx_result)
+    rules = {r.expectation_config.meta["rule"] for r in result_2023.gx_result["children"].results}
+    assert {"1510", "8500"} <= rules
+
+
+def test_fixture_2012_13_is_validated_with_its_own_rules():
+    v = validate(cinqa.read_return(FIXTURES / "cin-2012-13.xml"))
+    assert v.year == "2012-13"
+    assert "8866" not in v.checked and "8525" in v.checked and "8525Q" not in v.checked
+    assert sorted(v.failures["rule"]) == ["1510", "2887Q", "2888Q"]
+
+
+def test_a_year_can_be_overridden(tmp_path):
+    ret = build_return("2023-24", {}, tmp_path)
+    v = validate(ret, "2024-25", rules=["4180"])
+    # GenderCurrent is not Sex: under 2024-25 rules the child has no sex recorded.
+    assert v.failures[["rule", "values"]].values.tolist() == [["4180", "Sex=(missing)"]]
+    assert v.failures["message"].iloc[0] == "Sex must be provided and equal M, F, or U"
+
+
+def test_rules_limit_what_is_checked(tmp_path):
+    ret = build_return("2023-24", {"children": [{"UPN": "A201000000010"}]}, tmp_path)
+    assert validate(ret, rules=["8500"]).failures.empty
+    assert validate(ret, rules=["8500"]).checked == ("8500",)
+    assert validate(ret, rules=["1510"]).failures["rule"].tolist() == ["1510"]
+
+
+def test_a_rule_that_errors_is_reported_not_failed_or_passed(tmp_path):
+    folder = tmp_path / "expectations"
+    folder.mkdir()
+    meta = {"message": "m", "severity": "error", "years": "2012-13..2026-27", "entity": "children",
+            "fields": ["LAchildID"]}
+    suite = {"name": "children", "expectations": [
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "no_such_column", "value_set": ["x"]},
+         "meta": {**meta, "rule": "9991"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "UPN"}, "meta": {**meta, "rule": "9992"}},
+    ]}
+    (folder / "children.json").write_text(json.dumps(suite))
+    ret = build_return("2023-24", {"children": [{"UPN": None}]}, tmp_path)
+    v = validate(ret, expectations=folder)
+    assert v.errored["rule"].tolist() == ["9991"]
+    assert "no_such_column" in v.errored["error"].iloc[0]
+    assert v.failures["rule"].tolist() == ["9992"]  # the other rule still ran, after the errored one
+
+
+def test_a_broken_expectation_stops_suite_assembly(tmp_path):
+    folder = tmp_path / "expectations"
+    folder.mkdir()
+    suite = {"name": "children", "expectations": [
+        {"type": "expect_column_values_to_be_between_columns", "kwargs": {"column": "PersonBirthDate",
+                                                                           "max_column": "census_end",
+                                                                           "max_offset": "two days"},
+         "meta": {"rule": "9993", "message": "m", "severity": "error", "years": "2023-24", "entity": "children",
+                  "fields": ["PersonBirthDate"]}}]}
+    (folder / "children.json").write_text(json.dumps(suite))
+    ret = build_return("2023-24", {}, tmp_path)
+    with pytest.raises(ValueError, match="9993"):
+        validate(ret, expectations=folder)
+
+
+def test_validation_writes_nothing(tmp_path, monkeypatch):
+    ret = cinqa.read_return(FIXTURES / "cin-2023-24.xml")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    validate(ret)
+    assert list(work.iterdir()) == []
+
+
+def test_unknown_year_is_refused(result_2023):
+    with pytest.raises(cinqa.YearError):
+        validate(result_2023.ret, "1999-00")
+
+
+def test_importing_cinqa_does_not_import_great_expectations():
+    code = "import sys, cinqa; sys.exit('great_expectations' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    assert done.returncode == 0
+
+
+def test_values_render_dates_and_missing_values(tmp_path):
+    ret = build_return("2023-24", {"children": [{"PersonBirthDate": "2024-04-01", "ExpectedPersonBirthDate": None}]},
+                       tmp_path)
+    f = validate(ret, rules=["8520"]).failures
+    assert f["values"].tolist() == ["PersonBirthDate=2024-04-01"]
+    assert isinstance(f, pd.DataFrame) and f["LAchildID"].tolist() == ["C1"]

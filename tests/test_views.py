@@ -1,0 +1,184 @@
+"""Validation views: locator columns, parent and census columns, cross-row columns, date offsets."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cinqa
+from cinqa import spec
+from cinqa.views import LOCATOR, VIEWS, build_views, shift_dates, starts_inside
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def ret_2023():
+    return cinqa.read_return(FIXTURES / "cin-2023-24.xml")
+
+
+@pytest.fixture(scope="module")
+def views_2023(ret_2023):
+    return build_views(ret_2023)
+
+
+@pytest.fixture(scope="module")
+def views_2012():
+    return build_views(cinqa.read_return(FIXTURES / "cin-2012-13.xml"))
+
+
+def T(day: str) -> pd.Timestamp:
+    return pd.Timestamp(day)
+
+
+@pytest.mark.parametrize(("start", "offset", "expected"), [
+    ("2023-04-01", "-1WD", "2023-03-31"),   # Saturday: the Friday before
+    ("2024-04-01", "-1WD", "2024-03-28"),   # Easter Monday: back over Good Friday and the weekend
+    ("2023-03-31", "-1WD", "2023-03-30"),   # a working day: the one before
+    ("2024-03-28", "+1WD", "2024-04-02"),   # forward over Good Friday, the weekend and Easter Monday
+    ("2024-03-31", "-45WD", "2024-01-26"),  # 8670Q's bound in 2023-24 (Sunday: 28 March is the first step)
+    ("2025-03-31", "-4Y+5M", "2021-08-31"),  # steps apply left to right
+    ("2024-03-31", "-30D", "2024-03-01"),
+    ("2024-03-31", "+9M", "2024-12-31"),
+    ("2024-02-29", "-1Y", "2023-02-28"),
+    ("2024-03-31", "-2W", "2024-03-17"),
+])
+def test_shift_dates_moves_by_calendar_and_working_days(start, offset, expected):
+    assert shift_dates(T(start), offset) == T(expected)
+    shifted = shift_dates(pd.Series([T(start), pd.NaT], dtype="datetime64[s]"), offset)
+    assert shifted.iloc[0] == T(expected) and pd.isna(shifted.iloc[1])
+
+
+def test_shift_dates_refuses_unknown_offsets():
+    with pytest.raises(ValueError, match="date offset"):
+        shift_dates(T("2024-03-31"), "-3 days")
+
+
+def test_every_view_starts_with_the_locator_and_numbers_its_rows(views_2023, views_2012):
+    for views in (views_2023, views_2012):
+        assert set(views) == set(VIEWS)
+        for name, df in views.items():
+            assert tuple(df.columns[: len(LOCATOR)]) == LOCATOR, name
+            assert df["row"].tolist() == list(range(len(df))), name
+
+
+def test_no_view_has_two_columns_differing_only_in_case(views_2023, views_2012):
+    # GX matches column names case-insensitively: "disability" would shadow "Disability".
+    for views in (views_2023, views_2012):
+        for name, df in views.items():
+            lowered = [c.lower() for c in df.columns]
+            assert len(lowered) == len(set(lowered)), name
+
+
+def test_census_bounds_are_the_years_first_and_last_days(views_2023, views_2012):
+    assert views_2023["episodes"]["census_start"].unique().tolist() == [T("2023-04-01")]
+    assert views_2023["episodes"]["census_end"].unique().tolist() == [T("2024-03-31")]
+    assert views_2012["children"]["census_end"].unique().tolist() == [T("2013-03-31")]
+
+
+def test_views_can_be_built_for_another_year(ret_2023):
+    v = build_views(ret_2023, "2024-25", names=["children"])
+    assert list(v) == ["children"]
+    assert v["children"]["census_end"].iloc[0] == T("2025-03-31")
+
+
+def test_children_view_counts_and_flags(views_2023):
+    c = views_2023["children"].set_index("LAchildID")
+    assert c.loc["C001", "episodes_for_child"] == 2
+    assert c.loc["C001", "open_episodes_for_child"] == 1
+    assert c.loc["C002", "open_episodes_for_child"] == 0  # an NFA referral is never open
+    assert bool(c.loc["C002", "all_episodes_nfa"]) and not bool(c.loc["C002", "has_further_action_episode"])
+    assert c.loc["C001", "disabilities_for_child"] == 2 and c.loc["C002", "disabilities_for_child"] == 0
+    assert c.loc["C001", "UPN_la_code"] == "201" and pd.isna(c.loc["C002", "UPN_la_code"])
+    assert c["birth_dates_given"].tolist() == [1, 1, 1]
+    # C003's only episode closed on 2024-02-01; C001 has one still open.
+    assert c.loc["C003", "last_episode_day"] == T("2024-02-01")
+    assert c.loc["C001", "last_episode_day"] == T("2024-03-31")
+
+
+def test_episodes_view_joins_the_child_and_counts_modules(views_2023):
+    e = views_2023["episodes"]
+    first, second = e.iloc[0], e.iloc[1]
+    assert first["PersonBirthDate"] == T("2015-06-01")
+    assert not first["is_latest_referral"] and second["is_latest_referral"]
+    assert second[["assessments_in_episode", "s47_in_episode", "cpps_in_episode", "cin_plans_in_episode"]].tolist() == [1, 1, 1, 1]
+    unborn = e[e["LAchildID"] == "C002"].iloc[0]
+    assert unborn["birth_or_expected_birth_date"] == T("2024-06-20")
+
+
+def test_module_views_carry_their_episode_and_census(views_2023):
+    a = views_2023["assessments"]
+    assert a["CINreferralDate"].tolist() == [T("2023-04-03"), T("2023-09-11")]
+    assert a["factor_codes"].tolist() == ["21", "3A,4B"]
+    assert a["valid_factors_for_assessment"].tolist() == [1, 2]
+    assert a["item"].tolist() == [1, 1] and a["episode"].tolist() == [1, 2]
+    s = views_2023["section47"]
+    assert s.loc[s["LAchildID"] == "C003", "CINdetails_DateOfInitialCPC"].iloc[0] == T("2022-12-01")
+    r = views_2023["reviews"]
+    assert r["CPPstartDate"].tolist() == [T("2023-11-15"), T("2022-12-01"), T("2022-12-01")]
+
+
+def test_return_view_holds_la_level_counts(views_2023):
+    r = views_2023["return"].iloc[0]
+    assert r["children"] == 3
+    assert r["disability_codes_used"] == 2  # AUT and LD; NONE does not count
+    assert r["children_with_several_disabilities"] == 1
+    assert r["children_with_no_gender_recorded"] == 0  # C002's gender 0 is an unborn child's
+    assert r["cpp_starts_in_census"] == 1 and r["icpcs_in_census"] == 1
+
+
+def test_header_view_holds_the_header(views_2023):
+    h = views_2023["header"].iloc[0]
+    assert h["ReferenceDate"] == T("2024-03-31") and h["LEA"] == "201" and h["census_year_end"] == 2024
+
+
+def _frame(starts, ends, child=None):
+    n = len(starts)
+    return pd.DataFrame({
+        "child": child or [1] * n,
+        "s": pd.Series(pd.to_datetime(starts), dtype="datetime64[s]"),
+        "e": pd.Series(pd.to_datetime(ends), dtype="datetime64[s]"),
+    })
+
+
+def test_starts_inside_compares_rows_of_the_same_key_only():
+    df = _frame(["2023-05-01", "2023-05-10", "2023-05-10"], ["2023-05-20", None, None], child=[1, 1, 2])
+    got = starts_inside(df, df, by=("child",), start="s", lo=df["s"], hi=df["e"], same_rows=True, include_hi=True)
+    # The second row starts inside the first; the third belongs to another child.
+    assert got.tolist() == [False, True, False]
+
+
+def test_starts_inside_end_bound_can_be_exclusive():
+    df = _frame(["2023-05-01", "2023-05-20"], ["2023-05-20", "2023-06-01"])
+    incl = starts_inside(df, df, by=("child",), start="s", lo=df["s"], hi=df["e"], same_rows=True, include_hi=True)
+    excl = starts_inside(df, df, by=("child",), start="s", lo=df["s"], hi=df["e"], same_rows=True, include_hi=False)
+    assert incl.tolist() == [False, True] and excl.tolist() == [False, False]
+
+
+def test_starts_inside_other_table_with_exemption():
+    left = _frame(["2023-05-20", "2023-05-10"], [None, None])
+    right = _frame(["2023-05-01"], ["2023-05-20"])
+    got = starts_inside(left, right, by=("child",), start="s", lo=right["s"], hi=right["e"], same_rows=False,
+                        include_hi=True, except_equal_to=right["e"])
+    assert got.tolist() == [False, True]
+
+
+def test_empty_return_builds_every_view(tmp_path):
+    from cinqa.testing import build_return
+
+    ret = build_return("2023-24", {}, tmp_path)
+    empty = {t: df.iloc[0:0] for t, df in ret.tables.items()}
+    bare = cinqa.CensusReturn(year=ret.year, header=ret.header, tables=empty)
+    views = build_views(bare)
+    assert all(len(views[v]) == 0 for v in VIEWS if v not in ("header", "return"))
+    assert views["return"]["children"].iloc[0] == 0
+    assert np.isnan(views["return"]["share_with_no_gender_recorded"].iloc[0])
+
+
+def test_views_cover_every_year(tmp_path):
+    from cinqa.testing import build_return
+
+    for year in (spec.YEARS[0], "2021-22", spec.YEARS[-1]):
+        views = build_views(build_return(year, {}, tmp_path, name=year))
+        assert len(views["children"]) == 1 and len(views["disabilities"]) == 8
