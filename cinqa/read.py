@@ -8,6 +8,7 @@ typed and checked against that year's format. Anything that does not fit becomes
 
 from __future__ import annotations
 
+import operator
 import re
 from array import array
 from itertools import repeat
@@ -28,6 +29,10 @@ _ALL_YEARS = frozenset(spec.YEARS)
 _SAFE: dict[str, Any] = dict(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
                              remove_comments=True, remove_pis=True)
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
+_DATE = r"\d{4}-\d{2}-\d{2}"
+_DATETIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?"
+_FIRST_DAY, _LAST_DAY = np.datetime64("1000-01-01", "D"), np.datetime64("9999-12-31", "D")
+_BOOL_SPELLINGS = {**_BOOLS, "TRUE": True, "FALSE": False, "True": True, "False": False}
 _PROLOGUE_BYTES = 65536
 _UNSAFE_PROLOGUE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 _UNSAFE_PROLOGUE_16 = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -561,25 +566,25 @@ class _Reader:
                             np.empty(0, dtype=np.int64))
         del lines
         is_list = table in _LIST_TABLES
-        seen: set[str] = set()
-        if vals:
-            seen = {spec.value_columns(table)[0].column} if is_list else set().union(*vals)
         if spec.has_kind_column(table):
             kind = pd.Categorical([r.get("kind") for r in vals], categories=_KINDS)
             data["kind"] = kind
             ctx.continuous = np.asarray(kind == "continuous")
         for node in spec.value_columns(table):
-            if year not in spec.column_years(table, node.column) and node.column not in seen:
-                continue
-            raw = pd.Series(vals if is_list else list(map(dict.get, vals, repeat(node.column))), dtype=object)
-            data[node.column] = self._typed(raw, node, year, ctx)
+            col = node.column
+            if year not in spec.column_years(table, col) and not (
+                    vals if is_list else any(map(operator.contains, vals, repeat(col)))):
+                continue  # a column this year does not have, and no value for it either
+            values = vals if is_list else list(map(dict.get, vals, repeat(col)))
+            present = np.fromiter(map(operator.is_not, values, repeat(None)), dtype=bool, count=len(values))
+            data[col] = self._typed(pd.Series(values, dtype=object), present, node, year, ctx)
         del vals
         data["line"] = pd.array(ctx.line, dtype="Int64")
         data["line"][ctx.line == 0] = pd.NA
         return pd.DataFrame(data)
 
-    def _typed(self, raw: pd.Series, node: spec.Node, year: str, ctx: "_FrameContext") -> pd.Series:
-        present = raw.notna().to_numpy()
+    def _typed(self, raw: pd.Series, present: np.ndarray, node: spec.Node, year: str,
+               ctx: "_FrameContext") -> pd.Series:
         if node.min and year in node.years and node.row is None:
             missing = ~present
             if ctx.continuous is not None:
@@ -587,7 +592,7 @@ class _Reader:
             for i in np.flatnonzero(missing):
                 self._issue(int(ctx.line[i]) or None, "error", ctx.table, int(ctx.data["child"][i]), node.name,
                             f"<{node.name}> is missing")
-        typed, bad = convert(raw, node, year)
+        typed, bad = convert(raw, node, year, present)
         if bad is not None and bad.any():
             key_cols = [ctx.data[k] for k in spec.TABLE_KEYS[ctx.table]]
             located = ctx.table not in _LIST_TABLES  # a list item's row line is already the value's line
@@ -697,32 +702,49 @@ def _take(ids: np.ndarray, child: pd.Series) -> list[Any]:
     return [None if pd.isna(c) or not 0 < c <= len(ids) else ids[int(c) - 1] for c in child]
 
 
-def convert(raw: pd.Series, node: spec.Node, year: str) -> tuple[pd.Series, np.ndarray | None]:
-    """Type a column of raw strings as ``node`` says; return it with a mask of unconvertible values."""
-    present = raw.notna().to_numpy()
+def convert(raw: pd.Series, node: spec.Node, year: str,
+            present: np.ndarray | None = None) -> tuple[pd.Series, np.ndarray | None]:
+    """Type a column of raw strings as ``node`` says; return it with a mask of unconvertible values.
+
+    ``present`` (where ``raw`` has a value) may be given when already known.
+    """
+    if present is None:
+        present = raw.notna().to_numpy()
     t = node.type
     if t == "date":
-        typed = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+        typed = _iso_dates(raw, present)
+        if typed is None:
+            # pandas reads "today", "now" and one-digit months even with a format: only xs:date passes.
+            ok = raw.astype("object").str.fullmatch(_DATE).fillna(False).to_numpy(dtype=bool)
+            typed = pd.to_datetime(raw.where(ok), format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
         return typed, present & typed.isna().to_numpy()
     if t == "datetime":
-        typed = pd.to_datetime(raw, format="ISO8601", errors="coerce")
+        ok = raw.astype("object").str.fullmatch(_DATETIME).fillna(False).to_numpy(dtype=bool)
+        typed = pd.to_datetime(raw.where(ok), format="ISO8601", errors="coerce")
         if getattr(typed.dt, "tz", None) is not None:
             typed = typed.dt.tz_localize(None)
         typed = typed.astype("datetime64[s]")
         return typed, present & typed.isna().to_numpy()
     if t == "bool":
-        typed = raw.str.lower().map(_BOOLS).astype("boolean") if present.any() else raw.astype("boolean")
+        if not present.any():
+            return raw.astype("boolean"), present
+        mapped = raw.map(_BOOL_SPELLINGS)
+        odd = present & mapped.isna().to_numpy()
+        if odd.any():
+            mapped[odd] = raw[odd].str.lower().map(_BOOLS)
+        typed = mapped.astype("boolean")
         return typed, present & typed.isna().to_numpy()
     if t in ("int", "gyear"):
         pattern = r"[+-]?\d+" if t == "int" else r"\d{4}"
-        ok = raw.astype("str").str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+        ok = raw.astype("object").str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool) if present.any() \
+            else present
         typed = pd.to_numeric(raw.where(ok), errors="coerce").astype("Int64")
         return typed, present & ~ok
     if node.codeset:
         valid = spec.codes(node.codeset, year if year in node.years else None)
-        values = raw.astype("str")
+        values = raw.astype("object")
         inset = values.isin(valid).to_numpy()
-        extra = sorted(set(values[present & ~inset]))
+        extra = sorted({str(v) for v in values[present & ~inset]})
         typed = pd.Series(pd.Categorical(raw, categories=[*valid, *extra]), index=raw.index)
         return typed, present & ~inset
     typed = raw.astype("str")
@@ -730,6 +752,26 @@ def convert(raw: pd.Series, node: spec.Node, year: str) -> tuple[pd.Series, np.n
         ok = typed.str.fullmatch(node.pattern).fillna(False).to_numpy(dtype=bool)
         return typed, present & ~ok
     return typed, None
+
+
+def _iso_dates(raw: pd.Series, present: np.ndarray) -> pd.Series | None:
+    """Parse a column of YYYY-MM-DD strings with numpy; None if any value is not exactly of that form."""
+    values = raw.to_numpy(dtype=object)
+    given = values[present]
+    # numpy also reads "2013-02", "today" or "-013-02-03": only ten-character dates of years
+    # 1000-9999 (which can only be YYYY-MM-DD) pass this way; anything else goes to pandas.
+    if len(given) and set(map(len, given)) != {10}:
+        return None
+    if not present.all():
+        values = np.where(present, values, "NaT")
+    try:
+        days = values.astype("datetime64[D]")
+    except (ValueError, TypeError, OverflowError):
+        return None
+    known = days[present]
+    if len(known) and not ((known >= _FIRST_DAY) & (known <= _LAST_DAY)).all():
+        return None
+    return pd.Series(days.astype("datetime64[s]"), index=raw.index)
 
 
 def _bad_value_problem(node: spec.Node, value: str, year: str) -> str:
