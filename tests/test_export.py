@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -69,3 +71,6 @@ def test_atomic_path_creates_the_folder_and_renames_on_success(tmp_path: Path) -
         tmp.write_text("done")
     assert target.read_text() == "done"
     assert [p.name for p in target.parent.iterdir()] == ["b.txt"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
