@@ -50,9 +50,21 @@ def _format_value(v: Any) -> str:
     return str(v)
 
 
+# Ordinals and XML line numbers are identifiers, not quantities: no thousands separators.
+PLAIN_COLUMNS = frozenset({"line", "item"} | {k for keys in spec.TABLE_KEYS.values() for k in keys})
+
+
+def _format_plain(v: Any) -> str:
+    return str(int(v)) if isinstance(v, (int, np.integer)) else _format_value(v)
+
+
 def format_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Return ``df`` as text: thousands separators, one decimal, UK dates, blanks for missing."""
-    columns = [[_format_value(v) for v in df.iloc[:, i].astype("object")] for i in range(df.shape[1])]
+    """Return ``df`` as text: thousands separators, one decimal, UK dates, blanks for missing.
+
+    Key columns (``child``, ``episode``, ..., ``line``) are written without separators.
+    """
+    columns = [[(_format_plain if df.columns[i] in PLAIN_COLUMNS else _format_value)(v)
+                for v in df.iloc[:, i].astype("object")] for i in range(df.shape[1])]
     out = pd.DataFrame(dict(enumerate(columns)), index=df.index, columns=range(df.shape[1]))
     out.columns = df.columns
     return out

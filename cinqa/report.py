@@ -155,7 +155,7 @@ class QAReport:
         structural = int((issues["severity"] == "error").sum()) if len(issues) else 0
         lines = []
         if structural:
-            lines.append(f"<b>{structural:,}</b> structural problem(s) in the file itself (see "
+            lines.append(f"<b>{_count(structural, 'structural problem')}</b> in the file itself (see "
                          "<a href='#Structural-problems'>Structural problems</a>); COLLECT will reject it as it is.")
         if self.validation is None:
             lines.append("The DfE validation rules are not available in this build of cinqa, so errors and "
@@ -168,14 +168,15 @@ class QAReport:
         n_err, n_q = int(errors["rows"].sum()), int(queries["rows"].sum())
         kids_err = f.loc[f["severity"] == "error", "child"].nunique()
         if n_err:
-            lines.append(f"<b>{n_err:,} error(s)</b> under {len(errors)} rule(s), affecting {kids_err:,} "
-                         "child(ren), must be fixed: COLLECT does not accept a return with errors.")
+            lines.append(f"<b>{_count(n_err, 'error')}</b> under {_count(len(errors), 'rule')}, affecting "
+                         f"{_count(kids_err, 'child', 'children')}, must be fixed: COLLECT does not accept a "
+                         "return with errors.")
         if n_q:
-            lines.append(f"<b>{n_q:,} query(ies)</b> under {len(queries)} rule(s) need correcting or explaining "
-                         "in a return-level note in COLLECT.")
+            lines.append(f"<b>{_count(n_q, 'query', 'queries')}</b> under {_count(len(queries), 'rule')} "
+                         "need correcting or explaining in a return-level note in COLLECT.")
         errored = getattr(self.validation, "errored", None)
         if errored is not None and len(errored):
-            lines.append(f"{len(errored)} rule(s) could not be evaluated (see the validation summary); "
+            lines.append(f"{_count(len(errored), 'rule')} could not be evaluated (see the validation summary); "
                          "their results are unknown.")
         if structural or n_err:
             return show.callout("<br>".join(lines), "bad", "Not ready to submit")
@@ -228,8 +229,8 @@ class QAReport:
             parts.append(
                 f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
-                f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>{row.rows:,} row(s), "
-                f"{row.children:,} child(ren)</span></p>")
+                f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
+                f"{_count(row.rows, 'failing row')}, {_count(row.children, 'child', 'children')}</span></p>")
             parts.append(show.table(rows[RULE_COLUMNS], max_rows=max_rows).data)
         return HTML("\n".join(parts))
 
@@ -277,6 +278,10 @@ class QAReport:
             "definitions follow DfE's published children in need statistics where the specification text "
             "was not available, so small differences from COLLECT are possible. Working days exclude "
             "weekends and England bank holidays.</p>")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 # --- rendering ----------------------------------------------------------------------------

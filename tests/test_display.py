@@ -147,3 +147,8 @@ def test_child_timeline_draws_open_items_to_31_march_and_rejects_unknown_childre
     assert bars[0].get_alpha() < 1
     with pytest.raises(KeyError, match="no child 99"):
         show.child_timeline(ret, 99)
+
+
+def test_keys_and_line_numbers_have_no_thousands_separator():
+    text = show.format_frame(pd.DataFrame({"line": [12345], "child": [1234], "rows": [12345]}))
+    assert text.iloc[0].tolist() == ["12345", "1234", "12,345"]

@@ -56,7 +56,8 @@ def report(ret, *rows, **kw):
 
 def test_errors_mean_not_ready(ret):
     html = report(ret, ERROR, QUERY).verdict().data
-    assert "Not ready to submit" in html and "1 error(s)" in html and "1 query(ies)" in html
+    assert "Not ready to submit" in html and "1 error</b> under 1 rule, affecting 1 child," in html
+    assert "1 query</b> under 1 rule" in html
 
 
 def test_queries_only_need_explaining(ret):
@@ -96,7 +97,7 @@ def test_rule_tables_give_each_rule_a_heading_and_cap_its_rows(ret):
     many = [ERROR[:4] + (1, "C001", 2, 1, "CPPstartDate", f"CPPstartDate=x{i}", 72) for i in range(5)]
     html = report(ret, *many, QUERY).rule_tables(max_rows=3).data
     assert html.index("id='rule-8565'") < html.index("id='rule-8525Q'")  # errors first
-    assert "5 row(s), 1 child(ren)" in html and "Showing the first 3 of 5 rows." in html
+    assert "5 failing rows, 1 child" in html and "Showing the first 3 of 5 rows." in html
 
 
 def test_pseudonymised_sections_show_no_identifier(ret):
