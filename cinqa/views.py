@@ -392,6 +392,19 @@ class ViewBuilder:
         df["starts_inside_cin_plan"] = starts_inside(
             p, plans, by=child, start="CPPstartDate", lo=_col(plans, "CINPlanStartDate", "datetime64[s]"),
             hi=plan_end.fillna(self.end), same_rows=False, include_hi=True, except_equal_to=plan_end)
+        # 2885: a plan starts on the day of an initial conference of its episode, recorded on a
+        # Section 47 or on the episode itself.
+        s47 = self._table("section47")
+        icpcs = pd.concat([
+            pd.DataFrame({"child": s47["child"].to_numpy(dtype="int64"), "episode": s47["episode"].to_numpy(dtype="int64"),
+                          "day": _col(s47, "DateOfInitialCPC", "datetime64[s]").to_numpy()}),
+            self._episode_facts[["child", "episode", "CINdetails_DateOfInitialCPC"]]
+            .rename(columns={"CINdetails_DateOfInitialCPC": "day"}),
+        ]).dropna(subset=["day"])
+        keyed = pd.DataFrame({"child": p["child"].to_numpy(dtype="int64"), "episode": p["episode"].to_numpy(dtype="int64"),
+                              "day": start.to_numpy(dtype="datetime64[s]"), "_r": np.arange(len(p))})
+        hits = keyed.merge(icpcs.drop_duplicates(), on=["child", "episode", "day"], how="inner")["_r"].to_numpy()
+        df["starts_on_an_icpc_date"] = np.isin(np.arange(len(p)), hits)
         df["reviews_for_cpp"] = self._lookup(self._count("cp_reviews", ("child", "episode", "cpp")), p,
                                              ("child", "episode", "cpp"))
         return self._census(df)
@@ -429,10 +442,15 @@ class ViewBuilder:
             df[col] = (got[col] if col in got else pd.Series(pd.NaT, index=got.index)).to_numpy(dtype="datetime64[s]")
         self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReferralNFA"))
         plans = self._table("cin_plans")
-        df["during_cin_plan"] = starts_inside(
+        # 4003: strictly between a CIN plan's start and end (or the census end if it is open) in
+        # the same episode; a review on its plan's own end date is allowed.
+        inside = starts_inside(
             r, plans, by=("child", "episode"), start="CPPreviewDate",
             lo=_col(plans, "CINPlanStartDate", "datetime64[s]"),
-            hi=_col(plans, "CINPlanEndDate", "datetime64[s]").fillna(self.end), same_rows=False, include_hi=True)
+            hi=_col(plans, "CINPlanEndDate", "datetime64[s]").fillna(self.end), same_rows=False, include_hi=False,
+            include_lo=False)
+        review = _col(r, "CPPreviewDate", "datetime64[s]").to_numpy()
+        df["during_cin_plan"] = inside & ~(review == df["CPPendDate"].to_numpy(dtype="datetime64[s]"))
         return self._census(df)
 
     @cached_property
@@ -476,10 +494,10 @@ class ViewBuilder:
 
 def starts_inside(left: pd.DataFrame, right: pd.DataFrame, *, by: tuple[str, ...], start: str,
                   lo: pd.Series, hi: pd.Series, same_rows: bool, include_hi: bool,
-                  except_equal_to: pd.Series | None = None) -> np.ndarray:
+                  except_equal_to: pd.Series | None = None, include_lo: bool = True) -> np.ndarray:
     """Tell for each row of ``left`` whether its ``start`` date falls inside a range of ``right``.
 
-    Ranges run from ``lo`` (inclusive) to ``hi`` (inclusive if ``include_hi``), both aligned with
+    Ranges run from ``lo`` (inclusive unless not ``include_lo``) to ``hi`` (inclusive if ``include_hi``), both aligned with
     ``right``'s rows; a range with a missing bound is no range. Rows are compared only within the
     same ``by`` keys (a child, an episode). With ``same_rows`` the two frames are the same table and
     a row is not compared with itself. ``except_equal_to`` (aligned with ``right``) exempts a start
@@ -505,7 +523,8 @@ def starts_inside(left: pd.DataFrame, right: pd.DataFrame, *, by: tuple[str, ...
     pairs = lk.merge(rk, on=list(by), how="inner")
     if same_rows:
         pairs = pairs[pairs["_l"] != pairs["_r"]]
-    inside = (pairs["_lo"] <= pairs["_s"]) & ((pairs["_s"] <= pairs["_hi"]) if include_hi else (pairs["_s"] < pairs["_hi"]))
+    above = (pairs["_lo"] <= pairs["_s"]) if include_lo else (pairs["_lo"] < pairs["_s"])
+    inside = above & ((pairs["_s"] <= pairs["_hi"]) if include_hi else (pairs["_s"] < pairs["_hi"]))
     if except_equal_to is not None:
         inside &= ~(pairs["_s"] == pairs["_x"])
     out[pairs.loc[inside, "_l"].to_numpy(dtype="int64")] = True

@@ -182,3 +182,20 @@ def test_views_cover_every_year(tmp_path):
     for year in (spec.YEARS[0], "2021-22", spec.YEARS[-1]):
         views = build_views(build_return(year, {}, tmp_path, name=year))
         assert len(views["children"]) == 1 and len(views["disabilities"]) == 8
+
+
+def test_plan_columns_compare_with_conferences_and_cin_plans(tmp_path):
+    from cinqa.testing import build_return
+
+    ret = build_return("2023-24", {
+        "section47": [{"DateOfInitialCPC": "2023-05-10"}],
+        "cp_plans": [{"CPPstartDate": "2023-05-10", "CPPendDate": "2023-06-30"},
+                     {"CPPstartDate": "2023-07-03"}],
+        "cin_plans": [{"CINPlanStartDate": "2023-08-01", "CINPlanEndDate": "2023-09-01"}],
+        "cp_reviews": [{"cpp": 2, "CPPreviewDate": d} for d in ("2023-08-01", "2023-08-15", "2023-09-01")],
+    }, tmp_path)
+    views = build_views(ret)
+    assert views["cp_plans"]["starts_on_an_icpc_date"].tolist() == [True, False]
+    # Strictly inside the CIN plan only; its first and last days are free.
+    assert views["reviews"]["during_cin_plan"].tolist() == [False, True, False]
+    assert views["cp_plans"]["reviews_for_cpp"].tolist() == [0, 3]
