@@ -490,6 +490,14 @@ class Comparison:
         """Draw a measure's series over the census years; flagged changes are ringed in red."""
         return plot_measure(self.measures, measure, breakdown, categories, threshold=self.threshold)
 
+    def headline(self) -> pd.DataFrame:
+        """Return the headline measures by year with their changes (see :func:`headline`)."""
+        return headline(self)
+
+    def flagged(self) -> pd.DataFrame:
+        """Return the figures whose change is over the threshold, largest first (see :func:`flagged`)."""
+        return flagged(self)
+
     def summary(self) -> dict[str, pd.DataFrame]:
         """Return the display-ready tables of :func:`summarise`."""
         return summarise(self)
@@ -563,18 +571,21 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
     found, counts = [], []
     for a, b in zip(rets, rets[1:]):
         if not _consecutive(a.year, b.year):
-            notes.append(f"{a.year} and {b.year} are not consecutive census years: no continuity check between them")
+            note = f"{a.year} and {b.year} are not consecutive census years: no continuity check between them"
+            notes.append(note)
+            counts.append({"earlier_year": a.year, "later_year": b.year, "children_earlier": len(a.children),
+                           "children_later": len(b.children), "note": note})
             continue
         fnd, cnt = continuity(a, b)
         found.append(fnd)
-        counts.append(cnt)
+        counts.append({**cnt, "note": ""})
     found.append(reappearances(rets))
     order = {name: i for i, name in enumerate(FINDINGS)}
     findings = pd.concat([f for f in found if len(f)] or [found[-1]], ignore_index=True)
     findings = findings.sort_values(["later_year", "finding", "LAchildID"], key=lambda s: s.map(order)
                                     if s.name == "finding" else s, kind="stable").reset_index(drop=True)
     summary_cols = ["earlier_year", "later_year", "children_earlier", "children_later", "matched_by_LAchildID",
-                    "matched_by_UPN", "only_earlier", "only_later", "open_at_earlier_reference", "findings"]
+                    "matched_by_UPN", "only_earlier", "only_later", "open_at_earlier_reference", "findings", "note"]
     return Comparison(
         returns=rets, threshold=threshold,
         measures=pd.concat(tidy, ignore_index=True),
@@ -586,24 +597,36 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
 
 # -- display ----------------------------------------------------------------------------------
 
+def headline(comp: Comparison) -> pd.DataFrame:
+    """Return the headline measures (one figure each) by year with their changes, rounded for reading."""
+    from cinqa.measures import definitions
+
+    table = comp.table
+    desc = definitions().set_index("measure")["description"]
+    head = table[(table["breakdown"] == ALL) & table["measure"].isin(HEADLINE)].copy()
+    head["order"] = head["measure"].map({m: i for i, m in enumerate(HEADLINE)})
+    head = head.sort_values("order", kind="stable")
+    head.insert(0, "description", head["measure"].map(desc))
+    return head.drop(columns=["breakdown", "category", "measure", "order"]).round(1).reset_index(drop=True)
+
+
+def flagged(comp: Comparison) -> pd.DataFrame:
+    """Return every figure whose change between consecutive years is over the threshold, largest first."""
+    from cinqa.measures import definitions
+
+    desc = definitions().set_index("measure")["description"]
+    ch = comp.changes
+    out = ch[ch["flag"]].copy()
+    out = out.reindex(out["pct_change"].abs().sort_values(ascending=False, kind="stable").index)
+    out.insert(0, "description", out["measure"].map(desc))
+    return out.drop(columns=["flag"]).round(1).reset_index(drop=True)
+
+
 def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
     """Return titled tables for a report: headline measures, flagged changes, continuity counts.
 
     Values are rounded for reading; the raw figures stay in ``comp.measures``.
     """
-    from cinqa.measures import definitions
-    table = comp.table
-    desc = definitions().set_index("measure")["description"]
-    head = table[(table["breakdown"] == ALL) & table["measure"].isin(HEADLINE)].copy()
-    head["measure"] = pd.Categorical(head["measure"], categories=[m for m in HEADLINE])
-    head = head.sort_values("measure", kind="stable")
-    head.insert(0, "description", head["measure"].astype("object").map(desc))
-    head = head.drop(columns=["breakdown", "category", "measure"]).round(1)
-    ch = comp.changes
-    flagged = ch[ch["flag"]].copy()
-    flagged = flagged.reindex(flagged["pct_change"].abs().sort_values(ascending=False).index)
-    flagged.insert(0, "description", flagged["measure"].map(desc))
-    flagged = flagged.drop(columns=["flag"]).round(1).reset_index(drop=True)
     if len(comp.continuity):
         counts = (comp.continuity.groupby(["earlier_year", "later_year", "finding"]).size()
                   .rename("findings").reset_index())
@@ -611,8 +634,8 @@ def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
     else:
         counts = pd.DataFrame(columns=["earlier_year", "later_year", "finding", "meaning", "findings"])
     return {
-        "Headline measures": head.reset_index(drop=True),
-        f"Changes over {comp.threshold:.0%}": flagged,
+        "Headline measures": headline(comp),
+        f"Changes over {comp.threshold:.0%}": flagged(comp),
         "Continuity between returns": comp.continuity_summary,
         "Continuity findings by type": counts,
     }
@@ -621,12 +644,14 @@ def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
 def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None,
                  threshold: float | None = None) -> "Figure":
     """Draw one measure's values by census year, one line per category of ``breakdown``."""
-    from matplotlib.figure import Figure  # imported here: plotting is optional and matplotlib is slow to load
+    import matplotlib  # imported here: plotting is optional and matplotlib is slow to load
+    from matplotlib.figure import Figure
     rows = tidy[(tidy["measure"] == measure) & (tidy["breakdown"] == breakdown)]
     if rows.empty:
         raise CinqaError(f"no figures for measure {measure!r} with breakdown {breakdown!r}")
     years = sorted(tidy["census_year"].unique())
     wide = rows.pivot(index="census_year", columns="category", values="value").reindex(years)
+    wide = wide[list(dict.fromkeys(rows["category"]))]
     if categories is not None:
         wide = wide[[c for c in categories if c in wide]]
     elif breakdown != ALL:
@@ -634,8 +659,10 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(years))
-    for cat in wide:
-        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat))
+    palette = "tab10" if wide.shape[1] <= 10 else "tab20"
+    cmap = matplotlib.colormaps[palette]
+    for i, cat in enumerate(wide):
+        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
     if threshold is not None:
         ch = changes(rows, threshold, years)
         for r in ch[ch["flag"]].itertuples():
@@ -644,8 +671,10 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     m = MEASURES.get(measure)
     ax.set_title(m.description if m else measure, fontsize=10)
     ax.set_xticks(x, years)
+    ax.set_xlim(-0.25, len(years) - 0.75)
     ax.set_ylabel(rows["unit"].iloc[0])
-    ax.set_ylim(bottom=0)
+    top = np.nanmax(wide.to_numpy(dtype=float)) if wide.notna().any().any() else 1.0
+    ax.set_ylim(0, max(top, 1.0) * 1.1)
     ax.grid(axis="y", alpha=0.3)
     if breakdown != ALL:
         ax.legend(title=breakdown, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))

@@ -147,8 +147,10 @@ def test_years_that_are_not_consecutive_are_compared_without_continuity(tmp_path
     a = make_return(tmp_path, "2021-22", child("A", episode("2021-05-01")))
     b = make_return(tmp_path, "2023-24", child("B", episode("2023-05-01")))
     comp = compare([a, b])
-    assert comp.continuity.empty and comp.continuity_summary.empty
+    assert comp.continuity.empty
     assert "not consecutive" in comp.notes[0]
+    assert list(comp.continuity_summary["note"]) == comp.notes
+    assert pd.isna(comp.continuity_summary["findings"].iloc[0])
     assert "change 2023-24" in comp.table.columns
 
 
