@@ -6,6 +6,7 @@ from cinqa.compare import Comparison, compare
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn, Header
 from cinqa.write import ReturnWriter, write_return
+from cinqa.validate import Validation, validate
 from cinqa import synth
 
 __version__ = "0.1.0"
@@ -17,10 +18,12 @@ __all__ = [
     "Header",
     "ReadError",
     "ReturnWriter",
+    "Validation",
     "YearError",
     "compare",
     "measures",
     "read_return",
     "synth",
+    "validate",
     "write_return",
 ]
