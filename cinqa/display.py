@@ -183,7 +183,18 @@ def png_bytes(fig: Figure, dpi: int = 90) -> bytes:
 
 def figure_image(fig: Figure) -> Image:
     """Return a figure as an IPython PNG image, for places that need display data (widgets)."""
-    return Image(data=png_bytes(fig), format="png")
+    return Image(data=png_bytes(fig), format="png", alt=describe_figure(fig))
+
+
+def describe_figure(fig: Figure) -> str:
+    """Return a figure's alternative text: its axes' titles, or a plain word when it has none."""
+    titles = [ax.get_title(loc=loc) for ax in fig.axes if ax.get_visible() for loc in ("left", "center")]
+    titles = [t for t in titles if t]
+    return "Chart: " + "; ".join(titles) if titles else "Chart"
+
+
+def _png_with_alt(fig: Figure) -> tuple[bytes, dict[str, str]]:
+    return png_bytes(fig), {"alt": describe_figure(fig)}
 
 
 def _register_png_formatter() -> None:
@@ -194,7 +205,7 @@ def _register_png_formatter() -> None:
         return
     shell = get_ipython()
     if shell is not None:
-        shell.display_formatter.formatters["image/png"].for_type(Figure, png_bytes)
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png_with_alt)
 
 
 _register_png_formatter()

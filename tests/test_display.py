@@ -109,8 +109,9 @@ def test_figures_display_as_png_in_ipython():
 
     shell = InteractiveShell.instance()
     show._register_png_formatter()
-    data, _ = shell.display_formatter.format(show.plot_counts(pd.Series({"a": 1}), "t"))
+    data, meta = shell.display_formatter.format(show.plot_counts(pd.Series({"a": 1}), "counts of a"))
     assert data["image/png"].startswith(PNG_MAGIC)
+    assert meta["image/png"]["alt"] == "Chart: counts of a"
 
 
 def test_child_timeline_has_a_row_per_item_and_marks_failures_where_they_happened(ret):
