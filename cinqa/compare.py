@@ -564,6 +564,12 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
                              "(give threshold= and population= by name)")
     rets = _load(flat)
     notes: list[str] = []
+    for r in rets:
+        dupes = r.children["LAchildID"][r.children["LAchildID"].duplicated()].dropna().unique()
+        if len(dupes):
+            shown = ", ".join(map(str, dupes[:5])) + (" ..." if len(dupes) > 5 else "")
+            notes.append(f"{len(dupes)} LAchildID(s) appear more than once in the {r.year} return ({shown}); "
+                         "continuity follows the first of each")
     tidy = []
     for i, r in enumerate(rets):
         prev = rets[i - 1] if i and _consecutive(rets[i - 1].year, r.year) else None

@@ -669,10 +669,11 @@ def _with_breakdowns(d: _Return, rows: pd.DataFrame, names: Iterable[str]) -> pd
             rows[name] = d.episode_attributes[name].reindex(at).to_numpy()
         elif name == "age":
             kids = d.child_attributes
-            rows["age"] = age_band(rows["child"].map(kids["PersonBirthDate"]),
-                                   rows["child"].map(kids["ExpectedPersonBirthDate"]), rows["as_of"])
+            born = kids["PersonBirthDate"].reindex(rows["child"]).set_axis(rows.index)
+            due = kids["ExpectedPersonBirthDate"].reindex(rows["child"]).set_axis(rows.index)
+            rows["age"] = age_band(born, due, rows["as_of"])
         else:
-            rows[name] = rows["child"].map(d.child_attributes[name]).to_numpy()
+            rows[name] = d.child_attributes[name].reindex(rows["child"]).to_numpy()
     return rows
 
 

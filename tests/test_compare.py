@@ -143,6 +143,13 @@ def test_returns_of_different_las_or_repeated_years_are_refused(tmp_path):
         compare([])
 
 
+def test_a_repeated_lachildid_is_noted(tmp_path):
+    a = make_return(tmp_path, E, child("A", episode("2022-05-01")), child("A", episode("2022-06-01")))
+    b = make_return(tmp_path, L, child("A", episode("2022-05-01")))
+    comp = compare([a, b])
+    assert "1 LAchildID(s) appear more than once in the 2022-23 return (A)" in comp.notes[0]
+
+
 def test_years_that_are_not_consecutive_are_compared_without_continuity(tmp_path):
     a = make_return(tmp_path, "2021-22", child("A", episode("2021-05-01")))
     b = make_return(tmp_path, "2023-24", child("B", episode("2023-05-01")))
@@ -194,8 +201,11 @@ def test_2012_13_sits_next_to_later_years_with_mapped_and_separate_measures(tmp_
 # -- the Comparison object ------------------------------------------------------------------
 
 
-@pytest.fixture
-def comp(tmp_path, earlier) -> Comparison:
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory) -> Comparison:
+    """A comparison shared by the tests below, which only read it."""
+    tmp_path = tmp_path_factory.mktemp("comp")
+    earlier = make_return(tmp_path, E, *earlier_children())
     later = make_return(tmp_path, L, *later_children(**PLANTED["birth date"][0],
                                                      X=child("X", episode("2023-05-02")),
                                                      Y=child("Y", episode("2023-05-03", source="6")),

@@ -343,3 +343,11 @@ def test_fixture_returns_of_both_formats_give_every_applicable_measure():
         expected = {n for n, d in MEASURES.items() if year in d.years}
         assert set(m["measure"]) == expected
         assert m.loc[m["breakdown"] == "all", "value"].notna().all()
+
+
+def test_an_empty_return_gives_zero_counts_and_no_shares(tmp_path):
+    m = measures(make_return(tmp_path, "2023-24"))
+    totals = m[m["breakdown"] == "all"].set_index("measure")
+    assert totals.loc["referrals", "value"] == 0 and totals.loc["cin_31_march", "value"] == 0
+    assert pd.isna(totals.loc["assessments_within_45_days_share", "value"])
+    assert pd.isna(totals.loc["icpc_duration_median", "value"])
