@@ -19,7 +19,7 @@ Every view is built once per validation and everything is vectorised.
 from __future__ import annotations
 
 import re
-from functools import cache, cached_property
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -96,24 +96,8 @@ def shift_dates(values: pd.Series | pd.Timestamp, offset: str | None) -> pd.Seri
         elif unit == "Y":
             out = out + pd.DateOffset(years=n)
         else:
-            out = _shift_working_days(out, n)
+            out = workdays.add_working_days(out, n)
     return out.iloc[0] if scalar else out
-
-
-@cache
-def _calendar() -> np.busdaycalendar:
-    return np.busdaycalendar(weekmask="1111100", holidays=workdays.bank_holidays())
-
-
-def _shift_working_days(values: pd.Series, n: int) -> pd.Series:
-    # Roll against the direction of travel, so that from a weekend or holiday the first step
-    # lands on the nearest working day on the far side (1 Apr 2023, a Saturday, -1 -> 31 Mar).
-    ok = values.notna().to_numpy()
-    out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[s]")
-    days = np.asarray(values[ok], dtype="datetime64[D]")
-    roll = "forward" if n < 0 else "backward"
-    out[ok] = np.busday_offset(days, n, roll=roll, busdaycal=_calendar()).astype("datetime64[s]")
-    return pd.Series(out, index=values.index)
 
 
 class ViewBuilder:

@@ -63,10 +63,13 @@ def working_days_between(start: pd.Series, end: pd.Series) -> pd.Series:
 def add_working_days(dates: pd.Series | pd.Timestamp, n: int) -> pd.Series | pd.Timestamp:
     """Move each date by ``n`` working days (negative ``n`` goes back).
 
-    A date that is not itself a working day is first rolled to the next working day when moving
-    forward and to the previous one when moving back, so the result is always a working day.
+    This is the calendar-aware "n working days after/before": from a weekend or holiday the
+    first step lands on the nearest working day on the far side, so one working day before
+    Saturday 1 April 2023 is Friday 31 March, and one before Easter Monday 1 April 2024 is
+    Thursday 28 March (Good Friday is a holiday). The result is always a working day.
     """
-    roll = "forward" if n >= 0 else "backward"
+    # Rolling against the direction of travel makes the first step cross the weekend or holiday.
+    roll = "backward" if n > 0 else "forward"
     if isinstance(dates, pd.Timestamp):
         day = np.busday_offset(_days(np.array([dates]))[0], n, roll=roll, busdaycal=_calendar())
         return pd.Timestamp(day)

@@ -1,0 +1,48 @@
+"""England working days: weekends, bank holidays and the direction of steps."""
+
+import pandas as pd
+import pytest
+
+from cinqa import workdays
+
+
+def dates(*values):
+    return pd.Series(pd.to_datetime(list(values)))
+
+
+def test_bank_holidays_reach_back_to_2012_and_include_easter_and_jubilee():
+    days = set(pd.to_datetime(workdays.bank_holidays()).strftime("%Y-%m-%d"))
+    assert {"2012-04-06", "2012-06-05", "2023-04-07", "2024-04-01", "2025-12-25"} <= days
+    assert "2023-04-03" not in days
+
+
+def test_working_days_between_counts_days_after_start_up_to_end():
+    start = dates("2023-04-06", "2023-04-06", "2023-03-31", None)
+    end = dates("2023-04-06", "2023-04-11", "2023-04-03", "2023-04-03")
+    # Same day 0; Thursday -> Tuesday over Good Friday and Easter Monday 1; Friday -> Monday 1.
+    assert workdays.working_days_between(start, end).tolist() == [0, 1, 1, pd.NA]
+
+
+def test_working_days_between_is_negative_when_end_precedes_start():
+    assert workdays.working_days_between(dates("2023-05-10"), dates("2023-05-09")).tolist() == [-1]
+
+
+@pytest.mark.parametrize(
+    ("day", "n", "expected"),
+    [
+        ("2023-04-01", -1, "2023-03-31"),  # Saturday back one: the Friday before
+        ("2024-04-01", -1, "2024-03-28"),  # Easter Monday back one: skips Good Friday
+        ("2023-04-01", 1, "2023-04-03"),  # Saturday forward one: the Monday
+        ("2024-03-31", -45, "2024-01-26"),  # Sunday 31 March 2024 back 45, Good Friday skipped (as pandas CustomBusinessDay)
+        ("2023-06-05", 0, "2023-06-05"),
+    ],
+)
+def test_add_working_days_crosses_weekends_and_holidays(day, n, expected):
+    assert workdays.add_working_days(pd.Timestamp(day), n) == pd.Timestamp(expected)
+    shifted = workdays.add_working_days(dates(day, None), n)
+    assert shifted.iloc[0] == pd.Timestamp(expected) and pd.isna(shifted.iloc[1])
+
+
+def test_is_working_day_marks_weekends_holidays_and_missing():
+    out = workdays.is_working_day(dates("2023-04-07", "2023-04-08", "2023-04-11", None))
+    assert out.tolist() == [False, False, True, pd.NA]
