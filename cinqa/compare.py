@@ -458,10 +458,6 @@ class Comparison:
                 return r
         raise CinqaError(f"no {year} return in this comparison ({', '.join(self.years)})")
 
-    def _previous(self, year: str) -> CensusReturn | None:
-        i = self.years.index(year)
-        return self.returns[i - 1] if i and _consecutive(self.years[i - 1], year) else None
-
     def children_behind(self, measure: str, breakdown: str = ALL, category: str = ALL,
                         years: Sequence[str] | None = None) -> pd.DataFrame:
         """Return the records behind a figure in the chosen years, each child marked where it appears.
@@ -475,7 +471,7 @@ class Comparison:
             r = self.ret(y)
             if y not in MEASURES[measure].years:
                 continue
-            rows = measure_rows(r, measure, breakdown, category, previous=self._previous(y))
+            rows = measure_rows(r, measure, breakdown, category)
             parts.append(rows.assign(census_year=y))
         if not parts:
             return pd.DataFrame(columns=["census_year", "status", "LAchildID"])
@@ -570,10 +566,9 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
             shown = ", ".join(map(str, dupes[:5])) + (" ..." if len(dupes) > 5 else "")
             notes.append(f"{len(dupes)} LAchildID(s) appear more than once in the {r.year} return ({shown}); "
                          "continuity follows the first of each")
-    tidy = []
-    for i, r in enumerate(rets):
-        prev = rets[i - 1] if i and _consecutive(rets[i - 1].year, r.year) else None
-        tidy.append(measures(r, population, previous=prev))
+    # Each return is measured on its own, as COLLECT sees it: giving later years the previous
+    # return's referrals would raise their re-referrals but not the first year's, a false jump.
+    tidy = [measures(r, population) for r in rets]
     found, counts = [], []
     for a, b in zip(rets, rets[1:]):
         if not _consecutive(a.year, b.year):

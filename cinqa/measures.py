@@ -268,7 +268,8 @@ _rate("referrals_rate", "referrals", "Referrals in the year per 10,000 children"
 @_measure("re_referrals", "Re-referrals within 12 months of a previous referral",
           "DfE C1 'Re-referrals': referrals in the year made within 12 months of a previous referral "
           "of the same child. Previous referrals are those in this return (and in the previous year's "
-          "return when it is given), so re-referrals early in the year may be under-counted without it.",
+          "return when it is given), so re-referrals early in the year may be under-counted without it; "
+          "cinqa.compare measures every return on its own so that the years stay comparable.",
           note="previous referral on or after the date 12 calendar months before, and before the referral")
 def _re_referrals(d: _Return) -> pd.DataFrame:
     refs = d.referrals

@@ -161,6 +161,14 @@ def test_years_that_are_not_consecutive_are_compared_without_continuity(tmp_path
     assert "change 2023-24" in comp.table.columns
 
 
+def test_every_return_is_measured_on_its_own_so_years_stay_comparable(tmp_path):
+    a = make_return(tmp_path, E, child("A", episode("2022-10-01", close="2022-11-01", reason="RC7")))
+    b = make_return(tmp_path, L, child("A", episode("2023-06-01")))
+    t = compare([a, b]).measures
+    re = t[(t["measure"] == "re_referrals") & (t["breakdown"] == "all")]
+    assert list(re["value"]) == [0, 0]       # the 2022 referral is not in the 2023-24 return
+
+
 # -- the table of changes -------------------------------------------------------------------
 
 
