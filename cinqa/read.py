@@ -59,9 +59,10 @@ RESTRICTED = 8
 Entry = tuple[int, spec.Node, Any, Any]
 
 
-def _dispatch(slow: bool) -> dict[int, dict[str, Entry]]:
-    """Map each container node (by id) to {tag: (code, node, column or table, detail)} for its children."""
-    out: dict[int, dict[str, Entry]] = {}
+def _dispatch(slow: bool) -> dict[int, tuple[dict[str, str], dict[str, Entry]]]:
+    """Map each container node (by id) to its children as ({tag: column} of plain values,
+    {tag: (code, node, column or table, detail)} of all)."""
+    out: dict[int, tuple[dict[str, str], dict[str, Entry]]] = {}
     for n in spec.nodes():
         if not n.children:
             continue
@@ -82,7 +83,8 @@ def _dispatch(slow: bool) -> dict[int, dict[str, Entry]]:
                 entry = (entry[0] + RESTRICTED, *entry[1:])
             for tag in (c.name, *c.aliases):
                 tags[tag] = entry
-        out[id(n)] = tags
+        leaves = {tag: e[2] for tag, e in tags.items() if e[0] == LEAF}
+        out[id(n)] = (leaves, tags)
     return out
 
 
@@ -116,6 +118,7 @@ class _Reader:
         self.lines: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # 0 = unknown
         self.vals: dict[str, list[Any]] = {t: [] for t in spec.TABLE_KEYS}
         self.dispatch = _DISPATCH
+        self.same = {}.setdefault  # interning of values, for the life of one read
         self.batch_parent: etree._Element | None = None
         self.batch_last: etree._Element | None = None
         self.batch_count = 0
@@ -343,10 +346,23 @@ class _Reader:
     def _fill(self, elem: etree._Element, node: spec.Node, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         """Walk ``elem``'s sub-elements as ``node`` describes them, filling ``row`` and new rows."""
-        # The hot loop of the reader: one pass per element, common cases inline.
-        tags = self.dispatch[id(node)]
+        # The reader's hot loop: plain values (most elements) take the first branch and nothing else.
+        leaves, tags = self.dispatch[id(node)]
+        same = self.same
         for sub in elem:
-            entry = tags.get(sub.tag)
+            tag = sub.tag
+            col = leaves.get(tag)
+            if col is not None:
+                text = sub.text
+                if text is not None and col not in row and not len(sub):
+                    text = text.strip()
+                    if text:
+                        # One object per distinct value: codes, dates and flags repeat endlessly.
+                        row[col] = same(text, text)
+                        continue
+                self._leaf(sub, tags[tag][1], row, child, keys, counters)
+                continue
+            entry = tags.get(tag)
             if entry is None:
                 self._unknown(sub, node.name, child)
                 continue
@@ -354,24 +370,17 @@ class _Reader:
             if code >= RESTRICTED:
                 self.restricted[sn.name].append(_srcline(sub) or 0)
                 code -= RESTRICTED
-            if code == LEAF:
-                text = sub.text
-                if text is not None and target not in row and not len(sub):
-                    text = text.strip()
-                    if text:
-                        row[target] = text
-                        continue
-                self._leaf(sub, sn, row, child, keys, counters)
-            elif code == GROUP:
-                self._fill(sub, sn, row, child, keys, counters)
-            elif code == TABLE:
+            if code == TABLE:
                 n = counters[target] = counters.get(target, 0) + 1
                 new_keys = (*keys, n)
                 new: Row = detail.copy() if detail else {}
                 self.keys[target].extend(new_keys)
-                self.lines[target].append(_srcline(sub) or 0)
+                line = sub.sourceline or 0
+                self.lines[target].append(line if line <= 65535 else _srcline(sub) or 0)
                 self.vals[target].append(new)
                 self._fill(sub, sn, new, child, new_keys, {})
+            elif code == GROUP:
+                self._fill(sub, sn, row, child, keys, counters)
             elif code == LIST:
                 self._list(sub, sn, target, detail, child, keys, counters)
             elif code == OPAQUE:
@@ -379,7 +388,7 @@ class _Reader:
                 self.extra.extend((f"{sn.name}/{_path(leaf, sub)}", (leaf.text or "").strip())
                                   for leaf in sub.iter() if isinstance(leaf.tag, str) and not len(leaf)
                                   and (leaf.text or "").strip())
-            else:  # REDIRECT, SLOW_LEAF
+            else:  # LEAF (a restricted one), REDIRECT, SLOW_LEAF
                 self._leaf(sub, sn, row, child, keys, counters)
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
@@ -422,6 +431,7 @@ class _Reader:
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         name = leaf.name
         tkeys, tlines, tvals = self.keys[table], self.lines[table], self.vals[table]
+        same = self.same
         n = counters.get(table, 0)
         found = 0
         for item in sub:
@@ -441,8 +451,9 @@ class _Reader:
             n += 1
             tkeys.extend(keys)
             tkeys.append(n)
-            tlines.append(_srcline(item) or 0)
-            tvals.append(text)
+            line = item.sourceline or 0
+            tlines.append(line if line <= 65535 else _srcline(item) or 0)
+            tvals.append(same(text, text))
         counters[table] = n
         if not found:
             self._issue(_srcline(sub), "error", None, child, sn.name,
