@@ -120,6 +120,7 @@ def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] 
 # -- continuity -------------------------------------------------------------------------------
 
 def _fmt(value: Any) -> str | None:
+    """Format a finding's value as text: dates as YYYY-MM-DD, missing as None."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     if isinstance(value, (pd.Timestamp, np.datetime64)):
@@ -128,6 +129,7 @@ def _fmt(value: Any) -> str | None:
 
 
 def _identity(ret: CensusReturn) -> pd.DataFrame:
+    """Return the identity fields continuity compares, one row per child, sex mapped across years."""
     c = ret.children
     out = pd.DataFrame({"child": c["child"], "LAchildID": c["LAchildID"].astype("object")})
     out["UPN"] = c["UPN"].astype("object").where(c["UPN"].notna(), None) if "UPN" in c else None
@@ -137,7 +139,8 @@ def _identity(ret: CensusReturn) -> pd.DataFrame:
     expected = c["ExpectedPersonBirthDate"] if "ExpectedPersonBirthDate" in c else pd.Series(pd.NaT, index=c.index)
     out["unborn"] = (out["PersonBirthDate"].isna() & expected.notna()).to_numpy()
     out["gender_field"] = "Sex" if "Sex" in c else "GenderCurrent"
-    out["gender_raw"] = (c["Sex"] if "Sex" in c else c.get("GenderCurrent", pd.Series(index=c.index))).astype("object")
+    raw = c["Sex"] if "Sex" in c else c.get("GenderCurrent", pd.Series(None, index=c.index, dtype="object"))
+    out["gender_raw"] = raw.astype("object")
     return out
 
 
