@@ -103,6 +103,8 @@ _KINDS = ["continuous", "initial", "core"]
 _HOMES = _homes()
 _WITH_ATTRIBUTES = etree.XPath("descendant-or-self::*[@*]")
 _ATTRIBUTED = etree.XPath("*[position() <= $end]/descendant-or-self::*[@*]")
+_EQ_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "utf-16",
+                           "utf-16le", "utf-16be", "windows-1252", "cp1252", "iso-8859-15"})
 _BATCH = 256  # children read before they are checked for attributes and freed together
 _HEADER_MODELLED = ("Collection", "Year", "ReferenceDate", "LEA", "SourceLevel", "SoftwareCode", "Release",
                     "SerialNo", "DateTime")
@@ -122,6 +124,9 @@ class _Reader:
         self.batch_parent: etree._Element | None = None
         self.batch_last: etree._Element | None = None
         self.batch_count = 0
+        self.source: _Counting | None = None
+        self.declared_eq = 0
+        self.eq_means_equals = True  # UTF-8 (the default), UTF-16 and ASCII-based encodings
         self.issues: list[tuple[Any, ...]] = []
         self.restricted: dict[str, array] = defaultdict(lambda: array("l"))
         self.header_row: Row = {}
@@ -171,6 +176,13 @@ class _Reader:
 
     def _check_prologue(self, fh: BinaryIO) -> None:
         head = fh.read(_PROLOGUE_BYTES)
+        # '=' signs of the XML declaration, so that any other one hints at an attribute (see _flush).
+        start = head.find(b"<?xml")
+        if 0 <= start <= 3:
+            decl = head[start:head.find(b"?>", start) + 1]
+            self.declared_eq = decl.count(b"=")
+            named = re.search(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)", decl)
+            self.eq_means_equals = not named or named.group(1).decode().lower().replace("_", "-") in _EQ_ENCODINGS
         fh.seek(0)
         if not head:
             raise ReadError(self.path, "the file is empty")
@@ -231,7 +243,9 @@ class _Reader:
         return ReadError(self.path, _syntax_problem(msg), line)
 
     def _parse(self, fh: BinaryIO) -> None:
-        events = etree.iterparse(fh, events=("start", "end"), tag=("{*}Message", "Header", "{*}Child"), **_SAFE)
+        self.source = _Counting(fh)
+        events = etree.iterparse(self.source, events=("start", "end"), tag=("{*}Message", "Header", "{*}Child"),
+                                 **_SAFE)
         saw_message = False
         try:
             for event, elem in events:
@@ -328,7 +342,10 @@ class _Reader:
         if parent is None or last is None:
             return
         end = parent.index(last) + 1
-        odd = _ATTRIBUTED(parent, end=end)
+        # An attribute needs an '='; when the bytes read so far hold none beyond the declaration's
+        # (in any ASCII-compatible encoding or UTF-16), there is nothing to look for.
+        eq = self.source.eq if self.source is not None else 1
+        odd = _ATTRIBUTED(parent, end=end) if eq > self.declared_eq or not self.eq_means_equals else []
         if odd:
             kids = [e for e in parent[:end] if e.tag == "Child"]
             number = {e: self.n_children - len(kids) + 1 + i for i, e in enumerate(kids)}
@@ -349,7 +366,7 @@ class _Reader:
         # The reader's hot loop: plain values (most elements) take the first branch and nothing else.
         leaves, tags = self.dispatch[id(node)]
         same = self.same
-        for sub in elem:
+        for sub in elem[:]:  # a list made in C: quicker to walk than the element's own iterator
             tag = sub.tag
             col = leaves.get(tag)
             if col is not None:
@@ -434,7 +451,7 @@ class _Reader:
         same = self.same
         n = counters.get(table, 0)
         found = 0
-        for item in sub:
+        for item in sub[:]:
             if item.tag != name:
                 self._unknown(item, sn.name, child)
                 continue
@@ -660,6 +677,19 @@ class _Reader:
             extra=(*((f"Source/{n}", self.header_row[n]) for n in _HEADER_UNMODELLED if n in self.header_row),
                    *self.extra),
         )
+
+
+class _Counting:
+    """A binary file that counts the '=' bytes it hands over (a cheap test for attributes)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.eq = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.eq += data.count(b"=")
+        return data
 
 
 class _FrameContext:

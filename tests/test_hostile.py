@@ -212,3 +212,22 @@ def test_elements_are_freed_while_reading(tmp_path, monkeypatch):
     batch = cinqa.read._BATCH
     assert small[1] == large[1] < batch
     assert small[0] <= batch + 64 and large[0] <= batch + 64
+
+
+def test_attributes_are_found_in_any_batch(tmp_path):
+    # Children are checked for attributes a batch at a time, and only once an '=' has been read.
+    text = replicated_file(tmp_path / "many.xml", 900).read_text()
+    pos = -1
+    for _ in range(700):
+        pos = text.index("<Child>", pos + 1)
+    text = text[:pos] + '<Child note="x=1">' + text[pos + len("<Child>"):]
+    path = tmp_path / "attr.xml"
+    path.write_text(text.replace("<SoftwareCode>Hand written", "<SoftwareCode>a=b", 1), encoding="utf-8")
+    ret = read_return(path)
+    (row,) = ret.issues.itertuples()
+    assert row.problem == "<Child> has attributes (note); census elements have none"
+    assert row.child == 700 and row.LAchildID == ret.children.loc[699, "LAchildID"]
+    assert row.line == text.count("\n", 0, pos) + 1 and row.value == "x=1"
+    # An '=' in a value alone is no attribute.
+    path.write_text(text.replace('<Child note="x=1">', "<Child>"), encoding="utf-8")
+    assert read_return(path).issues.empty
