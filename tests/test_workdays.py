@@ -46,3 +46,42 @@ def test_add_working_days_crosses_weekends_and_holidays(day, n, expected):
 def test_is_working_day_marks_weekends_holidays_and_missing():
     out = workdays.is_working_day(dates("2023-04-07", "2023-04-08", "2023-04-11", None))
     assert out.tolist() == [False, False, True, pd.NA]
+
+
+# -- more calendar facts (one-off holidays) and conventions -----------------------------------------
+
+
+@pytest.mark.parametrize("day", [
+    "2012-06-04", "2012-06-05",  # spring bank holiday moved; Diamond Jubilee
+    "2013-03-29", "2013-04-01",  # Good Friday, Easter Monday
+    "2020-05-08",  # VE day (early May bank holiday moved)
+    "2021-12-27", "2021-12-28",  # Christmas and Boxing Day substitutes
+    "2022-06-02", "2022-06-03", "2022-09-19",  # Platinum Jubilee; state funeral
+    "2023-05-08",  # coronation
+    "2026-08-31",
+])
+def test_one_off_and_substitute_bank_holidays(day):
+    assert pd.Timestamp(day) in set(pd.to_datetime(workdays.bank_holidays()))
+    assert workdays.is_working_day(dates(day)).tolist() == [False]
+
+
+def test_moved_holidays_leave_working_days():
+    # The 2012 spring and 2020 early-May holidays were moved away from these Mondays.
+    assert workdays.is_working_day(dates("2012-05-28", "2020-05-04")).tolist() == [True, True]
+
+
+def test_working_days_between_over_easter_and_may():
+    start = dates("2023-04-10", "2023-04-03", "2023-01-02")
+    end = dates("2023-04-03", "2023-05-05", "2023-01-09")
+    # Backwards over Good Friday and Easter Monday 2023: Tue-Thu only; to 5 May over Easter and
+    # 1 May; and a scalar end broadcast below.
+    assert workdays.working_days_between(start, end).tolist() == [-3, 21, 5]
+    out = workdays.working_days_between(dates("2023-01-02", None), pd.Timestamp("2023-01-09"))
+    assert out.dtype == "Int64" and out.tolist() == [5, pd.NA]
+
+
+def test_adding_then_counting_agree():
+    days = pd.Series(pd.bdate_range("2012-04-02", "2026-03-31", freq="7D"))
+    days = days[workdays.is_working_day(days).to_numpy(dtype=bool)].reset_index(drop=True)
+    for n in (1, 10, 45):
+        assert (workdays.working_days_between(days, workdays.add_working_days(days, n)) == n).all()
