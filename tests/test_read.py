@@ -570,3 +570,13 @@ def test_lines_past_65535_are_exact(tmp_path):
         assert rows["line"].tolist() == expected, name
     lines = dict(zip(ret.issues["element"], ret.issues["line"]))
     assert lines == {"Ethnicity": line_of(text, "<Ethnicity>nobt"), "Odd": line_of(text, "<Odd/>")}
+
+
+@pytest.mark.parametrize("year", spec.SUPPORTED_YEARS)
+def test_no_value_is_lost_from_a_generated_file(tmp_path, year):
+    synth = pytest.importorskip("cinqa.synth")
+    from cinqa import write_return
+
+    path = write_return(synth.generate(year, children=40, seed=11), tmp_path / "gen.xml")
+    assert read_return(path).issues.empty
+    assert_nothing_lost(path)

@@ -120,3 +120,14 @@ def test_reading_never_modifies_the_input(tmp_path, year):
     assert sha(src) == before and src.stat().st_mtime_ns == mtime
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml", "out.xml"]
 
+
+
+@pytest.mark.parametrize("year", spec.SUPPORTED_YEARS)
+def test_round_trip_of_a_generated_return(tmp_path, year):
+    synth = pytest.importorskip("cinqa.synth")
+    generated = synth.generate(year, children=40, seed=5)
+    first = read_return(write_return(generated, tmp_path / "one.xml"))
+    second = read_return(write_return(first, tmp_path / "two.xml"))
+    assert first.issues.empty and second.issues.empty
+    assert_same_tables(first, second)
+    assert (tmp_path / "one.xml").read_bytes() == (tmp_path / "two.xml").read_bytes()
