@@ -8,7 +8,7 @@
 Children's histories are simulated forward in time (:mod:`cinqa.synth.timeline`) with the
 national figures in ``params.yaml`` and then photographed as a census year's return
 (:mod:`cinqa.synth.render`). Faults are injected afterwards, one rule at a time
-(:mod:`cinqa.synth.inject`).
+(:mod:`cinqa.synth.faults`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ __all__ = [
     "inject",
     "injectable_rules",
     "parameter_table",
+    "read_truth",
+    "truth_path",
     "write_samples",
+    "write_truth",
 ]
 
 SOFTWARE = "cinqa synth"
@@ -85,6 +88,7 @@ class _Population:
     def identify(self, child: Child, index: int) -> None:
         """Give ``child`` its identifiers: unique LAchildID and UPN, derived from ``index``."""
         r = self.rnd
+        self.sim.finish(child)
         child.index = index
         # multiplying by a number prime to 10 is a bijection modulo 10**k: unique, scattered ids
         child.la_child_id = f"{(index * 7_654_321 + self.id_offset) % 10_000_000:07d}"
@@ -135,7 +139,7 @@ def generate(year: str, children: int = 300, seed: int = 0, la: str = DEFAULT_LA
     ret = _snapshot(year, _children(year, children, seed, la), la)
     if errors is None:
         return ret
-    from cinqa.synth.inject import inject as _inject
+    from cinqa.synth.faults import inject as _inject
 
     return _inject(ret, errors, seed=seed)
 
@@ -179,35 +183,79 @@ def _population_size(children: int, seed: int, first: int, last: int, la: str) -
 
 
 def generate_file(path: str | Path, year: str, children: int, seed: int = 0, la: str = DEFAULT_LA,
-                  chunk: int = CHUNK, progress: bool | None = None) -> Path:
+                  error_rate: float = 0.0, chunk: int = CHUNK, progress: bool | None = None) -> Path:
     """Write a return of ``children`` children to ``path`` in chunks, in bounded memory.
 
-    The file is byte-identical to ``write_return(generate(year, children, seed, la), path)``.
-    A progress bar is shown on a terminal (``progress=None``) or when asked.
+    Without errors the file is byte-identical to ``write_return(generate(year, children, seed, la),
+    path)``. With ``error_rate`` (a share of children) faults are injected chunk by chunk and their
+    truth table is written beside the file as ``<name>-truth.csv``. A progress bar is shown on a
+    terminal (``progress=None``) or when asked.
     """
     _check(year, la)
+    if not 0 <= error_rate <= 1:
+        raise ValueError(f"error_rate={error_rate} is not a share between 0 and 1")
     from tqdm import tqdm
 
     show = sys.stderr.isatty() if progress is None else progress
     path = Path(path)
-    with ReturnWriter(path, year, header(year, la)) as writer, \
+    head = header(year, la)
+    truths: list[pd.DataFrame] = []
+    done = 0
+
+    def flush(writer: ReturnWriter, snap: Snapshot) -> None:
+        nonlocal done
+        tables = snap.tables()
+        if error_rate:
+            chunk_ret, truth = inject(CensusReturn(year=year, header=head, tables=tables), error_rate,
+                                      seed=seed * 100_003 + len(truths))
+            truth["child"] += done
+            truths.append(truth)
+            tables = chunk_ret.tables
+        writer.write_children(tables)
+        done += snap.n
+
+    with ReturnWriter(path, year, head) as writer, \
             tqdm(total=children, unit="child", disable=not show, desc=path.name) as bar:
         snap = Snapshot(year)
         for child in _children(year, children, seed, la):
             snap.add(child)
             if snap.n == chunk:
-                writer.write_children(snap.tables())
+                flush(writer, snap)
                 bar.update(snap.n)
                 snap = Snapshot(year)
         if snap.n:
-            writer.write_children(snap.tables())
+            flush(writer, snap)
             bar.update(snap.n)
+    if error_rate:
+        write_truth(pd.concat(truths, ignore_index=True), truth_path(path))
     return path
+
+
+def truth_path(path: str | Path) -> Path:
+    """Return where the truth table of the return at ``path`` is written (``<name>-truth.csv``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-truth.csv")
+
+
+def write_truth(truth: pd.DataFrame, path: str | Path) -> Path:
+    """Write a truth table as CSV (missing values empty)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truth.to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+def read_truth(path: str | Path) -> pd.DataFrame:
+    """Read a truth table written by :func:`write_truth`."""
+    truth = pd.read_csv(path, dtype={"rule": "str", "LAchildID": "str", "entity": "str", "change": "str"})
+    for c in ("child", "episode", "item"):
+        truth[c] = truth[c].astype("Int64")
+    return truth
 
 
 def injectable_rules(year: str) -> list[str]:
     """Return the rule codes that can be injected into a return of ``year``."""
-    from cinqa.synth.inject import injectable_rules as _rules
+    from cinqa.synth.faults import injectable_rules as _rules
 
     return _rules(year)
 
@@ -215,18 +263,32 @@ def injectable_rules(year: str) -> list[str]:
 def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
            ) -> tuple[CensusReturn, pd.DataFrame]:
     """Return a copy of ``ret`` with faults injected, and the truth table of what was changed."""
-    from cinqa.synth.inject import inject as _inject
+    from cinqa.synth.faults import inject as _inject
 
     return _inject(ret, errors, seed=seed)
 
 
 def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la: str = DEFAULT_LA,
                   years: Sequence[str] = spec.SUPPORTED_YEARS) -> list[Path]:
-    """Write the committed sample returns (one per year, plus an errors sample and its truth)."""
+    """Write the committed samples: one return per year, and the last year again with faults.
+
+    ``sample-<year>.xml`` for each year; ``sample-<last>-errors.xml`` is the last year's sample
+    with one fault of every child-level rule of that year (each in a different child) and
+    ``sample-<last>-errors-truth.csv`` says which.
+    """
+    from cinqa.synth.faults import RETURN_LEVEL, injectable_rules as rules_of, rule_code
     from cinqa.write import write_return
 
     folder = Path(folder)
     written = []
+    ret = None
     for year in years:
-        written.append(write_return(generate(year, children, seed, la), folder / f"sample-{year}.xml"))
+        ret = generate(year, children, seed, la)
+        written.append(write_return(ret, folder / f"sample-{year}.xml"))
+    if ret is not None:
+        year = ret.year
+        codes = [c for c in rules_of(year) if c not in {rule_code(r, year) for r in RETURN_LEVEL}]
+        bad, truth = inject(ret, codes, seed=seed)
+        path = write_return(bad, folder / f"sample-{year}-errors.xml")
+        written += [path, write_truth(truth, truth_path(path))]
     return written

@@ -25,40 +25,57 @@ def _raw() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def _cumulative(weights: Sequence[float]) -> list[float]:
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError("nothing to draw from: every weight is zero")
+    cum, run = [], 0.0
+    for w in weights:
+        run += w
+        cum.append(run / total)
+    cum[-1] = 2.0  # a draw of (almost) 1.0 must still land in the last entry
+    return cum
+
+
 class Pick:
     """Draw a key of ``weights`` with probability proportional to its weight."""
 
-    __slots__ = ("keys", "cum", "total")
+    __slots__ = ("keys", "cum", "draw")
 
     def __init__(self, weights: Mapping[Any, float]) -> None:
         items = [(k, float(w)) for k, w in weights.items() if w > 0]
-        if not items:
-            raise ValueError("nothing to draw from: every weight is zero")
         self.keys = [k for k, _ in items]
-        self.cum: list[float] = []
-        total = 0.0
-        for _, w in items:
-            total += w
-            self.cum.append(total)
-        self.total = total
+        self.cum = _cumulative([w for _, w in items])
+        keys, cum = self.keys, self.cum
+
+        def draw(rnd: random.Random) -> Any:
+            return keys[bisect_right(cum, rnd.random())]
+
+        self.draw = draw
 
     def __call__(self, rnd: random.Random) -> Any:
-        i = bisect_right(self.cum, rnd.random() * self.total)
-        return self.keys[min(i, len(self.keys) - 1)]
+        return self.draw(rnd)
 
 
 class Bands:
     """Draw an integer: first a band by its share, then uniformly within the band."""
 
-    __slots__ = ("pick", "bands")
+    __slots__ = ("bands", "draw")
 
     def __init__(self, bands: Sequence[Sequence[float]]) -> None:
         self.bands = [(int(lo), int(hi), float(share)) for lo, hi, share in bands]
-        self.pick = Pick({i: share for i, (_, _, share) in enumerate(self.bands)})
+        cum = _cumulative([share for _, _, share in self.bands])
+        los = [lo for lo, _, _ in self.bands]
+        widths = [hi - lo + 1 for lo, hi, _ in self.bands]
+
+        def draw(rnd: random.Random) -> int:
+            i = bisect_right(cum, rnd.random())
+            return los[i] + int(rnd.random() * widths[i])
+
+        self.draw = draw
 
     def __call__(self, rnd: random.Random) -> int:
-        lo, hi, _ = self.bands[self.pick(rnd)]
-        return lo + int(rnd.random() * (hi - lo + 1))
+        return self.draw(rnd)
 
     def share_at_most(self, value: int) -> float:
         """Return the probability that a draw is at most ``value``."""

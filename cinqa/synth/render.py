@@ -49,6 +49,8 @@ class Snapshot:
         self.end_year = spec.end_year(year)
         self.start = D.census_start(self.end_year)
         self.ref = D.reference_day(self.end_year)
+        # UPNs are known from the September after the third birthday (school age for 8770Q)
+        self.nursery_cutoff = D.day(self.end_year - 4, 8, 31)
         self.sex_column = "Sex" if year in spec.column_years("children", "Sex") else "GenderCurrent"
         self.has_source = year in spec.column_years("episodes", "ReferralSource")
         self.has_factors = year in spec.table_years("assessment_factors")
@@ -75,19 +77,18 @@ class Snapshot:
         c = self.n
         cid = child.la_child_id
         born = child.dob <= ref
-        age = (ref - child.dob) / 365.25 if born else -1.0
         upn: str | None = None
         reason: str | None = None
         if not born:
             reason = "UN1"
         elif child.un7 and all(e.nfa for e in episodes):
             reason = "UN7"  # allowed only when every episode is an NFA referral (rule 8772)
-        elif age >= 4 and child.upn_reason is not None:
+        elif child.dob > self.nursery_cutoff:
+            reason = "UN1"  # too young for a UPN; UN1 is wrong for school-age children (8770Q)
+        elif child.upn_reason is not None:
             reason = child.upn_reason
-        elif age >= child.upn_age:
-            upn = child.upn
         else:
-            reason = "UN1"  # under school age: UN1 is not used for school-age children (8770Q)
+            upn = child.upn
         if self.sex_column == "Sex":
             sex = child.sex if born else "U"
         else:

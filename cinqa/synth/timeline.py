@@ -106,7 +106,6 @@ class Child:
     sex: str
     ethnicity: str
     disabilities: tuple[str, ...]
-    upn_age: int
     upn_reason: str | None
     episodes: list[Episode] = field(default_factory=list)
     death: int | None = None
@@ -153,7 +152,7 @@ class YearDraws:
         self.end_year = end_year
         self.nfa = p.scalar("nfa_share")
         self.nfa_open = p.scalar("nfa_left_open_share")
-        nin = p.scalar("not_in_need_share")
+        nin = p.scalar("not_in_need_share") / (1 - p.scalar("not_in_need_unresolved_at_31_march"))
         self.not_in_need = nin / (1 - self.nfa)
         cont = 1 - self.nfa - nin
         need = p.shares("primary_need")
@@ -164,31 +163,32 @@ class YearDraws:
         self.s47 = {k: min(0.97, base * weights[k] / mean_w) for k in need}
         self.icpc = p.scalar("icpc_per_s47")
         self.cpp = p.scalar("cpp_per_icpc")
-        self.category = p.pick("category_of_abuse")
-        self.cpp_days = p.bands("cpp_duration_days")
+        self.category = p.pick("category_of_abuse").draw
+        self.cpp_days = p.bands("cpp_duration_days").draw
         disabled = Params(end_year).scalar("disability_prevalence")
         self.n2_if_disabled = min(0.95, need["N2"] / disabled)
-        self.need_other = Pick({k: v for k, v in need.items() if k != "N2"})
-        self.need_nfa = Pick(need)
+        self.need_other = Pick({k: v for k, v in need.items() if k != "N2"}).draw
+        self.need_nfa = Pick(need).draw
         self.rc9 = p.scalar("early_help_share_of_not_in_need") if end_year >= 2023 else 0.0
         if end_year >= 2014:
             valid = _codes("referral_source", end_year)
-            self.source_group = p.pick("referral_source_group")
-            self.source_codes = {g: Pick({c: w for c, w in codes.items() if str(c) in valid})
+            self.source_group = p.pick("referral_source_group").draw
+            self.source_codes = {g: Pick({c: w for c, w in codes.items() if str(c) in valid}).draw
                                  for g, codes in p.shares("referral_source_codes").items()}
         else:
             self.source_group = None
             self.source_codes = {}
         self.factors: list[tuple[str, float, list[tuple[str, float]]]] | None = None
         if end_year >= 2014:
-            valid = _codes("assessment_factor", end_year)
+            retired = {str(c) for c, y in p.shares("factor_codes_retired").items() if end_year >= y}
+            valid = _codes("assessment_factor", end_year) - retired
             codes = p.shares("factor_codes")
             self.factors = []
             for family, share in p.shares("factor_families").items():
                 options = [(str(c), float(w)) for c, w in codes[family].items() if str(c) in valid]
                 if options:
                     self.factors.append((family, float(share), options))
-            self.factor_family = Pick({f: s for f, s, _ in self.factors})
+            self.factor_family = Pick({f: s for f, s, _ in self.factors}).draw
             self.factor_options = {f: o for f, _, o in self.factors}
 
     def source(self, rnd: random.Random) -> str | None:
@@ -206,47 +206,46 @@ class Simulator:
         self.cal = D.calendar()
         p = Params(D.census_end_year(horizon))
         self.p = p
-        self.age = p.bands("age_at_first_referral")
-        self.prenatal_weeks = p.bands("prenatal_weeks_before_due")
-        self.birth_vs_due = p.bands("birth_vs_due_days")
-        self.sex = p.pick("sex")
-        self.ethnic_group = p.pick("ethnic_group")
-        self.ethnicity = {g: Pick(v) for g, v in p.shares("ethnicity_within_group").items()}
+        self.age = p.bands("age_at_first_referral").draw
+        self.prenatal_weeks = p.bands("prenatal_weeks_before_due").draw
+        self.birth_vs_due = p.bands("birth_vs_due_days").draw
+        self.sex = p.pick("sex").draw
+        self.ethnic_group = p.pick("ethnic_group").draw
+        self.ethnicity = {g: Pick(v).draw for g, v in p.shares("ethnicity_within_group").items()}
         self.disabled = p.scalar("disability_prevalence")
         self.disability_types = p.shares("disability_types")
-        self.disability_pick = Pick(self.disability_types)
-        self.upn_age = p.bands("upn_shown_from_age")
+        self.disability_pick = Pick(self.disability_types).draw
         self.upn_reason_share = p.scalar("upn_unknown_reason_share")
-        self.upn_reason = p.pick("upn_unknown_reasons")
+        self.upn_reason = p.pick("upn_unknown_reasons").draw
         self.un7 = p.scalar("un7_share_of_nfa_only_children")
         self.weekday = p.scalar("referral_weekday_share")
         self.nfa_need = p.scalar("nfa_primary_need_share")
         self.soon = p.shares("next_referral_within_year")
-        self.soon_days = p.bands("next_referral_soon_days")
+        self.soon_days = p.bands("next_referral_soon_days").draw
         self.later = p.scalar("next_referral_later")
-        self.later_days = p.bands("next_referral_later_days")
-        self.assessment_lag = p.bands("assessment_start_lag_wd")
-        self.assessment_wd = p.bands("assessment_duration_wd")
-        self.initial_wd = p.bands("initial_assessment_duration_wd")
+        self.later_days = p.bands("next_referral_later_days").draw
+        self.assessment_lag = p.bands("assessment_start_lag_wd").draw
+        self.assessment_wd = p.bands("assessment_duration_wd").draw
+        self.initial_wd = p.bands("initial_assessment_duration_wd").draw
         self.core_share = p.scalar("core_assessment_share")
-        self.core_wd = p.bands("core_assessment_duration_wd")
+        self.core_wd = p.bands("core_assessment_duration_wd").draw
         self.reassess = p.scalar("reassessment_share")
         self.no_factor = p.scalar("no_factor_share_not_in_need")
         self.second_s47 = p.scalar("second_s47_share")
         self.s47_lag = p.bands("s47_strategy_lag_wd")
-        self.icpc_wd = p.bands("icpc_duration_wd")
+        self.icpc_wd = p.bands("icpc_duration_wd").draw
         self.decision_wd = p.bands("s47_no_icpc_decision_wd")
         self.latest_changes = p.scalar("latest_category_changes")
-        self.previous_cpp = p.pick("previous_cpp")
+        self.previous_cpp = p.pick("previous_cpp").draw
         self.at_review = p.scalar("cpp_ends_at_review")
-        self.review_early = p.bands("review_early_wd")
-        self.cin_days = p.bands("cin_episode_days")
+        self.review_early = p.bands("review_early_wd").draw
+        self.cin_days = p.bands("cin_episode_days").draw
         self.plan_share = p.scalar("cin_plan_share")
-        self.plan_lag = p.bands("cin_plan_start_lag_wd")
+        self.plan_lag = p.bands("cin_plan_start_lag_wd").draw
         self.step_down = p.scalar("step_down_after_cpp")
-        self.step_days = p.bands("step_down_days")
-        self.reason = p.pick("closure_reason")
-        self.nin_lag = p.bands("not_in_need_closure_lag_wd")
+        self.step_days = p.bands("step_down_days").draw
+        self.reason = p.pick("closure_reason").draw
+        self.nin_lag = p.bands("not_in_need_closure_lag_wd").draw
         self.closure_wd = p.scalar("closure_on_working_day")
         self._years: dict[int, YearDraws] = {}
 
@@ -279,7 +278,7 @@ class Simulator:
         group = self.ethnic_group(r)
         upn_reason = self.upn_reason(r) if r.random() < self.upn_reason_share else None
         child = Child(dob=dob, due=due, sex=self.sex(r), ethnicity=self.ethnicity[group](r),
-                      disabilities=disabilities, upn_age=self.upn_age(r), upn_reason=upn_reason,
+                      disabilities=disabilities, upn_reason=upn_reason,
                       un7=r.random() < self.un7)
         referral = first_referral
         while True:
@@ -343,9 +342,16 @@ class Simulator:
             return [Assessment("continuous", start, cal.add(start, self.assessment_wd(r)))]
         initial = Assessment("initial", start, cal.add(start, self.initial_wd(r)))
         if s47 or r.random() < self.core_share:
-            core_start = initial.auth if s47 else cal.add(initial.auth, int(r.random() * 3))
+            # strictly after the initial assessment: "on or between" counts as overlapping (8863Q)
+            core_start = cal.add(initial.auth, 1 if s47 else 1 + int(r.random() * 3))
             return [initial, Assessment("core", core_start, cal.add(core_start, self.core_wd(r)))]
         return [initial]
+
+    def finish(self, child: Child) -> None:
+        """Draw what only a child kept in a return needs: the factors found at each assessment."""
+        for ep in child.episodes:
+            for a in ep.assessments:
+                self._factors(child, a, in_need=ep.outcome != "not_in_need")
 
     def _factors(self, child: Child, a: Assessment, in_need: bool) -> None:
         """Record the factors identified when ``a`` is authorised (none before 2013-14)."""
@@ -374,8 +380,6 @@ class Simulator:
         r, cal = self.rnd, self.cal
         ep.outcome = "not_in_need"
         ep.assessments = self._first_assessments(ep, s47=False)
-        for a in ep.assessments:
-            self._factors(child, a, in_need=False)
         last = ep.assessments[-1].auth
         # closed in the census year of the authorisation, so the assessment is in the same return
         # as the RC8/RC9 closure (rules 8825Q and 8873Q)
@@ -465,8 +469,6 @@ class Simulator:
                 closure = self._reassessment(ep, closure, busy)
         if plan is not None:
             ep.plans.append(plan)
-        for a in ep.assessments:
-            self._factors(child, a, in_need=True)
         # closed on or after every activity of the episode (rules 8565, 8867, 8868)
         last_activity = max([closure, *(p.end for p in ep.plans), *(c.end for c in ep.protection),
                              *(a.auth for a in ep.assessments), *(e.done for e in ep.enquiries)])
