@@ -393,7 +393,10 @@ class _Reader:
                 new: Row = detail.copy() if detail else {}
                 self.keys[target].extend(new_keys)
                 line = sub.sourceline or 0
-                self.lines[target].append(line if line <= 65535 else _srcline(sub) or 0)
+                if line > 65535:  # see _srcline; inlined for the common case of whitespace text
+                    first = sub.text
+                    line = line - first.count("\n") if first is not None else _srcline(sub) or 0
+                self.lines[target].append(line)
                 self.vals[target].append(new)
                 self._fill(sub, sn, new, child, new_keys, {})
             elif code == GROUP:
@@ -456,7 +459,7 @@ class _Reader:
                 self._unknown(item, sn.name, child)
                 continue
             found += 1
-            text = item.text
+            raw = text = item.text
             if len(item):
                 self._issue(_srcline(item), "error", None, child, name,
                             f"<{name}> should hold a value, not elements", _flat_text(item))
@@ -469,7 +472,9 @@ class _Reader:
             tkeys.extend(keys)
             tkeys.append(n)
             line = item.sourceline or 0
-            tlines.append(line if line <= 65535 else _srcline(item) or 0)
+            if line > 65535:  # see _srcline
+                line -= raw.count("\n")
+            tlines.append(line)
             tvals.append(same(text, text))
         counters[table] = n
         if not found:
