@@ -352,6 +352,9 @@ def test_committed_samples_are_what_the_command_makes(tmp_path):
         "data/ is stale: run .venv/bin/python -m cinqa.synth samples data/"
     for year in spec.SUPPORTED_YEARS:
         assert (ROOT / "data" / f"sample-{year}.xml").is_file()
+    for year in spec.SUPPORTED_YEARS[-4:]:
+        assert (ROOT / "data" / "series" / f"sample-{year}.xml").is_file()
+    assert sum(p.stat().st_size for p in (ROOT / "data").rglob("*")) < 15e6
     truth = synth.read_truth(ROOT / "data" / "sample-2025-26-errors-truth.csv")
     assert set(truth["rule"]) >= {"8500", "8820", "4001", "8945Q"}
 

@@ -269,12 +269,14 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
 
 
 def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la: str = DEFAULT_LA,
-                  years: Sequence[str] = spec.SUPPORTED_YEARS) -> list[Path]:
-    """Write the committed samples: one return per year, and the last year again with faults.
+                  years: Sequence[str] = spec.SUPPORTED_YEARS,
+                  series: Sequence[str] = spec.SUPPORTED_YEARS[-4:]) -> list[Path]:
+    """Write the committed samples of one fictional authority.
 
-    ``sample-<year>.xml`` for each year; ``sample-<last>-errors.xml`` is the last year's sample
-    with one fault of every child-level rule of that year (each in a different child) and
-    ``sample-<last>-errors-truth.csv`` says which.
+    ``sample-<year>.xml`` for each year (each year's children drawn afresh);
+    ``sample-<last>-errors.xml``, the last year's sample with one fault of every child-level rule
+    of that year, each in a different child, and ``sample-<last>-errors-truth.csv`` saying which;
+    ``series/sample-<year>.xml`` for the ``series`` years, in which the same children recur.
     """
     from cinqa.synth.faults import RETURN_LEVEL, injectable_rules as rules_of, rule_code
     from cinqa.write import write_return
@@ -291,4 +293,7 @@ def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la:
         bad, truth = inject(ret, codes, seed=seed)
         path = write_return(bad, folder / f"sample-{year}-errors.xml")
         written += [path, write_truth(truth, truth_path(path))]
+    if series:
+        for one in generate_series(series, children, seed, la):
+            written.append(write_return(one, folder / "series" / f"sample-{one.year}.xml"))
     return written
