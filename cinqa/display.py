@@ -443,6 +443,9 @@ def child_timeline(ret: CensusReturn, child: int, failures: pd.DataFrame | None 
                 y = ys.get((f["entity"], int(f["episode"]), int(f["item"])))
                 data = rows[y]["data"] if y is not None else None
             when = _failure_date(f, data) if data else None
+            if data and when is None:
+                # None of the fields the rule read holds a date (a missing closure date, say): mark the row's start.
+                when = _failure_date(pd.Series({"fields": ",".join(k for k in data if "Date" in k)}), data)
             if data is None:
                 # A child-level failure goes on the strip above the rows, at its date if it has one.
                 when = _failure_date(f, kid.to_dict())

@@ -63,6 +63,7 @@ class DrillDown:
         self.max_rows = max_rows
         self.severity = self.entity = self.rule = ALL
         self.child: int | None = None
+        self._drawn: int | None = None
         self._widget: W.VBox | None = None
         self.controls: dict[str, W.Widget] = {}
         self.outputs: dict[str, W.Output] = {}
@@ -211,7 +212,9 @@ class DrillDown:
             kids = self.children().head(MAX_CHILD_OPTIONS)
             c["child"].options = [("(pick a child)", None)] + [
                 (f"{r.LAchildID} ({r.failures} failing rows: {r.rules})", int(r.child)) for r in kids.itertuples()]
-            c["child"].value = self.child if self.child in set(kids["child"]) else None
+            if self.child not in set(kids["child"]):
+                self.child = None
+            c["child"].value = self.child
         finally:
             self._updating = False
         rows = self.rows
@@ -220,18 +223,23 @@ class DrillDown:
         out = self.outputs["rows"]
         out.outputs = ()
         out.append_display_data(show.table(rows[list(FAILURE_COLUMNS)], max_rows=self.max_rows))
-        if self.child is None:
-            self.outputs["timeline"].outputs = ()
+        self._show_timeline()
+
+    def _show_timeline(self) -> None:
+        """Keep the timeline output in step with the child dropdown: the picked child's, or none."""
+        if self.child == self._drawn:
+            return
+        out = self.outputs["timeline"]
+        out.outputs = ()
+        self._drawn = self.child
+        if self.child is not None:
+            out.append_display_data(show.figure_image(self.pick_child(self.child)))
 
     def _on_child(self, change: dict[str, Any]) -> None:
         if getattr(self, "_updating", False):
             return
-        out = self.outputs["timeline"]
-        out.outputs = ()
-        if change["new"] is None:
-            self.child = None
-            return
-        out.append_display_data(show.figure_image(self.pick_child(change["new"])))
+        self.child = change["new"]
+        self._show_timeline()
 
     def _on_export(self, _button: W.Button) -> None:
         try:

@@ -120,19 +120,23 @@ def test_child_timeline_has_a_row_per_item_and_marks_failures_where_they_happene
         failure("9999", "error", "cp_reviews", 1, 2, 1, "CPPreviewDate", 78),
         failure("8525Q", "query", "children", 1, None, None, "PersonBirthDate", 20, message="DOB or EDB"),
         failure("1103", "error", "assessments", 3, 1, 1, "AssessmentActualStartDate", 999),
+        failure("8815", "error", "episodes", 1, 2, 2, "CINclosureDate", 49),  # no date to mark: the row's start
     )
     fig = show.child_timeline(ret, 1, failures)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["Episode 1", "Assessment 1.1", "Episode 2", "Assessment 2.1", "CIN plan 2.1", "S47 2.1",
                       "CP plan 2.1"]
-    marks = {t.get_text(): t.xy for t in ax.texts if t.get_text() in ("8565", "9999")}
+    marks = {t.get_text(): t.xy for t in ax.texts if t.get_text() in ("8565", "9999", "8815")}
+    assert marks["8815"][1] == labels.index("Episode 2")
+    assert pd.Timestamp(marks["8815"][0]) == pd.Timestamp("2023-09-11")
     y_plan = labels.index("CP plan 2.1")
     assert marks["8565"][1] == y_plan and marks["9999"][1] == y_plan
     assert pd.Timestamp(marks["8565"][0]) == pd.Timestamp("2023-11-15")   # the plan's start date
     assert pd.Timestamp(marks["9999"][0]) == pd.Timestamp("2024-02-07")   # the review's date
     # the birth date lies outside the plotted years, and the other child's failure is not drawn
     footer = " ".join(t.get_text() for t in fig.texts)
+    assert "8815" not in footer
     assert "8525Q DOB or EDB" in footer and "1103" not in footer
     assert show.png_bytes(fig).startswith(PNG_MAGIC)
 

@@ -181,6 +181,17 @@ def test_widget_picking_a_child_draws_the_timeline_and_export_button_writes(vali
     assert c["status"].value.startswith("Export failed:")
 
 
+def test_widget_shows_the_timeline_of_a_child_picked_before_it_was_built(validation):
+    # drill.timeline() in a notebook picks a child; the widget must then show that child's timeline
+    d = DrillDown(validation)
+    d.timeline()
+    d.widget()
+    assert d.controls["child"].value == 1 and len(d.outputs["timeline"].outputs) == 1
+    d.controls["rule"].value = "8530Q"  # child 1 has no 8530Q failure: dropdown and timeline both clear
+    assert d.controls["child"].value is None and d.outputs["timeline"].outputs == ()
+    assert d.child is None
+
+
 def test_widget_is_built_once_and_shown_by_ipython_display(validation, monkeypatch):
     d = DrillDown(validation)
     shown = []
