@@ -408,10 +408,6 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _d(v: Any) -> str:
-    return _fmt(v)
-
-
 # ================================================================================================
 # Injectors. Each picks an untouched child, makes one change and records it with ``f.fault``.
 # ================================================================================================
@@ -903,7 +899,7 @@ def _activity_after_rc8(f: Faults) -> bool:
     start = f.rows("assessments", e["child"], e["episode"])["AssessmentActualStartDate"].min()
     n = f.add("section47", child=e["child"], episode=e["episode"], S47ActualStartDate=start,
               ICPCnotRequired=True)
-    return f.fault(e["child"], "episodes", f"added Section47 s47={n} (S47ActualStartDate={_d(start)}, "
+    return f.fault(e["child"], "episodes", f"added Section47 s47={n} (S47ActualStartDate={_fmt(start)}, "
                    f"ICPCnotRequired=true) to a {e['ReasonForClosure']} episode", episode=e["episode"],
                    item=e["episode"])
 
@@ -1024,8 +1020,8 @@ def _icpc_before_referral(f: Faults) -> bool:
     day = f.wd(e["CINreferralDate"], -1)
     n = f.add("section47", child=e["child"], episode=e["episode"], S47ActualStartDate=day, DateOfInitialCPC=day,
               ICPCnotRequired=False)
-    return f.fault(e["child"], "section47", f"added Section47 with DateOfInitialCPC {_d(day)} before "
-                   f"CINreferralDate {_d(e['CINreferralDate'])}", episode=e["episode"], item=n)
+    return f.fault(e["child"], "section47", f"added Section47 with DateOfInitialCPC {_fmt(day)} before "
+                   f"CINreferralDate {_fmt(e['CINreferralDate'])}", episode=e["episode"], item=n)
 
 
 @injector("2884", rank=1)
@@ -1111,7 +1107,7 @@ def _two_open_s47(f: Faults) -> bool:
     if row is not None:
         day = min(row["S47ActualStartDate"] + DAY, f.ref)
         n = f.add("section47", child=row["child"], episode=row["episode"], S47ActualStartDate=day, ICPCnotRequired=False)
-        return f.fault(row["child"], "section47", f"added an open Section47 starting {_d(day)}",
+        return f.fault(row["child"], "section47", f"added an open Section47 starting {_fmt(day)}",
                        episode=row["episode"], item=n)
     ep = f.ep
     e = f.choose(ep, ep["open"] & (ep["n_assess"] > 0) & (ep["CINreferralDate"] <= f.ref - pd.Timedelta(days=5)))
@@ -1174,7 +1170,7 @@ def _s47_overlap(f: Faults) -> bool:
         return False
     day = row["S47ActualStartDate"] + DAY
     n = f.add("section47", child=row["child"], episode=row["episode"], S47ActualStartDate=day, ICPCnotRequired=True)
-    return f.fault(row["child"], "section47", f"added Section47 starting {_d(day)} during another",
+    return f.fault(row["child"], "section47", f"added Section47 starting {_fmt(day)} during another",
                    episode=row["episode"], item=n)
 
 
@@ -1296,7 +1292,7 @@ def _assessments_overlap(f: Faults) -> bool:
               AssessmentActualStartDate=start, AssessmentAuthorisationDate=row["AssessmentAuthorisationDate"])
     for code in _factors_of(f, row)["AssessmentFactors"]:
         f.add("assessment_factors", child=row["child"], episode=row["episode"], assessment=n, AssessmentFactors=code)
-    return f.fault(row["child"], "assessments", f"added an assessment starting {_d(start)} during assessment "
+    return f.fault(row["child"], "assessments", f"added an assessment starting {_fmt(start)} during assessment "
                    f"{row['assessment']}", episode=row["episode"], item=n)
 
 
@@ -1350,7 +1346,7 @@ def _two_open_assessments(f: Faults) -> bool:
         start = min(row["AssessmentActualStartDate"] + DAY, f.ref)
         n = f.add("assessments", child=row["child"], episode=row["episode"], kind="continuous",
                   AssessmentActualStartDate=start)
-        return f.fault(row["child"], "assessments", f"added an open assessment starting {_d(start)}",
+        return f.fault(row["child"], "assessments", f"added an open assessment starting {_fmt(start)}",
                        episode=row["episode"], item=n)
     ep = f.ep
     e = f.choose(ep, ep["open"] & (ep["CINreferralDate"] <= f.ref - DAY * 5))
@@ -1573,7 +1569,7 @@ def _two_open_cpp(f: Faults) -> bool:
     n = f.add("cp_plans", child=row["child"], episode=row["episode"], CPPstartDate=row["CPPstartDate"],
               InitialCategoryOfAbuse=row["InitialCategoryOfAbuse"], LatestCategoryOfAbuse=row["LatestCategoryOfAbuse"],
               NumberOfPreviousCPP=row["NumberOfPreviousCPP"])
-    return f.fault(row["child"], "cp_plans", f"added a second open plan starting {_d(row['CPPstartDate'])}",
+    return f.fault(row["child"], "cp_plans", f"added a second open plan starting {_fmt(row['CPPstartDate'])}",
                    episode=row["episode"], item=n)
 
 
@@ -1588,7 +1584,7 @@ def _cpp_overlap(f: Faults) -> bool:
     n = f.add("cp_plans", child=row["child"], episode=row["episode"], CPPstartDate=row["CPPstartDate"], CPPendDate=end,
               InitialCategoryOfAbuse=row["InitialCategoryOfAbuse"], LatestCategoryOfAbuse=row["LatestCategoryOfAbuse"],
               NumberOfPreviousCPP=row["NumberOfPreviousCPP"])
-    return f.fault(row["child"], "cp_plans", f"added a plan {_d(row['CPPstartDate'])}..{_d(end)} overlapping plan "
+    return f.fault(row["child"], "cp_plans", f"added a plan {_fmt(row['CPPstartDate'])}..{_fmt(end)} overlapping plan "
                    f"{row['cpp']}", episode=row["episode"], item=n)
 
 
@@ -1628,7 +1624,7 @@ def _plan_with_open_cpp(f: Faults) -> bool:
         return False
     start = row["CPPstartDate"] + DAY
     n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start)
-    return f.fault(row["child"], "cin_plans", f"added an open CIN plan starting {_d(start)}", episode=row["episode"],
+    return f.fault(row["child"], "cin_plans", f"added an open CIN plan starting {_fmt(start)}", episode=row["episode"],
                    item=n)
 
 
@@ -1646,7 +1642,7 @@ def _review_during_plan(f: Faults) -> bool:
     if day > min(x for x in (plan_end, row["CINclosureDate"], f.ref) if pd.notna(x)):
         return False
     f.add("cp_reviews", child=row["child"], episode=row["episode"], cpp=row["cpp"], CPPreviewDate=day)
-    return f.fault(row["child"], "cp_reviews", f"added CPPreviewDate {_d(day)} inside the CIN plan that follows "
+    return f.fault(row["child"], "cp_reviews", f"added CPPreviewDate {_fmt(day)} inside the CIN plan that follows "
                    f"the protection plan", episode=row["episode"], item=None)
 
 
@@ -1659,7 +1655,7 @@ def _two_open_plans(f: Faults) -> bool:
         return False
     start = row["CINPlanStartDate"] + DAY
     n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start)
-    return f.fault(row["child"], "cin_plans", f"added a second open CIN plan starting {_d(start)}",
+    return f.fault(row["child"], "cin_plans", f"added a second open CIN plan starting {_fmt(start)}",
                    episode=row["episode"], item=n)
 
 
@@ -1732,7 +1728,7 @@ def _plans_overlap(f: Faults) -> bool:
     start = row["CINPlanStartDate"] + DAY
     n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start,
               CINPlanEndDate=row["CINPlanEndDate"])
-    return f.fault(row["child"], "cin_plans", f"added a CIN plan {_d(start)}..{_d(row['CINPlanEndDate'])} inside plan "
+    return f.fault(row["child"], "cin_plans", f"added a CIN plan {_fmt(start)}..{_fmt(row['CINPlanEndDate'])} inside plan "
                    f"{row['cin_plan']}", episode=row["episode"], item=n)
 
 
@@ -1785,7 +1781,7 @@ def _cpp_starts_in_plan(f: Faults) -> bool:
         return False
     start, end = row["CPPstartDate"] - DAY * 2, row["CPPstartDate"] + DAY
     n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start, CINPlanEndDate=end)
-    return f.fault(row["child"], "cin_plans", f"added a CIN plan {_d(start)}..{_d(end)} around the plan's start",
+    return f.fault(row["child"], "cin_plans", f"added a CIN plan {_fmt(start)}..{_fmt(end)} around the plan's start",
                    episode=row["episode"], item=n)
 
 
@@ -1797,7 +1793,7 @@ def _wrong_reference_date(f: Faults) -> bool:
     old = f.header.reference_date
     new = f.ref - DAY
     f.header = dataclasses.replace(f.header, reference_date=new)
-    return f.fault(None, "return", f"ReferenceDate: {_d(old)} -> {_d(new)}")
+    return f.fault(None, "return", f"ReferenceDate: {_fmt(old)} -> {_fmt(new)}")
 
 
 @injector("2883", rank=5)

@@ -167,15 +167,9 @@ class Snapshot:
                     self._row("cp_reviews", child=c, episode=n, cpp=k, review=j, LAchildID=cid,
                               CPPreviewDate=rv)
 
-    def tables(self, first_child: int = 1) -> dict[str, pd.DataFrame]:
-        """Return the collected rows as typed tables; child ordinals start at ``first_child``."""
-        out = {}
-        for table in spec.TABLE_KEYS:
-            cols = self.cols[table]
-            if first_child != 1 and cols:
-                cols["child"] = [v + first_child - 1 for v in cols["child"]]
-            out[table] = frame(table, self.year, cols)
-        return out
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Return the collected rows as typed tables."""
+        return {table: frame(table, self.year, self.cols[table]) for table in spec.TABLE_KEYS}
 
 
 def table_columns(table: str, year: str) -> list[spec.Node]:

@@ -22,6 +22,10 @@ WORKING_TOGETHER_2013 = D.day(2013, 4, 1)
 """Assessments starting before this day follow the initial/core model of 2012-13."""
 
 UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
+THREE_MONTHS = 89
+"""Days that are within three calendar months of any date (31 January + 89 days = 30 April)."""
+SIX_MONTHS = 181
+"""Days that are within six calendar months of any date (31 August + 181 days = 28 February)."""
 
 
 class Assessment:
@@ -159,13 +163,13 @@ class YearDraws:
         weights = p.shares("s47_need_weight")
         mean_w = sum(need[k] * weights[k] for k in need) / sum(need.values())
         # second enquiries (second_s47_share of longer episodes) make up the rest of the rate
-        base = p.scalar("s47_per_referral") / 1.12 / cont
+        base = p.scalar("s47_per_referral") / p.scalar("s47_repeat_factor") / cont
         self.s47 = {k: min(0.97, base * weights[k] / mean_w) for k in need}
         self.icpc = p.scalar("icpc_per_s47")
         self.cpp = p.scalar("cpp_per_icpc")
         self.category = p.pick("category_of_abuse").draw
         self.cpp_days = p.bands("cpp_duration_days").draw
-        disabled = Params(end_year).scalar("disability_prevalence")
+        disabled = p.scalar("disability_prevalence")
         self.n2_if_disabled = min(0.95, need["N2"] / disabled)
         self.need_other = Pick({k: v for k, v in need.items() if k != "N2"}).draw
         self.need_nfa = Pick(need).draw
@@ -232,6 +236,12 @@ class Simulator:
         self.reassess = p.scalar("reassessment_share")
         self.no_factor = p.scalar("no_factor_share_not_in_need")
         self.second_s47 = p.scalar("second_s47_share")
+        self.second_s47_days = p.scalar("second_s47_min_episode_days")
+        self.reassess_days = p.scalar("reassessment_min_episode_days")
+        self.factor_scale = p.scalar("not_in_need_factor_scale")
+        self.age_cap = p.scalar("episode_age_cap_years")
+        self.adoption_age = p.scalar("adoption_max_age")
+        self.adult_age = p.scalar("adult_services_min_age")
         self.s47_lag = p.bands("s47_strategy_lag_wd")
         self.icpc_wd = p.bands("icpc_duration_wd").draw
         self.decision_wd = p.bands("s47_no_icpc_decision_wd")
@@ -362,7 +372,7 @@ class Simulator:
         if not in_need and not child.disabilities and r.random() < self.no_factor:
             a.factors = ("21",)
             return
-        scale = 1.0 if in_need else 0.5
+        scale = 1.0 if in_need else self.factor_scale
         families = [f for f, s, _ in y.factors if r.random() < s * scale]
         if not families:
             families = [y.factor_family(r)]
@@ -404,10 +414,10 @@ class Simulator:
         end = cal.next(start + y.cpp_days(r))
         reviews: list[int] = []
         # first review within 3 months of the conference, then at most every 6 months
-        review = cal.add(cal.prev(start + 89), -self.review_early(r))
+        review = cal.add(cal.prev(start + THREE_MONTHS), -self.review_early(r))
         while review < end:
             reviews.append(review)
-            review = cal.add(cal.prev(review + 181), -self.review_early(r))
+            review = cal.add(cal.prev(review + SIX_MONTHS), -self.review_early(r))
         if r.random() < self.at_review:
             reviews.append(end)
         initial = str(y.category(r))
@@ -454,7 +464,7 @@ class Simulator:
                 closure = protection.end
         else:
             closure = ep.referral + self.cin_days(r)
-            cap = D.add_years(child.dob, 18.5)
+            cap = D.add_years(child.dob, self.age_cap)
             if closure > cap:
                 closure = max(cap, busy + 20)
             closure = max(closure, busy + 1)
@@ -463,9 +473,9 @@ class Simulator:
                 if start < closure - 7:
                     plan = CinPlan(start, closure)
             length = closure - ep.referral
-            if length > 150 and r.random() < self.second_s47:
+            if length > self.second_s47_days and r.random() < self.second_s47:
                 closure, plan, protection = self._second_enquiry(child, ep, closure, plan, busy)
-            elif length > 270 and r.random() < self.reassess:
+            elif length > self.reassess_days and r.random() < self.reassess:
                 closure = self._reassessment(ep, closure, busy)
         if plan is not None:
             ep.plans.append(plan)
@@ -529,7 +539,7 @@ class Simulator:
     def _reason(self, child: Child, closure: int) -> str:
         reason = str(self.reason(self.rnd))
         age = (closure - child.dob) / 365.25
-        if reason == "RC1" and age >= 10 or reason == "RC6" and age < 17:
+        if reason == "RC1" and age >= self.adoption_age or reason == "RC6" and age < self.adult_age:
             return "RC7"
         if reason == "RC2":
             if closure <= child.dob:
