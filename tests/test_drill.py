@@ -8,13 +8,22 @@ hold exactly the display data the front end renders.
 from __future__ import annotations
 
 import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 import types
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
+import cinqa
 from cinqa import read_return
 from cinqa.drill import ALL, DrillDown, TableBrowser
 
@@ -240,3 +249,130 @@ def test_widgets_find_every_injected_fault_of_a_synthetic_return():
         c["child"].value = picks[fault.LAchildID]
         (png,) = [o["data"]["image/png"] for o in d.outputs["timeline"].outputs]
         assert base64.b64decode(png).startswith(PNG_MAGIC)
+
+
+# --- optional: the same in a real JupyterLab, in headless Chromium (opt-in: --runslow) ---------
+
+class Browser:
+    """Drive headless Chromium over the DevTools protocol (no Playwright needed)."""
+
+    def __init__(self, url: str, profile: Path, websocket) -> None:
+        port = free_port()
+        self.proc = subprocess.Popen(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "--remote-allow-origins=*",
+             "--window-size=1400,2400", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        page = wait_for(lambda: [t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json"))
+                                 if t["type"] == "page"], 30)[0]
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=120)
+        self.n = 0
+
+    def call(self, method: str, **params):
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.n:
+                return msg.get("result", {})
+
+    def js(self, expression: str):
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True).get("result", {}).get("value")
+
+    def click(self, selector: str) -> None:
+        """Click the middle of the element, with real mouse events (JupyterLab ignores synthetic clicks)."""
+        x, y = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+                       " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def choose(self, label: str, starting: str) -> None:
+        """Choose the option starting with ``starting`` in the widget Dropdown labelled ``label``."""
+        self.js(f"""(() => {{ const w = Array.from(document.querySelectorAll('.widget-dropdown'))
+            .find(d => d.querySelector('label').textContent.trim() === {json.dumps(label)});
+            const s = w.querySelector('select');
+            s.selectedIndex = Array.from(s.options).findIndex(o => o.text.startsWith({json.dumps(starting)}));
+            s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()""")
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(probe, seconds: float):
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            found = probe()
+        except (OSError, ValueError):
+            found = None
+        if found:
+            return found
+        if time.monotonic() > end:
+            raise TimeoutError(f"gave up after {seconds} s")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_in_a_real_jupyterlab_picking_a_rule_shows_its_failing_child(tmp_path):
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian chromium is not installed")
+    websocket = pytest.importorskip("websocket")
+    pytest.importorskip("cinqa.validate")
+    synth = pytest.importorskip("cinqa.synth")
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "data").mkdir()
+    shutil.copy(root / "notebooks" / "02-drill-into-failures.ipynb", tmp_path / "notebooks")
+    ret, truth = synth.inject(read_return(root / "data" / "sample-2025-26.xml"), ["8820"], seed=3)
+    cinqa.write_return(ret, tmp_path / "data" / "sample-2025-26.xml")
+    (who,) = truth["LAchildID"]
+    port = free_port()
+    env = {**os.environ, **{v: str(tmp_path / "jupyter" / v) for v in (
+        "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR")}}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--port={port}",
+         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browser = None
+    try:
+        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status").status == 200, 60)
+        browser = Browser(f"http://127.0.0.1:{port}/lab/tree/notebooks/02-drill-into-failures.ipynb",
+                          tmp_path / "chromium", websocket)
+        browser.call("Page.bringToFront")
+        wait_for(lambda: "Idle" in (browser.js("document.querySelector('#jp-main-statusbar').innerText") or ""), 90)
+        accept = ".jp-Dialog-button.jp-mod-accept"
+        for _ in range(5):  # the toolbar may be drawn before its commands answer
+            browser.click('jp-button[data-command="notebook:restart-run-all"]')
+            try:
+                wait_for(lambda: browser.js(f"!!document.querySelector('{accept}')"), 10)
+                break
+            except TimeoutError:
+                continue
+        browser.click(accept)
+        wait_for(lambda: browser.js("document.querySelectorAll('.widget-dropdown select').length") == 4, 180)
+        browser.choose("Rule", "8820")
+        outputs = "Array.from(document.querySelectorAll('.widget-output')).map(o => o.innerText).join('\\n')"
+        wait_for(lambda: who in browser.js(outputs) and "8820" in browser.js(outputs), 60)
+        browser.choose("Child", who)
+        wait_for(lambda: browser.js("document.querySelectorAll('.widget-output img').length") == 1, 60)
+    except Exception:
+        if browser is not None:  # keep what the browser showed, for whoever reads the failure
+            shot = browser.call("Page.captureScreenshot", format="png").get("data", "")
+            (tmp_path / "failure.png").write_bytes(base64.b64decode(shot))
+            print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
+        server.terminate()
+        server.wait(30)
