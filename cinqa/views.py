@@ -47,6 +47,14 @@ VIEWS: tuple[str, ...] = tuple(VIEW_TABLES)
 LOCATOR: tuple[str, ...] = ("row", "child", "LAchildID", "episode", "item", "line")
 """Columns every view has, in this order, to say where a failing row is."""
 
+# 8565: the dates of an episode's activity that its closure date may not precede (the episode's
+# own initial conference included); 8831: those that a referral with no further action cannot have.
+_ACTIVITY_DATES = (("assessments", "AssessmentActualStartDate"), ("assessments", "AssessmentAuthorisationDate"),
+                   ("section47", "S47ActualStartDate"), ("section47", "DateOfInitialCPC"),
+                   ("episodes", "DateOfInitialCPC"), ("cp_plans", "CPPendDate"),
+                   ("cin_plans", "CINPlanStartDate"), ("cin_plans", "CINPlanEndDate"))
+_NFA_ACTIVITY_DATES = _ACTIVITY_DATES[:5]
+
 _DTYPES = {"date": "datetime64[s]", "datetime": "datetime64[s]", "bool": "boolean", "int": "Int64"}
 _OFFSET = re.compile(r"([+-]\d+)(WD|D|W|M|Y)")
 _OFFSETS = re.compile(r"^(?:[+-]\d+(?:WD|D|W|M|Y))+$")
@@ -207,6 +215,24 @@ class ViewBuilder:
         return counts.reindex(idx).fillna(0).to_numpy(dtype="int64")
 
     @cached_property
+    def _open_s47_mask(self) -> pd.Series:
+        """Section 47 enquiries with no initial conference date and ICPCnotRequired not true."""
+        s = self._table("section47")
+        not_required = _col(s, "ICPCnotRequired", "boolean").eq(True).fillna(False)
+        return _col(s, "DateOfInitialCPC", "datetime64[s]").isna() & ~not_required
+
+    def _dates_per_episode(self, sources: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+        """Stack the present dates of ``(table, column)`` pairs as one long ``child, episode, day`` frame."""
+        parts = []
+        for table, col in sources:
+            t = self._table(table)
+            parts.append(pd.DataFrame({"child": t["child"].to_numpy(dtype="int64"),
+                                       "episode": t["episode"].to_numpy(dtype="int64"),
+                                       "day": _col(t, col, "datetime64[s]").to_numpy(dtype="datetime64[s]")}))
+        out = pd.concat(parts, ignore_index=True)
+        return out.loc[out["day"].notna().to_numpy()]
+
+    @cached_property
     def _open_episode_mask(self) -> pd.Series:
         """Episodes with no closure date that are not referrals with no further action."""
         e = self._table("episodes")
@@ -293,6 +319,20 @@ class ViewBuilder:
         for table, col in (("assessments", "assessments_in_episode"), ("section47", "s47_in_episode"),
                            ("cp_plans", "cpps_in_episode"), ("cin_plans", "cin_plans_in_episode")):
             df[col] = self._lookup(self._count(table, ep), df, ep)
+        # 2012-13 initial and core assessments are rows of ``assessments`` too, so they count here.
+        auth = _col(self._table("assessments"), "AssessmentAuthorisationDate", "datetime64[s]")
+        df["open_assessments_in_episode"] = self._lookup(self._count("assessments", ep, auth.isna()), df, ep)
+        df["open_s47_in_episode"] = self._lookup(self._count("section47", ep, self._open_s47_mask), df, ep)
+        # 2990: the modules a case closed after assessment (RC8/RC9) cannot have.
+        df["s47_cpp_plan_or_icpc_in_episode"] = (
+            df["s47_in_episode"] + df["cpps_in_episode"] + df["cin_plans_in_episode"]
+            + _col(e, "DateOfInitialCPC", "datetime64[s]").notna().to_numpy(dtype="int64"))
+        nfa_dates = self._dates_per_episode(_NFA_ACTIVITY_DATES)
+        df["assessment_or_s47_dates_in_episode"] = self._lookup(
+            nfa_dates.groupby(["child", "episode"], sort=False).size(), df, ep)
+        latest = self._dates_per_episode(_ACTIVITY_DATES).groupby(["child", "episode"], sort=False)["day"].max()
+        idx = pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in ep])
+        df["latest_activity_date"] = latest.reindex(idx).to_numpy(dtype="datetime64[s]")
         return self._census(df)
 
     @cached_property
@@ -320,6 +360,18 @@ class ViewBuilder:
                   .groupby(list(own), sort=False)["_code"].agg(",".join))
         idx = pd.MultiIndex.from_arrays([a[k].to_numpy(dtype="int64") for k in own])
         df["factor_codes"] = joined.reindex(idx).to_numpy(dtype=object) if len(joined) else np.full(len(df), None)
+        # 8897Q: at least one factor, and every factor a code of the year.
+        df["factors_present_and_valid"] = (df["factors_for_assessment"].gt(0)
+                                           & df["valid_factors_for_assessment"].eq(df["factors_for_assessment"]))
+        disability_factor = self._count("assessment_factors", own, codes.isin(["5A", "6A"]))
+        df["has_disability_factor"] = self._lookup(disability_factor, a, own) > 0
+        # 2012-13: a core assessment is measured against the initial assessment of its episode.
+        kind = _col(a, "kind", "object")
+        initial = pd.Series(start.where(kind.eq("initial").fillna(False)).to_numpy(dtype="datetime64[s]"))
+        first = initial.groupby([a["child"].to_numpy(dtype="int64"), a["episode"].to_numpy(dtype="int64")]).min()
+        df["initial_assessment_start"] = (first.reindex(pd.MultiIndex.from_arrays(
+            [a[k].to_numpy(dtype="int64") for k in ep])).to_numpy(dtype="datetime64[s]")
+            if len(first) else np.full(len(df), np.datetime64("NaT"), dtype="datetime64[s]"))
         df["working_days_to_authorisation"] = workdays.working_days_between(start, auth).array
         return self._census(df)
 
@@ -391,7 +443,40 @@ class ViewBuilder:
         df["starts_on_an_icpc_date"] = np.isin(np.arange(len(p)), hits)
         df["reviews_for_cpp"] = self._lookup(self._count("cp_reviews", ("child", "episode", "cpp")), p,
                                              ("child", "episode", "cpp"))
+        df["previous_cpps_recorded"] = _col(p, "NumberOfPreviousCPP", "Int64").ge(0).fillna(False).to_numpy(dtype=bool)
+        df["reviews_without_date"] = self._reviews_without_date(p)
         return self._census(df)
+
+    def _reviews_without_date(self, p: pd.DataFrame) -> np.ndarray:
+        """Count each plan's review records with no valid date (8842Q).
+
+        A review whose date is not a date is a row with a missing ``CPPreviewDate``; an empty
+        ``<CPPreviewDate/>`` or a ``<Reviews>`` holding none has no row and is only in the
+        return's structural issues, which give a child and a line: such an issue belongs to the
+        child's last plan that starts on or before its line.
+        """
+        own = ("child", "episode", "cpp")
+        r = self._table("cp_reviews")
+        counts = self._count("cp_reviews", own, _col(r, "CPPreviewDate", "datetime64[s]").isna())
+        out = self._lookup(counts, p, own)
+        issues = self.ret.issues
+        if not len(issues) or not len(p) or not {"element", "problem", "child", "line"} <= set(issues.columns):
+            return out
+        element = issues["element"].astype("object")
+        problem = issues["problem"].astype("str")
+        dateless = ((element.eq("CPPreviewDate") & problem.str.endswith("is empty"))
+                    | (element.eq("Reviews") & problem.str.contains("holds no", regex=False)))
+        dateless &= issues["child"].notna() & issues["line"].notna()
+        if not dateless.any():
+            return out
+        found = pd.DataFrame({"child": issues.loc[dateless, "child"].to_numpy(dtype="int64"),
+                              "line": issues.loc[dateless, "line"].to_numpy(dtype="int64")}).sort_values("line")
+        located = p["line"].notna().to_numpy()
+        plans = pd.DataFrame({"child": p["child"].to_numpy(dtype="int64")[located],
+                              "line": p["line"].to_numpy()[located].astype("int64"),
+                              "_r": np.arange(len(p))[located]}).sort_values("line")
+        hit = pd.merge_asof(found, plans, on="line", by="child", direction="backward")["_r"].dropna()
+        return out + np.bincount(hit.to_numpy(dtype="int64"), minlength=len(p))
 
     @cached_property
     def _v_cin_plans(self) -> pd.DataFrame:
@@ -426,8 +511,9 @@ class ViewBuilder:
             df[col] = (got[col] if col in got else pd.Series(pd.NaT, index=got.index)).to_numpy(dtype="datetime64[s]")
         self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReferralNFA"))
         plans = self._table("cin_plans")
-        # 4003: strictly between a CIN plan's start and end (or the census end if it is open) in
-        # the same episode; a review on its plan's own end date is allowed.
+        # 4003: on or between a CIN plan's start and end dates (through the census end if it is
+        # open) in the same episode; a review on its own protection plan's end date is allowed,
+        # which is what makes the step-down review (plan ends, CIN plan starts that day) pass.
         inside = starts_inside(
             r, plans, by=("child", "episode"), start="CPPreviewDate",
             lo=_col(plans, "CINPlanStartDate", "datetime64[s]"),
