@@ -1,0 +1,94 @@
+"""Shared by every test: the network is blocked for the whole session, and slow tests are opt-in.
+
+The block (``tests/netguard/sitecustomize.py``) lets loopback and local sockets through, which
+Jupyter kernels need, and reaches Python subprocesses through ``PYTHONPATH``. Any blocked attempt,
+even one that the code under test caught and ignored, fails the session at its end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+_GUARD_DIR = Path(__file__).parent / "netguard"
+_spec = importlib.util.spec_from_file_location("cinqa_netguard", _GUARD_DIR / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+netguard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(netguard)
+
+_saved_env: dict[str, str | None] = {}
+_log_dir: str | None = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (long fuzz and scale runs)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _log_dir
+    _log_dir = tempfile.mkdtemp(prefix="cinqa-netguard-")
+    paths = [str(_GUARD_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    for name, value in ((netguard.ENV_ON, "1"), (netguard.ENV_LOG, str(Path(_log_dir) / "attempts.log")),
+                        ("PYTHONPATH", os.pathsep.join(paths))):
+        _saved_env.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+    netguard.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow; run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def _attempts() -> list[str]:
+    """Return every blocked network attempt so far, from this process and its subprocesses."""
+    log = os.environ.get(netguard.ENV_LOG)
+    return Path(log).read_text(encoding="utf-8").splitlines() if log and os.path.exists(log) else []
+
+
+@pytest.fixture
+def network_attempts() -> Iterator[Callable[[], list[str]]]:
+    """Give a test the blocked network attempts made since it started.
+
+    The test judges them itself, so they are forgotten afterwards rather than failing the session.
+    """
+    before = len(_attempts())
+    yield lambda: _attempts()[before:]
+    log = os.environ.get(netguard.ENV_LOG)
+    if log and os.path.exists(log):
+        kept = _attempts()[:before]
+        Path(log).write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    attempts = _attempts()
+    if attempts:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "network access attempted (blocked) during the tests", red=True)
+            for line in attempts:
+                reporter.write_line(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    netguard.uninstall()
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _saved_env.clear()
+    if _log_dir is not None:
+        shutil.rmtree(_log_dir, ignore_errors=True)
