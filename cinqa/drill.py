@@ -27,7 +27,7 @@ ALL = "(all)"
 FAILURE_COLUMNS = ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item",
                    "fields", "values", "line")
 MAX_CHILD_OPTIONS = 500
-PAGE_ROWS = 50
+PAGE_ROWS = 25
 
 
 class FailureSource(Protocol):
