@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -540,6 +539,11 @@ def test_every_dfe_rule_is_known():
         codes = set(dfe.loc[dfe["ruleset"] == "cin" + year.replace("-", "_"), "code"])
         known = set(synth.injectable_rules(year)) | set(faults.uninjectable_rules(year))
         assert codes == known, year
+
+
+def test_either_spelling_of_a_rule_is_accepted():
+    _, truth = synth.generate("2021-22", children=100, seed=1, errors=["8525Q"])
+    assert list(truth["rule"]) == ["8525"]
 
 
 def test_severity_spelling_follows_the_year():

@@ -274,7 +274,10 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
             code = order.pop()
             misses = 0 if _apply(f, code, by_code[code]) else misses + 1
     else:
-        codes = list(errors)
+        # either spelling of a rule whose severity changed: "8525Q" in 2021-22 is "8525"
+        spelt = {rule_code(c, ret.year) for c in INJECTORS}
+        aliases = {**{v: k for k, v in _WERE_ERRORS.items()}, **_WERE_ERRORS}
+        codes = [c if c in spelt else aliases.get(c, c) for c in errors]
         unknown = [c for c in codes if c not in available]
         if unknown:
             raise ValueError(f"no injector for rule(s) {', '.join(unknown)} in {ret.year}; "

@@ -16,7 +16,7 @@ from functools import cache
 
 from cinqa import spec
 from cinqa.synth import days as D
-from cinqa.synth.params import Bands, Params, Pick
+from cinqa.synth.params import Params, Pick
 
 WORKING_TOGETHER_2013 = D.day(2013, 4, 1)
 """Assessments starting before this day follow the initial/core model of 2012-13."""
