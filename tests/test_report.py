@@ -169,6 +169,8 @@ def test_render_report_writes_one_self_contained_html_file(rendered):
     for heading in SECTIONS:
         assert heading in text, heading
     assert "Local authority 931" in text and "census year 2025-26" in text
+    links, ids = set(re.findall(r'href="#([^"]+)"', page)), set(re.findall(r'id="([^"]+)"', page))
+    assert "Readiness-for-submission" in links and links <= ids  # the contents line leads somewhere
 
 
 def test_render_report_shows_no_code_and_no_kernel_noise(rendered):
