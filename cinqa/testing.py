@@ -27,6 +27,8 @@ How a fragment becomes a return:
   and a factor or review whose assessment or plan is not given gets one from the template.
 * ``null`` is a missing value. Dates are ``2023-06-10`` or relative to the census year:
   ``start`` (1 April), ``end`` (31 March), shifted like ``end-6Y``, ``start+20D``, ``start-1WD``.
+* ``""`` writes the element empty (``<CPPreviewDate></CPPreviewDate>``): the reader keeps no
+  value and reports a structural issue, as it does for such a file.
 * ``header`` overrides header facts (``ReferenceDate``, ``Year``, ``LEA``...).
 * ``failing`` lists the LAchildIDs the rule must flag (default: ``[C1]`` for a rule on children
   and their modules, none for a rule on the header or the whole return).
@@ -55,6 +57,8 @@ from cinqa.write import write_return
 
 CASE_KEYS = {"name", "expect", "year", "tables", "header", "failing"}
 PARENT_KEYS = {"child", "episode", "assessment", "cpp"}
+# A date element written empty is written with this stand-in first, then emptied in the file.
+_EMPTY_DATE = "1801-01-01"
 _RELATIVE = re.compile(r"^(start|end)((?:[+-]\d+(?:WD|D|W|M|Y))*)$")
 _BASE_DISABILITIES = ("MOB", "HAND", "PC", "INC", "COMM", "LD", "HEAR", "VIS")
 _HEADER_FIELDS = {"Collection": "collection", "Year": "year", "ReferenceDate": "reference_date", "LEA": "la",
@@ -214,6 +218,9 @@ def build_return(year: str, tables: dict[str, list[dict[str, Any]]] | None, dire
                        tables=frames)
     path = Path(directory) / f"{name}.xml"
     write_return(ret, path)
+    text = path.read_text("utf-8")
+    if f">{_EMPTY_DATE}<" in text:
+        path.write_text(text.replace(f">{_EMPTY_DATE}<", "><"), "utf-8")
     out = read_return(path, year=year)
     if header:
         changes = {}
@@ -242,8 +249,14 @@ def _keyed(row: dict[str, Any], keys: dict[str, int], table: str, year: str) -> 
     for col, value in row.items():
         if col != "kind" and year not in spec.column_years(table, col):
             raise ValueError(f"{table}: {col} is not part of the {year} census")
+        if value == "" and _node_type(table, col) in ("date", "datetime"):
+            value = _EMPTY_DATE  # the writer drops an empty date; emptied again after writing
         out[col] = resolve_value(value, year)
     return out
+
+
+def _node_type(table: str, column: str) -> str | None:
+    return next((n.type for n in spec.value_columns(table) if n.column == column), None)
 
 
 def _frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -517,8 +517,7 @@ class ViewBuilder:
         inside = starts_inside(
             r, plans, by=("child", "episode"), start="CPPreviewDate",
             lo=_col(plans, "CINPlanStartDate", "datetime64[s]"),
-            hi=_col(plans, "CINPlanEndDate", "datetime64[s]").fillna(self.end), same_rows=False, include_hi=False,
-            include_lo=False)
+            hi=_col(plans, "CINPlanEndDate", "datetime64[s]").fillna(self.end), same_rows=False, include_hi=True)
         review = _col(r, "CPPreviewDate", "datetime64[s]").to_numpy()
         df["during_cin_plan"] = inside & ~(review == df["CPPendDate"].to_numpy(dtype="datetime64[s]"))
         return self._census(df)

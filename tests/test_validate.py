@@ -34,8 +34,8 @@ def test_fixture_2023_gives_its_known_failures(result_2023):
     f = result_2023.failures
     got = sorted(zip(f["rule"], f["LAchildID"].fillna("-")))
     # The hand-written UPNs have made-up check letters, C003's former UPN too; the three children
-    # use only two disability codes between them.
-    assert got == [("1510", "C001"), ("1510", "C003"), ("1560Q", "C003"), ("2887Q", "-")]
+    # use only two disability codes between them; C003's episode has a Section 47 and no assessment.
+    assert got == [("1510", "C001"), ("1510", "C003"), ("1560Q", "C003"), ("2887Q", "-"), ("2991Q", "C003")]
     assert result_2023.errored.empty
     row = f[f["rule"] == "1510"].iloc[0]
     assert (row["entity"], row["fields"], row["values"], row["line"]) == ("children", "UPN", "UPN=A201123456789", 20)

@@ -196,6 +196,6 @@ def test_plan_columns_compare_with_conferences_and_cin_plans(tmp_path):
     }, tmp_path)
     views = build_views(ret)
     assert views["cp_plans"]["starts_on_an_icpc_date"].tolist() == [True, False]
-    # Strictly inside the CIN plan only; its first and last days are free.
-    assert views["reviews"]["during_cin_plan"].tolist() == [False, True, False]
+    # On or between the CIN plan's start and end days (4003); only the review's own plan's end day is free.
+    assert views["reviews"]["during_cin_plan"].tolist() == [True, True, True]
     assert views["cp_plans"]["reviews_for_cpp"].tolist() == [0, 3]
