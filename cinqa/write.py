@@ -104,40 +104,65 @@ def _header_lines(header: Header, year: str) -> list[str]:
     return out
 
 
+_Plan = list[tuple[str, spec.Node, str, Any, Any]]
+_PLANS: dict[tuple[int, str], _Plan] = {}
+
+
+def _plan(node: spec.Node, year: str) -> _Plan:
+    """Return, once per node and year, what to write for each sub-element: (kind, node, name, a, b)."""
+    key = (id(node), year)
+    if key not in _PLANS:
+        plan: _Plan = []
+        for c in node.children:
+            if year not in c.years or c.kind == "opaque":
+                continue
+            if c.kind == "leaf":
+                plan.append(("redirect" if c.row else "leaf", c, c.name, c.column, None))
+            elif c.kind == "group":
+                plan.append(("group", c, c.name, None, None))
+            elif c.kind == "table" and c.table:
+                plan.append(("table", c, c.name, c.table, c.fixed.get("kind")))
+            elif c.kind == "list" and c.table and c.leaf is not None:
+                plan.append(("list", c, c.name, c.table, (c.leaf.name, c.leaf.column)))
+        _PLANS[key] = plan
+    return _PLANS[key]
+
+
 def _container(node: spec.Node, row: Formatted, grouped: dict[str, dict[tuple[int, ...], list[Formatted]]],
                year: str, depth: int, out: list[str]) -> None:
     """Append the sub-elements of ``node`` for ``row`` to ``out``."""
     pad = "  " * depth
     keys = _own_keys(row)
-    for c in node.children:
-        if year not in c.years or c.kind == "opaque":
-            continue
-        if c.kind == "leaf":
-            value = _redirected(c, keys, grouped) if c.row else row.get(c.column)
+    for kind, c, name, a, b in _plan(node, year):
+        if kind == "leaf":
+            value = row.get(a)
             if value is not None:
-                out.append(f"{pad}<{c.name}>{value}</{c.name}>\n")
-        elif c.kind == "group":
+                out.append(f"{pad}<{name}>{value}</{name}>\n")
+        elif kind == "table":
+            for sub in grouped.get(a, {}).get(keys, ()):
+                if b is not None and sub.get("kind") != b:
+                    continue
+                out.append(f"{pad}<{name}>\n")
+                _container(c, sub, grouped, year, depth + 1, out)
+                out.append(f"{pad}</{name}>\n")
+        elif kind == "group":
             inner: list[str] = []
             _container(c, row, grouped, year, depth + 1, inner)
             if inner or c.min:
-                out.append(f"{pad}<{c.name}>\n")
+                out.append(f"{pad}<{name}>\n")
                 out.extend(inner)
-                out.append(f"{pad}</{c.name}>\n")
-        elif c.kind == "table" and c.table:
-            want = c.fixed.get("kind")
-            for sub in grouped.get(c.table, {}).get(keys, []):
-                if want is not None and sub.get("kind") != want:
-                    continue
-                out.append(f"{pad}<{c.name}>\n")
-                _container(c, sub, grouped, year, depth + 1, out)
-                out.append(f"{pad}</{c.name}>\n")
-        elif c.kind == "list" and c.table and c.leaf is not None:
-            items = grouped.get(c.table, {}).get(keys, [])
-            values = [i[c.leaf.column] for i in items if i.get(c.leaf.column) is not None]
+                out.append(f"{pad}</{name}>\n")
+        elif kind == "list":
+            leaf_name, leaf_col = b
+            values = [v for i in grouped.get(a, {}).get(keys, ()) if (v := i.get(leaf_col)) is not None]
             if values:
-                out.append(f"{pad}<{c.name}>\n")
-                out.extend(f"{pad}  <{c.leaf.name}>{v}</{c.leaf.name}>\n" for v in values)
-                out.append(f"{pad}</{c.name}>\n")
+                out.append(f"{pad}<{name}>\n")
+                out.extend(f"{pad}  <{leaf_name}>{v}</{leaf_name}>\n" for v in values)
+                out.append(f"{pad}</{name}>\n")
+        else:  # redirect: a 2012-13 initial/core assessment date
+            value = _redirected(c, keys, grouped)
+            if value is not None:
+                out.append(f"{pad}<{name}>{value}</{name}>\n")
 
 
 def _redirected(leaf: spec.Node, keys: tuple[int, ...],
@@ -170,10 +195,10 @@ def _group(table: str, df: pd.DataFrame, year: str) -> dict[tuple[int, ...], lis
     grouped: dict[tuple[int, ...], list[Formatted]] = defaultdict(list)
     names = list(cols)
     columns = [cols[n] for n in names]
-    for i, own in enumerate(zip(*key_values)):
-        row: dict[str, Any] = {n: col[i] for n, col in zip(names, columns)}
-        row["__keys__"] = own
-        grouped[own[:-1]].append(row)
+    names.append("__keys__")
+    for values in zip(*columns, zip(*key_values)):
+        row: dict[str, Any] = dict(zip(names, values))
+        grouped[values[-1][:-1]].append(row)
     return grouped
 
 
@@ -187,10 +212,12 @@ def _format(s: pd.Series, node: spec.Node) -> list[str | None]:
     elif t == "bool":
         out = s.astype("boolean").map({True: "true", False: "false"})
     elif t in ("int", "gyear"):
-        return [None if pd.isna(v) else str(int(v)) for v in s.tolist()]
+        missing = s.isna().to_numpy()
+        return [None if m else str(int(v)) for v, m in zip(s.tolist(), missing)]
     else:
         out = s.astype("object").map(lambda v: escape(str(v)), na_action="ignore")
-    return [None if pd.isna(v) else v for v in out.astype("object").tolist()]
+    missing = out.isna().to_numpy()
+    return [None if m else v for v, m in zip(out.astype("object").tolist(), missing)]
 
 
 def _fmt_date(value: Any) -> str | None:
