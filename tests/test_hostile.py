@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -231,3 +232,20 @@ def test_attributes_are_found_in_any_batch(tmp_path):
     # An '=' in a value alone is no attribute.
     path.write_text(text.replace('<Child note="x=1">', "<Child>"), encoding="utf-8")
     assert read_return(path).issues.empty
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("name", ["entity-file", "external-dtd-file", "doctype-after-long-comment", "xinclude"])
+def test_referenced_files_are_never_opened(tmp_path, listener, name):
+    # A FIFO blocks whoever opens it for reading until a writer comes: had the parser followed the
+    # reference, this test would hang and time out instead of passing.
+    fifo = tmp_path / "trap.fifo"
+    os.mkfifo(fifo)
+    (case,) = [c for c in CASES if c.name == name]
+    path = tmp_path / f"{name}.xml"
+    path.write_bytes(case.build(Context(sentinel=fifo, url=listener.url)))
+    if case.error:
+        with pytest.raises(ReadError):
+            read_return(path)
+    else:
+        assert len(read_return(path).issues) >= 1
