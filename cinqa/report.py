@@ -114,12 +114,14 @@ class QAReport:
              pseudonymise: bool = False, key: bytes | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
-        With ``pseudonymise`` and no ``key`` the key is taken from the environment variable
-        ``CINQA_REPORT_KEY`` (hex), else a one-off random key is used.
+        ``year`` overrides the census year of the last path given (the return being checked;
+        earlier years' returns come first). With ``pseudonymise`` and no ``key`` the key is taken
+        from the environment variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used.
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        rets = [read_return(p, year=year) if i == 0 else read_return(p) for i, p in enumerate(paths)]
+        last = len(paths) - 1
+        rets = [read_return(p, year=year if i == last else None) for i, p in enumerate(paths)]
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
         latest = max(rets, key=lambda r: r.year)

@@ -202,3 +202,9 @@ def test_year_on_year_compares_the_returns_given():
     qa = QAReport([read_return(ROOT / "data" / "sample-2024-25.xml"), read_return(SAMPLE)])
     html = unescape(qa.year_on_year().data)
     assert "Headline measures" in html and "2024-25" in html and "Continuity between returns" in html
+
+
+def test_load_applies_the_year_to_the_return_being_checked(ret):
+    qa = QAReport.load([FIXTURES / "cin-2022-23.xml", FIXTURES / "cin-2023-24.xml"], year="2023-24")
+    assert (qa.previous.year, qa.ret.year) == ("2022-23", "2023-24")
+    assert qa.validation is not None and qa.validation.ret is qa.ret
