@@ -111,6 +111,10 @@ _WITH_ATTRIBUTES = etree.XPath("descendant-or-self::*[@*]")
 _ATTRIBUTED = etree.XPath("*[position() <= $end]/descendant-or-self::*[@*]")
 _EQ_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "utf-16",
                            "utf-16le", "utf-16be", "windows-1252", "cp1252", "iso-8859-15"})
+# Bytes read without a complete child before giving up (see _Counting): far beyond any real child,
+# above libxml2's 10 MB text-node limit (so a huge value gets its own message), and small enough
+# that a flood of other elements cannot take much memory.
+_MAX_GAP = 16 * 2**20
 _BATCH = 256  # children read before they are checked for attributes and freed together
 _HEADER_MODELLED = ("Collection", "Year", "ReferenceDate", "LEA", "SourceLevel", "SoftwareCode", "Release",
                     "SerialNo", "DateTime")
@@ -273,10 +277,15 @@ class _Reader:
                         self._header_elem(elem)
                 elif tag[-6:] == "}Child":  # a Child in a namespace: not census data, reported and freed
                     self._drop(elem, None)
+                self.source.mark = self.source.total
         except etree.XMLSyntaxError as exc:
             raise self._syntax_error(exc) from None
         except (ValueError, LookupError) as exc:  # e.g. an unknown encoding declaration
             raise ReadError(self.path, f"cannot decode the file: {exc}") from None
+        except _Stalled:
+            raise ReadError(self.path, f"more than {_MAX_GAP // 2**20} MiB without a complete <Child> "
+                            f"(the last one read was number {self.n_children}); a census child takes a few "
+                            "KiB, so the file is refused rather than held in memory") from None
         self._flush()
         root = events.root
         if root is None or not saw_message:
@@ -692,16 +701,27 @@ class _Reader:
         )
 
 
+class _Stalled(Exception):
+    """Too many bytes read without a complete child: raised through lxml to stop the parse."""
+
+
 class _Counting:
-    """A binary file that counts the '=' bytes it hands over (a cheap test for attributes)."""
+    """A binary file that counts the '=' bytes it hands over (a cheap test for attributes), and
+    stops the parse when ``_MAX_GAP`` bytes pass without the reader marking progress: elements
+    that are never a ``<Child>`` would otherwise pile up in memory."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
         self.eq = 0
+        self.total = 0
+        self.mark = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.fh.read(n)
         self.eq += data.count(b"=")
+        self.total += len(data)
+        if self.total - self.mark > _MAX_GAP:
+            raise _Stalled()
         return data
 
 

@@ -249,3 +249,19 @@ def test_referenced_files_are_never_opened(tmp_path, listener, name):
             read_return(path)
     else:
         assert len(read_return(path).issues) >= 1
+
+
+def test_a_flood_of_other_elements_is_refused_in_bounded_memory(tmp_path):
+    # Elements that are never a <Child> would pile up in the tree; past 16 MiB without a child the
+    # read stops.
+    head, tail = BASE.split(b"</Child>", 1)
+    path = tmp_path / "flood.xml"
+    with path.open("wb") as fh:
+        fh.write(head + b"</Child>")
+        for _ in range(20):
+            fh.write(b"<Note>0123456789</Note>" * (2**20 // 23))
+        fh.write(tail)
+    with pytest.raises(ReadError) as info:
+        read_return(path)
+    assert info.value.problem.startswith("more than 16 MiB without a complete <Child> (the last one read was "
+                                         "number 1)")
