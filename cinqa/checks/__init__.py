@@ -8,7 +8,6 @@ package import so that the pure helpers (:mod:`cinqa.checks.upn_letters`) load w
 * ``bounds``   - a value must lie between other columns of the row, optionally shifted by an
                  offset such as ``-280D``, ``+9M`` or ``-45WD`` (census period, parent dates)
 * ``codes``    - a code must be present and in a code set (the "missing or invalid" rules)
-* ``pairs``    - two columns of a row must differ
 * ``calendar`` - a date must fall on a weekday
 * ``upn``      - UPN check letter and well-formedness
 """
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-MODULES = ("flags", "bounds", "codes", "pairs", "calendar", "upn")
+MODULES = ("flags", "bounds", "codes", "calendar", "upn")
 
 
 def register() -> None:

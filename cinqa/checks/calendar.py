@@ -15,7 +15,7 @@ class ColumnValuesWeekdays(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
-        return (pd.to_datetime(column).dt.dayofweek < 5).astype(bool)
+        return (pd.to_datetime(column).dt.day_of_week < 5).astype(bool)
 
 
 class ExpectColumnValuesToBeWeekdays(ColumnMapExpectation):
