@@ -497,6 +497,11 @@ class ViewBuilder:
             c, p, by=child, start="CINPlanStartDate", lo=_col(p, "CPPstartDate", "datetime64[s]"),
             hi=cpp_end.fillna(self.end), same_rows=False, include_hi=True, except_equal_to=cpp_end)
         df["open_cpps_in_episode"] = self._lookup(self._count("cp_plans", ep, cpp_end.isna()), df, ep)
+        # 4017 on the CIN plan: a protection plan of the child starts inside this plan's range,
+        # unless it starts on the plan's own end date.
+        df["holds_cpp_start"] = starts_inside(
+            p, c, by=child, start="CPPstartDate", lo=start, hi=end.fillna(self.end), same_rows=False,
+            include_hi=True, except_equal_to=end, mark="right")
         return self._census(df)
 
     @cached_property
@@ -563,17 +568,19 @@ class ViewBuilder:
 
 def starts_inside(left: pd.DataFrame, right: pd.DataFrame, *, by: tuple[str, ...], start: str,
                   lo: pd.Series, hi: pd.Series, same_rows: bool, include_hi: bool,
-                  except_equal_to: pd.Series | None = None, include_lo: bool = True) -> np.ndarray:
+                  except_equal_to: pd.Series | None = None, include_lo: bool = True,
+                  mark: str = "left") -> np.ndarray:
     """Tell for each row of ``left`` whether its ``start`` date falls inside a range of ``right``.
 
     Ranges run from ``lo`` (inclusive unless not ``include_lo``) to ``hi`` (inclusive if ``include_hi``), both aligned with
     ``right``'s rows; a range with a missing bound is no range. Rows are compared only within the
     same ``by`` keys (a child, an episode). With ``same_rows`` the two frames are the same table and
     a row is not compared with itself. ``except_equal_to`` (aligned with ``right``) exempts a start
-    on that date (a CIN plan may start the day a protection plan ends).
+    on that date (a CIN plan may start the day a protection plan ends). With ``mark="right"`` the
+    answer is for each row of ``right`` instead: whether its range holds the start of a ``left`` row.
     """
     n = len(left)
-    out = np.zeros(n, dtype=bool)
+    out = np.zeros(n if mark == "left" else len(right), dtype=bool)
     starts = pd.to_datetime(left[start]) if start in left else pd.Series(pd.NaT, index=left.index)
     if n == 0 or len(right) == 0:
         return out
@@ -596,7 +603,7 @@ def starts_inside(left: pd.DataFrame, right: pd.DataFrame, *, by: tuple[str, ...
     inside = above & ((pairs["_s"] <= pairs["_hi"]) if include_hi else (pairs["_s"] < pairs["_hi"]))
     if except_equal_to is not None:
         inside &= ~(pairs["_s"] == pairs["_x"])
-    out[pairs.loc[inside, "_l"].to_numpy(dtype="int64")] = True
+    out[pairs.loc[inside, "_l" if mark == "left" else "_r"].to_numpy(dtype="int64")] = True
     return out
 
 
