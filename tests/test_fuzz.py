@@ -321,9 +321,14 @@ def file_values(path: Path) -> tuple[Counter, Counter, dict[str, set[str]]]:
         text = (elem.text or "").strip() if isinstance(elem.tag, str) else ""
         if text:
             value = normal_xml(elem.tag, text)
-            (mixed if len(elem) else leaves)[value] += 1
+            # Text inside a container is not yet reported by the reader (test_stray_text_is_reported below).
+            (mixed if len(elem) or elem.tag in CONTAINERS else leaves)[value] += 1
             spelt.setdefault(value, set()).add(text)
     return leaves, mixed, spelt
+
+
+CONTAINERS = frozenset({"Message", "Children"} | {t for n in spec.nodes() if n.kind in ("group", "table", "list")
+                                                  for t in (n.name, *n.aliases)})
 
 
 def _padded(value: str) -> str:
@@ -442,6 +447,34 @@ def test_mutations_change_the_file_and_can_break_it(mutant_path: Path) -> None:
     assert check_read(mutant_path, build((name, [("drop", 3)], "utf-8", []))) is not None
     assert check_read(mutant_path, build((name, [], "utf-8", [("cut", 0.5)]))) is None
     assert build((name, [], "utf-16", []))[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
+# Found by the long run: text directly inside a container element is dropped without an issue
+# (<Message>0</Message> first). Reported to the owner of cinqa/read.py; each case must end up in an
+# issue's value once fixed, and then these tests pass and their xfail marker must go.
+STRAY_TEXT = {
+    "inside-message": ("<Children>", "stray <Children>"),
+    "inside-children": ("<Children>", "<Children>stray"),
+    "inside-a-group": ("<Source>", "<Source>stray"),
+    "inside-a-table-with-values": ("<CINdetails>", "<CINdetails>stray"),
+    "instead-of-a-table's-values": ("<ReferralNFA>false</ReferralNFA>",
+                                    "<ReferralNFA>false</ReferralNFA><Section47>stray</Section47>"),
+    "instead-of-a-list's-items": ("<Disabilities>\n          <Disability>AUT</Disability>\n          "
+                                  "<Disability>LD</Disability>\n        </Disabilities>", "<Disabilities>stray"
+                                  "</Disabilities>"),
+    "after-a-leaf": ("</LAchildID>", "</LAchildID>stray"),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="text inside container elements is dropped silently (cinqa/read.py)")
+@pytest.mark.parametrize("old, new", STRAY_TEXT.values(), ids=STRAY_TEXT.keys())
+def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
+    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "stray.xml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    values = read_return(path).issues["value"].dropna().astype(str)
+    assert values.str.contains("stray").any(), "the stray text is in no issue"
 
 
 # -- validate -----------------------------------------------------------------------------------
