@@ -62,16 +62,18 @@ def banner(title: str) -> None:
 
 
 def measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-             timeout: float | None = None) -> tuple[float, float, int, int, str, str]:
+             timeout: float | None = None, echo: bool = False) -> tuple[float, float, int, int, str, str]:
     """Run ``cmd`` and return (wall s, CPU s, peak RSS bytes, exit code, stdout, stderr) of that process.
 
     CPU time and peak RSS come from ``wait4`` on the child itself, so they are its own (and its
-    waited-for children's), not this process's.
+    waited-for children's), not this process's. With ``echo`` the child's output is printed as it comes.
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd, text=True)
         deadline = None if timeout is None else start + timeout
+        # a second open file description, so that reading does not move the child's write offset
+        follow = open(f"/proc/self/fd/{out.fileno()}", encoding="utf-8", errors="replace") if echo else None
         while True:  # poll with wait4 rather than proc.wait, which would reap the child and lose its usage
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -79,7 +81,12 @@ def measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | N
             if deadline is not None and time.perf_counter() > deadline:
                 proc.kill()
                 deadline = None
+            if follow is not None:
+                print(follow.read(), end="", flush=True)
             time.sleep(0.05)
+        if follow is not None:
+            print(follow.read(), end="", flush=True)
+            follow.close()
         code = os.waitstatus_to_exitcode(status)
         cpu, rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
         proc.returncode = code
@@ -165,8 +172,7 @@ def main() -> int:
             continue
         cmd = [sys.executable, argv[0], *(quick if args.quick else argv[1:])]
         print(f"\n== {name}: {' '.join(cmd[1:])}", flush=True)
-        wall, cpu, rss, code, out, err = measured(cmd, cwd=ROOT)
-        print(out, end="")
+        wall, cpu, rss, code, out, err = measured(cmd, cwd=ROOT, echo=True)
         if code != 0:
             print(err[-3000:], end="")
             failed.append(f"{name} (exit {code})")
