@@ -176,7 +176,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print()
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print("base = RSS after importing cinqa (pandas, lxml, great_expectations ...), before reading")
+    print("base = RSS after importing cinqa (pandas, numpy, pyarrow, lxml ...), before reading")
     print("targets: reader/floor <= 2, peakRSS/file <= 4")
 
 
