@@ -25,7 +25,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from cinqa import spec
-from cinqa.export import atomic_path
+from cinqa.files import atomic_path
 from cinqa.returns import CensusReturn
 
 FAILURE_COLUMNS = ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item",

@@ -7,8 +7,7 @@ so an interrupted write never leaves a half-written return.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import contextlib
 from collections import defaultdict
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +17,7 @@ from xml.sax.saxutils import escape
 import pandas as pd
 
 from cinqa import spec
+from cinqa.files import atomic_path
 from cinqa.returns import CensusReturn, Header
 
 Formatted = dict[str, str | None]
@@ -45,12 +45,12 @@ class ReturnWriter:
         self.year = year
         self.header = header
         self._fh: TextIO | None = None
-        self._tmp: str | None = None
+        self._stack: contextlib.ExitStack | None = None
 
     def __enter__(self) -> "ReturnWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._fh = self._stack.enter_context(tmp.open("w", encoding="utf-8", newline="\n"))
         self._fh.write('<?xml version="1.0" encoding="utf-8"?>\n<Message>\n')
         self._fh.write("".join(_header_lines(self.header, self.year)))
         self._fh.write("  <Children>\n")
@@ -73,16 +73,10 @@ class ReturnWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        assert self._fh is not None and self._tmp is not None
-        try:
-            if exc_type is None:
-                self._fh.write("  </Children>\n</Message>\n")
-            self._fh.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
-        finally:
-            if os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+        assert self._fh is not None and self._stack is not None
+        if exc_type is None:
+            self._fh.write("  </Children>\n</Message>\n")
+        self._stack.__exit__(exc_type, exc, tb)
 
 
 def _header_lines(header: Header, year: str) -> list[str]:
