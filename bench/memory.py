@@ -99,9 +99,8 @@ def main() -> int:
         emit(f"peak RSS read+validate, {n:,} children", f"{peak / 2**30:.2f} GiB ({per_child:.1f} KiB/child; "
              f"read {r['read_s']:.0f} s, validate {r['validate_s']:.0f} s wall, {r['validate_cpu']:.0f} s CPU)",
              target, "memory")
-    if len(results) > 1:
-        (n0, p0), (n1, p1) = results[0], results[-1]
-        print(f"\nmarginal memory {n0:,} -> {n1:,} children: {(p1 - p0) / (n1 - n0) / 1024:.1f} KiB per extra child")
+    for (n0, p0), (n1, p1) in zip(results, results[1:]):  # linear growth: these stay about equal
+        print(f"marginal memory {n0:,} -> {n1:,} children: {(p1 - p0) / (n1 - n0) / 1024:.1f} KiB per extra child")
     big = [p for n, p in results if n >= 800_000]
     if big:
         print(f"800k target (<= 8 GiB): {'met' if max(big) <= TARGET_BYTES else 'MISSED'}")
