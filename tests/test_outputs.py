@@ -231,8 +231,6 @@ def test_report_writes_only_the_html_and_leaves_inputs_cwd_and_temp_alone(report
     assert changed["inputs"] == [] and changed["cwd"] == [] and changed["TMPDIR"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="the report's Jupyter kernel creates ~/.ipython/profile_default (IPython's "
-                                       "profile) in the home directory; reported to cinqa/report.py")
 def test_report_writes_nothing_in_the_home_directory(report_run) -> None:
     result, written, changed = report_run
     assert result.exit_code == 0, result.output
