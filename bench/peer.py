@@ -154,7 +154,8 @@ def main() -> int:
             if ours and theirs:
                 work = theirs["read"] + theirs["validate"], ours["read"] + ours["validate"]
                 work_cpu = theirs["read_cpu"] + theirs["validate_cpu"], ours["read_cpu"] + ours["validate_cpu"]
-                row = {"children": n, "peer work": work[0], "cinqa work": work[1], "ratio": work[0] / work[1],
+                row = {"children": n, "peer work": work[0], "cinqa work": work[1], "peer cpu": work_cpu[0],
+                       "cinqa cpu": work_cpu[1], "ratio": work[0] / work[1],
                        "ratio cpu": work_cpu[0] / work_cpu[1], "ratio process": theirs["wall"] / ours["wall"],
                        "ratio process cpu": theirs["cpu"] / ours["cpu"]}
                 rows.append(row)
@@ -168,10 +169,11 @@ def main() -> int:
                      f"{ours['read'] + ours['validate']:.1f} s wall, {ours['read_cpu'] + ours['validate_cpu']:.1f} s CPU "
                      "(peer failed)", "", "peer")
         if len(rows) > 1:
-            print("\ngrowth (time per 1,000 children, seconds):")
+            print("\ngrowth (read + validate seconds per 1,000 children):")
             for r in rows:
-                print(f"  {r['children']:>8,}  peer {1000 * r['peer work'] / r['children']:6.2f}  "
-                      f"cinqa {1000 * r['cinqa work'] / r['children']:6.3f}")
+                k = 1000 / r["children"]
+                print(f"  {r['children']:>8,}  peer {k * r['peer work']:7.2f} wall {k * r['peer cpu']:7.2f} CPU   "
+                      f"cinqa {k * r['cinqa work']:7.3f} wall {k * r['cinqa cpu']:7.3f} CPU")
         if args.errors:
             compare_faults(args, python, ruleset, Path(tmp))
     return 0
