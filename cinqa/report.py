@@ -18,21 +18,22 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from IPython.display import HTML
-from matplotlib.figure import Figure
 
 import cinqa
 from cinqa import collect
-from cinqa import display as show
 from cinqa.errors import CinqaError, ReadError
 from cinqa.excel import summarise_failures
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
                                 return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "qa-report.ipynb"
 KEY_ENV = "CINQA_REPORT_KEY"
@@ -81,6 +82,18 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 
 
 # --- the report's sections ----------------------------------------------------------------
+
+
+def _show() -> Any:
+    """Import the display helpers, and with them matplotlib, only when a section is drawn.
+
+    Rendering runs in the user's process, where importing matplotlib would write its font cache
+    into the home directory; the sections run in the report's kernel, whose caches live in the
+    report's temporary folder.
+    """
+    from cinqa import display
+
+    return display
 
 
 def _validate(ret: CensusReturn) -> Any | None:
@@ -168,7 +181,7 @@ class QAReport:
         if self.validation is None:
             lines.append("The DfE validation rules are not available in this build of cinqa, so errors and "
                          "queries were not checked.")
-            return show.callout("<br>".join(lines), "bad" if structural else "warn", "Readiness cannot be judged")
+            return _show().callout("<br>".join(lines), "bad" if structural else "warn", "Readiness cannot be judged")
         summary = summarise_failures(self.validation.failures)
         errors = summary[summary["severity"] == "error"]
         queries = summary[summary["severity"] == "query"]
@@ -187,19 +200,19 @@ class QAReport:
             lines.append(f"{_count(len(errored), 'rule')} could not be evaluated (see the validation summary); "
                          "their results are unknown.")
         if structural or n_err:
-            return show.callout("<br>".join(lines), "bad", "Not ready to submit")
+            return _show().callout("<br>".join(lines), "bad", "Not ready to submit")
         if n_q:
-            return show.callout("No errors.<br>" + "<br>".join(lines), "warn",
+            return _show().callout("No errors.<br>" + "<br>".join(lines), "warn",
                                 "Ready once the queries are explained")
-        return show.callout("<br>".join(["No errors and no queries."] + lines), "ok", "Ready to submit")
+        return _show().callout("<br>".join(["No errors and no queries."] + lines), "ok", "Ready to submit")
 
     def header_facts(self) -> HTML:
         """Show the header facts of the return."""
-        return show.table(show.header_facts(self.ret))
+        return _show().table(_show().header_facts(self.ret))
 
     def sizes(self) -> HTML:
         """Show how many rows each table of the return has."""
-        return show.table(self.ret.sizes().to_frame().rename_axis("table"))
+        return _show().table(self.ret.sizes().to_frame().rename_axis("table"))
 
     def structural_issues(self) -> HTML:
         """Show what the reader found wrong with the file's structure."""
@@ -207,29 +220,29 @@ class QAReport:
         if self._p and len(issues):
             issues = pseudonymise_issues(issues, self._p, self._scrub)
         if not len(issues):
-            return show.callout("The file's structure is sound: every element is known, in place and readable.", "ok")
+            return _show().callout("The file's structure is sound: every element is known, in place and readable.", "ok")
         cols = [c for c in ISSUE_COLUMNS if c in issues.columns]
-        return show.table(issues[cols], note="Line numbers refer to the XML file.")
+        return _show().table(issues[cols], note="Line numbers refer to the XML file.")
 
     def validation_summary(self) -> HTML:
         """Show errors and queries by rule, with the children and rows affected."""
         if self.validation is None:
-            return show.callout("Validation rules are not available in this build.", "warn")
+            return _show().callout("Validation rules are not available in this build.", "warn")
         summary = summarise_failures(self.validation.failures)
-        parts = [show.table(summary, max_rows=None).data if len(summary) else
-                 show.callout("No rule failed.", "ok").data]
+        parts = [_show().table(summary, max_rows=None).data if len(summary) else
+                 _show().callout("No rule failed.", "ok").data]
         errored = getattr(self.validation, "errored", None)
         if errored is not None and len(errored):
-            parts.append(show.table(pd.DataFrame(errored), "Rules that could not be evaluated").data)
+            parts.append(_show().table(pd.DataFrame(errored), "Rules that could not be evaluated").data)
         return HTML("\n".join(parts))
 
     def rule_tables(self, max_rows: int = RULE_ROWS) -> HTML:
         """Show, for each failing rule, its message and the failing rows (up to ``max_rows`` each)."""
         f = self.failures
         if f is None:
-            return show.callout("Validation rules are not available in this build.", "warn")
+            return _show().callout("Validation rules are not available in this build.", "warn")
         if not len(f):
-            return show.callout("No rule failed.", "ok")
+            return _show().callout("No rule failed.", "ok")
         parts = []
         for row in summarise_failures(self.validation.failures).itertuples(index=False):
             rows = f[(f["rule"] == row.rule) & (f["severity"] == row.severity)]
@@ -239,16 +252,16 @@ class QAReport:
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
                 f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
                 f"{_count(row.rows, 'failing row')}, {_count(row.children, 'child', 'children')}</span></p>")
-            parts.append(show.table(rows[RULE_COLUMNS], max_rows=max_rows).data)
+            parts.append(_show().table(rows[RULE_COLUMNS], max_rows=max_rows).data)
         return HTML("\n".join(parts))
 
-    def distributions(self) -> Figure:
+    def distributions(self) -> "Figure":
         """Draw the distributions that matter, as small multiples."""
-        return show.plot_distributions(self.ret)
+        return _show().plot_distributions(self.ret)
 
-    def assessment_durations(self) -> Figure:
+    def assessment_durations(self) -> "Figure":
         """Draw completed assessments by working days taken."""
-        return show.plot_assessment_durations(self.ret)
+        return _show().plot_assessment_durations(self.ret)
 
     def view(self, name: str) -> HTML:
         """Show the COLLECT view ``name`` (see :data:`cinqa.collect.VIEWS`) as a table."""
@@ -260,22 +273,22 @@ class QAReport:
         if v.note:
             note = f"{v.note} {note}"
         if name == "key_indicators":
-            return show.indicators(df, note=note)
-        return show.table(df, note=note)
+            return _show().indicators(df, note=note)
+        return _show().table(df, note=note)
 
     def year_on_year(self) -> HTML:
         """Compare the return with the earlier ones given: headline measures, big changes, continuity."""
         if self.previous is None:
-            return show.callout("Give the previous year's return as well to see the year-on-year comparison "
+            return _show().callout("Give the previous year's return as well to see the year-on-year comparison "
                                 "(for example <code>cinqa report LAST.xml THIS.xml -o report.html</code>).", "info")
         try:
             from cinqa.compare import compare
         except ImportError:
-            return show.callout("The year-on-year comparison is not available in this build.", "warn")
+            return _show().callout("The year-on-year comparison is not available in this build.", "warn")
         comp = compare(self.rets)
-        parts = [show.callout(html.escape(n), "warn").data for n in comp.notes]
+        parts = [_show().callout(html.escape(n), "warn").data for n in comp.notes]
         for title, df in comp.summary().items():
-            parts.append(show.table(df, title, max_rows=30).data)
+            parts.append(_show().table(df, title, max_rows=30).data)
         return HTML("\n".join(parts))
 
     def colophon(self) -> HTML:
@@ -296,19 +309,22 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def _environ(name: str, value: str | None) -> Iterator[None]:
-    old = os.environ.get(name)
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+def _environ(values: dict[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, remove) environment variables for the duration of the block."""
+    old = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _strip_noise(nb: Any) -> None:
@@ -376,7 +392,11 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
         # The key goes to the kernel through its environment so it is never written into a notebook.
-        with _environ(KEY_ENV, key.hex() if key else None):
+        # IPython's profile, matplotlib's font cache and the kernel's connection file would otherwise
+        # be written under the user's home directory: they go to the temporary folder instead.
+        scratch = {name: str(Path(tmp, sub)) for name, sub in (
+            ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
+        with _environ({KEY_ENV: key.hex() if key else None, **scratch}):
             try:
                 # The kernel's own log (its "running over TCP" warning) would reach the user's terminal.
                 papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from html import unescape
 import re
 import types
@@ -208,3 +210,10 @@ def test_load_applies_the_year_to_the_return_being_checked(ret):
     qa = QAReport.load([FIXTURES / "cin-2022-23.xml", FIXTURES / "cin-2023-24.xml"], year="2023-24")
     assert (qa.previous.year, qa.ret.year) == ("2022-23", "2023-24")
     assert qa.validation is not None and qa.validation.ret is qa.ret
+
+
+def test_rendering_does_not_import_matplotlib_in_the_users_process():
+    # matplotlib writes its font cache under the home directory when imported; only the kernel may draw
+    code = "import sys, cinqa.report; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
