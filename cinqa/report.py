@@ -194,7 +194,8 @@ class QAReport:
                          "return with errors.")
         if n_q:
             lines.append(f"<b>{_count(n_q, 'query', 'queries')}</b> under {_count(len(queries), 'rule')} "
-                         "need correcting or explaining in a return-level note in COLLECT.")
+                         f"{'needs' if n_q == 1 else 'need'} correcting or explaining in a return-level note "
+                         "in COLLECT.")
         errored = getattr(self.validation, "errored", None)
         if errored is not None and len(errored):
             lines.append(f"{_count(len(errored), 'rule')} could not be evaluated (see the validation summary); "

@@ -59,7 +59,7 @@ def report(ret, *rows, **kw):
 def test_errors_mean_not_ready(ret):
     html = report(ret, ERROR, QUERY).verdict().data
     assert "Not ready to submit" in html and "1 error</b> under 1 rule, affecting 1 child," in html
-    assert "1 query</b> under 1 rule" in html
+    assert "1 query</b> under 1 rule needs correcting" in html
 
 
 def test_queries_only_need_explaining(ret):
