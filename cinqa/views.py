@@ -199,6 +199,14 @@ class ViewBuilder:
 
     # -- counts shared between views ------------------------------------------------------
 
+    def _add_parent_dates(self, df: pd.DataFrame, parent: str, keys: tuple[str, ...],
+                          cols: tuple[str, ...]) -> None:
+        """Copy date columns of each row's parent (an assessment of a factor) onto ``df``."""
+        got = self._table(parent).set_index(list(keys)).reindex(
+            pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in keys]))
+        for col in cols:
+            df[col] = (got[col] if col in got else pd.Series(pd.NaT, index=got.index)).to_numpy(dtype="datetime64[s]")
+
     def _count(self, table: str, keys: tuple[str, ...], mask: pd.Series | None = None) -> pd.Series:
         """Count the rows of ``table`` (where ``mask``) per ``keys``."""
         t = self._table(table)
@@ -356,8 +364,7 @@ class ViewBuilder:
         # The view's rows are the table's rows in order, so the table supplies the own key.
         df["factors_for_assessment"] = self._lookup(self._count("assessment_factors", own), a, own)
         df["valid_factors_for_assessment"] = self._lookup(self._count("assessment_factors", own, valid), a, own)
-        joined = (f.assign(_code=codes.astype("str")).sort_values("_code")
-                  .groupby(list(own), sort=False)["_code"].agg(",".join))
+        joined = _joined_codes(f, own, codes)
         idx = pd.MultiIndex.from_arrays([a[k].to_numpy(dtype="int64") for k in own])
         df["factor_codes"] = joined.reindex(idx).to_numpy(dtype=object) if len(joined) else np.full(len(df), None)
         # 8897Q: at least one factor, and every factor a code of the year.
@@ -380,11 +387,7 @@ class ViewBuilder:
         f = self._table("assessment_factors")
         df = self._with_locator("assessment_factors", f.copy())
         own = ("child", "episode", "assessment")
-        a = self._table("assessments").set_index(list(own))
-        idx = pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in own])
-        got = a.reindex(idx)
-        for col in ("AssessmentActualStartDate", "AssessmentAuthorisationDate"):
-            df[col] = (got[col] if col in got else pd.Series(pd.NaT, index=got.index)).to_numpy(dtype="datetime64[s]")
+        self._add_parent_dates(df, "assessments", own, ("AssessmentActualStartDate", "AssessmentAuthorisationDate"))
         self._add_episode_facts(df, ("CINclosureDate", "ReasonForClosure", "ReferralNFA"))
         df["factors_for_assessment"] = self._lookup(self._count("assessment_factors", own), df, own)
         df["assessments_in_episode"] = self._lookup(self._count("assessments", ("child", "episode")), df, ("child", "episode"))
@@ -509,11 +512,7 @@ class ViewBuilder:
         r = self._table("cp_reviews")
         df = self._with_locator("cp_reviews", r.copy())
         own = ("child", "episode", "cpp")
-        p = self._table("cp_plans").set_index(list(own))
-        idx = pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in own])
-        got = p.reindex(idx)
-        for col in ("CPPstartDate", "CPPendDate"):
-            df[col] = (got[col] if col in got else pd.Series(pd.NaT, index=got.index)).to_numpy(dtype="datetime64[s]")
+        self._add_parent_dates(df, "cp_plans", own, ("CPPstartDate", "CPPendDate"))
         self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReferralNFA"))
         plans = self._table("cin_plans")
         # 4003: on or between a CIN plan's start and end dates (through the census end if it is
@@ -605,6 +604,23 @@ def starts_inside(left: pd.DataFrame, right: pd.DataFrame, *, by: tuple[str, ...
         inside &= ~(pairs["_s"] == pairs["_x"])
     out[pairs.loc[inside, "_l" if mark == "left" else "_r"].to_numpy(dtype="int64")] = True
     return out
+
+
+def _joined_codes(table: pd.DataFrame, keys: tuple[str, ...], codes: pd.Series) -> pd.Series:
+    """Join each key's codes, sorted, with commas ("16A,3B"), indexed by ``keys``.
+
+    A per-group ``agg(",".join)`` runs Python once per group (seconds at 200k assessments);
+    sorting once and concatenating each run of rows with ``np.add.reduceat`` does not.
+    """
+    ordered = table.assign(_code=codes.astype("str")).sort_values([*keys, "_code"], kind="stable")
+    ordered = ordered.loc[ordered["_code"].notna().to_numpy()]
+    if not len(ordered):
+        return pd.Series([], dtype=object)
+    k = np.column_stack([ordered[c].to_numpy(dtype="int64") for c in keys])
+    starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]).any(axis=1)])
+    text = np.add.reduceat(ordered["_code"].to_numpy(dtype=object) + ",", starts)
+    index = pd.MultiIndex.from_arrays([k[starts, i] for i in range(len(keys))], names=list(keys))
+    return pd.Series([t[:-1] for t in text], index=index, dtype=object)
 
 
 def _col(df: pd.DataFrame, name: str, dtype: str) -> pd.Series:
