@@ -321,12 +321,17 @@ def file_values(path: Path) -> tuple[Counter, Counter, dict[str, set[str]]]:
         text = (elem.text or "").strip() if isinstance(elem.tag, str) else ""
         if text:
             value = normal_xml(elem.tag, text)
+            if elem.tag in WHOLE_NUMBERS and _WHOLE.fullmatch(value):
+                value = str(int(value))  # "007" is read as 7
             # Text inside a container is not yet reported by the reader (test_stray_text_is_reported below).
             (mixed if len(elem) or elem.tag in CONTAINERS else leaves)[value] += 1
             spelt.setdefault(value, set()).add(text)
     return leaves, mixed, spelt
 
 
+WHOLE_NUMBERS = frozenset(t for n in spec.nodes() if n.kind == "leaf" and n.type in ("int", "gyear")
+                          for t in (n.name, *n.aliases))
+_WHOLE = re.compile(r"[+-]?\d+")
 CONTAINERS = frozenset({"Message", "Children"} | {t for n in spec.nodes() if n.kind in ("group", "table", "list")
                                                   for t in (n.name, *n.aliases)})
 
@@ -362,6 +367,11 @@ def assert_nothing_lost(ret: CensusReturn, path: Path) -> None:
             f"{value[:80]!r} x{n} is neither in the tables nor in the issues"
 
 
+# Known bugs with strict xfail reproducers below: counted, not failed, so that long runs look further.
+_HUGE_NUMBER = re.compile(rb">\s*[+-]?\d{19,}\s*<")
+_YEAR_ZERO = re.compile(rb">\s*0000-\d\d-\d\d\s*<")
+
+
 def check_read(path: Path, data: bytes) -> CensusReturn | None:
     """Read the mutant: a typed return, or a ReadError that names the file. Anything else fails."""
     path.write_bytes(data)
@@ -373,6 +383,11 @@ def check_read(path: Path, data: bytes) -> CensusReturn | None:
         assert str(err).startswith(f"{path}, line {err.line}: " if err.line else f"{path}: "), str(err)
         assert err.problem and "Traceback" not in err.problem
         assert err.line is None or 1 <= err.line <= data.count(b"\n") + 1, (err.line, str(err))
+        return None
+    except (TypeError, OverflowError):
+        if not _HUGE_NUMBER.search(data.replace(b"\x00", b"")):
+            raise
+        TALLY["known bug: huge whole number"] += 1  # test_a_huge_whole_number_is_an_issue
         return None
     TALLY["read"] += 1
     check_return(ret, path, data)
@@ -516,6 +531,20 @@ def test_a_year_zero_date_does_not_break_the_error_report(tmp_path: Path) -> Non
     assert (tmp_path / "e.xlsx").exists()
 
 
+# Found by the long run: a whole number too large for 64 bits stops the reader with a TypeError or
+# OverflowError (cinqa/read.py, convert: pd.to_numeric(...).astype("Int64")) instead of an issue.
+@pytest.mark.xfail(strict=True, reason="huge whole numbers raise inside the reader (cinqa/read.py, convert)")
+@pytest.mark.parametrize("number", ["10000000000000000000", "9" * 400])
+def test_a_huge_whole_number_is_an_issue(tmp_path: Path, number: str) -> None:
+    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
+    assert "<NumberOfPreviousCPP>0<" in text
+    path = tmp_path / "huge-number.xml"
+    path.write_text(text.replace("<NumberOfPreviousCPP>0<", f"<NumberOfPreviousCPP>{number}<", 1), encoding="utf-8")
+    ret = read_return(path)
+    assert ret.cp_plans["NumberOfPreviousCPP"].isna().iat[0]
+    assert (ret.issues["value"] == number).any()
+
+
 # -- validate -----------------------------------------------------------------------------------
 
 
@@ -561,8 +590,13 @@ def validate_property(mutant_path: Path, case: Any) -> None:
     from cinqa.excel import write_error_report
     from cinqa.export import write_failures_csv
 
-    write_error_report(mutant_path.with_suffix(".xlsx"), f, ret)
     write_failures_csv(f, mutant_path.with_suffix(".csv"))
+    try:
+        write_error_report(mutant_path.with_suffix(".xlsx"), f, ret)
+    except (ValueError, NotImplementedError):
+        if not _YEAR_ZERO.search(mutant_path.read_bytes()):
+            raise
+        TALLY["known bug: year-0000 date in the workbook"] += 1  # test_a_year_zero_date_does_not_break_...
 
 
 @pytest.mark.timeout(600)
