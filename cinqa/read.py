@@ -35,7 +35,7 @@ from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
 _SAFE: dict[str, Any] = dict(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
                              remove_comments=True, remove_pis=True)
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
-_DATE = r"\d{4}-\d{2}-\d{2}"
+_DATE = r"[1-9]\d{3}-\d{2}-\d{2}"  # years 1000-9999, as _FIRST_DAY.._LAST_DAY
 _DATETIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?"
 _FIRST_DAY, _LAST_DAY = np.datetime64("1000-01-01", "D"), np.datetime64("9999-12-31", "D")
 _BOOL_SPELLINGS = {**_BOOLS, "TRUE": True, "FALSE": False, "True": True, "False": False}
@@ -809,7 +809,8 @@ def convert(raw: pd.Series, node: spec.Node, year: str,
         typed = mapped.astype("boolean")
         return typed, present & typed.isna().to_numpy()
     if t in ("int", "gyear"):
-        pattern = r"[+-]?\d+" if t == "int" else r"\d{4}"
+        # Beyond 18 digits a whole number no longer fits the 64-bit column: it is an issue, not a crash.
+        pattern = r"[+-]?\d{1,18}" if t == "int" else r"\d{4}"
         ok = raw.astype("object").str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool) if present.any() \
             else present
         typed = pd.to_numeric(raw.where(ok), errors="coerce").astype("Int64")
