@@ -460,7 +460,7 @@ def test_mutations_change_the_file_and_can_break_it(mutant_path: Path) -> None:
     assert build((name, [], "utf-16", []))[:2] in (b"\xff\xfe", b"\xfe\xff")
 
 
-# Found by the long run: text directly inside a container element is dropped without an issue
+# Found by a long run: text directly inside a container element is dropped without an issue
 # (<Message>0</Message> first). Reported to the owner of cinqa/read.py; each case must end up in an
 # issue's value once fixed, and then these tests pass and their xfail marker must go.
 STRAY_TEXT = {
@@ -488,8 +488,8 @@ def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
     assert values.str.contains("stray").any(), "the stray text is in no issue"
 
 
-# Found by the long run: the reader takes 0000-01-01 for a date (numpy has a year 0; xs:date and
-# Python's datetime do not), and the Excel error report then fails with an internal error.
+# Found by a long run (fixed): the reader took 0000-01-01 for a date (numpy has a year 0; xs:date and
+# Python's datetime do not), and the Excel error report then failed with an internal error.
 YEAR_ZERO = ("<PersonBirthDate>2015-06-01", "<PersonBirthDate>0000-01-01")
 
 
@@ -518,8 +518,8 @@ def test_a_year_zero_date_does_not_break_the_error_report(tmp_path: Path) -> Non
     assert (tmp_path / "e.xlsx").exists()
 
 
-# Found by the long run: a whole number too large for 64 bits stops the reader with a TypeError or
-# OverflowError (cinqa/read.py, convert: pd.to_numeric(...).astype("Int64")) instead of an issue.
+# Found by a long run (fixed): a whole number too large for 64 bits stopped the reader with a
+# TypeError or OverflowError instead of an issue.
 @pytest.mark.parametrize("number", ["10000000000000000000", "9" * 400])
 def test_a_huge_whole_number_is_an_issue(tmp_path: Path, number: str) -> None:
     text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
