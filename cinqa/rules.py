@@ -209,36 +209,148 @@ def expectation_config(entry: RuleEntry, year: str) -> dict[str, Any]:
 
 def suites(year: str, rules: tuple[str, ...] | None = None, directory: str | Path | None = None) -> dict[str, Any]:
     """Assemble the GX suites of census ``year``, one per view that has rules (optionally only ``rules``)."""
-    return _suites(year, tuple(rules) if rules is not None else None, Path(directory or EXPECTATIONS_DIR).resolve())
+    plans = view_suites(year, rules, directory)
+    return {view: plan.full_suite() for view, plan in plans.items()}
+
+
+@dataclass(frozen=True)
+class ConditionGroup:
+    """Expectations of one view that share a row condition, with the condition taken out.
+
+    GX filters the batch again for every metric of an expectation with a row condition (and
+    re-serialises the condition each time it rebuilds the expectation's configuration); a group
+    is filtered once, with the same pandas clause GX would use, and its expectations run on the
+    filtered rows without a condition. ``conditioned`` holds them with their condition, for a
+    condition that cannot be applied (GX then reports the error per expectation).
+    """
+
+    clause: str | None
+    suite: Any
+    conditioned: Any
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ViewSuite:
+    """The rules of one view for one year, ready to run: lean GX suites and what they need.
+
+    GX rebuilds an expectation's configuration (a pydantic dump of every field, meta included)
+    hundreds of times per validation, so the suites that run carry in ``meta`` only the rule and
+    the entry's position in ``entries``; ``configs`` are the full configurations (row condition
+    and registry meta) to put back on the results.
+    """
+
+    view: str
+    year: str
+    entries: tuple[RuleEntry, ...]
+    configs: tuple[Any, ...]
+    groups: tuple[ConditionGroup, ...]
+    columns: tuple[str, ...]
+
+    def full_suite(self) -> Any:
+        """Return the view's suite as written: full meta and row conditions (for Data Docs and listings)."""
+        import great_expectations as gx
+
+        return gx.ExpectationSuite(name=f"cinqa-{self.view}-{self.year}",
+                                   expectations=[c.to_domain_obj() for c in self.configs],
+                                   meta={"census_year": self.year, "view": self.view})
+
+
+def view_suites(year: str, rules: tuple[str, ...] | None = None,
+                directory: str | Path | None = None) -> dict[str, ViewSuite]:
+    """Assemble the runnable suites of census ``year`` per view (optionally only ``rules``); built once per process."""
+    return _view_suites(year, tuple(rules) if rules is not None else None, Path(directory or EXPECTATIONS_DIR).resolve())
 
 
 @cache
-def _suites(year: str, rules: tuple[str, ...] | None, directory: Path) -> dict[str, Any]:
+def _view_suites(year: str, rules: tuple[str, ...] | None, directory: Path) -> dict[str, ViewSuite]:
     import great_expectations as gx
 
     from cinqa.checks import register
 
     register()  # GX must know the custom expectations' names before it reads them
 
+    from great_expectations.execution_engine import PandasExecutionEngine
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+    def build(e: RuleEntry, config: dict[str, Any]) -> Any:
+        # Built one by one: ExpectationSuite only logs and drops a configuration it can't build,
+        # which would make a broken rule look like a passing one.
+        try:
+            return ExpectationConfiguration(**config).to_domain_obj()
+        except Exception as exc:  # GX raises pydantic, config and registry errors alike
+            raise ValueError(f"{e.view}.json, rule {e.rule} ({e.type}): cannot build the expectation: {exc}") from exc
+
+    engine = PandasExecutionEngine()
     chosen = [e for e in rules_for_year(year, directory) if rules is None or e.rule in rules]
-    out: dict[str, Any] = {}
+    out: dict[str, ViewSuite] = {}
     for view in VIEWS:
-        built = []
-        for e in chosen:
-            if e.view != view:
-                continue
-            # Built one by one: ExpectationSuite only logs and drops a configuration it can't build,
-            # which would make a broken rule look like a passing one.
-            try:
-                built.append(ExpectationConfiguration(**expectation_config(e, year)).to_domain_obj())
-            except Exception as exc:  # GX raises pydantic, config and registry errors alike
-                raise ValueError(f"{view}.json, rule {e.rule} ({e.type}): cannot build the expectation: {exc}") from exc
-        if built:
-            out[view] = gx.ExpectationSuite(name=f"cinqa-{view}-{year}", expectations=built,
-                                            meta={"census_year": year, "view": view})
+        mine = tuple(e for e in chosen if e.view == view)
+        if not mine:
+            continue
+        opaque = any(e.kwargs.get("row_condition") and not isinstance(e.kwargs["row_condition"], dict)
+                     for e in mine)
+        configs = []
+        grouped: dict[str, tuple[Any, list[Any], list[Any]]] = {}
+        for i, e in enumerate(mine):
+            full = expectation_config(e, year)
+            conditioned = build(e, {**full, "meta": {"rule": e.rule, "entry": i}})
+            configs.append(build(e, full).configuration)
+            condition = full["kwargs"].get("row_condition")
+            clause = None
+            if condition:
+                try:
+                    clause = engine.condition_to_filter_clause(conditioned.row_condition)
+                except Exception:  # not a Condition (a legacy string): GX applies it itself
+                    clause = None
+            key = json.dumps(condition, sort_keys=True, default=str) if clause else ""
+            bare, reads = conditioned, read_columns(e.kwargs)
+            if clause:
+                kwargs = {k: v for k, v in full["kwargs"].items() if k != "row_condition"}
+                bare = build(e, {**full, "kwargs": kwargs, "meta": {"rule": e.rule, "entry": i}})
+                reads = read_columns({k: v for k, v in e.kwargs.items() if k != "row_condition"})
+            grouped.setdefault(key, (clause, [], [], []))
+            grouped[key][1].append(bare)
+            grouped[key][2].append(conditioned)
+            grouped[key][3].extend(reads)
+        groups = tuple(
+            ConditionGroup(clause=clause,
+                           suite=gx.ExpectationSuite(name=f"cinqa-{view}-{year}-{n}", expectations=bare,
+                                                     meta={"census_year": year, "view": view}),
+                           conditioned=gx.ExpectationSuite(name=f"cinqa-{view}-{year}-{n}c", expectations=cond,
+                                                           meta={"census_year": year, "view": view}),
+                           columns=() if opaque else tuple(dict.fromkeys(cols)))
+            for n, (clause, bare, cond, cols) in enumerate(grouped.values()))
+        # A condition written as a string names its columns nowhere: GX then gets every column.
+        columns = () if opaque else tuple(dict.fromkeys(c for e in mine for c in read_columns(e.kwargs)))
+        out[view] = ViewSuite(view=view, year=year, entries=mine, configs=tuple(configs), groups=groups,
+                              columns=columns)
     return out
+
+
+def read_columns(kwargs: dict[str, Any]) -> list[str]:
+    """Name the view columns an expectation reads: its column kwargs and its row condition's columns.
+
+    Column kwargs are ``column``, ``column_A``, ``column_B``, ``column_list`` and any ending in
+    ``_column`` (``min_column``, ``max_column``); GX is given only the columns its suite reads.
+    """
+    out: list[str] = []
+    for key, value in kwargs.items():
+        if key in ("column", "column_A", "column_B") or key.endswith("_column"):
+            if isinstance(value, str):
+                out.append(value)
+        elif key == "column_list" and isinstance(value, list):
+            out += [v for v in value if isinstance(v, str)]
+    return out + _condition_columns(kwargs.get("row_condition"))
+
+
+def _condition_columns(cond: Any) -> list[str]:
+    if not isinstance(cond, dict):
+        return []
+    if "conditions" in cond:
+        return [c for sub in cond["conditions"] for c in _condition_columns(sub)]
+    column = cond.get("column")
+    return [column["name"]] if isinstance(column, dict) and "name" in column else []
 
 
 def view_entity(view: str) -> str:

@@ -5,10 +5,28 @@ context: nothing is written to disk, analytics and progress bars are off. Result
 the rule in their ``meta`` (GX returns them out of order), a rule whose evaluation raised is
 reported in ``Validation.errored`` rather than as failures, and the failing rows are looked up
 in the views to give the tidy failures table described in ``notes/TEAM.md``.
+
+GX spends a fixed ~20-50 ms per expectation on each validation, whatever the data size,
+mostly rebuilding each expectation's configuration (a pydantic dump of all its fields) for
+every metric it asks for, and filtering the batch again for each metric of an expectation
+with a row condition. So that what GX does per expectation stays small:
+
+* the suites are built once per process and carry a lean ``meta`` (rule and entry number);
+  the full meta is put back on the results afterwards;
+* GX is given only the columns a view's suite reads, with ``row`` as the frame's index, so
+  filtering copies few columns and failing rows come back as one list of row numbers
+  (``exclude_unexpected_values``) instead of one dictionary per failing row;
+* expectations that share a row condition run together on the rows it selects, filtered once
+  with the clause GX itself would use, instead of GX filtering again for every metric;
+* on a machine with more than one core, a large validation runs part of the view suites in
+  a forked helper process while this process runs the rest (POSIX only; ``workers=1`` or the
+  environment variable ``CINQA_WORKERS=1`` turns it off).
 """
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,7 +52,11 @@ _RESULT_FORMAT = {
     "unexpected_index_column_names": ["row"],
     "return_unexpected_index_query": False,
     "partial_unexpected_count": 0,
+    # With ``row`` as the index this gives [{"row": [3, 17, ...]}] instead of a dict per row.
+    "exclude_unexpected_values": True,
 }
+_PARALLEL_MIN_EXPECTATIONS = 24
+"""Below this many expectations a helper process costs more than it saves."""
 
 
 @dataclass
@@ -59,11 +81,13 @@ class Validation:
 
 
 def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str] | None = None,
-             expectations: str | Path | None = None) -> Validation:
+             expectations: str | Path | None = None, workers: int | None = None) -> Validation:
     """Check ``ret`` against every DfE rule of census ``year`` (default: the return's own year).
 
     ``rules`` limits the check to those rule codes (``["8525Q", "8600"]``); ``expectations`` is
-    another folder of rule suites (default: the package's ``expectations/``).
+    another folder of rule suites (default: the package's ``expectations/``). ``workers`` is the
+    number of processes the view suites may share (default: ``CINQA_WORKERS``, else 2 when the
+    machine has two cores or more; a small validation always runs in this process alone).
     """
     from cinqa import rules as registry
 
@@ -72,28 +96,174 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
         raise YearError(f"census year {year!r} is not supported; choose one of {', '.join(spec.YEARS)}")
     wanted = tuple(sorted(set(rules))) if rules is not None else None
     clock = time.perf_counter()
-    suites = registry.suites(year, wanted, expectations)
+    plans = registry.view_suites(year, wanted, expectations)
     seconds = {"suites": time.perf_counter() - clock}
 
     clock = time.perf_counter()
     builder = ViewBuilder(ret, year)
-    views = {name: builder.view(name) for name in suites}
+    views = {name: builder.view(name) for name in plans}
     seconds["views"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    results: dict[str, Any] = {}
-    for name, suite in suites.items():
-        if len(views[name]):
-            results[name] = _batch(name, views[name]).validate(suite, result_format=_RESULT_FORMAT)
+    results = run_suites(plans, views, workers)
     seconds["gx"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     failures, errored = _tidy(results, views)
     summary = _summarise(failures)
     seconds["failures"] = time.perf_counter() - clock
-    checked = tuple(sorted({e.meta["rule"] for s in suites.values() for e in s.expectations}))
+    checked = tuple(sorted({e.rule for p in plans.values() for e in p.entries}))
     return Validation(year=year, ret=ret, failures=failures, summary=summary, errored=errored, gx_result=results,
                       checked=checked, views=views, seconds=seconds)
+
+
+def run_suites(plans: dict[str, Any], views: dict[str, pd.DataFrame], workers: int | None = None) -> dict[str, Any]:
+    """Validate each view against its suite with GX; return the GX results by view, with full meta.
+
+    ``plans`` are :func:`cinqa.rules.view_suites`; views without rows are not validated.
+    """
+    names = [n for n in plans if len(views[n])]
+    frames = {n: _frame(views[n], plans[n].columns) for n in names}
+    size = sum(len(plans[n].entries) for n in names)
+    if _workers(workers) < 2 or size < _PARALLEL_MIN_EXPECTATIONS or len(names) < 2:
+        parts = {n: _run_one(plans[n], frames[n]) for n in names}
+    else:
+        parts = _run_shared(names, plans, frames)
+    return {n: _merge(plans[n], parts[n]) for n in names}
+
+
+def _frame(view: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Give GX the columns a suite reads, indexed by ``row`` (GX matches names regardless of case)."""
+    out = _narrow(view, columns)
+    out.index = pd.Index(view["row"].to_numpy(), name="row")
+    return out
+
+
+def _narrow(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Keep ``columns`` (all of them when none are named), never the ``row`` column itself."""
+    wanted = {c.lower() for c in columns}
+    return frame.loc[:, [c for c in frame.columns if (not wanted or c.lower() in wanted) and c != "row"]]
+
+
+def _run_one(plan: Any, frame: pd.DataFrame) -> list[Any]:
+    """Run a view's condition groups: each on the rows its condition selects, as GX would select them."""
+    out = []
+    for group in plan.groups:
+        rows, suite = frame, group.suite
+        if group.clause is not None:
+            try:
+                rows = frame.query(group.clause)
+            except Exception:  # let GX apply the condition itself and report the error per rule
+                rows, suite = frame, group.conditioned
+        if suite is group.suite and group.columns:
+            # Only the group's own columns: GX fingerprints (hashes) every frame it is given.
+            rows = _narrow(rows, group.columns)
+        out.append(_batch(plan.view, rows).validate(suite, result_format=_RESULT_FORMAT))
+    return out
+
+
+def _merge(plan: Any, parts: list[Any]) -> Any:
+    """Join a view's group results into one GX suite result whose expectations read as written."""
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+
+    results = []
+    for part in parts:
+        for r in part.results:
+            lean = r.expectation_config
+            full = copy.deepcopy(plan.configs[int(lean.meta["entry"])])
+            if "batch_id" in lean.kwargs:
+                full.kwargs["batch_id"] = lean.kwargs["batch_id"]
+            r.expectation_config = full
+            results.append(r)
+    passed = sum(1 for r in results if r.success)
+    return ExpectationSuiteValidationResult(
+        results=results, success=passed == len(results), suite_name=f"cinqa-{plan.view}-{plan.year}",
+        statistics={"evaluated_expectations": len(results), "successful_expectations": passed,
+                    "unsuccessful_expectations": len(results) - passed,
+                    "success_percent": 100.0 * passed / len(results) if results else None},
+        meta=parts[0].meta if parts else {}, batch_id=parts[0].batch_id if parts else None)
+
+
+def _workers(workers: int | None) -> int:
+    if workers is None:
+        text = os.environ.get("CINQA_WORKERS", "")
+        workers = int(text) if text.strip().isdigit() else min(2, os.cpu_count() or 1)
+    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return workers
+
+
+def _run_shared(names: list[str], plans: dict[str, Any], frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Run the view suites in this process and a forked helper process at the same time.
+
+    The helper inherits the built suites, GX and the frames (fork copies nothing up front). Both
+    processes take the next view from one shared counter, largest first, so neither waits long
+    for the other; the helper sends back the GX results of the views it ran. A view the helper
+    took but did not return (it failed or died) is run here afterwards.
+    """
+    # Largest first: a fixed cost per expectation and per condition group, plus the rows.
+    cost = {n: (len(plans[n].entries) + len(plans[n].groups)) * (1.0 + len(frames[n]) / 50_000) for n in names}
+    order = sorted(names, key=lambda n: -cost[n])
+    ctx = multiprocessing.get_context("fork")
+    taken = ctx.Value("i", 0)
+    receive, send = ctx.Pipe(duplex=False)
+    helper = ctx.Process(target=_helper, args=(send, taken, order, plans, frames), daemon=True)
+    helper.start()
+    send.close()
+    clock = time.monotonic()
+    theirs: Any = None
+    try:
+        results = {n: _run_one(plans[n], frames[n]) for n in _take(taken, order)}
+        # A helper that never answers (say, a lock some other thread held when it was forked) is
+        # given up after a while; what it took is then run here.
+        patience = max(30.0, 3 * (time.monotonic() - clock))
+        waited = time.monotonic()
+        while time.monotonic() - waited < patience:
+            if receive.poll(0.05):  # the results, or the end of the pipe if the helper died
+                try:
+                    theirs = receive.recv()
+                except (EOFError, OSError):
+                    pass
+                break
+    finally:
+        receive.close()
+        if helper.is_alive():
+            helper.join(1.0)
+        if helper.is_alive():
+            helper.terminate()
+        helper.join()
+    if isinstance(theirs, dict):
+        results.update(theirs)
+    for n in order:
+        if n not in results:
+            results[n] = _run_one(plans[n], frames[n])
+    return results
+
+
+def _take(taken: Any, order: list[str]) -> Iterable[str]:
+    """Yield the views not yet taken by either process, claiming each under the counter's lock."""
+    while True:
+        with taken.get_lock():
+            i = taken.value
+            taken.value = i + 1
+        if i >= len(order):
+            return
+        yield order[i]
+
+
+def _helper(send: Any, taken: Any, order: list[str], plans: dict[str, Any], frames: dict[str, pd.DataFrame]) -> None:
+    out: dict[str, Any] = {}
+    try:
+        for n in _take(taken, order):
+            out[n] = _run_one(plans[n], frames[n])
+    except BaseException:  # noqa: S110  the parent runs what is missing and sees any error itself
+        pass
+    try:
+        send.send(out)
+    except Exception:  # a result that cannot be pickled: the parent runs those views itself
+        send.send({})
+    finally:
+        send.close()
 
 
 # -- Great Expectations ---------------------------------------------------------------------
@@ -143,6 +313,7 @@ def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.D
     errored: list[dict[str, Any]] = []
     for name, res in results.items():
         view = views[name]
+        failing: list[tuple[dict[str, Any], np.ndarray, list[str]]] = []
         for r in res.results:
             cfg = r.expectation_config
             meta = cfg.meta or {}
@@ -165,8 +336,10 @@ def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.D
                                     "error": "failed without saying which rows"})
                     continue
             else:
-                rows = np.fromiter((d["row"] for d in found), dtype="int64", count=len(found))
-            parts.append(_failure_rows(view, rows, meta, _tested_columns(cfg.kwargs)))
+                rows = _rows(found)
+            failing.append((meta, rows, _tested_columns(cfg.kwargs)))
+        if failing:
+            parts.append(_failure_rows(view, failing))
     failures = (pd.concat(parts, ignore_index=True) if parts else _empty_failures())
     if len(failures):
         failures = (failures.drop_duplicates(["rule", "entity", "_row"])
@@ -175,46 +348,68 @@ def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.D
     return _typed_failures(failures), pd.DataFrame(errored, columns=list(ERRORED_COLUMNS))
 
 
+def _rows(found: list[Any]) -> np.ndarray:
+    """Read the failing view rows from an ``unexpected_index_list``: one dict with a list of rows
+    (``exclude_unexpected_values``) or one dict per row."""
+    out: list[int] = []
+    for item in found:
+        row = item["row"] if isinstance(item, dict) else item
+        if isinstance(row, (list, tuple, np.ndarray)):
+            out += [int(r) for r in row]
+        else:
+            out.append(int(row))
+    return np.asarray(out, dtype="int64")
+
+
 def _tested_columns(kwargs: dict[str, Any]) -> list[str]:
     out = [kwargs[k] for k in ("column", "column_A", "column_B") if kwargs.get(k)]
     out += [c for c in kwargs.get("column_list") or [] if c not in out]
     return out
 
 
-def _failure_rows(view: pd.DataFrame, rows: np.ndarray, meta: dict[str, Any], tested: list[str]) -> pd.DataFrame:
-    sub = view.iloc[rows]
-    fields = list(meta.get("fields") or [])
-    show = list(meta.get("show") or [f for f in fields if f in view.columns] or tested)
-    values = _values(sub, show)
-    n = len(sub)
+def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.ndarray, list[str]]]) -> pd.DataFrame:
+    """Build the failure rows of one view: for each failing expectation (meta, view rows, tested
+    columns), its rows with their locator and ``values``; the view's rows are taken once for all."""
+    shows = []
+    for meta, _, tested in failing:
+        fields = list(meta.get("fields") or [])
+        show = list(meta.get("show") or [f for f in fields if f in view.columns] or tested)
+        shows.append([c for c in show if c in view.columns])
+    counts = np.array([len(rows) for _, rows, _ in failing], dtype="int64")
+    shown = list(dict.fromkeys(c for show in shows for c in show))
+    needed = list(dict.fromkeys(["row", "child", "LAchildID", "episode", "item", "line", *shown]))
+    # Only the columns the failures show: taking whole (wide) view rows costs more than the rest.
+    sub = view.iloc[np.concatenate([rows for _, rows, _ in failing]), [view.columns.get_loc(c) for c in needed]]
+    rendered = {c: (f"{c}=" + _render(sub[c])).to_numpy(dtype=object) for c in shown}
+    values = np.full(len(sub), "", dtype=object)
+    start = 0
+    for show, n in zip(shows, counts):
+        if show:
+            text = rendered[show[0]][start:start + n]
+            for c in show[1:]:
+                text = text + "; " + rendered[c][start:start + n]
+            values[start:start + n] = text
+        start += n
+
+    def each(values_per_failure: list[Any]) -> np.ndarray:
+        return np.repeat(np.array(values_per_failure, dtype=object), counts)
+
+    metas = [meta for meta, _, _ in failing]
     return pd.DataFrame({
-        "rule": [str(meta["rule"])] * n,
-        "severity": [meta["severity"]] * n,
-        "message": [meta["message"]] * n,
-        "entity": [meta["entity"]] * n,
+        "rule": each([str(m["rule"]) for m in metas]),
+        "severity": each([m["severity"] for m in metas]),
+        "message": each([m["message"] for m in metas]),
+        "entity": each([m["entity"] for m in metas]),
         "child": sub["child"].array,
         "LAchildID": sub["LAchildID"].array,
         "episode": sub["episode"].array,
         "item": sub["item"].array,
-        "fields": [", ".join(fields)] * n,
+        "fields": each([", ".join(m.get("fields") or []) for m in metas]),
         "values": values,
         "line": sub["line"].array,
         "_row": sub["row"].to_numpy(),
-        "_order": [_rule_order(str(meta["rule"]))] * n,
+        "_order": np.repeat(np.array([_rule_order(str(m["rule"])) for m in metas], dtype="int64"), counts),
     })
-
-
-def _values(sub: pd.DataFrame, columns: list[str]) -> list[str]:
-    """Render ``Field=value; Field=value`` for each row, dates as YYYY-MM-DD."""
-    if not columns:
-        return [""] * len(sub)
-    rendered = [f"{c}=" + _render(sub[c]) for c in columns if c in sub]
-    if not rendered:
-        return [""] * len(sub)
-    out = rendered[0]
-    for r in rendered[1:]:
-        out = out + "; " + r
-    return out.tolist()
 
 
 def _render(s: pd.Series) -> pd.Series:

@@ -136,3 +136,54 @@ def test_values_render_dates_and_missing_values(tmp_path):
     f = validate(ret, rules=["8520"]).failures
     assert f["values"].tolist() == ["PersonBirthDate=2024-04-01"]
     assert isinstance(f, pd.DataFrame) and f["LAchildID"].tolist() == ["C1"]
+
+
+def _validate_plainly(ret):
+    """The engine before its speed-ups: whole views, full-meta suites, one GX run per view in this
+    process, a dictionary per failing row."""
+    from cinqa import rules
+    from cinqa.validate import _batch, _tidy
+    from cinqa.views import ViewBuilder
+
+    plain_format = {"result_format": "COMPLETE", "unexpected_index_column_names": ["row"],
+                    "return_unexpected_index_query": False, "partial_unexpected_count": 0}
+    suites = rules.suites(ret.year)
+    builder = ViewBuilder(ret)
+    views = {name: builder.view(name) for name in suites}
+    results = {name: _batch(name, views[name]).validate(suite, result_format=plain_format)
+               for name, suite in suites.items() if len(views[name])}
+    return _tidy(results, views)
+
+
+@pytest.mark.parametrize("year, workers", [("2025-26", (1, 2)), ("2012-13", (2,))], ids=["2025-26", "2012-13"])
+def test_fast_validation_finds_exactly_what_the_plain_one_does(year, workers):
+    from cinqa import synth
+
+    ret, truth = synth.generate(year, children=400, seed=11, errors=0.15)
+    failures, errored = _validate_plainly(ret)
+    assert len(truth) > 20 and len(failures) >= len(truth) // 2  # the sample does fail many rules
+    for n in workers:
+        v = validate(ret, workers=n)
+        pd.testing.assert_frame_equal(v.failures, failures)
+        pd.testing.assert_frame_equal(v.errored, errored)
+    # The results GX hands back carry the registry's meta again, not the lean meta it ran with.
+    meta = v.gx_result["episodes"].results[0].expectation_config.meta
+    assert {"rule", "message", "severity", "years", "entity", "fields", "view"} <= set(meta)
+
+
+def test_a_helper_process_that_dies_costs_time_not_results(monkeypatch):
+    import sys as _sys
+
+    from cinqa import synth
+
+    ret = synth.generate("2024-25", children=150, seed=5)
+    alone = validate(ret, workers=1)
+    module = _sys.modules["cinqa.validate"]
+    shared_runs = []
+    run_shared = module._run_shared
+    monkeypatch.setattr(module, "_run_shared", lambda *args: shared_runs.append(1) or run_shared(*args))
+    monkeypatch.setattr(module, "_helper", lambda *args: os._exit(3))
+    shared = validate(ret, workers=2)
+    assert shared_runs  # the view suites were shared with a helper process, which died at once
+    pd.testing.assert_frame_equal(shared.failures, alone.failures)
+    assert set(shared.gx_result) == set(alone.gx_result)
