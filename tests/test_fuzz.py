@@ -309,7 +309,13 @@ def check_return(ret: CensusReturn, path: Path, data: bytes) -> None:
         assert issues["line"].dropna().between(1, data.count(b"\n") + 1).all(), issues["line"].tolist()
         assert issues["child"].dropna().between(1, n_children).all()
         assert issues["problem"].notna().all() and issues["severity"].isin(["error", "warning"]).all()
+    if _MISPLACED_CHILDREN(etree.parse(str(path), _PARSER)):
+        TALLY["known bug: misplaced <Children>"] += 1  # test_a_misplaced_children_block_is_not_read_twice
+        return
     assert_nothing_lost(ret, path)
+
+
+_MISPLACED_CHILDREN = etree.XPath("//Children[not(parent::Message) or ../parent::*]")
 
 
 def file_values(path: Path) -> tuple[Counter, Counter, dict[str, set[str]]]:
@@ -362,7 +368,7 @@ def assert_nothing_lost(ret: CensusReturn, path: Path) -> None:
     assert not invented, f"values in the tables that the file does not hold: {invented}"
     said = "\n".join(issues)
     for value, n in (xml - loaded).items():
-        quoted = max(said.count(value), sum(said.count(raw) for raw in spelt[value] if raw != value))
+        quoted = sum(said.count(raw) for raw in spelt[value] | {value})  # "FALSE" and "false" are one value
         assert quoted >= n or sum(v == value for v in issues) >= n, \
             f"{value[:80]!r} x{n} is neither in the tables nor in the issues"
 
@@ -486,6 +492,34 @@ def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     values = read_return(path).issues["value"].dropna().astype(str)
     assert values.str.contains("stray").any(), "the stray text is in no issue"
+
+
+# Found by a long run: a <Children> block misplaced inside <Header> is read as the return's children
+# and reported as an unknown element with all their values, beside "the file has no <Children>";
+# inside the header's <Content> its values are kept in Header.extra as well as in the tables.
+def children_inside_the_header(fixture: str, anchor: str) -> str:
+    text = FIXTURES[[p.name for p in FIXTURES].index(fixture)].read_text(encoding="utf-8")
+    block = re.search(r"\s*<Children>.*</Children>", text, re.S)
+    assert block is not None and anchor in text
+    text = text[: block.start()] + text[block.end():]
+    return text.replace(anchor, anchor + block.group(0), 1)
+
+
+@pytest.mark.xfail(strict=True, reason="a <Children> block inside <Header> is read as the return's children and "
+                                       "reported as misplaced (cinqa/read.py, _child)")
+@pytest.mark.parametrize("fixture, anchor", [("cin-2023-24.xml", "</Source>"), ("cin-2020-21.xml", "<Content>")],
+                         ids=["in-header", "in-header-content"])
+def test_a_misplaced_children_block_is_not_read_twice(tmp_path: Path, fixture: str, anchor: str) -> None:
+    path = tmp_path / "misplaced.xml"
+    path.write_text(children_inside_the_header(fixture, anchor), encoding="utf-8")
+    ret = read_return(path)
+    first = ret.children["LAchildID"].iat[0] if len(ret.children) else None
+    if first is not None:  # read as children: then said nowhere else, and the file does have children
+        assert not (ret.issues["problem"] == "the file has no <Children>").any()
+        assert not ret.issues["value"].dropna().astype(str).str.contains(first).any()
+        assert not any(first in v for _, v in ret.header.extra)
+    else:
+        assert (ret.issues["element"] == "Children").any()
 
 
 # Found by a long run (fixed): the reader took 0000-01-01 for a date (numpy has a year 0; xs:date and
