@@ -109,6 +109,15 @@ _KINDS = ["continuous", "initial", "core"]
 _HOMES = _homes()
 _WITH_ATTRIBUTES = etree.XPath("descendant-or-self::*[@*]")
 _ATTRIBUTED = etree.XPath("*[position() <= $end]/descendant-or-self::*[@*]")
+# Text beside elements (census elements hold either elements or one value, never both): text nodes
+# of an element that has elements. A container holding text and no elements is caught in _fill.
+_STRAY = etree.XPath("*[position() <= $end]/descendant-or-self::*[*]/text()[normalize-space()]")
+_OPAQUE = " or ".join(f"ancestor-or-self::{t}" for n in spec.nodes() if n.kind == "opaque" for t in (n.name, *n.aliases))
+_STRAY_IN_HEADER = etree.XPath(f"descendant-or-self::*[*]{f'[not({_OPAQUE})]' if _OPAQUE else ''}/text()[normalize-space()]")
+_OWN_TEXT = etree.XPath("text()[normalize-space()]")
+_ALL_TEXT = etree.XPath("descendant-or-self::text()[normalize-space()]")
+_LEAF_TAGS = frozenset(t for n in spec.nodes() if n.kind == "leaf" for t in (n.name, *n.aliases))
+_KNOWN_TAGS = frozenset(t for n in spec.nodes() for t in (n.name, *n.aliases))
 _EQ_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "utf-16",
                            "utf-16le", "utf-16be", "windows-1252", "cp1252", "iso-8859-15"})
 # Bytes read without a complete child before giving up (see _Counting): far beyond any real child,
@@ -144,6 +153,12 @@ class _Reader:
         self.header_row: Row = {}
         self.header_line: int | None = None
         self.n_children = 0
+        self.blocks: list[etree._Element] = []  # the <Children> elements whose children were read
+        # Every value stored since the last _flush, in document order; a batch whose text holds
+        # exactly these (and that raised no issue) has no text beside its elements (see _flush).
+        self.texts: list[str] = []
+        self.batch_issues = 0
+        self.check_text = True
         self.extra: list[tuple[str, str]] = []
         self.header_lines: dict[str, int] = {}
         # Issues about a value whose element's own line is found by a second pass: (issue, keys, column).
@@ -298,6 +313,7 @@ class _Reader:
         headers = childrens = 0
         if root.attrib:
             self._attributes(root, None)
+        self._stray(_OWN_TEXT(root), None)
         for sub in root:
             if sub.tag == "Header":
                 headers += 1
@@ -311,6 +327,7 @@ class _Reader:
                                 "a second <Children>; its children are read as well")
                 if sub.attrib:
                     self._attributes(sub, None)
+                self._stray(_OWN_TEXT(sub), None)  # the tails of children read were checked in _flush
                 for c in sub:
                     if c.tag != "Child":
                         self._unknown(c, "Children", None)
@@ -318,7 +335,7 @@ class _Reader:
                 self._unknown(sub, "Message", None)
         if headers == 0:
             self._issue(None, "error", None, None, "Header", "the file has no <Header>")
-        if childrens == 0:
+        if childrens == 0 and not self.blocks:
             self._issue(None, "error", None, None, "Children", "the file has no <Children>")
 
     def _header_elem(self, elem: etree._Element) -> None:
@@ -327,19 +344,34 @@ class _Reader:
         self.header_line = _srcline(elem)
         for odd in _WITH_ATTRIBUTES(elem):
             self._attributes(odd, None)
+        self._flush()
+        for block in [b for b in elem.iter("Children") if self._was_read(b)]:
+            where = block.getparent()
+            self._issue(_srcline(block), "error", None, None, "Children",
+                        f"<Children> is misplaced inside <{where.tag if where is not None else ''}>; it belongs "
+                        "inside <Message>. Its children are read as the return's children")
+            self._stray(_OWN_TEXT(block), None)
+            block.text = None  # its values are in the tables: not to be read again as header content
+            del block[:]
+        self._stray(_STRAY_IN_HEADER(elem), None)
         for sub in elem.iter():
             if isinstance(sub.tag, str):
                 self.header_lines.setdefault(sub.tag, _srcline(sub))
         self._fill(elem, spec.HEADER, self.header_row, None, (), {})
+        self.texts.clear()  # the header's values: its text was searched above
 
     def _child(self, elem: etree._Element) -> None:
         parent = elem.getparent()
-        if parent is None or parent.tag != "Children":
-            self._drop(elem, None)
-            return
         if parent is not self.batch_parent:
+            # A <Children> block is read wherever it sits (reported in _header_elem if misplaced there),
+            # unless it is inside a child, whose values already report it.
+            if parent is None or parent.tag != "Children" or any(a.tag == "Child" for a in parent.iterancestors()):
+                self._drop(elem, None)
+                return
             self._flush()
             self.batch_parent = parent
+            if not self._was_read(parent):
+                self.blocks.append(parent)
         self.n_children += 1
         n = self.n_children
         if self.wanted is None or n in self.wanted:
@@ -363,19 +395,38 @@ class _Reader:
         # (in any ASCII-compatible encoding or UTF-16), there is nothing to look for.
         eq = self.source.eq if self.source is not None else 1
         odd = _ATTRIBUTED(parent, end=end) if eq > self.declared_eq or not self.eq_means_equals else []
-        if odd:
-            kids = [e for e in parent[:end] if e.tag == "Child"]
-            number = {e: self.n_children - len(kids) + 1 + i for i, e in enumerate(kids)}
-            for el in odd:
-                top = el if el.getparent() is parent else next(a for a in el.iterancestors() if a.getparent() is parent)
-                self._attributes(el, number.get(top))
         if end != self.batch_count:  # something other than <Child> sits among them
             for prev in parent[:end]:
                 if prev.tag != "Child":
                     self._unknown(prev, "Children", None)
+        # Text beside elements: the batch's text (tails included) without its whitespace is exactly
+        # the values stored, in order, unless something is beside them (or a value has inner spaces,
+        # or an issue was raised); only then is the batch searched for it, element by element.
+        stray = []
+        if self.check_text and (self.batch_issues or "".join("".join(
+                [etree.tostring(e, method="text", encoding="unicode") for e in parent[:end]]).split())
+                != "".join(self.texts)):
+            stray = _STRAY(parent, end=end)
+            for prev in parent[:end]:  # text between the children, which leaves the tree with them
+                tail = prev.tail
+                if tail is not None and not tail.isspace():
+                    self._stray([tail], None, prev)
+        if odd or stray:
+            kids = [e for e in parent[:end] if e.tag == "Child"]
+            number = {e: self.n_children - len(kids) + 1 + i for i, e in enumerate(kids)}
+
+            def child_of(el: etree._Element) -> int | None:
+                top = el if el.getparent() is parent else next(a for a in el.iterancestors() if a.getparent() is parent)
+                return number.get(top)
+
+            for el in odd:
+                self._attributes(el, child_of(el))
+            self._stray(stray, child_of)
         del parent[:end]
         self.batch_last = None
         self.batch_count = 0
+        self.texts.clear()
+        self.batch_issues = 0
 
     def _fill(self, elem: etree._Element, node: spec.Node, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
@@ -383,6 +434,12 @@ class _Reader:
         # The reader's hot loop: plain values (most elements) take the first branch and nothing else.
         leaves, tags = self.dispatch[id(node)]
         same = self.same
+        seen = self.texts.append
+        if not len(elem):  # text beside elements is found by _STRAY; text instead of them, here
+            text = elem.text
+            if text is not None and not text.isspace():
+                self._issue(_srcline(elem), "error", None, child, node.name,
+                            f"<{node.name}> holds text where its elements belong", text.strip())
         for sub in elem[:]:  # a list made in C: quicker to walk than the element's own iterator
             tag = sub.tag
             col = leaves.get(tag)
@@ -392,7 +449,8 @@ class _Reader:
                     text = text.strip()
                     if text:
                         # One object per distinct value: codes, dates and flags repeat endlessly.
-                        row[col] = same(text, text)
+                        row[col] = text = same(text, text)
+                        seen(text)
                         continue
                 self._leaf(sub, tags[tag][1], row, child, keys, counters)
                 continue
@@ -422,9 +480,8 @@ class _Reader:
                 self._list(sub, sn, target, detail, child, keys, counters)
             elif code == OPAQUE:
                 # Accepted and not modelled; keep its values so that nothing read is lost.
-                self.extra.extend((f"{sn.name}/{_path(leaf, sub)}", (leaf.text or "").strip())
-                                  for leaf in sub.iter() if isinstance(leaf.tag, str) and not len(leaf)
-                                  and (leaf.text or "").strip())
+                self.extra.extend((f"{sn.name}/{_path(t.getparent().getparent() if t.is_tail else t.getparent(), sub)}",
+                                   t.strip()) for t in _ALL_TEXT(sub))
             else:  # LEAF (a restricted one), REDIRECT, SLOW_LEAF
                 self._leaf(sub, sn, row, child, keys, counters)
 
@@ -448,6 +505,7 @@ class _Reader:
                         f"<{sn.name}> appears more than once; the first value ({row[col]}) is kept", text)
             return
         row[col] = text
+        self.texts.append(text)
 
     def _redirected_row(self, sn: spec.Node, sub: etree._Element, keys: tuple[int, ...],
                         counters: dict[Any, Any]) -> tuple[Row, tuple[int, ...]]:
@@ -492,11 +550,35 @@ class _Reader:
             if line > 65535:  # see _srcline
                 line -= raw.count("\n")
             tlines.append(line)
-            tvals.append(same(text, text))
+            tvals.append(text := same(text, text))
+            self.texts.append(text)
         counters[table] = n
         if not found:
             self._issue(_srcline(sub), "error", None, child, sn.name,
-                        f"<{sn.name}> holds no <{name}>; leave the group out instead")
+                        f"<{sn.name}> holds no <{name}>; leave the group out instead", (sub.text or "").strip() or None)
+
+    def _was_read(self, block: etree._Element) -> bool:
+        return any(block is b for b in self.blocks)
+
+    def _stray(self, texts: list[Any], child_of: Any, owner: etree._Element | None = None) -> None:
+        """Report text found beside elements, unless an issue about its element already holds it.
+
+        ``texts`` are lxml text results (or plain strings, the tail of ``owner``); ``child_of`` maps an
+        element to its child's number, or is None outside children.
+        """
+        for t in texts:
+            el = owner if owner is not None else t.getparent()
+            tail = owner is not None or t.is_tail
+            container = el.getparent() if tail else el
+            if container is None or not isinstance(container.tag, str):
+                continue
+            name = etree.QName(container.tag).localname
+            if name in _LEAF_TAGS or (name not in _KNOWN_TAGS and name not in ("Message", "Children")):
+                continue  # reported whole, this text included, as a leaf holding elements or an unknown element
+            where = f"after <{etree.QName(el.tag).localname}>" if tail else "before its elements"
+            self._issue(_srcline(el), "error", None, child_of(el) if child_of else None, name,
+                        f"text inside <{name}> {where}; census elements hold elements or one value, not both",
+                        str(t).strip())
 
     def _attributes(self, elem: etree._Element, child: int | None) -> None:
         name = etree.QName(elem.tag).localname
@@ -515,8 +597,8 @@ class _Reader:
 
     def _unknown(self, sub: etree._Element, parent: str, child: int | None) -> None:
         tag = sub.tag
-        if not isinstance(tag, str):
-            return
+        if not isinstance(tag, str) or (tag == "Children" and self._was_read(sub)):
+            return  # a misplaced <Children> whose children were read is reported by _header_elem
         qname = etree.QName(tag)
         name = qname.localname
         homes = sorted(h for h in _HOMES.get(name, ()) if h and h != parent)
@@ -532,6 +614,7 @@ class _Reader:
     def _issue(self, line: int | None, severity: str, table: str | None, child: int | None,
                element: str | None, problem: str, value: Any = None) -> None:
         self.issues.append((line, severity, table, child, None, element, problem, value))
+        self.batch_issues += 1
 
     def _locate_values(self) -> None:
         """Point issues about bad values at the value's own line, re-reading only the children concerned."""
@@ -741,6 +824,7 @@ class _Locator(_Reader):
     def __init__(self, path: Path, year: str | None) -> None:
         super().__init__(path, year)
         self.dispatch = _DISPATCH_SLOW  # every value through _leaf below
+        self.check_text = False  # the first pass reported what there is to report
         self.value_lines: dict[tuple[tuple[int, ...], str], int] = {}
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,

@@ -309,30 +309,30 @@ def check_return(ret: CensusReturn, path: Path, data: bytes) -> None:
         assert issues["line"].dropna().between(1, data.count(b"\n") + 1).all(), issues["line"].tolist()
         assert issues["child"].dropna().between(1, n_children).all()
         assert issues["problem"].notna().all() and issues["severity"].isin(["error", "warning"]).all()
-    if _MISPLACED_CHILDREN(etree.parse(str(path), _PARSER)):
-        TALLY["known bug: misplaced <Children>"] += 1  # test_a_misplaced_children_block_is_not_read_twice
-        return
     assert_nothing_lost(ret, path)
 
 
-_MISPLACED_CHILDREN = etree.XPath("//Children[not(parent::Message) or ../parent::*]")
-
-
-def file_values(path: Path) -> tuple[Counter, Counter, dict[str, set[str]]]:
-    """Count the file's leaf values as tests/test_read.py does; count apart the text of elements that
-    also hold elements (mixed content: the reader keeps such a leaf's text and reports the elements);
-    and note each value's spellings in the file, which the issues quote."""
-    leaves, mixed, spelt = Counter(), Counter(), {}
+def file_values(path: Path) -> tuple[Counter, Counter, Counter, dict[str, set[str]]]:
+    """Count the file's leaf values as tests/test_read.py does; count apart all other text, inside
+    containers, beside elements or after them (the reader keeps a mixed leaf's own text and reports the
+    rest); and note each value's spellings in the file, which the issues quote."""
+    leaves, mixed, beside, spelt = Counter(), Counter(), Counter(), {}
     for elem in etree.parse(str(path), _PARSER).iter():
-        text = (elem.text or "").strip() if isinstance(elem.tag, str) else ""
-        if text:
+        if not isinstance(elem.tag, str):
+            continue
+        text = (elem.text or "").strip()
+        if text and elem.tag in CONTAINERS:
+            beside[text] += 1
+        elif text:
             value = normal_xml(elem.tag, text)
             if elem.tag in WHOLE_NUMBERS and _WHOLE.fullmatch(value):
                 value = str(int(value))  # "007" is read as 7
-            # Text inside a container is not yet reported by the reader (test_stray_text_is_reported below).
-            (mixed if len(elem) or elem.tag in CONTAINERS else leaves)[value] += 1
+            (mixed if len(elem) else leaves)[value] += 1
             spelt.setdefault(value, set()).add(text)
-    return leaves, mixed, spelt
+        tail = (elem.tail or "").strip()
+        if tail and elem.getparent() is not None:
+            beside[tail] += 1
+    return leaves, mixed, beside, spelt
 
 
 WHOLE_NUMBERS = frozenset(t for n in spec.nodes() if n.kind == "leaf" and n.type in ("int", "gyear")
@@ -362,7 +362,7 @@ def spelt_as_xml(ret: CensusReturn) -> SimpleNamespace:
 
 def assert_nothing_lost(ret: CensusReturn, path: Path) -> None:
     """Every leaf value of the file is in the tables or in an issue (the count of tests/test_read.py)."""
-    xml, mixed, spelt = file_values(path)
+    xml, mixed, beside, spelt = file_values(path)
     loaded, issues = loaded_values(spelt_as_xml(ret))
     invented = loaded - xml - mixed
     assert not invented, f"values in the tables that the file does not hold: {invented}"
@@ -371,6 +371,9 @@ def assert_nothing_lost(ret: CensusReturn, path: Path) -> None:
         quoted = sum(said.count(raw) for raw in spelt[value] | {value})  # "FALSE" and "false" are one value
         assert quoted >= n or sum(v == value for v in issues) >= n, \
             f"{value[:80]!r} x{n} is neither in the tables nor in the issues"
+    kept = "\n".join(v for _, v in ret.header.extra)  # what the header's unmodelled sections hold
+    for text in beside:  # text inside a container or after an element: quoted by an issue
+        assert text in said or text in kept, f"text {text[:80]!r} beside elements is in no issue"
 
 
 def check_read(path: Path, data: bytes) -> CensusReturn | None:
@@ -466,9 +469,8 @@ def test_mutations_change_the_file_and_can_break_it(mutant_path: Path) -> None:
     assert build((name, [], "utf-16", []))[:2] in (b"\xff\xfe", b"\xfe\xff")
 
 
-# Found by a long run: text directly inside a container element is dropped without an issue
-# (<Message>0</Message> first). Reported to the owner of cinqa/read.py; each case must end up in an
-# issue's value once fixed, and then these tests pass and their xfail marker must go.
+# Found by a long run (fixed): text directly inside a container element was dropped without an issue
+# (<Message>0</Message> first). Each case must end up in an issue's value.
 STRAY_TEXT = {
     "inside-message": ("<Children>", "stray <Children>"),
     "inside-children": ("<Children>", "<Children>stray"),
@@ -483,7 +485,6 @@ STRAY_TEXT = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="text inside container elements is dropped silently (cinqa/read.py)")
 @pytest.mark.parametrize("old, new", STRAY_TEXT.values(), ids=STRAY_TEXT.keys())
 def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
     text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
@@ -494,9 +495,10 @@ def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
     assert values.str.contains("stray").any(), "the stray text is in no issue"
 
 
-# Found by a long run: a <Children> block misplaced inside <Header> is read as the return's children
-# and reported as an unknown element with all their values, beside "the file has no <Children>";
-# inside the header's <Content> its values are kept in Header.extra as well as in the tables.
+# Found by a long run (fixed): a <Children> block misplaced inside <Header> was read as the return's
+# children and reported as an unknown element with all their values, beside "the file has no
+# <Children>"; inside the header's <Content> its values were kept in Header.extra as well. Now it is
+# read once, as the children, and reported once as misplaced.
 def children_inside_the_header(fixture: str, anchor: str) -> str:
     text = FIXTURES[[p.name for p in FIXTURES].index(fixture)].read_text(encoding="utf-8")
     block = re.search(r"\s*<Children>.*</Children>", text, re.S)
@@ -505,8 +507,6 @@ def children_inside_the_header(fixture: str, anchor: str) -> str:
     return text.replace(anchor, anchor + block.group(0), 1)
 
 
-@pytest.mark.xfail(strict=True, reason="a <Children> block inside <Header> is read as the return's children and "
-                                       "reported as misplaced (cinqa/read.py, _child)")
 @pytest.mark.parametrize("fixture, anchor", [("cin-2023-24.xml", "</Source>"), ("cin-2020-21.xml", "<Content>")],
                          ids=["in-header", "in-header-content"])
 def test_a_misplaced_children_block_is_not_read_twice(tmp_path: Path, fixture: str, anchor: str) -> None:
@@ -516,10 +516,30 @@ def test_a_misplaced_children_block_is_not_read_twice(tmp_path: Path, fixture: s
     first = ret.children["LAchildID"].iat[0] if len(ret.children) else None
     if first is not None:  # read as children: then said nowhere else, and the file does have children
         assert not (ret.issues["problem"] == "the file has no <Children>").any()
+        assert ret.issues["problem"].str.contains("<Children> is misplaced").sum() == 1
         assert not ret.issues["value"].dropna().astype(str).str.contains(first).any()
         assert not any(first in v for _, v in ret.header.extra)
     else:
         assert (ret.issues["element"] == "Children").any()
+
+
+def test_text_inside_the_header_content_is_kept(tmp_path: Path) -> None:
+    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2020-21.xml")].read_text(encoding="utf-8")
+    path = tmp_path / "content.xml"
+    path.write_text(text.replace("<CBDSLevels>", "<CBDSLevels>stray", 1), encoding="utf-8")
+    ret = read_return(path)
+    assert ("Content/CBDSLevels", "stray") in ret.header.extra
+    assert not ret.issues["value"].dropna().astype(str).str.contains("stray").any()  # kept once, not twice
+
+
+def test_children_nested_in_a_child_are_reported_not_read(tmp_path: Path) -> None:
+    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
+    nested = "<Children><Child><ChildIdentifiers><LAchildID>NESTED1</LAchildID></ChildIdentifiers></Child></Children>"
+    path = tmp_path / "nested.xml"
+    path.write_text(text.replace("</ChildIdentifiers>", "</ChildIdentifiers>" + nested, 1), encoding="utf-8")
+    ret = read_return(path)
+    assert "NESTED1" not in set(ret.children["LAchildID"])
+    assert ret.issues["value"].dropna().astype(str).str.contains("NESTED1").sum() == 1
 
 
 # Found by a long run (fixed): the reader took 0000-01-01 for a date (numpy has a year 0; xs:date and
