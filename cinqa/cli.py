@@ -578,6 +578,9 @@ def compare(
     threshold: Annotated[float | None, typer.Option(
         "--threshold", min=0.0, metavar="SHARE",
         help="Flag figures that change by more than this share between years (default 0.2 = 20%).")] = None,
+    min_count: Annotated[float | None, typer.Option(
+        "--min-count", min=0.0, metavar="N",
+        help="Never flag a count below N in both years, however much it changes (default 20).")] = None,
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
@@ -601,7 +604,7 @@ def compare(
             progress.advance(overall)
         run_compare = _backend("cinqa.compare", "compare", "compare")
         with _step(progress, "Comparing"):
-            kwargs = {"threshold": threshold} if threshold is not None else {}
+            kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
             result = run_compare(returns, **kwargs)
     shown = result.summary() if callable(getattr(result, "summary", None)) else _frames_of(result)
     frames = result.to_frames() if callable(getattr(result, "to_frames", None)) else _frames_of(result)

@@ -58,6 +58,8 @@ HEADLINE = ("referrals", "referrals_rate", "re_referral_share", "referrals_nfa_s
 """The measures shown first: one figure each, as in COLLECT's key indicators."""
 
 _KEY = ["measure", "breakdown", "category", "unit"]
+# Counts below this in both years are not flagged however much they change: small numbers swing.
+MIN_COUNT = 20
 
 
 # -- the comparison table ---------------------------------------------------------------------
@@ -66,11 +68,13 @@ def _consecutive(earlier: str, later: str) -> bool:
     return spec.end_year(later) - spec.end_year(earlier) == 1
 
 
-def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None) -> pd.DataFrame:
+def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None,
+            min_count: float = MIN_COUNT) -> pd.DataFrame:
     """Return one row per measure figure and pair of consecutive chosen years with its change.
 
     ``pct_change`` is in percent; ``flag`` is true where ``|pct_change| > threshold * 100``. A
-    change from zero has no percentage and is not flagged.
+    change from zero has no percentage and is not flagged, nor is a count below ``min_count`` in
+    both years (3 becoming 6 doubles, but says little).
     """
     years = sorted(years if years is not None else tidy["census_year"].unique())
     cols = [*_KEY, "earlier_year", "later_year", "earlier", "later", "change", "pct_change", "flag"]
@@ -89,11 +93,13 @@ def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | N
     out["change"] = out["later"] - out["earlier"]
     base = out["earlier"].where(out["earlier"] != 0)
     out["pct_change"] = 100 * out["change"] / base
-    out["flag"] = (out["pct_change"].abs() > 100 * threshold).fillna(False).astype(bool)
+    big = (out["unit"] != "count") | (out[["earlier", "later"]].abs().max(axis=1) >= min_count)
+    out["flag"] = ((out["pct_change"].abs() > 100 * threshold) & big).fillna(False).astype(bool)
     return out[cols]
 
 
-def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None) -> pd.DataFrame:
+def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None,
+               min_count: float = MIN_COUNT) -> pd.DataFrame:
     """Lay measures out one row per figure, one column per census year, then each change.
 
     After the year columns come ``change <year>`` and ``% change <year>`` (from the year before
@@ -106,7 +112,7 @@ def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] 
     wide = tidy.pivot(index=_KEY, columns="census_year", values="value")
     wide = wide.reindex(pd.MultiIndex.from_frame(order)).reindex(columns=years)
     wide.columns.name = None
-    ch = changes(tidy, threshold, years).set_index(_KEY)
+    ch = changes(tidy, threshold, years, min_count).set_index(_KEY)
     flag = pd.Series(False, index=wide.index)
     for later in years[1:]:
         part = ch[ch["later_year"] == later]
@@ -434,6 +440,7 @@ class Comparison:
     continuity: pd.DataFrame
     continuity_summary: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    min_count: float = MIN_COUNT
 
     @property
     def years(self) -> list[str]:
@@ -447,12 +454,12 @@ class Comparison:
     @property
     def table(self) -> pd.DataFrame:
         """Measures by census year, with change, % change and ``flag`` (see :func:`wide_table`)."""
-        return wide_table(self.measures, self.threshold)
+        return wide_table(self.measures, self.threshold, min_count=self.min_count)
 
     @property
     def changes(self) -> pd.DataFrame:
         """One row per figure and consecutive pair of years (see :func:`changes`)."""
-        return changes(self.measures, self.threshold)
+        return changes(self.measures, self.threshold, min_count=self.min_count)
 
     def ret(self, year: str) -> CensusReturn:
         """Return the census return of ``year``."""
@@ -487,7 +494,8 @@ class Comparison:
 
     def plot(self, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None) -> "Figure":
         """Draw a measure's series over the census years; flagged changes are ringed in red."""
-        return plot_measure(self.measures, measure, breakdown, categories, threshold=self.threshold)
+        return plot_measure(self.measures, measure, breakdown, categories, threshold=self.threshold,
+                            min_count=self.min_count)
 
     def headline(self) -> pd.DataFrame:
         """Return the headline measures by year with their changes (see :func:`headline`)."""
@@ -541,17 +549,19 @@ class Comparison:
 
 
 def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | Path], threshold: float = 0.2,
-            population: float | Mapping[str, float] | None = None) -> Comparison:
+            population: float | Mapping[str, float] | None = None, min_count: float = MIN_COUNT) -> Comparison:
     """Compare census returns of one LA: measures by year, changes, flags and continuity.
 
     ``returns`` are CensusReturn objects or paths, given as one list or as separate arguments, in
     any order (they are sorted by year). ``threshold`` is the relative change that flags a figure
-    (0.2 = 20%). ``population`` (a number, or census year -> number) adds rates per 10,000
+    (0.2 = 20%); counts below ``min_count`` in both years are never flagged. ``population`` (a number, or census year -> number) adds rates per 10,000
     children. Continuity is checked between each pair of consecutive census years; a gap in the
     years is noted and skipped.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0:
         raise CinqaError(f"threshold must be a non-negative fraction such as 0.2, not {threshold!r}")
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, float)) or not min_count >= 0:
+        raise CinqaError(f"min_count must be a non-negative number such as 20, not {min_count!r}")
     flat: list[CensusReturn | str | Path] = []
     for r in returns:
         if isinstance(r, (CensusReturn, str, Path)):
@@ -591,7 +601,7 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
     summary_cols = ["earlier_year", "later_year", "children_earlier", "children_later", "matched_by_LAchildID",
                     "matched_by_UPN", "only_earlier", "only_later", "open_at_earlier_reference", "findings", "note"]
     return Comparison(
-        returns=rets, threshold=threshold,
+        returns=rets, threshold=threshold, min_count=min_count,
         measures=pd.concat(tidy, ignore_index=True),
         continuity=findings,
         continuity_summary=pd.DataFrame(counts, columns=summary_cols),
@@ -639,15 +649,16 @@ def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
         counts = pd.DataFrame(columns=["earlier_year", "later_year", "finding", "meaning", "findings"])
     return {
         "Headline measures": headline(comp),
-        f"Changes over {comp.threshold:.0%}": flagged(comp),
+        f"Changes over {comp.threshold:.0%} (counts of {comp.min_count:g} or more)": flagged(comp),
         "Continuity between returns": comp.continuity_summary,
         "Continuity findings by type": counts,
     }
 
 
 def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None,
-                 threshold: float | None = None) -> "Figure":
-    """Draw one measure's values by census year, one line per category of ``breakdown``."""
+                 threshold: float | None = None, min_count: float = MIN_COUNT) -> "Figure":
+    """Draw one measure's values by census year, one line per category of ``breakdown``; ring the
+    values whose change is flagged (see :func:`changes`) when ``threshold`` is given."""
     import matplotlib  # imported here: plotting is optional and matplotlib is slow to load
     from matplotlib.figure import Figure
     rows = tidy[(tidy["measure"] == measure) & (tidy["breakdown"] == breakdown)]
@@ -668,7 +679,7 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     for i, cat in enumerate(wide):
         ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
     if threshold is not None:
-        ch = changes(rows, threshold, years)
+        ch = changes(rows, threshold, years, min_count)
         for r in ch[ch["flag"]].itertuples():
             if r.category in wide:
                 ax.plot([years.index(r.later_year)], [r.later], "o", ms=13, mfc="none", mec="red", mew=1.5)
@@ -736,12 +747,12 @@ class YearOnYearExplorer:
 
     def table(self) -> pd.DataFrame:
         """Return the comparison table for the chosen returns, measures and breakdown."""
-        out = wide_table(self._tidy(), self.comp.threshold, self.years)
+        out = wide_table(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
         return out[out["flag"]].reset_index(drop=True) if self.flagged_only.value else out
 
     def flags(self) -> pd.DataFrame:
         """Return the flagged changes between the chosen returns, largest first."""
-        ch = changes(self._tidy(), self.comp.threshold, self.years)
+        ch = changes(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
         ch = ch[ch["flag"]]
         return ch.reindex(ch["pct_change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
@@ -771,7 +782,7 @@ class YearOnYearExplorer:
         tidy = tidy[tidy["census_year"].isin(self.years)]
         if chosen and not tidy[tidy["measure"] == chosen[0]].empty:
             self.plot_image.value = _png(plot_measure(tidy, chosen[0], self.breakdown_picker.value,
-                                                      threshold=self.comp.threshold))
+                                                      threshold=self.comp.threshold, min_count=self.comp.min_count))
         else:
             self.plot_image.value = b""
         options = [(f"{r.measure} / {r.breakdown} / {r.category}: {r.earlier_year} -> {r.later_year} "

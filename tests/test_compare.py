@@ -192,6 +192,18 @@ def test_change_and_flags_against_the_threshold():
     assert list(ch.loc[ch["flag"], "later_year"]) == ["2022-23"]
 
 
+def test_small_counts_are_not_flagged_however_much_they_change():
+    tidy = pd.concat([_tidy({"2022-23": 3, "2023-24": 9}, "cpp_starts"),
+                      _tidy({"2022-23": 15, "2023-24": 20}, "referrals")])
+    flags = changes(tidy, 0.2).set_index("measure")["flag"]
+    assert not flags["cpp_starts"] and flags["referrals"]          # 20 reaches the default floor of 20
+    flags = changes(tidy, 0.2, min_count=25).set_index("measure")["flag"]
+    assert not flags.any()
+    assert changes(tidy, 0.2, min_count=0)["flag"].all()
+    rate = _tidy({"2022-23": 3, "2023-24": 9}, "cpp_rate").assign(unit="percent")
+    assert changes(rate, 0.2)["flag"].all()                        # the floor is for counts only
+
+
 def test_2012_13_sits_next_to_later_years_with_mapped_and_separate_measures(tmp_path):
     old = make_return(tmp_path, "2012-13", child("A", episode("2012-06-01", assessments=(
         ("initial", "2012-06-01", "2012-06-08"), ("core", "2012-06-11", "2012-07-20")))))
@@ -218,7 +230,8 @@ def comp(tmp_path_factory) -> Comparison:
                                                      X=child("X", episode("2023-05-02")),
                                                      Y=child("Y", episode("2023-05-03", source="6")),
                                                      Z=child("Z", episode("2023-05-04", source="6"))))
-    return compare([earlier.path, later.path], threshold=0.2, population=50_000)
+    # A handful of children: every count is small, so the small-count floor is off here.
+    return compare([earlier.path, later.path], threshold=0.2, population=50_000, min_count=0)
 
 
 def test_compare_reads_paths_and_exports_every_table(comp):
@@ -252,7 +265,7 @@ def test_children_behind_a_figure_are_marked_by_the_years_they_appear_in(comp):
 
 def test_summary_tables_for_the_report(comp):
     tables = summarise(comp)
-    assert list(tables) == ["Headline measures", "Changes over 20%", "Continuity between returns",
+    assert list(tables) == ["Headline measures", "Changes over 20% (counts of 0 or more)", "Continuity between returns",
                             "Continuity findings by type"]
     head = tables["Headline measures"]
     assert head["description"].iloc[0] == "Referrals in the year"
