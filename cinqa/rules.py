@@ -29,8 +29,25 @@ import pandas as pd
 from cinqa import spec
 from cinqa.views import VIEW_TABLES, VIEWS, shift_dates
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parents[1] / "expectations"
-"""Where the rule suites live (the repository's ``expectations/`` folder)."""
+
+def locate_expectations(package_dir: str | Path | None = None) -> Path:
+    """Find the rule suites: the checkout's ``expectations/`` folder, else the copy packaged in the wheel.
+
+    ``package_dir`` is the ``cinqa`` folder (default: this module's). A checkout, and an editable
+    install of one, reads the root folder, so an edited rule counts at once; a wheel carries the
+    same files as ``cinqa/_expectations`` (mapped in pyproject.toml).
+    """
+    package = Path(package_dir or Path(__file__).parent).resolve()
+    root = package.parent
+    # pyproject.toml marks a checkout: beside an installed package (site-packages), an expectations/
+    # folder would belong to some other distribution.
+    if (root / "pyproject.toml").is_file() and (root / "expectations").is_dir():
+        return root / "expectations"
+    return package / "_expectations"
+
+
+EXPECTATIONS_DIR = locate_expectations()
+"""Where the rule suites live (the repository's ``expectations/`` folder, or the wheel's copy of it)."""
 
 UNCHECKED_FILE = "unchecked.json"
 META_KEYS = ("rule", "message", "severity", "years", "entity", "fields")
