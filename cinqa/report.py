@@ -35,7 +35,16 @@ from cinqa.returns import CensusReturn
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "qa-report.ipynb"
+def locate_notebook(package_dir: str | Path | None = None) -> Path:
+    """Find the report notebook: the checkout's ``notebooks/qa-report.ipynb``, else the wheel's copy."""
+    package = Path(package_dir or Path(__file__).parent).resolve()
+    checkout = package.parent / "notebooks" / "qa-report.ipynb"
+    if (package.parent / "pyproject.toml").is_file() and checkout.is_file():  # as rules.locate_expectations
+        return checkout
+    return package / "_notebooks" / "qa-report.ipynb"
+
+
+NOTEBOOK = locate_notebook()
 KEY_ENV = "CINQA_REPORT_KEY"
 RULE_ROWS = 50
 RULE_COLUMNS = ["LAchildID", "entity", "episode", "item", "values", "line"]
@@ -383,8 +392,7 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         if not f.is_file():
             raise ReadError(f, "no such file")
     if not NOTEBOOK.is_file():
-        raise CinqaError(f"{NOTEBOOK}: the report notebook is missing; install cinqa from its repository "
-                         "(pip install -e .)")
+        raise CinqaError(f"{NOTEBOOK}: the report notebook is missing; reinstall cinqa")
     if isinstance(key, (str, Path)):
         key = load_key(key)
     out = Path(out)

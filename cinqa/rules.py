@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from cinqa import spec
+from cinqa.errors import CinqaError
 from cinqa.views import VIEW_TABLES, VIEWS, shift_dates
 
 
@@ -101,6 +102,9 @@ def entries(directory: str | Path | None = None) -> tuple[RuleEntry, ...]:
 
 @cache
 def _entries(directory: Path) -> tuple[RuleEntry, ...]:
+    if not any((directory / f"{view}.json").exists() for view in VIEWS):
+        # A lost folder would otherwise check nothing and report a clean return.
+        raise CinqaError(f"{directory}: no rule suites here (expected {', '.join(f'{v}.json' for v in VIEWS)})")
     out: list[RuleEntry] = []
     for view in VIEWS:
         path = directory / f"{view}.json"

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from cinqa import rules
+from cinqa import report, rules
+from cinqa.errors import CinqaError
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]
 PACKAGED = "cinqa._expectations"
+NOTEBOOKS = "cinqa._notebooks"
 
 
 def suite_files() -> list[str]:
@@ -35,6 +37,11 @@ def test_checkout_locator_reads_the_root_folder_with_every_suite() -> None:
     assert {f"{view}.json" for view in rules.VIEWS} <= set(suite_files())
     assert rules.UNCHECKED_FILE in suite_files()
     assert {e.view for e in rules.entries()} == set(rules.VIEWS)
+
+
+def test_a_folder_without_suites_is_an_error_not_an_empty_rule_set(tmp_path: Path) -> None:
+    with pytest.raises(CinqaError, match="no rule suites"):
+        rules.rules_for_year("2025-26", tmp_path)
 
 
 def test_installed_locator_reads_the_packaged_copy(tmp_path: Path) -> None:
@@ -66,7 +73,21 @@ def test_pyproject_lists_every_package_in_cinqa() -> None:
     # Packages are listed by hand (discovery cannot see the mapped folder), so a new subpackage
     # must be added there or the wheel would silently lack it.
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "cinqa").rglob("__init__.py")}
-    assert found | {PACKAGED} == set(SETUPTOOLS["packages"])
+    assert found | {PACKAGED, NOTEBOOKS} == set(SETUPTOOLS["packages"])
+
+
+def test_the_report_notebook_is_packaged_and_found() -> None:
+    assert SETUPTOOLS["package-dir"][NOTEBOOKS] == "notebooks"
+    assert SETUPTOOLS["package-data"][NOTEBOOKS] == ["qa-report.ipynb"]
+    assert report.NOTEBOOK == ROOT / "notebooks" / "qa-report.ipynb"
+
+
+def test_installed_report_locator_reads_the_packaged_copy(tmp_path: Path) -> None:
+    package = tmp_path / "site-packages" / "cinqa"
+    package.mkdir(parents=True)
+    assert report.locate_notebook(package) == package / "_notebooks" / "qa-report.ipynb"
+    (tmp_path / "site-packages" / "pyproject.toml").write_text("[project]\nname = 'other'\n")
+    assert report.locate_notebook(package) == package / "_notebooks" / "qa-report.ipynb"  # no notebooks/ there
 
 
 def can_build_wheels() -> bool:
@@ -87,7 +108,7 @@ def test_built_wheel_carries_every_suite(tmp_path: Path) -> None:
     # setuptools: no build isolation, so nothing is fetched from the network.
     source = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for name in ("cinqa", "expectations"):
+    for name in ("cinqa", "expectations", "notebooks"):
         shutil.copytree(ROOT / name, source / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
@@ -104,4 +125,5 @@ def test_built_wheel_carries_every_suite(tmp_path: Path) -> None:
     packaged = sorted(n.removeprefix("cinqa/_expectations/") for n in names if n.startswith("cinqa/_expectations/"))
     assert packaged == suite_files()
     assert "cinqa/rules.py" in names
+    assert "cinqa/_notebooks/qa-report.ipynb" in names
     assert not [n for n in names if n.startswith("expectations/")]
