@@ -15,11 +15,11 @@ imports is about 1.5-2.5 times the file's size).
 
 from __future__ import annotations
 
-import operator
+import gc
 import re
 from array import array
-from itertools import repeat
 from collections import defaultdict
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,7 +43,7 @@ _PROLOGUE_BYTES = 65536
 _UNSAFE_PROLOGUE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 _UNSAFE_PROLOGUE_16 = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
-Row = dict[str, Any]
+Row = list[Any]  # a table row's values, by column position (see _LAYOUT)
 
 
 def read_return(path: str | Path, *, year: str | None = None) -> CensusReturn:
@@ -65,22 +65,48 @@ RESTRICTED = 8
 Entry = tuple[int, spec.Node, Any, Any]
 
 
-def _dispatch(slow: bool) -> dict[int, tuple[dict[str, str], dict[str, Entry]]]:
-    """Map each container node (by id) to its children as ({tag: column} of plain values,
-    {tag: (code, node, column or table, detail)} of all)."""
-    out: dict[int, tuple[dict[str, str], dict[str, Entry]]] = {}
-    for n in spec.nodes():
-        if not n.children:
-            continue
+def _layout() -> dict[str, dict[str, int]]:
+    """Give each column of each table of rows (and of the header) its position in a row list."""
+    out: dict[str, dict[str, int]] = {}
+    for t in spec.TABLE_KEYS:
+        if spec.table_nodes()[t].kind != "list":
+            cols = [n.column for n in spec.value_columns(t)] + (["kind"] if spec.has_kind_column(t) else [])
+            out[t] = {c: i for i, c in enumerate(cols)}
+    out[""] = {c: i for i, c in enumerate(dict.fromkeys(n.column for n in spec.HEADER.walk() if n.kind == "leaf"))}
+    return out
+
+
+_LAYOUT = _layout()
+
+
+def _blank(table: str, fixed: dict[str, str] | None = None) -> Row:
+    """Return an empty row of ``table``, holding its ``fixed`` values."""
+    row: Row = [None] * len(_LAYOUT[table])
+    for col, v in (fixed or {}).items():
+        row[_LAYOUT[table][col]] = v
+    return row
+
+
+def _dispatch(slow: bool) -> dict[int, tuple[dict[str, int], dict[str, Entry]]]:
+    """Map each container node (by id) to its children as ({tag: column position} of plain values,
+    {tag: (code, node, column position or table, detail)} of all)."""
+    out: dict[int, tuple[dict[str, int], dict[str, Entry]]] = {}
+
+    def add(n: spec.Node, owner: str) -> None:
+        if n.kind == "opaque" or not n.children:
+            return
         tags: dict[str, Entry] = {}
         for c in n.children:
             entry: Entry
             if c.kind == "leaf":
-                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, c.column, None)
+                at = _LAYOUT[c.row["table"]][c.column] if c.row else _LAYOUT[owner][c.column]
+                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, at, None)
             elif c.kind == "group":
                 entry = (GROUP, c, None, None)
+                add(c, owner)
             elif c.kind == "table":
-                entry = (TABLE, c, c.table, dict(c.fixed))
+                entry = (TABLE, c, c.table, _blank(c.table, c.fixed))
+                add(c, c.table)
             elif c.kind == "list":
                 entry = (LIST, c, c.table, c.leaf)
             else:
@@ -91,6 +117,9 @@ def _dispatch(slow: bool) -> dict[int, tuple[dict[str, str], dict[str, Entry]]]:
                 tags[tag] = entry
         leaves = {tag: e[2] for tag, e in tags.items() if e[0] == LEAF}
         out[id(n)] = (leaves, tags)
+
+    add(spec.HEADER, "")
+    add(spec.CHILD, spec.CHILD.table or "children")
     return out
 
 
@@ -136,11 +165,12 @@ class _Reader:
     def __init__(self, path: Path, year: str | None) -> None:
         self.path = path
         self.override = year
-        # Per table, parallel lists: key tuples, source lines, and values (a dict per row; a str for lists).
+        # Per table, parallel lists: key tuples, source lines, and values (a row list; a str for lists).
         self.keys: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # flattened key tuples
         self.lines: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # 0 = unknown
         self.vals: dict[str, list[Any]] = {t: [] for t in spec.TABLE_KEYS}
         self.dispatch = _DISPATCH
+        self.blank_child = _blank("children")
         self.same = {}.setdefault  # interning of values, for the life of one read
         self.batch_parent: etree._Element | None = None
         self.batch_last: etree._Element | None = None
@@ -150,7 +180,7 @@ class _Reader:
         self.eq_means_equals = True  # UTF-8 (the default), UTF-16 and ASCII-based encodings
         self.issues: list[tuple[Any, ...]] = []
         self.restricted: dict[str, array] = defaultdict(lambda: array("l"))
-        self.header_row: Row = {}
+        self.header_row: dict[str, str] = {}
         self.header_line: int | None = None
         self.n_children = 0
         self.blocks: list[etree._Element] = []  # the <Children> elements whose children were read
@@ -168,6 +198,17 @@ class _Reader:
     # -- extraction -------------------------------------------------------------------------
 
     def read(self) -> CensusReturn:
+        # Rows are lists, which the cyclic garbage collector would traverse again and again as they
+        # pile up (a second at 200,000 children); a read makes no cycles, so it is paused meanwhile.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._read()
+        finally:
+            if paused:
+                gc.enable()
+
+    def _read(self) -> CensusReturn:
         with self._open() as fh:
             self._check_prologue(fh)
             self._check_root(fh)
@@ -357,7 +398,9 @@ class _Reader:
         for sub in elem.iter():
             if isinstance(sub.tag, str):
                 self.header_lines.setdefault(sub.tag, _srcline(sub))
-        self._fill(elem, spec.HEADER, self.header_row, None, (), {})
+        row = _blank("")
+        self._fill(elem, spec.HEADER, row, None, (), {})
+        self.header_row = {c: row[i] for c, i in _LAYOUT[""].items() if row[i] is not None}
         self.texts.clear()  # the header's values: its text was searched above
 
     def _child(self, elem: etree._Element) -> None:
@@ -375,7 +418,7 @@ class _Reader:
         self.n_children += 1
         n = self.n_children
         if self.wanted is None or n in self.wanted:
-            row: Row = {}
+            row = self.blank_child.copy()
             self.keys["children"].append(n)
             self.lines["children"].append(_srcline(elem) or 0)
             self.vals["children"].append(row)
@@ -445,14 +488,14 @@ class _Reader:
             col = leaves.get(tag)
             if col is not None:
                 text = sub.text
-                if text is not None and col not in row and not len(sub):
+                if text is not None and row[col] is None and not len(sub):
                     text = text.strip()
                     if text:
                         # One object per distinct value: codes, dates and flags repeat endlessly.
                         row[col] = text = same(text, text)
                         seen(text)
                         continue
-                self._leaf(sub, tags[tag][1], row, child, keys, counters)
+                self._leaf(sub, tags[tag][1], col, row, child, keys, counters)
                 continue
             entry = tags.get(tag)
             if entry is None:
@@ -465,7 +508,7 @@ class _Reader:
             if code == TABLE:
                 n = counters[target] = counters.get(target, 0) + 1
                 new_keys = (*keys, n)
-                new: Row = detail.copy() if detail else {}
+                new = detail.copy()
                 self.keys[target].extend(new_keys)
                 line = sub.sourceline or 0
                 if line > 65535:  # see _srcline; inlined for the common case of whitespace text
@@ -483,11 +526,12 @@ class _Reader:
                 self.extra.extend((f"{sn.name}/{_path(t.getparent().getparent() if t.is_tail else t.getparent(), sub)}",
                                    t.strip()) for t in _ALL_TEXT(sub))
             else:  # LEAF (a restricted one), REDIRECT, SLOW_LEAF
-                self._leaf(sub, sn, row, child, keys, counters)
+                self._leaf(sub, sn, target, row, child, keys, counters)
 
-    def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
+    def _leaf(self, sub: etree._Element, sn: spec.Node, col: int, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
-        """Store a value, reporting whatever is odd about it (the slow path of :meth:`_fill`)."""
+        """Store a value in position ``col`` of its row, reporting whatever is odd about it (the slow
+        path of :meth:`_fill`)."""
         if len(sub):
             self._issue(_srcline(sub), "error", None, child, sn.name,
                         f"<{sn.name}> should hold a value, not elements", _flat_text(sub))
@@ -499,8 +543,7 @@ class _Reader:
             return
         if sn.row is not None:
             row = self._redirected_row(sn, sub, keys, counters)[0]
-        col = sn.column
-        if col in row:
+        if row[col] is not None:
             self._issue(_srcline(sub), "error", None, child, sn.name,
                         f"<{sn.name}> appears more than once; the first value ({row[col]}) is kept", text)
             return
@@ -515,7 +558,7 @@ class _Reader:
         if slot not in counters:
             table = target["table"]
             n = counters[table] = counters.get(table, 0) + 1
-            new: Row = {"kind": target["kind"]}
+            new = _blank(table, {"kind": target["kind"]})
             self.keys[table].extend((*keys, n))
             self.lines[table].append(_srcline(sub) or 0)
             self.vals[table].append(new)
@@ -698,20 +741,24 @@ class _Reader:
         ctx = _FrameContext(table, data, np.frombuffer(lines, dtype=np.int64).copy() if lines else
                             np.empty(0, dtype=np.int64))
         del lines
-        is_list = table in _LIST_TABLES
+        layout = _LAYOUT.get(table)
+        # Rows laid end to end: a column is then every width-th value, a slice made in C.
+        flat = vals if layout is None else list(chain.from_iterable(vals))
+        del vals
+        width = 1 if layout is None else len(layout)
         if spec.has_kind_column(table):
-            kind = pd.Categorical([r.get("kind") for r in vals], categories=_KINDS)
+            kind = pd.Categorical(flat[layout["kind"]::width], categories=_KINDS)
             data["kind"] = kind
             ctx.continuous = np.asarray(kind == "continuous")
         for node in spec.value_columns(table):
             col = node.column
-            if year not in spec.column_years(table, col) and not (
-                    vals if is_list else any(map(operator.contains, vals, repeat(col)))):
+            values = flat[layout[col]::width] if layout is not None else flat
+            # Values are never empty strings, so truth is presence.
+            if year not in spec.column_years(table, col) and not any(values):
                 continue  # a column this year does not have, and no value for it either
-            values = vals if is_list else list(map(dict.get, vals, repeat(col)))
-            present = np.fromiter(map(operator.is_not, values, repeat(None)), dtype=bool, count=len(values))
-            data[col] = self._typed(pd.Series(values, dtype=object), present, node, year, ctx)
-        del vals
+            raw = pd.Series(values, dtype=object)
+            data[col] = self._typed(raw, raw.to_numpy().astype(bool), node, year, ctx)
+        del flat
         data["line"] = pd.array(ctx.line, dtype="Int64")
         data["line"][ctx.line == 0] = pd.NA
         return pd.DataFrame(data)
@@ -827,13 +874,13 @@ class _Locator(_Reader):
         self.check_text = False  # the first pass reported what there is to report
         self.value_lines: dict[tuple[tuple[int, ...], str], int] = {}
 
-    def _leaf(self, sub: etree._Element, sn: spec.Node, row: Row, child: int | None,
+    def _leaf(self, sub: etree._Element, sn: spec.Node, col: int, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         if (sub.text or "").strip():
             target, own = self._redirected_row(sn, sub, keys, counters) if sn.row is not None else (row, keys)
-            if sn.column not in target:
+            if target[col] is None:
                 self.value_lines[(own, sn.column)] = _srcline(sub)
-        super()._leaf(sub, sn, row, child, keys, counters)
+        super()._leaf(sub, sn, col, row, child, keys, counters)
 
 
 def _srcline(elem: etree._Element) -> int | None:
