@@ -107,7 +107,7 @@ SCRIPTS: list[tuple[str, list[str], list[str]]] = [
     ("synth", ["bench/synth.py", "--sizes", "20000", "200000"], ["--sizes", "20000"]),
     ("validate", ["bench/validate.py"], []),
     ("report", ["bench/report.py", "--children", "20000"], ["--children", "20000"]),
-    ("memory", ["bench/memory.py", "--sizes", "20000", "200000"], ["--sizes", "20000"]),
+    ("memory", ["bench/memory.py", "--sizes", "20000", "200000", "800000"], ["--sizes", "20000"]),
     ("peer", ["bench/peer.py", "--sizes", "10000"], ["--sizes", "2000"]),
 ]
 
