@@ -772,7 +772,7 @@ class _Reader:
             for i in np.flatnonzero(missing):
                 self._issue(int(ctx.line[i]) or None, "error", ctx.table, int(ctx.data["child"][i]), node.name,
                             f"<{node.name}> is missing")
-        typed, bad = convert(raw, node, year, present)
+        typed, bad = _convert_distinct(raw, node, year, present)
         if bad is not None and bad.any():
             key_cols = [ctx.data[k] for k in spec.TABLE_KEYS[ctx.table]]
             located = ctx.table not in _LIST_TABLES  # a list item's row line is already the value's line
@@ -958,6 +958,23 @@ def convert(raw: pd.Series, node: spec.Node, year: str,
         ok = typed.str.fullmatch(node.pattern).fillna(False).to_numpy(dtype=bool)
         return typed, present & ~ok
     return typed, None
+
+
+def _convert_distinct(raw: pd.Series, node: spec.Node, year: str,
+                      present: np.ndarray) -> tuple[pd.Series, np.ndarray | None]:
+    """Do what :func:`convert` does, converting each distinct value once: dates, codes and flags
+    repeat endlessly (free text, mostly distinct, is converted as it is)."""
+    if node.type == "str" and not node.codeset:
+        return convert(raw, node, year, present)
+    codes, uniques = pd.factorize(raw.to_numpy(), use_na_sentinel=True)
+    # The missing value takes the last slot, so that every row has a distinct value to take.
+    codes[codes < 0] = len(uniques)
+    distinct = pd.Series([*uniques, None], dtype=object)
+    known = np.ones(len(distinct), dtype=bool)
+    known[-1] = False
+    typed, bad = convert(distinct, node, year, known)
+    return (pd.Series(typed.array.take(codes), index=raw.index),
+            None if bad is None else bad[codes])
 
 
 def _iso_dates(raw: pd.Series, present: np.ndarray) -> pd.Series | None:
