@@ -194,6 +194,8 @@ class _Reader:
         # Issues about a value whose element's own line is found by a second pass: (issue, keys, column).
         self.pending: list[tuple[int, tuple[int, ...], str]] = []
         self.wanted: set[int] | None = None
+        # The year the file will be read as, once known before its children (override, or the header's).
+        self.year_hint: str | None = year
 
     # -- extraction -------------------------------------------------------------------------
 
@@ -401,6 +403,9 @@ class _Reader:
         row = _blank("")
         self._fill(elem, spec.HEADER, row, None, (), {})
         self.header_row = {c: row[i] for c, i in _LAYOUT[""].items() if row[i] is not None}
+        claimed = self.header_row.get("Year")  # as _claimed_year reads it first
+        if self.year_hint is None and claimed is not None and re.fullmatch(r"\d{4}", claimed):
+            self.year_hint = spec.year_from_reference(int(claimed))
         self.texts.clear()  # the header's values: its text was searched above
 
     def _child(self, elem: etree._Element) -> None:
@@ -486,47 +491,53 @@ class _Reader:
         for sub in elem[:]:  # a list made in C: quicker to walk than the element's own iterator
             tag = sub.tag
             col = leaves.get(tag)
-            if col is not None:
-                text = sub.text
-                if text is not None and row[col] is None and not len(sub):
-                    text = text.strip()
-                    if text:
-                        # One object per distinct value: codes, dates and flags repeat endlessly.
-                        row[col] = text = same(text, text)
-                        seen(text)
-                        continue
-                self._leaf(sub, tags[tag][1], col, row, child, keys, counters)
-                continue
-            entry = tags.get(tag)
-            if entry is None:
-                self._unknown(sub, node.name, child)
-                continue
-            code, sn, target, detail = entry
-            if code >= RESTRICTED:
-                self.restricted[sn.name].append(_srcline(sub) or 0)
-                code -= RESTRICTED
-            if code == TABLE:
-                n = counters[target] = counters.get(target, 0) + 1
-                new_keys = (*keys, n)
-                new = detail.copy()
-                self.keys[target].extend(new_keys)
-                line = sub.sourceline or 0
-                if line > 65535:  # see _srcline; inlined for the common case of whitespace text
-                    first = sub.text
-                    line = line - first.count("\n") if first is not None else _srcline(sub) or 0
-                self.lines[target].append(line)
-                self.vals[target].append(new)
-                self._fill(sub, sn, new, child, new_keys, {})
-            elif code == GROUP:
-                self._fill(sub, sn, row, child, keys, counters)
-            elif code == LIST:
-                self._list(sub, sn, target, detail, child, keys, counters)
-            elif code == OPAQUE:
-                # Accepted and not modelled; keep its values so that nothing read is lost.
-                self.extra.extend((f"{sn.name}/{_path(t.getparent().getparent() if t.is_tail else t.getparent(), sub)}",
-                                   t.strip()) for t in _ALL_TEXT(sub))
-            else:  # LEAF (a restricted one), REDIRECT, SLOW_LEAF
-                self._leaf(sub, sn, target, row, child, keys, counters)
+            if col is None:
+                entry = tags.get(tag)
+                if entry is None:
+                    self._unknown(sub, node.name, child)
+                    continue
+                code, sn, target, detail = entry
+                if code >= RESTRICTED:
+                    # The line is wanted only if the year turns out not to have the element.
+                    self.restricted[sn.name].append(0 if self.year_hint in sn.years else _srcline(sub) or 0)
+                    code -= RESTRICTED
+                if code == TABLE:
+                    n = counters[target] = counters.get(target, 0) + 1
+                    new_keys = (*keys, n)
+                    new = detail.copy()
+                    self.keys[target].extend(new_keys)
+                    line = sub.sourceline or 0
+                    if line > 65535:  # see _srcline; inlined for the common case of whitespace text
+                        first = sub.text
+                        line = line - first.count("\n") if first is not None else _srcline(sub) or 0
+                    self.lines[target].append(line)
+                    self.vals[target].append(new)
+                    self._fill(sub, sn, new, child, new_keys, {})
+                    continue
+                if code == GROUP:
+                    self._fill(sub, sn, row, child, keys, counters)
+                    continue
+                if code == LIST:
+                    self._list(sub, sn, target, detail, child, keys, counters)
+                    continue
+                if code == OPAQUE:
+                    # Accepted and not modelled; keep its values so that nothing read is lost.
+                    self.extra.extend((f"{sn.name}/{_path(t.getparent().getparent() if t.is_tail else t.getparent(), sub)}",
+                                       t.strip()) for t in _ALL_TEXT(sub))
+                    continue
+                if code != LEAF:  # REDIRECT, SLOW_LEAF
+                    self._leaf(sub, sn, target, row, child, keys, counters)
+                    continue
+                col = target  # a restricted plain value
+            text = sub.text
+            if text is not None and row[col] is None and not len(sub):
+                text = text.strip()
+                if text:
+                    # One object per distinct value: codes, dates and flags repeat endlessly.
+                    row[col] = text = same(text, text)
+                    seen(text)
+                    continue
+            self._leaf(sub, tags[tag][1], col, row, child, keys, counters)
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, col: int, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
