@@ -9,7 +9,7 @@ Safety and memory: lxml parses with no DTD, no entity expansion, no network, no 
 size limits on (``_SAFE``); a DOCTYPE is refused outright, and every parser failure becomes a
 :class:`ReadError` naming file, line and problem. Each ``<Child>`` is walked once when it has been
 parsed and freed in batches, so the tree stays small however large the file; values are kept as
-interned strings in per-table row lists and typed a column at a time (once per distinct value) (peak memory beyond the
+interned strings in per-table row lists and typed a column at a time, once per distinct value (peak memory beyond the
 imports is about 1.5-2.5 times the file's size).
 """
 
