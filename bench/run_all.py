@@ -4,8 +4,8 @@
 
 Each script runs in its own process with modest sizes; its output is echoed and its summary lines
 (``BENCH|what|figure|target|script``, printed by the scripts this file owns) are gathered into one
-table with the machine, date and load average. Scripts that print no such lines (parse, synth,
-validate) have their final table quoted as it stands. With ``--update-readme`` the README's
+table with the machine, date and load average. The final tables of parse, synth and validate
+(and of any script that prints no such lines) are quoted as they stand. With ``--update-readme`` the README's
 ``## Performance`` section, and only that section, is rewritten with the table.
 """
 
@@ -112,6 +112,10 @@ SCRIPTS: list[tuple[str, list[str], list[str]]] = [
 ]
 
 
+# Scripts whose final table is quoted beside their summary lines: it shows more than one line can.
+QUOTED = ("parse", "synth", "validate")
+
+
 def last_table(text: str) -> list[str]:
     """Return the last block of lines that looks like a table (several aligned lines) in ``text``."""
     blocks: list[list[str]] = [[]]
@@ -131,6 +135,8 @@ def markdown(rows: list[tuple[str, str, str, str]], quoted: dict[str, list[str]]
         "`make bench` runs them all (`bench/run_all.py --update-readme` rewrites this section).",
         "",
         *[f"{h}  " for h in header],
+        "",
+        "Where the time goes, and what came of the profiles, is in [bench/README.md](bench/README.md).",
         "",
         "| what | figure | target | from |",
         "|---|---|---|---|",
@@ -179,7 +185,7 @@ def main() -> int:
         print(f"== {name}: {wall:.0f} s wall, {cpu:.0f} s CPU, exit {code}", flush=True)
         tagged = [line[len(TAG):].split("|") for line in out.splitlines() if line.startswith(TAG)]
         rows += [(w, f, t, s or name) for w, f, t, s in tagged]
-        if not tagged and code == 0:
+        if code == 0 and (not tagged or name in QUOTED):
             quoted[name] = last_table(out)
     header.append(f"Load average at end: {load()}")
     print("\n" + "=" * 100)
