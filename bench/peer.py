@@ -202,6 +202,7 @@ def compare_faults(args: argparse.Namespace, python: Path | None, ruleset: str, 
     ours = run_one(sys.executable, _CINQA_SCRIPT, [str(path), args.year, str(ROOT)], args.timeout)
     theirs = run_one(str(python), _PEER_SCRIPT, [str(path), ruleset], args.timeout) if python else None
     found = {}
+    recall = []
     for who, r in (("cinqa", ours), ("peer", theirs)):
         if r:
             pairs = {tuple(p) for p in r["pairs"]}
@@ -210,10 +211,14 @@ def compare_faults(args: argparse.Namespace, python: Path | None, ruleset: str, 
             if truth is not None:
                 want = set(zip(truth["rule"], truth["LAchildID"]))
                 line += f"; injected (rule, child) pairs found: {len(want & pairs):,} of {len(want):,}"
+                recall.append(f"{who} {len(want & pairs):,} of {len(want):,}")
                 missed = sorted(want - pairs)
                 if missed:
                     line += f"\n         missed: {', '.join(f'{r} {c}' for r, c in missed[:20])}"
             print(line)
+    if recall:
+        emit(f"injected (rule, child) pairs found, {args.errors:,} children ({args.year})", ", ".join(recall), "all",
+             "peer")
     if len(found) == 2:
         (rc, pc), (rp, pp) = found["cinqa"], found["peer"]
         print(f"  rules both report: {len(rc & rp)}; only cinqa: {len(rc - rp)}; only peer: {len(rp - rc)}")
