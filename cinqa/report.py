@@ -31,17 +31,14 @@ from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, 
                                 return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
+from cinqa.rules import locate_shipped
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 def locate_notebook(package_dir: str | Path | None = None) -> Path:
     """Find the report notebook: the checkout's ``notebooks/qa-report.ipynb``, else the wheel's copy."""
-    package = Path(package_dir or Path(__file__).parent).resolve()
-    checkout = package.parent / "notebooks" / "qa-report.ipynb"
-    if (package.parent / "pyproject.toml").is_file() and checkout.is_file():  # as rules.locate_expectations
-        return checkout
-    return package / "_notebooks" / "qa-report.ipynb"
+    return locate_shipped("notebooks/qa-report.ipynb", "_notebooks/qa-report.ipynb", package_dir)
 
 
 NOTEBOOK = locate_notebook()

@@ -31,20 +31,25 @@ from cinqa.errors import CinqaError
 from cinqa.views import VIEW_TABLES, VIEWS, shift_dates
 
 
-def locate_expectations(package_dir: str | Path | None = None) -> Path:
-    """Find the rule suites: the checkout's ``expectations/`` folder, else the copy packaged in the wheel.
+def locate_shipped(checkout: str, packaged: str, package_dir: str | Path | None = None) -> Path:
+    """Find a file or folder kept at the repository root (``checkout``, relative to it) and shipped in
+    the wheel inside the package (``packaged``, relative to the ``cinqa`` folder; mapped in pyproject.toml).
 
     ``package_dir`` is the ``cinqa`` folder (default: this module's). A checkout, and an editable
-    install of one, reads the root folder, so an edited rule counts at once; a wheel carries the
-    same files as ``cinqa/_expectations`` (mapped in pyproject.toml).
+    install of one, reads the root copy, so an edit counts at once; otherwise the packaged one.
     """
     package = Path(package_dir or Path(__file__).parent).resolve()
     root = package.parent
-    # pyproject.toml marks a checkout: beside an installed package (site-packages), an expectations/
-    # folder would belong to some other distribution.
-    if (root / "pyproject.toml").is_file() and (root / "expectations").is_dir():
-        return root / "expectations"
-    return package / "_expectations"
+    # pyproject.toml marks a checkout: beside an installed package (site-packages), a folder of that
+    # name would belong to some other distribution.
+    if (root / "pyproject.toml").is_file() and (root / checkout).exists():
+        return root / checkout
+    return package / packaged
+
+
+def locate_expectations(package_dir: str | Path | None = None) -> Path:
+    """Find the rule suites: the checkout's ``expectations/`` folder, else the wheel's ``cinqa/_expectations``."""
+    return locate_shipped("expectations", "_expectations", package_dir)
 
 
 EXPECTATIONS_DIR = locate_expectations()
