@@ -316,3 +316,27 @@ def run_case(case: Case, directory: str | Path, expectations: str | Path | None 
     failures = v.failures[v.failures["rule"] == case.rule]
     errored = v.errored[v.errored["rule"] == case.rule]
     return Outcome(case=case, failures=failures, errored=errored, ret=ret)
+
+
+# GX result format of the plain engine: every failing row, as GX reports it by default.
+_PLAIN_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["row"],
+                 "return_unexpected_index_query": False, "partial_unexpected_count": 0}
+
+
+def validate_plainly(ret: CensusReturn) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate ``ret`` as the engine did before its speed-ups; return its failures and errored rules.
+
+    Whole views, full-meta suites, one GX run per view in this process and every failing row as GX
+    reports it: the reference that ``cinqa.validate``'s faster engine must match (tests) and beat
+    (``bench/validate.py``).
+    """
+    from cinqa import rules
+    from cinqa.validate import _batch, _tidy
+    from cinqa.views import ViewBuilder
+
+    suites = rules.suites(ret.year)
+    builder = ViewBuilder(ret)
+    views = {name: builder.view(name) for name in suites}
+    results = {name: _batch(name, views[name]).validate(suite, result_format=_PLAIN_FORMAT)
+               for name, suite in suites.items() if len(views[name])}
+    return _tidy(results, views)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import cinqa
-from cinqa.testing import build_return
+from cinqa.testing import build_return, validate_plainly
 from cinqa.validate import FAILURE_COLUMNS, SUMMARY_COLUMNS, validate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -138,29 +138,12 @@ def test_values_render_dates_and_missing_values(tmp_path):
     assert isinstance(f, pd.DataFrame) and f["LAchildID"].tolist() == ["C1"]
 
 
-def _validate_plainly(ret):
-    """The engine before its speed-ups: whole views, full-meta suites, one GX run per view in this
-    process, a dictionary per failing row."""
-    from cinqa import rules
-    from cinqa.validate import _batch, _tidy
-    from cinqa.views import ViewBuilder
-
-    plain_format = {"result_format": "COMPLETE", "unexpected_index_column_names": ["row"],
-                    "return_unexpected_index_query": False, "partial_unexpected_count": 0}
-    suites = rules.suites(ret.year)
-    builder = ViewBuilder(ret)
-    views = {name: builder.view(name) for name in suites}
-    results = {name: _batch(name, views[name]).validate(suite, result_format=plain_format)
-               for name, suite in suites.items() if len(views[name])}
-    return _tidy(results, views)
-
-
 @pytest.mark.parametrize("year, workers", [("2025-26", (1, 2)), ("2012-13", (2,))], ids=["2025-26", "2012-13"])
 def test_fast_validation_finds_exactly_what_the_plain_one_does(year, workers):
     from cinqa import synth
 
     ret, truth = synth.generate(year, children=400, seed=11, errors=0.15)
-    failures, errored = _validate_plainly(ret)
+    failures, errored = validate_plainly(ret)
     assert len(truth) > 20 and len(failures) >= len(truth) // 2  # the sample does fail many rules
     for n in workers:
         v = validate(ret, workers=n)
