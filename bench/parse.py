@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cinqa  # noqa: E402
-from run_all import emit  # noqa: E402
 from cinqa import ReturnWriter, read_return  # noqa: E402
+from run_all import emit, load, machine  # noqa: E402
 
 SEED_FIXTURE = ROOT / "tests" / "fixtures" / "cin-2023-24.xml"
 CHUNK = 2_000
@@ -112,25 +110,6 @@ def peak_rss(path: Path) -> tuple[int, int]:
     return int(out[-3]), int(out[-2])
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        mem = f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
-    except ImportError:
-        mem = "RAM unknown"
-    return (f"{cpu}, {os.cpu_count()} CPUs, {mem}; Python {platform.python_version()}, "
-            f"lxml {etree.__version__}, pandas {pd.__version__}, {platform.system()} {platform.release()}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
@@ -140,11 +119,8 @@ def main() -> None:
     args = ap.parse_args()
 
     print(f"cinqa parse benchmark, {dt.datetime.now():%Y-%m-%d %H:%M}")
-    print(f"machine: {machine()}")
-    try:
-        print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    except OSError:
-        pass
+    print(f"machine: {machine(f'lxml {etree.__version__}', f'pandas {pd.__version__}')}")
+    print(f"load average at start: {load()}")
     tmp = tempfile.TemporaryDirectory(prefix="cinqa-bench-") if args.dir is None else None
     folder = Path(tmp.name) if tmp else args.dir
     folder.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,9 @@ README = ROOT / "README.md"
 TAG = "BENCH|"
 
 
-def machine() -> str:
-    """Describe this machine in one line: CPU model, cores, memory, Python."""
+def machine(*versions: str) -> str:
+    """Describe this machine in one line: CPU model, cores, memory, Python, then ``versions``
+    (such as ``"pandas 3.1.1"``) and the system."""
     cpu = platform.machine()
     mem = ""
     try:
@@ -43,7 +44,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} CPUs{mem}; Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    software = ", ".join([f"Python {platform.python_version()}", *versions, f"{platform.system()} {platform.release()}"])
+    return f"{cpu}, {os.cpu_count()} CPUs{mem}; {software}"
 
 
 def load() -> str:

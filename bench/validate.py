@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -40,11 +38,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import cinqa  # noqa: E402
 from cinqa import rules, synth  # noqa: E402
-from cinqa.validate import _batch, _tidy, validate  # noqa: E402
-from cinqa.views import ViewBuilder  # noqa: E402
+from cinqa.testing import validate_plainly  # noqa: E402
+from cinqa.validate import validate  # noqa: E402
+from run_all import emit, load, machine  # noqa: E402
 
-PLAIN_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["row"],
-                "return_unexpected_index_query": False, "partial_unexpected_count": 0}
 OVERHEAD_CHILDREN = 50
 
 # Stages of a validation, each named by the functions (function, file) whose inclusive time counts
@@ -59,16 +56,6 @@ STAGES = (
     ("GX: metric computation (the work on the data)", (("resolve_metrics", "execution_engine.py"),)),
     ("failures table", (("_tidy", "validate.py"), ("_summarise", "validate.py"))),
 )
-
-
-def validate_plainly(ret: cinqa.CensusReturn) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate as the engine did before its speed-ups (see the module doc); return failures and errored."""
-    suites = rules.suites(ret.year)
-    builder = ViewBuilder(ret)
-    views = {name: builder.view(name) for name in suites}
-    results = {name: _batch(name, views[name]).validate(suite, result_format=PLAIN_FORMAT)
-               for name, suite in suites.items() if len(views[name])}
-    return _tidy(results, views)
 
 
 def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
@@ -143,26 +130,6 @@ def profile(ret: cinqa.CensusReturn) -> None:
         print(f"  {seconds:6.2f} s {100 * seconds / total:5.1f}%  {key}")
 
 
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}, pandas {pd.__version__}, "
-            f"{platform.system()} {platform.release()}")
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 200_000])
@@ -179,7 +146,7 @@ def main() -> None:
 
     gx_import = time.perf_counter() - started
     print(f"cinqa validate benchmark, {dt.datetime.now():%Y-%m-%d %H:%M}, census year {args.year}")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(f'pandas {pd.__version__}')}")
     print(f"load average at start: {load()}  (other processes slow every figure; CPU columns suffer less)")
     print(f"import great_expectations: {gx_import:.1f} s (once per process, not counted below)")
     tmp = tempfile.TemporaryDirectory(prefix="cinqa-bench-") if args.dir is None else None
@@ -234,8 +201,6 @@ def main() -> None:
           "2+ cores; no gain when other processes keep the cores busy); plain = the engine before its speed-ups, "
           "same run; speed-up = plain validate / validate")
     print("targets: 10k read+validate <= 3 s in-process; 20k read+validate <= 5 s on 2 cores")
-    from run_all import emit
-
     target = {10_000: "<= 3 s", 20_000: "<= 5 s"}
     for r in rows:
         emit(f"read + validate {r['children']:,} children ({args.year}, every module)",
