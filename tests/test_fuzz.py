@@ -568,7 +568,6 @@ def test_a_year_zero_date_does_not_break_the_error_report(tmp_path: Path) -> Non
 
     from cinqa.cli import app
 
-    validate_function()
     result = CliRunner().invoke(app, ["validate", str(year_zero_file(tmp_path)), "--xlsx", str(tmp_path / "e.xlsx")])
     assert result.exit_code in (0, 1), result.output
     assert (tmp_path / "e.xlsx").exists()
@@ -590,19 +589,6 @@ def test_a_huge_whole_number_is_an_issue(tmp_path: Path, number: str) -> None:
 # -- validate -----------------------------------------------------------------------------------
 
 
-def validate_function():
-    """Return ``cinqa.validate``'s validate function, or skip while it is not there."""
-    func = getattr(cinqa, "validate", None)
-    if func is not None and not callable(func):  # the module, before cinqa exports the function
-        func = getattr(func, "validate", None)
-    if func is None:
-        try:
-            from cinqa.validate import validate as func
-        except ImportError as exc:
-            pytest.skip(f"cinqa.validate is not importable yet ({exc})")
-    return func
-
-
 FAILURE_COLUMNS = ["rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item", "fields",
                    "values", "line"]
 
@@ -615,12 +601,11 @@ def validate_mutants(draw: Any) -> tuple[str, list[Any], str, list[Any]]:
 
 
 def validate_property(mutant_path: Path, case: Any) -> None:
-    validate = validate_function()
     ret = check_read(mutant_path, build_noted(case))
     if ret is None:
         return
     TALLY["validated"] += 1
-    v = validate(ret)
+    v = cinqa.validate(ret)
     assert v.errored.empty, f"rules errored on a return the reader accepts:\n{v.errored.to_string()}"
     f = v.failures
     assert list(f.columns) == FAILURE_COLUMNS

@@ -33,19 +33,6 @@ SAMPLES = ROOT / "data"
 TEST_NET = "192.0.2.1"  # TEST-NET-1 (RFC 5737): documentation only, never routed
 
 
-def validate_function():
-    """Return ``cinqa.validate``'s validate function, or skip while it is not there."""
-    func = getattr(cinqa, "validate", None)
-    if func is not None and not callable(func):  # the module, before cinqa exports the function
-        func = getattr(func, "validate", None)
-    if func is None:
-        try:
-            from cinqa.validate import validate as func
-        except ImportError as exc:
-            pytest.skip(f"cinqa.validate is not importable yet ({exc})")
-    return func
-
-
 # -- the block ------------------------------------------------------------------------------
 
 
@@ -141,8 +128,7 @@ def test_reading_makes_no_network_attempt(network_attempts):
 
 
 def test_validating_with_great_expectations_makes_no_network_attempt(network_attempts):
-    validate = validate_function()
-    v = validate(cinqa.read_return(RETURN_2324))
+    v = cinqa.validate(cinqa.read_return(RETURN_2324))
     assert len(v.checked) > 0 and len(v.errored) == 0, v.errored
     assert os.environ.get("GX_ANALYTICS_ENABLED") == "False"
     from cinqa.validate import _context
