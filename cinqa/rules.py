@@ -117,7 +117,12 @@ def _entries(directory: Path) -> tuple[RuleEntry, ...]:
             continue
         suite = json.loads(path.read_text("utf-8"))
         for i, exp in enumerate(suite.get("expectations", [])):
-            out.append(_entry(path, view, i, exp))
+            meta = exp.get("meta") or {}
+            # A check whose rule was renamed, re-graded or reworded between years is written once,
+            # with one meta per version (each with its own years): one entry per version.
+            common = {k: v for k, v in meta.items() if k != "versions"}
+            for version in meta.get("versions") or [{}]:
+                out.append(_entry(path, view, i, {**exp, "meta": {**common, **version}}))
     return tuple(out)
 
 

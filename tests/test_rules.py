@@ -138,3 +138,26 @@ def test_changed_rules_apply_in_the_right_years():
     assert {e.rule for e in rules.rules_for_year("2021-22")} >= {"8525", "8569"}
     assert not {"8525Q", "8569Q"} & {e.rule for e in rules.rules_for_year("2021-22")}
     assert "8866" not in {e.rule for e in rules.rules_for_year("2012-13")}
+
+
+def test_a_check_written_once_gives_one_entry_per_version(tmp_path):
+    check = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "LAchildID"},
+             "meta": {"message": "LA Child ID missing", "entity": "children", "fields": ["LAchildID"],
+                      "versions": [{"rule": "9001", "severity": "error", "years": "2012-13..2021-22", "note": "old"},
+                                   {"rule": "9001Q", "severity": "query", "years": "2022-23..2026-27"}]}}
+    (tmp_path / "children.json").write_text(json.dumps({"name": "children", "expectations": [check]}))
+    old, new = rules.entries(tmp_path)
+    assert (old.rule, old.severity, old.years_text, old.meta["note"]) == ("9001", "error", "2012-13..2021-22", "old")
+    assert (new.rule, new.severity, new.years_text, "note" in new.meta) == ("9001Q", "query", "2022-23..2026-27", False)
+    assert old.kwargs == new.kwargs == check["kwargs"] and old.message == new.message == "LA Child ID missing"
+    assert "versions" not in old.meta
+    assert [e.rule for e in rules.rules_for_year("2021-22", tmp_path)] == ["9001"]
+    assert [e.rule for e in rules.rules_for_year("2022-23", tmp_path)] == ["9001Q"]
+
+
+def test_the_renamed_and_regraded_rules_are_written_once():
+    # 8525 became the query 8525Q in 2022-23: one check, two versions, not two copies of the check.
+    checks = {}
+    for e in rules.entries():
+        checks.setdefault((e.view, e.type, json.dumps(e.kwargs, sort_keys=True)), set()).add(e.position)
+    assert all(len(positions) == 1 for positions in checks.values())
