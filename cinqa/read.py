@@ -62,7 +62,9 @@ def read_return(path: str | Path, *, year: str | None = None) -> CensusReturn:
 LEAF, GROUP, TABLE, LIST, OPAQUE, REDIRECT, SLOW_LEAF = range(7)
 RESTRICTED = 8
 
-Entry = tuple[int, spec.Node, Any, Any]
+Entry = tuple[int, spec.Node, Any, Any, Any]
+# A container's children: ({tag: column position} of plain values, {tag: Entry} of all, the node).
+Dispatch = tuple[dict[str, int], dict[str, Entry], spec.Node]
 
 
 def _layout() -> dict[str, dict[str, int]]:
@@ -87,40 +89,54 @@ def _blank(table: str, fixed: dict[str, str] | None = None) -> Row:
     return row
 
 
-def _dispatch(slow: bool) -> dict[int, tuple[dict[str, int], dict[str, Entry]]]:
-    """Map each container node (by id) to its children as ({tag: column position} of plain values,
-    {tag: (code, node, column position or table, detail)} of all)."""
-    out: dict[int, tuple[dict[str, int], dict[str, Entry]]] = {}
+def _dispatch(slow: bool, year: str | None = None,
+              unmarked: list[tuple[spec.Node, str, int]] | None = None) -> dict[str, Dispatch]:
+    """Describe how to read the header's and a child's elements: for each container, its children as
+    ({tag: column position} of plain values, {tag: (code, node, column position or table, detail,
+    the child's own Dispatch)} of all, the container's node).
 
-    def add(n: spec.Node, owner: str) -> None:
-        if n.kind == "opaque" or not n.children:
-            return
+    ``slow`` sends every value through :meth:`_Reader._leaf`. With ``year`` (the year the file will be
+    read as, known before its children), a child's plain values of that year are not marked RESTRICTED:
+    they cannot be out of place, and most values of a return take the quickest path. Each of them is
+    added to ``unmarked`` as (node, table, column position).
+    """
+
+    def add(n: spec.Node, owner: str, known: str | None) -> Dispatch:
         tags: dict[str, Entry] = {}
         for c in n.children:
             entry: Entry
             if c.kind == "leaf":
                 at = _LAYOUT[c.row["table"]][c.column] if c.row else _LAYOUT[owner][c.column]
-                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, at, None)
+                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, at, None, None)
             elif c.kind == "group":
-                entry = (GROUP, c, None, None)
-                add(c, owner)
+                entry = (GROUP, c, None, None, add(c, owner, known))
             elif c.kind == "table":
-                entry = (TABLE, c, c.table, _blank(c.table, c.fixed))
-                add(c, c.table)
+                entry = (TABLE, c, c.table, _blank(c.table, c.fixed), add(c, c.table, known))
             elif c.kind == "list":
-                entry = (LIST, c, c.table, c.leaf)
+                entry = (LIST, c, c.table, c.leaf, None)
             else:
-                entry = (OPAQUE, c, None, None)
-            if c.restricted:
+                entry = (OPAQUE, c, None, None, None)
+            if c.restricted and entry[0] == LEAF and known in c.years and unmarked is not None:
+                unmarked.append((c, owner, entry[2]))
+            elif c.restricted:
                 entry = (entry[0] + RESTRICTED, *entry[1:])
             for tag in (c.name, *c.aliases):
                 tags[tag] = entry
         leaves = {tag: e[2] for tag, e in tags.items() if e[0] == LEAF}
-        out[id(n)] = (leaves, tags)
+        return leaves, tags, n
 
-    add(spec.HEADER, "")
-    add(spec.CHILD, spec.CHILD.table or "children")
-    return out
+    return {"Header": add(spec.HEADER, "", None), "Child": add(spec.CHILD, spec.CHILD.table or "children", year)}
+
+
+_BY_YEAR: dict[str | None, tuple[dict[str, Dispatch], list[tuple[spec.Node, str, int]]]] = {}
+
+
+def _dispatch_for(year: str | None) -> tuple[dict[str, Dispatch], list[tuple[spec.Node, str, int]]]:
+    """Return the dispatch for reading a file as ``year`` (None: not yet known), and its unmarked values."""
+    if year not in _BY_YEAR:
+        unmarked: list[tuple[spec.Node, str, int]] = []
+        _BY_YEAR[year] = _dispatch(False, year if year in spec.YEARS else None, unmarked), unmarked
+    return _BY_YEAR[year]
 
 
 def _homes() -> dict[str, set[str]]:
@@ -131,7 +147,6 @@ def _homes() -> dict[str, set[str]]:
     return out
 
 
-_DISPATCH = _dispatch(slow=False)
 _DISPATCH_SLOW = _dispatch(slow=True)
 _LIST_TABLES = frozenset(t for t, n in spec.table_nodes().items() if n.kind == "list")
 _KINDS = ["continuous", "initial", "core"]
@@ -169,7 +184,9 @@ class _Reader:
         self.keys: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # flattened key tuples
         self.lines: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # 0 = unknown
         self.vals: dict[str, list[Any]] = {t: [] for t in spec.TABLE_KEYS}
-        self.dispatch = _DISPATCH
+        self.dispatch, self.unmarked = _dispatch_for(year)
+        # Per table: its keys, lines and values together, for the hot loop (the same objects as above).
+        self.store = {t: (self.keys[t], self.lines[t], self.vals[t]) for t in spec.TABLE_KEYS}
         self.blank_child = _blank("children")
         self.same = {}.setdefault  # interning of values, for the life of one read
         self.batch_parent: etree._Element | None = None
@@ -314,20 +331,11 @@ class _Reader:
 
     def _parse(self, fh: BinaryIO) -> None:
         self.source = _Counting(fh)
-        events = etree.iterparse(self.source, events=("start", "end"), tag=("{*}Message", "Header", "{*}Child"),
-                                 **_SAFE)
-        saw_message = False
+        # The root was found to be a plain <Message> with no DOCTYPE (_check_root): only ends matter.
+        events = etree.iterparse(self.source, events=("end",), tag=("Header", "{*}Child"), **_SAFE)
         try:
-            for event, elem in events:
+            for _, elem in events:
                 tag = elem.tag
-                if event == "start":
-                    if tag == "Message" and elem.getparent() is None:
-                        saw_message = True
-                        if elem.getroottree().docinfo.doctype:
-                            raise ReadError(self.path, "the file declares a DOCTYPE; it is refused", 1)
-                    continue
-                if not saw_message:
-                    continue
                 if tag == "Child":
                     self._child(elem)
                 elif tag == "Header":
@@ -346,7 +354,7 @@ class _Reader:
                             "KiB, so the file is refused rather than held in memory") from None
         self._flush()
         root = events.root
-        if root is None or not saw_message:
+        if root is None or root.tag != "Message":
             got = f"<{etree.QName(root.tag).localname}>" if root is not None else "no element"
             raise ReadError(self.path, f"the root element is {got}; a CIN census return starts with <Message>")
         self._check_top(root)
@@ -401,11 +409,13 @@ class _Reader:
             if isinstance(sub.tag, str):
                 self.header_lines.setdefault(sub.tag, _srcline(sub))
         row = _blank("")
-        self._fill(elem, spec.HEADER, row, None, (), {})
+        self._fill(elem, self.dispatch["Header"], row, None, (), {})
         self.header_row = {c: row[i] for c, i in _LAYOUT[""].items() if row[i] is not None}
         claimed = self.header_row.get("Year")  # as _claimed_year reads it first
         if self.year_hint is None and claimed is not None and re.fullmatch(r"\d{4}", claimed):
             self.year_hint = spec.year_from_reference(int(claimed))
+        if self.dispatch is not _DISPATCH_SLOW:
+            self.dispatch, self.unmarked = _dispatch_for(self.year_hint)
         self.texts.clear()  # the header's values: its text was searched above
 
     def _child(self, elem: etree._Element) -> None:
@@ -427,7 +437,7 @@ class _Reader:
             self.keys["children"].append(n)
             self.lines["children"].append(_srcline(elem) or 0)
             self.vals["children"].append(row)
-            self._fill(elem, spec.CHILD, row, n, (n,), {})
+            self._fill(elem, self.dispatch["Child"], row, n, (n,), {})
         self.batch_last = elem
         self.batch_count += 1
         if self.batch_count >= _BATCH:
@@ -476,11 +486,11 @@ class _Reader:
         self.texts.clear()
         self.batch_issues = 0
 
-    def _fill(self, elem: etree._Element, node: spec.Node, row: Row, child: int | None,
+    def _fill(self, elem: etree._Element, disp: Dispatch, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
-        """Walk ``elem``'s sub-elements as ``node`` describes them, filling ``row`` and new rows."""
+        """Walk ``elem``'s sub-elements as ``disp`` describes them, filling ``row`` and new rows."""
         # The reader's hot loop: plain values (most elements) take the first branch and nothing else.
-        leaves, tags = self.dispatch[id(node)]
+        leaves, tags, node = disp
         same = self.same
         seen = self.texts.append
         if not len(elem):  # text beside elements is found by _STRAY; text instead of them, here
@@ -496,7 +506,7 @@ class _Reader:
                 if entry is None:
                     self._unknown(sub, node.name, child)
                     continue
-                code, sn, target, detail = entry
+                code, sn, target, detail, inner = entry
                 if code >= RESTRICTED:
                     # The line is wanted only if the year turns out not to have the element.
                     self.restricted[sn.name].append(0 if self.year_hint in sn.years else _srcline(sub) or 0)
@@ -505,20 +515,47 @@ class _Reader:
                     n = counters[target] = counters.get(target, 0) + 1
                     new_keys = (*keys, n)
                     new = detail.copy()
-                    self.keys[target].extend(new_keys)
+                    tkeys, tlines, tvals = self.store[target]
+                    tkeys.extend(new_keys)
                     line = sub.sourceline or 0
                     if line > 65535:  # see _srcline; inlined for the common case of whitespace text
                         first = sub.text
                         line = line - first.count("\n") if first is not None else _srcline(sub) or 0
-                    self.lines[target].append(line)
-                    self.vals[target].append(new)
-                    self._fill(sub, sn, new, child, new_keys, {})
+                    tlines.append(line)
+                    tvals.append(new)
+                    self._fill(sub, inner, new, child, new_keys, {})
                     continue
                 if code == GROUP:
-                    self._fill(sub, sn, row, child, keys, counters)
+                    self._fill(sub, inner, row, child, keys, counters)
                     continue
                 if code == LIST:
-                    self._list(sub, sn, target, detail, child, keys, counters)
+                    name = detail.name
+                    tkeys, tlines, tvals = self.store[target]
+                    n = counters.get(target, 0)
+                    found = 0
+                    for item in sub[:]:
+                        raw = item.text
+                        if item.tag == name and raw is not None and not len(item):
+                            text = raw.strip()
+                            if text:
+                                n += 1
+                                found += 1
+                                tkeys.extend(keys)
+                                tkeys.append(n)
+                                line = item.sourceline or 0
+                                if line > 65535:  # see _srcline
+                                    line -= raw.count("\n")
+                                tlines.append(line)
+                                tvals.append(text := same(text, text))
+                                seen(text)
+                                continue
+                        one, n = self._odd_item(item, sn, name, child, target, keys, n)
+                        found += one
+                    counters[target] = n
+                    if not found:
+                        self._issue(_srcline(sub), "error", None, child, sn.name,
+                                    f"<{sn.name}> holds no <{name}>; leave the group out instead",
+                                    (sub.text or "").strip() or None)
                     continue
                 if code == OPAQUE:
                     # Accepted and not modelled; keep its values so that nothing read is lost.
@@ -576,40 +613,26 @@ class _Reader:
             counters[slot] = (new, (*keys, n))
         return counters[slot]
 
-    def _list(self, sub: etree._Element, sn: spec.Node, table: str, leaf: spec.Node, child: int | None,
-              keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
-        name = leaf.name
-        tkeys, tlines, tvals = self.keys[table], self.lines[table], self.vals[table]
-        same = self.same
-        n = counters.get(table, 0)
-        found = 0
-        for item in sub[:]:
-            if item.tag != name:
-                self._unknown(item, sn.name, child)
-                continue
-            found += 1
-            raw = text = item.text
-            if len(item):
-                self._issue(_srcline(item), "error", None, child, name,
-                            f"<{name}> should hold a value, not elements", _flat_text(item))
-            if text is not None:
-                text = text.strip()
-            if not text:
-                self._issue(_srcline(item), "error", None, child, name, f"<{name}> is empty")
-                continue
-            n += 1
-            tkeys.extend(keys)
-            tkeys.append(n)
-            line = item.sourceline or 0
-            if line > 65535:  # see _srcline
-                line -= raw.count("\n")
-            tlines.append(line)
-            tvals.append(text := same(text, text))
-            self.texts.append(text)
-        counters[table] = n
-        if not found:
-            self._issue(_srcline(sub), "error", None, child, sn.name,
-                        f"<{sn.name}> holds no <{name}>; leave the group out instead", (sub.text or "").strip() or None)
+    def _odd_item(self, item: etree._Element, sn: spec.Node, name: str, child: int | None, table: str,
+                  keys: tuple[int, ...], n: int) -> tuple[int, int]:
+        """Read a list's item that is not simply one value (the slow path of :meth:`_fill`), reporting
+        what is odd; return (1 if it is an item of the list at all, else 0; the list's last number)."""
+        if item.tag != name:
+            self._unknown(item, sn.name, child)
+            return 0, n
+        if len(item):
+            self._issue(_srcline(item), "error", None, child, name,
+                        f"<{name}> should hold a value, not elements", _flat_text(item))
+        text = (item.text or "").strip()
+        if not text:
+            self._issue(_srcline(item), "error", None, child, name, f"<{name}> is empty")
+            return 1, n
+        tkeys, tlines, tvals = self.store[table]
+        tkeys.extend((*keys, n + 1))
+        tlines.append(_srcline(item) or 0)
+        tvals.append(text)
+        self.texts.append(text)
+        return 1, n + 1
 
     def _was_read(self, block: etree._Element) -> bool:
         return any(block is b for b in self.blocks)
@@ -713,6 +736,10 @@ class _Reader:
                             "pass year= to choose one")
         odd = sorted(f"<{n}> ({spec.describe_years(ys)})" for n, ys in clues.items() if year not in ys)
         if odd:
+            # Values of the year that were read without a note (see _dispatch) count as clues too.
+            for node, table, col in self.unmarked:
+                if any(row[col] is not None for row in self.vals[table]):
+                    fits = fits & node.years
             self._issue(self.header_line, "error", None, None, "Year",
                         f"the file is read as {year}, but it uses {', '.join(odd)}; "
                         + (f"its structure fits {spec.describe_years(fits)}" if fits
