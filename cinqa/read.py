@@ -21,7 +21,7 @@ from array import array
 from collections import defaultdict
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import pandas as pd
@@ -213,6 +213,7 @@ class _Reader:
         self.wanted: set[int] | None = None
         # The year the file will be read as, once known before its children (override, or the header's).
         self.year_hint: str | None = year
+        self._fill = self._walker()
 
     # -- extraction -------------------------------------------------------------------------
 
@@ -224,6 +225,7 @@ class _Reader:
         try:
             return self._read()
         finally:
+            self._fill = _spent  # the walker refers to this reader: leave no cycle behind
             if paused:
                 gc.enable()
 
@@ -486,95 +488,104 @@ class _Reader:
         self.texts.clear()
         self.batch_issues = 0
 
-    def _fill(self, elem: etree._Element, disp: Dispatch, row: Row, child: int | None,
-              keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
-        """Walk ``elem``'s sub-elements as ``disp`` describes them, filling ``row`` and new rows."""
-        # The reader's hot loop: plain values (most elements) take the first branch and nothing else.
-        leaves, tags, node = disp
+    def _walker(self) -> Callable[[etree._Element, Dispatch, Row, int | None, tuple[int, ...], dict[Any, Any]], None]:
+        """Build the reader's hot loop, ``fill(elem, disp, row, child, keys, counters)``: walk ``elem``'s
+        sub-elements as ``disp`` describes them, filling ``row`` and new rows. A closure, so that the
+        state it touches for every element is at hand rather than looked up on ``self`` each time."""
         same = self.same
         seen = self.texts.append
-        if not len(elem):  # text beside elements is found by _STRAY; text instead of them, here
-            text = elem.text
-            if text is not None and not text.isspace():
-                self._issue(_srcline(elem), "error", None, child, node.name,
-                            f"<{node.name}> holds text where its elements belong", text.strip())
-        for sub in elem[:]:  # a list made in C: quicker to walk than the element's own iterator
-            tag = sub.tag
-            col = leaves.get(tag)
-            if col is None:
-                entry = tags.get(tag)
-                if entry is None:
-                    self._unknown(sub, node.name, child)
-                    continue
-                code, sn, target, detail, inner = entry
-                if code >= RESTRICTED:
-                    # The line is wanted only if the year turns out not to have the element.
-                    self.restricted[sn.name].append(0 if self.year_hint in sn.years else _srcline(sub) or 0)
-                    code -= RESTRICTED
-                if code == TABLE:
-                    n = counters[target] = counters.get(target, 0) + 1
-                    new_keys = (*keys, n)
-                    new = detail.copy()
-                    tkeys, tlines, tvals = self.store[target]
-                    tkeys.extend(new_keys)
-                    line = sub.sourceline or 0
-                    if line > 65535:  # see _srcline; inlined for the common case of whitespace text
-                        first = sub.text
-                        line = line - first.count("\n") if first is not None else _srcline(sub) or 0
-                    tlines.append(line)
-                    tvals.append(new)
-                    self._fill(sub, inner, new, child, new_keys, {})
-                    continue
-                if code == GROUP:
-                    self._fill(sub, inner, row, child, keys, counters)
-                    continue
-                if code == LIST:
-                    name = detail.name
-                    tkeys, tlines, tvals = self.store[target]
-                    n = counters.get(target, 0)
-                    found = 0
-                    for item in sub[:]:
-                        raw = item.text
-                        if item.tag == name and raw is not None and not len(item):
-                            text = raw.strip()
-                            if text:
-                                n += 1
-                                found += 1
-                                tkeys.extend(keys)
-                                tkeys.append(n)
-                                line = item.sourceline or 0
-                                if line > 65535:  # see _srcline
-                                    line -= raw.count("\n")
-                                tlines.append(line)
-                                tvals.append(text := same(text, text))
-                                seen(text)
-                                continue
-                        one, n = self._odd_item(item, sn, name, child, target, keys, n)
-                        found += one
-                    counters[target] = n
-                    if not found:
-                        self._issue(_srcline(sub), "error", None, child, sn.name,
-                                    f"<{sn.name}> holds no <{name}>; leave the group out instead",
-                                    (sub.text or "").strip() or None)
-                    continue
-                if code == OPAQUE:
-                    # Accepted and not modelled; keep its values so that nothing read is lost.
-                    self.extra.extend((f"{sn.name}/{_path(t.getparent().getparent() if t.is_tail else t.getparent(), sub)}",
-                                       t.strip()) for t in _ALL_TEXT(sub))
-                    continue
-                if code != LEAF:  # REDIRECT, SLOW_LEAF
-                    self._leaf(sub, sn, target, row, child, keys, counters)
-                    continue
-                col = target  # a restricted plain value
-            text = sub.text
-            if text is not None and row[col] is None and not len(sub):
-                text = text.strip()
-                if text:
-                    # One object per distinct value: codes, dates and flags repeat endlessly.
-                    row[col] = text = same(text, text)
-                    seen(text)
-                    continue
-            self._leaf(sub, tags[tag][1], col, row, child, keys, counters)
+        store = self.store
+        restricted = self.restricted
+        leaf, odd_item = self._leaf, self._odd_item
+
+        def fill(elem: etree._Element, disp: Dispatch, row: Row, child: int | None, keys: tuple[int, ...],
+                 counters: dict[Any, Any]) -> None:
+            # Plain values (most elements) take the first branch and nothing else.
+            leaves, tags, node = disp
+            subs = elem[:]  # a list made in C: quicker to walk than the element's own iterator
+            if not subs:  # text beside elements is found by _STRAY; text instead of them, here
+                text = elem.text
+                if text is not None and not text.isspace():
+                    self._issue(_srcline(elem), "error", None, child, node.name,
+                                f"<{node.name}> holds text where its elements belong", text.strip())
+            for sub in subs:
+                tag = sub.tag
+                col = leaves.get(tag)
+                if col is None:
+                    entry = tags.get(tag)
+                    if entry is None:
+                        self._unknown(sub, node.name, child)
+                        continue
+                    code, sn, target, detail, inner = entry
+                    if code >= RESTRICTED:
+                        # The line is wanted only if the year turns out not to have the element.
+                        restricted[sn.name].append(0 if self.year_hint in sn.years else _srcline(sub) or 0)
+                        code -= RESTRICTED
+                    if code == TABLE:
+                        n = counters[target] = counters.get(target, 0) + 1
+                        new_keys = (*keys, n)
+                        new = detail.copy()
+                        tkeys, tlines, tvals = store[target]
+                        tkeys.extend(new_keys)
+                        line = sub.sourceline or 0
+                        if line > 65535:  # see _srcline; inlined for the common case of whitespace text
+                            first = sub.text
+                            line = line - first.count("\n") if first is not None else _srcline(sub) or 0
+                        tlines.append(line)
+                        tvals.append(new)
+                        fill(sub, inner, new, child, new_keys, {})
+                        continue
+                    if code == GROUP:
+                        fill(sub, inner, row, child, keys, counters)
+                        continue
+                    if code == LIST:
+                        name = detail.name
+                        tkeys, tlines, tvals = store[target]
+                        n = counters.get(target, 0)
+                        found = 0
+                        for item in sub[:]:
+                            raw = item.text
+                            if item.tag == name and raw is not None and not len(item):
+                                text = raw.strip()
+                                if text:
+                                    n += 1
+                                    found += 1
+                                    tkeys.extend((*keys, n))
+                                    line = item.sourceline or 0
+                                    if line > 65535:  # see _srcline
+                                        line -= raw.count("\n")
+                                    tlines.append(line)
+                                    tvals.append(text := same(text, text))
+                                    seen(text)
+                                    continue
+                            one, n = odd_item(item, sn, name, child, target, keys, n)
+                            found += one
+                        counters[target] = n
+                        if not found:
+                            self._issue(_srcline(sub), "error", None, child, sn.name,
+                                        f"<{sn.name}> holds no <{name}>; leave the group out instead",
+                                        (sub.text or "").strip() or None)
+                        continue
+                    if code == OPAQUE:
+                        # Accepted and not modelled; keep its values so that nothing read is lost.
+                        self.extra.extend((f"{sn.name}/{_path(t.getparent().getparent() if t.is_tail else t.getparent(), sub)}",
+                                           t.strip()) for t in _ALL_TEXT(sub))
+                        continue
+                    if code != LEAF:  # REDIRECT, SLOW_LEAF
+                        leaf(sub, sn, target, row, child, keys, counters)
+                        continue
+                    col = target  # a restricted plain value
+                text = sub.text
+                if text is not None and row[col] is None and not len(sub):
+                    text = text.strip()
+                    if text:
+                        # One object per distinct value: codes, dates and flags repeat endlessly.
+                        row[col] = text = same(text, text)
+                        seen(text)
+                        continue
+                leaf(sub, tags[tag][1], col, row, child, keys, counters)
+
+        return fill
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, col: int, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
@@ -699,6 +710,7 @@ class _Reader:
         locator.wanted = {keys[0] for _, keys, _ in self.pending}
         with locator._open() as fh:
             locator._parse(fh)
+        locator._fill = _spent
         for i, keys, column in self.pending:
             line = locator.value_lines.get((keys, column))
             if line is not None:
@@ -867,6 +879,10 @@ class _Reader:
             extra=(*((f"Source/{n}", self.header_row[n]) for n in _HEADER_UNMODELLED if n in self.header_row),
                    *self.extra),
         )
+
+
+def _spent(*_: Any) -> None:
+    raise RuntimeError("a _Reader reads once")
 
 
 class _Stalled(Exception):
