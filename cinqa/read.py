@@ -158,6 +158,7 @@ _ATTRIBUTED = etree.XPath("*[position() <= $end]/descendant-or-self::*[@*]")
 _STRAY = etree.XPath("*[position() <= $end]/descendant-or-self::*[*]/text()[normalize-space()]")
 _OPAQUE = " or ".join(f"ancestor-or-self::{t}" for n in spec.nodes() if n.kind == "opaque" for t in (n.name, *n.aliases))
 _STRAY_IN_HEADER = etree.XPath(f"descendant-or-self::*[*]{f'[not({_OPAQUE})]' if _OPAQUE else ''}/text()[normalize-space()]")
+_XML_SPACE = b" \t\r\n"  # what XML (and normalize-space) counts as whitespace
 _OWN_TEXT = etree.XPath("text()[normalize-space()]")
 _ALL_TEXT = etree.XPath("descendant-or-self::text()[normalize-space()]")
 _LEAF_TAGS = frozenset(t for n in spec.nodes() if n.kind == "leaf" for t in (n.name, *n.aliases))
@@ -459,17 +460,18 @@ class _Reader:
             for prev in parent[:end]:
                 if prev.tag != "Child":
                     self._unknown(prev, "Children", None)
-        # Text beside elements: the batch's text (tails included) without its whitespace is exactly
-        # the values stored, in order, unless something is beside them (or a value has inner spaces,
-        # or an issue was raised); only then is the batch searched for it, element by element.
+        # Text beside elements: the batch's text (tails included) without its XML whitespace is
+        # exactly the values stored, in order, unless something is beside them (or a value has other
+        # spaces, which strip() removes, or an issue was raised); only then is the batch searched for
+        # it, element by element. Compared as UTF-8 bytes: translate() drops the spaces in C.
         stray = []
-        if self.check_text and (self.batch_issues or "".join("".join(
-                [etree.tostring(e, method="text", encoding="unicode") for e in parent[:end]]).split())
-                != "".join(self.texts)):
+        if self.check_text and (self.batch_issues or b"".join(
+                [etree.tostring(e, method="text", encoding="utf-8") for e in parent[:end]]).translate(None, _XML_SPACE)
+                != "".join(self.texts).encode().translate(None, _XML_SPACE)):
             stray = _STRAY(parent, end=end)
             for prev in parent[:end]:  # text between the children, which leaves the tree with them
                 tail = prev.tail
-                if tail is not None and not tail.isspace():
+                if tail is not None and tail.strip(" \t\r\n"):
                     self._stray([tail], None, prev)
         if odd or stray:
             kids = [e for e in parent[:end] if e.tag == "Child"]
@@ -666,7 +668,7 @@ class _Reader:
             where = f"after <{etree.QName(el.tag).localname}>" if tail else "before its elements"
             self._issue(_srcline(el), "error", None, child_of(el) if child_of else None, name,
                         f"text inside <{name}> {where}; census elements hold elements or one value, not both",
-                        str(t).strip())
+                        str(t).strip() or str(t).strip(" \t\r\n"))  # spaces XML does not count as whitespace are text
 
     def _attributes(self, elem: etree._Element, child: int | None) -> None:
         name = etree.QName(elem.tag).localname

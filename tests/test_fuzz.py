@@ -485,6 +485,12 @@ STRAY_TEXT = {
                                   "</Disabilities>"),
     "after-a-leaf": ("</LAchildID>", "</LAchildID>stray"),
 }
+# Spaces that XML does not count as whitespace (here an em space) are text too, reported as they are.
+SPACE_TEXT = {
+    "after-a-leaf": ("</LAchildID>", "</LAchildID>\u2003"),
+    "between-children": ("</Child>", "</Child>\u00a0"),
+    "inside-a-table": ("<CINdetails>", "<CINdetails>\u2003"),
+}
 
 
 @pytest.mark.parametrize("old, new", STRAY_TEXT.values(), ids=STRAY_TEXT.keys())
@@ -495,6 +501,17 @@ def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     values = read_return(path).issues["value"].dropna().astype(str)
     assert values.str.contains("stray").any(), "the stray text is in no issue"
+
+
+@pytest.mark.parametrize("old, new", SPACE_TEXT.values(), ids=SPACE_TEXT.keys())
+def test_unicode_spaces_beside_elements_are_reported(tmp_path: Path, old: str, new: str) -> None:
+    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "space.xml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    issues = read_return(path).issues
+    said = issues[issues["problem"].str.startswith("text inside")]
+    assert said["value"].tolist() == [new.replace(old, "")]
 
 
 # Found by a long run (fixed): a <Children> block misplaced inside <Header> was read as the return's
