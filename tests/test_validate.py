@@ -170,3 +170,21 @@ def test_a_helper_process_that_dies_costs_time_not_results(monkeypatch):
     assert shared_runs  # the view suites were shared with a helper process, which died at once
     pd.testing.assert_frame_equal(shared.failures, alone.failures)
     assert set(shared.gx_result) == set(alone.gx_result)
+
+
+@pytest.mark.parametrize("year", ["2018-19", "2025-26"])
+def test_each_injected_fault_is_reported_where_its_truth_row_says(year):
+    """The synthetic truth names the row cinqa.validate reports (entity, episode, item), not just the child."""
+    from cinqa import synth
+    from cinqa.synth import faults
+
+    level = {faults.rule_code(r, year) for r in faults.RETURN_LEVEL}
+    codes = [c for c in synth.injectable_rules(year) if c not in level]
+    bad, truth = synth.generate(year, children=600, seed=2026, errors=codes)
+    assert len(truth) >= len(codes)
+    keys = ["rule", "child", "entity", "episode", "item"]
+    reported = set(validate(bad).failures[keys].astype(object).where(lambda d: d.notna(), None)
+                   .itertuples(index=False, name=None))
+    wanted = truth[keys].astype(object).where(truth[keys].notna(), None).itertuples(index=False, name=None)
+    missing = [row for row in wanted if row not in reported]
+    assert missing == []

@@ -719,8 +719,10 @@ def _none_and_other(f: Faults) -> bool:
     k = f.choose(kids, kids["has_none"])
     if k is None:
         return False
-    n = f.add("disabilities", child=k["child"], Disability="AUT")
-    return f.fault(k["child"], "disabilities", "added Disability AUT beside NONE", item=n)
+    rows = f.rows("disabilities", k["child"])
+    none = rows.loc[rows["Disability"].astype(str) == "NONE", "disability"].iloc[0]
+    f.add("disabilities", child=k["child"], Disability="AUT")
+    return f.fault(k["child"], "disabilities", "added Disability AUT beside NONE", item=none)
 
 
 @injector("8794", rank=4)
@@ -1129,7 +1131,8 @@ def _closed_with_open_s47(f: Faults) -> bool:
     row = f.choose(s, s["closed"] & last & s["not_required"] & (s["S47ActualStartDate"] >= f.start))
     if row is None:
         return False
-    return _s47_fault(f, row, f.set("section47", row["label"], "ICPCnotRequired", False))
+    change = f.set("section47", row["label"], "ICPCnotRequired", False)
+    return f.fault(row["child"], "episodes", change, episode=row["episode"], item=row["episode"])
 
 
 @injector("8870Q", rank=1)
@@ -1198,6 +1201,11 @@ def _assessments(f: Faults) -> pd.DataFrame:
 
 def _a_fault(f: Faults, a: pd.Series, change: str) -> bool:
     return f.fault(a["child"], "assessments", change, episode=a["episode"], item=a["assessment"])
+
+
+def _factor_fault(f: Faults, a: pd.Series, factor: Any, change: str) -> bool:
+    """Record a fault reported on one factor (number ``factor``) of assessment ``a``."""
+    return f.fault(a["child"], "assessment_factors", change, episode=a["episode"], item=factor)
 
 
 def _factors_of(f: Faults, a: pd.Series) -> pd.DataFrame:
@@ -1307,7 +1315,7 @@ def _closed_with_open_assessment(f: Faults) -> bool:
         return False
     n = _drop_factors(f, row)
     change = f.set("assessments", row["label"], "AssessmentAuthorisationDate", None) + f"; removed {n} factors"
-    return _a_fault(f, row, change)
+    return f.fault(row["child"], "episodes", change, episode=row["episode"], item=row["episode"])
 
 
 @injector("8869", rank=2)
@@ -1319,7 +1327,7 @@ def _factor_21_with_others(f: Faults) -> bool:
     codes = set(_factors_of(f, row)["AssessmentFactors"].astype(str))
     code = "3B" if codes == {"21"} else "21"
     n = _add_factor(f, row, code)
-    return _a_fault(f, row, f"added AssessmentFactors {code} (factor {n}) beside {', '.join(sorted(codes))}")
+    return _factor_fault(f, row, n, f"added AssessmentFactors {code} (factor {n}) beside {', '.join(sorted(codes))}")
 
 
 @injector("8873Q", rank=2)
@@ -1333,11 +1341,14 @@ def _factor_21_not_rc8(f: Faults) -> bool:
         if row is None:
             return False
         n = _drop_factors(f, row)
-        _add_factor(f, row, "21")
+        factor = _add_factor(f, row, "21")
         changes.append(f"replaced {n} factors by 21")
+    else:
+        factors = _factors_of(f, row)
+        factor = factors.loc[factors["AssessmentFactors"].astype(str) == "21", "factor"].iloc[0]
     e = f.ep[(f.ep["child"] == row["child"]) & (f.ep["episode"] == row["episode"])].iloc[0]
     changes.insert(0, f.set("episodes", _ep_label(f, e), "ReasonForClosure", "RC7"))
-    return f.fault(row["child"], "assessments", "; ".join(changes), episode=row["episode"], item=row["assessment"])
+    return _factor_fault(f, row, factor, "; ".join(changes))
 
 
 @injector("8896", rank=2)
@@ -1378,10 +1389,10 @@ def _duplicate_factor(f: Faults) -> bool:
     if row is None:
         return False
     code = str(row["AssessmentFactors"])
-    f.add("assessment_factors", child=row["child"], episode=row["episode"], assessment=row["assessment"],
-          AssessmentFactors=code)
-    return f.fault(row["child"], "assessments", f"added AssessmentFactors {code} a second time",
-                   episode=row["episode"], item=row["assessment"])
+    n = f.add("assessment_factors", child=row["child"], episode=row["episode"], assessment=row["assessment"],
+              AssessmentFactors=code)
+    return f.fault(row["child"], "assessment_factors", f"added AssessmentFactors {code} a second time",
+                   episode=row["episode"], item=n)
 
 
 def _add_code_injector(code: str, rule: str) -> None:
@@ -1391,8 +1402,8 @@ def _add_code_injector(code: str, rule: str) -> None:
         row = f.choose(a, a["done"] & (a["n_factors"] > 0) & ~a["has_21"])
         if row is None:
             return False
-        _add_factor(f, row, code)
-        return _a_fault(f, row, f"added AssessmentFactors {code}")
+        n = _add_factor(f, row, code)
+        return _factor_fault(f, row, n, f"added AssessmentFactors {code}")
 
     add_code.__name__ = f"_factor_{code}"
     add_code.__doc__ = f"Record factor {code} at a completed assessment."
@@ -1644,9 +1655,9 @@ def _review_during_plan(f: Faults) -> bool:
     day = row["CPPendDate"] + DAY * 2
     if day > min(x for x in (plan_end, row["CINclosureDate"], f.ref) if pd.notna(x)):
         return False
-    f.add("cp_reviews", child=row["child"], episode=row["episode"], cpp=row["cpp"], CPPreviewDate=day)
+    n = f.add("cp_reviews", child=row["child"], episode=row["episode"], cpp=row["cpp"], CPPreviewDate=day)
     return f.fault(row["child"], "cp_reviews", f"added CPPreviewDate {_fmt(day)} inside the CIN plan that follows "
-                   f"the protection plan", episode=row["episode"], item=None)
+                   f"the protection plan", episode=row["episode"], item=n)
 
 
 @injector("4004", rank=0)
