@@ -3,8 +3,8 @@
     .venv/bin/python bench/parse.py [--sizes 20000 200000] [--repeat 3] [--dir DIR] [--profile]
 
 Builds one return per size (synthetic children; nothing real), then for each prints the best of
-``--repeat`` timings of the floor (``lxml.etree.iterparse`` over every end event, clearing each
-element) and of the reader, and the reader's peak RSS in a fresh process. Targets (issue 3):
+``--repeat`` timings (taken in turns) of the floor (``lxml.etree.iterparse`` over every end event,
+clearing each element) and of the reader, and the reader's peak RSS in a fresh process. Targets (issue 3):
 reader <= 2x floor, peak RSS <= 4x file size.
 """
 
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,17 +82,21 @@ def lxml_part(path: Path) -> None:
             del parent[:parent.index(elem) + 1]
 
 
-def best_of(fn, path: Path, repeat: int) -> tuple[float, float]:
-    """Return the best wall-clock and the best CPU time of ``repeat`` runs (CPU time suffers less
-    when other processes share the machine)."""
-    wall, cpu = [], []
+def best_of(fns: dict[str, Any], path: Path, repeat: int) -> dict[str, tuple[float, float]]:
+    """Return, per name, the best wall-clock and the best CPU time of ``repeat`` runs of each function.
+
+    The functions take turns within each round, so that a stretch of a busy machine slows all of
+    them alike rather than one (CPU time suffers less from other processes than wall time)."""
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
-        gc.collect()
-        t, c = time.perf_counter(), time.process_time()
-        fn(path)
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return min(wall), min(cpu)
+        for name, fn in fns.items():
+            gc.collect()
+            t, c = time.perf_counter(), time.process_time()
+            fn(path)
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return {k: (min(wall[k]), min(cpu[k])) for k in fns}
 
 
 _RSS_SCRIPT = """
@@ -143,9 +148,8 @@ def main() -> None:
             build(path, n)
             size = path.stat().st_size
             print(f"built {path.name}: {size / 2**20:.1f} MiB in {time.perf_counter() - t:.1f} s", flush=True)
-            f, fc = best_of(floor, path, args.repeat)
-            r, rc = best_of(read_return, path, args.repeat)
-            _, lc = best_of(lxml_part, path, args.repeat)
+            best = best_of({"floor": floor, "reader": read_return, "lxml part": lxml_part}, path, args.repeat)
+            (f, fc), (r, rc), (_, lc) = best["floor"], best["reader"], best["lxml part"]
             base, peak = peak_rss(path)
             rows.append({"children": n, "file MiB": size / 2**20, "floor s": f, "reader s": r, "reader/floor": r / f,
                          "floor cpu s": fc, "reader cpu s": rc, "cpu reader/floor": rc / fc,
