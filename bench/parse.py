@@ -1,11 +1,14 @@
 """Time cinqa.read_return against a bare lxml iterparse of the same file, and measure its peak memory.
 
     .venv/bin/python bench/parse.py [--sizes 20000 200000] [--repeat 3] [--dir DIR] [--profile]
+                                    [--against REV]
 
 Builds one return per size (synthetic children; nothing real), then for each prints the best of
 ``--repeat`` timings (taken in turns) of the floor (``lxml.etree.iterparse`` over every end event,
 clearing each element) and of the reader, and the reader's peak RSS in a fresh process. Targets (issue 3):
-reader <= 2x floor, peak RSS <= 4x file size.
+reader <= 2x floor, peak RSS <= 4x file size. ``--against REV`` also times the reader of an earlier
+git revision (its ``cinqa/read.py``, with today's other modules) in the same rounds, to show what a
+change to the reader gained.
 """
 
 from __future__ import annotations
@@ -119,6 +122,20 @@ print(base, status("VmHWM"), len(ret.children))
 """
 
 
+def reader_at(rev: str, folder: Path):
+    """Return the ``read_return`` of ``cinqa/read.py`` as it was at git revision ``rev``."""
+    import importlib.util
+
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:cinqa/read.py"], check=True,
+                            capture_output=True, text=True).stdout
+    path = folder / "read_at_rev.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("read_at_rev", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.read_return
+
+
 def peak_rss(path: Path) -> tuple[int, int]:
     """Return (RSS after imports, peak RSS while reading) in bytes, from a fresh process reading ``path``."""
     out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT.format(root=str(ROOT), path=str(path))],
@@ -132,6 +149,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="where to build the files (default: a temp folder)")
     ap.add_argument("--profile", action="store_true", help="profile one read of the largest file (pyinstrument)")
+    ap.add_argument("--against", metavar="REV", help="also time the reader of this git revision, in the same rounds")
     args = ap.parse_args()
 
     print(f"cinqa parse benchmark, {dt.datetime.now():%Y-%m-%d %H:%M}")
@@ -141,6 +159,9 @@ def main() -> None:
     folder = Path(tmp.name) if tmp else args.dir
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
+    fns = {"floor": floor, "reader": read_return, "lxml part": lxml_part}
+    if args.against:
+        fns[f"reader at {args.against}"] = reader_at(args.against, folder)
     try:
         for n in args.sizes:
             path = folder / f"bench-{n}.xml"
@@ -148,14 +169,17 @@ def main() -> None:
             build(path, n)
             size = path.stat().st_size
             print(f"built {path.name}: {size / 2**20:.1f} MiB in {time.perf_counter() - t:.1f} s", flush=True)
-            best = best_of({"floor": floor, "reader": read_return, "lxml part": lxml_part}, path, args.repeat)
+            best = best_of(fns, path, args.repeat)
             (f, fc), (r, rc), (_, lc) = best["floor"], best["reader"], best["lxml part"]
             base, peak = peak_rss(path)
-            rows.append({"children": n, "file MiB": size / 2**20, "floor s": f, "reader s": r, "reader/floor": r / f,
-                         "floor cpu s": fc, "reader cpu s": rc, "cpu reader/floor": rc / fc,
-                         "lxml part/floor": lc / fc, "python part/floor": (rc - lc) / fc,
-                         "peak RSS MiB": peak / 2**20, "peakRSS/file": peak / size,
-                         "(peak-base)/file": (peak - base) / size})
+            row = {"children": n, "file MiB": size / 2**20, "floor s": f, "reader s": r, "reader/floor": r / f,
+                   "floor cpu s": fc, "reader cpu s": rc, "cpu reader/floor": rc / fc,
+                   "lxml part/floor": lc / fc, "python part/floor": (rc - lc) / fc}
+            if args.against:
+                old = best[f"reader at {args.against}"][1]
+                row |= {f"{args.against} cpu s": old, f"cpu {args.against}/floor": old / fc, "cpu reader/old": rc / old}
+            rows.append(row | {"peak RSS MiB": peak / 2**20, "peakRSS/file": peak / size,
+                               "(peak-base)/file": (peak - base) / size})
             print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda v: f"{v:.2f}"), flush=True)
         if args.profile:
             from pyinstrument import Profiler
