@@ -28,6 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
@@ -493,23 +494,24 @@ SPACE_TEXT = {
 }
 
 
-@pytest.mark.parametrize("old, new", STRAY_TEXT.values(), ids=STRAY_TEXT.keys())
-def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
+def issues_with(tmp_path: Path, old: str, new: str) -> pd.DataFrame:
+    """Read the 2023-24 fixture with its first ``old`` replaced by ``new``; return the issues."""
     text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
     assert old in text
-    path = tmp_path / "stray.xml"
+    path = tmp_path / "changed.xml"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    values = read_return(path).issues["value"].dropna().astype(str)
+    return read_return(path).issues
+
+
+@pytest.mark.parametrize("old, new", STRAY_TEXT.values(), ids=STRAY_TEXT.keys())
+def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
+    values = issues_with(tmp_path, old, new)["value"].dropna().astype(str)
     assert values.str.contains("stray").any(), "the stray text is in no issue"
 
 
 @pytest.mark.parametrize("old, new", SPACE_TEXT.values(), ids=SPACE_TEXT.keys())
 def test_unicode_spaces_beside_elements_are_reported(tmp_path: Path, old: str, new: str) -> None:
-    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
-    assert old in text
-    path = tmp_path / "space.xml"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    issues = read_return(path).issues
+    issues = issues_with(tmp_path, old, new)
     said = issues[issues["problem"].str.startswith("text inside")]
     assert said["value"].tolist() == [new.replace(old, "")]
 
