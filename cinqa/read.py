@@ -158,7 +158,8 @@ _ATTRIBUTED = etree.XPath("*[position() <= $end]/descendant-or-self::*[@*]")
 _STRAY = etree.XPath("*[position() <= $end]/descendant-or-self::*[*]/text()[normalize-space()]")
 _OPAQUE = " or ".join(f"ancestor-or-self::{t}" for n in spec.nodes() if n.kind == "opaque" for t in (n.name, *n.aliases))
 _STRAY_IN_HEADER = etree.XPath(f"descendant-or-self::*[*]{f'[not({_OPAQUE})]' if _OPAQUE else ''}/text()[normalize-space()]")
-_XML_SPACE = b" \t\r\n"  # what XML (and normalize-space) counts as whitespace
+_XML_SPACE = " \t\r\n"  # what XML (and normalize-space) counts as whitespace
+_XML_SPACE_BYTES = _XML_SPACE.encode()
 _OWN_TEXT = etree.XPath("text()[normalize-space()]")
 _ALL_TEXT = etree.XPath("descendant-or-self::text()[normalize-space()]")
 _LEAF_TAGS = frozenset(t for n in spec.nodes() if n.kind == "leaf" for t in (n.name, *n.aliases))
@@ -181,13 +182,11 @@ class _Reader:
     def __init__(self, path: Path, year: str | None) -> None:
         self.path = path
         self.override = year
-        # Per table, parallel lists: key tuples, source lines, and values (a row list; a str for lists).
-        self.keys: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # flattened key tuples
-        self.lines: dict[str, array] = {t: array("q") for t in spec.TABLE_KEYS}  # 0 = unknown
-        self.vals: dict[str, list[Any]] = {t: [] for t in spec.TABLE_KEYS}
+        # Per table, parallel: flattened key tuples, source lines (0 = unknown), and values (a row
+        # list; a str for lists).
+        self.store: dict[str, tuple[array, array, list[Any]]] = {
+            t: (array("q"), array("q"), []) for t in spec.TABLE_KEYS}
         self.dispatch, self.unmarked = _dispatch_for(year)
-        # Per table: its keys, lines and values together, for the hot loop (the same objects as above).
-        self.store = {t: (self.keys[t], self.lines[t], self.vals[t]) for t in spec.TABLE_KEYS}
         self.blank_child = _blank("children")
         self.same = {}.setdefault  # interning of values, for the life of one read
         self.batch_parent: etree._Element | None = None
@@ -437,9 +436,7 @@ class _Reader:
         n = self.n_children
         if self.wanted is None or n in self.wanted:
             row = self.blank_child.copy()
-            self.keys["children"].append(n)
-            self.lines["children"].append(_srcline(elem) or 0)
-            self.vals["children"].append(row)
+            self._add_row("children", (n,), _srcline(elem), row)
             self._fill(elem, self.dispatch["Child"], row, n, (n,), {})
         self.batch_last = elem
         self.batch_count += 1
@@ -466,12 +463,12 @@ class _Reader:
         # it, element by element. Compared as UTF-8 bytes: translate() drops the spaces in C.
         stray = []
         if self.check_text and (self.batch_issues or b"".join(
-                [etree.tostring(e, method="text", encoding="utf-8") for e in parent[:end]]).translate(None, _XML_SPACE)
-                != "".join(self.texts).encode().translate(None, _XML_SPACE)):
+                [etree.tostring(e, method="text", encoding="utf-8") for e in parent[:end]]).translate(None, _XML_SPACE_BYTES)
+                != "".join(self.texts).encode().translate(None, _XML_SPACE_BYTES)):
             stray = _STRAY(parent, end=end)
             for prev in parent[:end]:  # text between the children, which leaves the tree with them
                 tail = prev.tail
-                if tail is not None and tail.strip(" \t\r\n"):
+                if tail is not None and tail.strip(_XML_SPACE):
                     self._stray([tail], None, prev)
         if odd or stray:
             kids = [e for e in parent[:end] if e.tag == "Child"]
@@ -593,14 +590,8 @@ class _Reader:
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         """Store a value in position ``col`` of its row, reporting whatever is odd about it (the slow
         path of :meth:`_fill`)."""
-        if len(sub):
-            self._issue(_srcline(sub), "error", None, child, sn.name,
-                        f"<{sn.name}> should hold a value, not elements", _flat_text(sub))
-        text = sub.text
-        if text is not None:
-            text = text.strip()
+        text = self._value(sub, sn.name, child)
         if not text:
-            self._issue(_srcline(sub), "error", None, child, sn.name, f"<{sn.name}> is empty")
             return
         if sn.row is not None:
             row = self._redirected_row(sn, sub, keys, counters)[0]
@@ -620,9 +611,7 @@ class _Reader:
             table = target["table"]
             n = counters[table] = counters.get(table, 0) + 1
             new = _blank(table, {"kind": target["kind"]})
-            self.keys[table].extend((*keys, n))
-            self.lines[table].append(_srcline(sub) or 0)
-            self.vals[table].append(new)
+            self._add_row(table, (*keys, n), _srcline(sub), new)
             counters[slot] = (new, (*keys, n))
         return counters[slot]
 
@@ -633,19 +622,30 @@ class _Reader:
         if item.tag != name:
             self._unknown(item, sn.name, child)
             return 0, n
-        if len(item):
-            self._issue(_srcline(item), "error", None, child, name,
-                        f"<{name}> should hold a value, not elements", _flat_text(item))
-        text = (item.text or "").strip()
+        text = self._value(item, name, child)
         if not text:
-            self._issue(_srcline(item), "error", None, child, name, f"<{name}> is empty")
             return 1, n
-        tkeys, tlines, tvals = self.store[table]
-        tkeys.extend((*keys, n + 1))
-        tlines.append(_srcline(item) or 0)
-        tvals.append(text)
+        self._add_row(table, (*keys, n + 1), _srcline(item), text)
         self.texts.append(text)
         return 1, n + 1
+
+    def _value(self, sub: etree._Element, name: str, child: int | None) -> str:
+        """Return the value an element holds, stripped ("" if none), reporting one that holds elements
+        (its own text is still the value) or nothing."""
+        if len(sub):
+            self._issue(_srcline(sub), "error", None, child, name,
+                        f"<{name}> should hold a value, not elements", _flat_text(sub))
+        text = (sub.text or "").strip()
+        if not text:
+            self._issue(_srcline(sub), "error", None, child, name, f"<{name}> is empty")
+        return text
+
+    def _add_row(self, table: str, keys: tuple[int, ...], line: int | None, value: Any) -> None:
+        """Append a row to ``table`` (the hot loop in _walker does the same inline)."""
+        tkeys, tlines, tvals = self.store[table]
+        tkeys.extend(keys)
+        tlines.append(line or 0)
+        tvals.append(value)
 
     def _was_read(self, block: etree._Element) -> bool:
         return any(block is b for b in self.blocks)
@@ -668,7 +668,7 @@ class _Reader:
             where = f"after <{etree.QName(el.tag).localname}>" if tail else "before its elements"
             self._issue(_srcline(el), "error", None, child_of(el) if child_of else None, name,
                         f"text inside <{name}> {where}; census elements hold elements or one value, not both",
-                        str(t).strip() or str(t).strip(" \t\r\n"))  # spaces XML does not count as whitespace are text
+                        str(t).strip() or str(t).strip(_XML_SPACE))  # spaces XML does not count as whitespace are text
 
     def _attributes(self, elem: etree._Element, child: int | None) -> None:
         name = etree.QName(elem.tag).localname
@@ -752,7 +752,7 @@ class _Reader:
         if odd:
             # Values of the year that were read without a note (see _dispatch) count as clues too.
             for node, table, col in self.unmarked:
-                if any(row[col] is not None for row in self.vals[table]):
+                if any(row[col] is not None for row in self.store[table][2]):
                     fits = fits & node.years
             self._issue(self.header_line, "error", None, None, "Year",
                         f"the file is read as {year}, but it uses {', '.join(odd)}; "
@@ -784,8 +784,7 @@ class _Reader:
     def _frame(self, table: str, year: str) -> pd.DataFrame:
         """Type one table's extracted values as ``year`` says, reporting what does not fit."""
         keys = spec.TABLE_KEYS[table]
-        key_tuples, lines, vals = self.keys[table], self.lines[table], self.vals[table]
-        self.keys[table], self.lines[table], self.vals[table] = [], [], []
+        key_tuples, lines, vals = self.store.pop(table)
         key_array = np.frombuffer(key_tuples, dtype=np.int64).reshape(-1, len(keys)) if key_tuples else \
             np.empty((0, len(keys)), dtype=np.int64)
         data: dict[str, Any] = {k: key_array[:, i].copy() for i, k in enumerate(keys)}
