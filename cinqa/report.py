@@ -27,14 +27,15 @@ import cinqa
 from cinqa import collect
 from cinqa.errors import CinqaError, ReadError
 from cinqa.excel import summarise_failures
+from cinqa.files import locate_shipped
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
                                 return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
-from cinqa.rules import locate_shipped
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
 
 def locate_notebook(package_dir: str | Path | None = None) -> Path:
     """Find the report notebook: the checkout's ``notebooks/qa-report.ipynb``, else the wheel's copy."""
