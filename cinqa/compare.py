@@ -548,6 +548,11 @@ class Comparison:
                 f"{flagged} flagged, {len(self.continuity)} continuity findings>")
 
 
+def _check_non_negative(name: str, value: Any, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise CinqaError(f"{name} must be a non-negative {example}, not {value!r}")
+
+
 def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | Path], threshold: float = 0.2,
             population: float | Mapping[str, float] | None = None, min_count: float = MIN_COUNT) -> Comparison:
     """Compare census returns of one LA: measures by year, changes, flags and continuity.
@@ -558,10 +563,8 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
     children. Continuity is checked between each pair of consecutive census years; a gap in the
     years is noted and skipped.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0:
-        raise CinqaError(f"threshold must be a non-negative fraction such as 0.2, not {threshold!r}")
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, float)) or not min_count >= 0:
-        raise CinqaError(f"min_count must be a non-negative number such as 20, not {min_count!r}")
+    _check_non_negative("threshold", threshold, "fraction such as 0.2")
+    _check_non_negative("min_count", min_count, "number such as 20")
     flat: list[CensusReturn | str | Path] = []
     for r in returns:
         if isinstance(r, (CensusReturn, str, Path)):
