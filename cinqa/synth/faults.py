@@ -1132,7 +1132,7 @@ def _closed_with_open_s47(f: Faults) -> bool:
     if row is None:
         return False
     change = f.set("section47", row["label"], "ICPCnotRequired", False)
-    return f.fault(row["child"], "episodes", change, episode=row["episode"], item=row["episode"])
+    return _ep_fault(f, row, change)
 
 
 @injector("8870Q", rank=1)
@@ -1315,7 +1315,7 @@ def _closed_with_open_assessment(f: Faults) -> bool:
         return False
     n = _drop_factors(f, row)
     change = f.set("assessments", row["label"], "AssessmentAuthorisationDate", None) + f"; removed {n} factors"
-    return f.fault(row["child"], "episodes", change, episode=row["episode"], item=row["episode"])
+    return _ep_fault(f, row, change)
 
 
 @injector("8869", rank=2)
