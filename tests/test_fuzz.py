@@ -28,7 +28,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
@@ -494,24 +493,24 @@ SPACE_TEXT = {
 }
 
 
-def issues_with(tmp_path: Path, old: str, new: str) -> pd.DataFrame:
-    """Read the 2023-24 fixture with its first ``old`` replaced by ``new``; return the issues."""
-    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
+def changed_fixture(tmp_path: Path, old: str, new: str, fixture: str = "cin-2023-24.xml") -> Path:
+    """Write a copy of a fixture with its first ``old`` replaced by ``new``; return its path."""
+    text = FIXTURES[[p.name for p in FIXTURES].index(fixture)].read_text(encoding="utf-8")
     assert old in text
     path = tmp_path / "changed.xml"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return read_return(path).issues
+    return path
 
 
 @pytest.mark.parametrize("old, new", STRAY_TEXT.values(), ids=STRAY_TEXT.keys())
 def test_stray_text_is_reported(tmp_path: Path, old: str, new: str) -> None:
-    values = issues_with(tmp_path, old, new)["value"].dropna().astype(str)
+    values = read_return(changed_fixture(tmp_path, old, new)).issues["value"].dropna().astype(str)
     assert values.str.contains("stray").any(), "the stray text is in no issue"
 
 
 @pytest.mark.parametrize("old, new", SPACE_TEXT.values(), ids=SPACE_TEXT.keys())
 def test_unicode_spaces_beside_elements_are_reported(tmp_path: Path, old: str, new: str) -> None:
-    issues = issues_with(tmp_path, old, new)
+    issues = read_return(changed_fixture(tmp_path, old, new)).issues
     said = issues[issues["problem"].str.startswith("text inside")]
     assert said["value"].tolist() == [new.replace(old, "")]
 
@@ -545,20 +544,14 @@ def test_a_misplaced_children_block_is_not_read_twice(tmp_path: Path, fixture: s
 
 
 def test_text_inside_the_header_content_is_kept(tmp_path: Path) -> None:
-    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2020-21.xml")].read_text(encoding="utf-8")
-    path = tmp_path / "content.xml"
-    path.write_text(text.replace("<CBDSLevels>", "<CBDSLevels>stray", 1), encoding="utf-8")
-    ret = read_return(path)
+    ret = read_return(changed_fixture(tmp_path, "<CBDSLevels>", "<CBDSLevels>stray", "cin-2020-21.xml"))
     assert ("Content/CBDSLevels", "stray") in ret.header.extra
     assert not ret.issues["value"].dropna().astype(str).str.contains("stray").any()  # kept once, not twice
 
 
 def test_children_nested_in_a_child_are_reported_not_read(tmp_path: Path) -> None:
-    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
     nested = "<Children><Child><ChildIdentifiers><LAchildID>NESTED1</LAchildID></ChildIdentifiers></Child></Children>"
-    path = tmp_path / "nested.xml"
-    path.write_text(text.replace("</ChildIdentifiers>", "</ChildIdentifiers>" + nested, 1), encoding="utf-8")
-    ret = read_return(path)
+    ret = read_return(changed_fixture(tmp_path, "</ChildIdentifiers>", "</ChildIdentifiers>" + nested))
     assert "NESTED1" not in set(ret.children["LAchildID"])
     assert ret.issues["value"].dropna().astype(str).str.contains("NESTED1").sum() == 1
 
@@ -569,11 +562,7 @@ YEAR_ZERO = ("<PersonBirthDate>2015-06-01", "<PersonBirthDate>0000-01-01")
 
 
 def year_zero_file(tmp_path: Path) -> Path:
-    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
-    assert YEAR_ZERO[0] in text
-    path = tmp_path / "year-zero.xml"
-    path.write_text(text.replace(*YEAR_ZERO, 1), encoding="utf-8")
-    return path
+    return changed_fixture(tmp_path, *YEAR_ZERO)
 
 
 def test_year_zero_is_not_a_date(tmp_path: Path) -> None:
@@ -596,11 +585,7 @@ def test_a_year_zero_date_does_not_break_the_error_report(tmp_path: Path) -> Non
 # TypeError or OverflowError instead of an issue.
 @pytest.mark.parametrize("number", ["10000000000000000000", "9" * 400])
 def test_a_huge_whole_number_is_an_issue(tmp_path: Path, number: str) -> None:
-    text = FIXTURES[[p.name for p in FIXTURES].index("cin-2023-24.xml")].read_text(encoding="utf-8")
-    assert "<NumberOfPreviousCPP>0<" in text
-    path = tmp_path / "huge-number.xml"
-    path.write_text(text.replace("<NumberOfPreviousCPP>0<", f"<NumberOfPreviousCPP>{number}<", 1), encoding="utf-8")
-    ret = read_return(path)
+    ret = read_return(changed_fixture(tmp_path, "<NumberOfPreviousCPP>0<", f"<NumberOfPreviousCPP>{number}<"))
     assert ret.cp_plans["NumberOfPreviousCPP"].isna().iat[0]
     assert (ret.issues["value"] == number).any()
 
