@@ -465,7 +465,8 @@ def test_series_needs_consecutive_years():
 # -- faults -----------------------------------------------------------------------------------------
 
 
-def _all_child_level(year: str) -> list[str]:
+def all_child_level(year: str) -> list[str]:
+    """Return the injectable rules of ``year`` that break one child (not the return-level ones)."""
     level = {faults.rule_code(r, year) for r in faults.RETURN_LEVEL}
     return [c for c in synth.injectable_rules(year) if c not in level]
 
@@ -473,7 +474,7 @@ def _all_child_level(year: str) -> list[str]:
 @pytest.mark.parametrize("year", ["2012-13", "2018-19", "2021-22", "2025-26"])
 def test_each_fault_breaks_its_rule_at_the_named_row(year):
     ret = synth.generate(year, children=600, seed=2026)
-    codes = _all_child_level(year)
+    codes = all_child_level(year)
     bad, truth = synth.generate(year, children=600, seed=2026, errors=codes)
     assert set(truth["rule"]) == set(codes)
     keys = ["rule", "child", "entity", "episode", "item"]
@@ -582,7 +583,7 @@ def test_validator_finds_no_error_in_a_clean_return(year):
 @pytest.mark.parametrize("year", [pytest.param("2012-13", marks=pytest.mark.slow), "2025-26"])
 def test_validator_finds_every_injected_fault(year):
     validate = _validate()
-    bad, truth = synth.generate(year, children=600, seed=2026, errors=_all_child_level(year))
+    bad, truth = synth.generate(year, children=600, seed=2026, errors=all_child_level(year))
     result = validate(bad)
     errored = set(result.errored["rule"]) if len(result.errored) else set()
     checked = set(result.checked) - errored

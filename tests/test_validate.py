@@ -12,6 +12,7 @@ import pytest
 import cinqa
 from cinqa.testing import build_return, validate_plainly
 from cinqa.validate import FAILURE_COLUMNS, SUMMARY_COLUMNS, validate
+from test_synth import all_child_level
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -176,10 +177,8 @@ def test_a_helper_process_that_dies_costs_time_not_results(monkeypatch):
 def test_each_injected_fault_is_reported_where_its_truth_row_says(year):
     """The synthetic truth names the row cinqa.validate reports (entity, episode, item), not just the child."""
     from cinqa import synth
-    from cinqa.synth import faults
 
-    level = {faults.rule_code(r, year) for r in faults.RETURN_LEVEL}
-    codes = [c for c in synth.injectable_rules(year) if c not in level]
+    codes = all_child_level(year)
     bad, truth = synth.generate(year, children=600, seed=2026, errors=codes)
     assert len(truth) >= len(codes)
     keys = ["rule", "child", "entity", "episode", "item"]
