@@ -19,12 +19,13 @@ import dataclasses
 import random
 import warnings
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from cinqa import spec, workdays
+from cinqa import rules, spec, workdays
 from cinqa.returns import CensusReturn
 from cinqa.synth.render import categorical
 from cinqa.synth.timeline import UPN_LETTERS, upn_check_letter
@@ -32,10 +33,6 @@ from cinqa.synth.timeline import UPN_LETTERS, upn_check_letter
 TRUTH_COLUMNS = ("rule", "LAchildID", "child", "entity", "episode", "item", "change")
 RETURN_LEVEL = frozenset({"100", "2883", "2886Q", "2887Q", "2888Q"})
 DAY = pd.Timedelta(days=1)
-
-# Rules whose severity changed in 2022-23 (rules-history.md §1.2): errors before, queries after.
-_WERE_ERRORS = {"8525Q": "8525", "8555Q": "8555", "8569Q": "8569", "8863Q": "8863", "8873Q": "8873",
-                "8897Q": "8897", "4009Q": "4009"}
 
 # The years each rule applies to, for injection. The 2022-23 rule list is carried back to earlier
 # years (cin-spec.md §5), except where the data it reads did not exist yet.
@@ -68,16 +65,30 @@ PENDING_2012_13: dict[str, str] = {
 }
 
 
+@cache
+def _were_errors() -> dict[str, tuple[str, frozenset[str]]]:
+    """Map each query whose rule was an error under its plain number in earlier years to that number
+    and its years, as the rule suites give them (``"8525Q"``: ``"8525"``, 2012-13 to 2021-22)."""
+    years: dict[str, set[str]] = {}
+    for e in rules.entries():
+        years.setdefault(e.rule, set()).update(e.years)
+    return {c: (c[:-1], frozenset(years[c[:-1]])) for c in years if c.endswith("Q") and c[:-1] in years}
+
+
 def rule_code(code: str, year: str) -> str:
     """Return the code a rule has in ``year`` (``"8525Q"`` is ``"8525"`` before 2022-23)."""
-    if code in _WERE_ERRORS and year < "2022-23":
-        return _WERE_ERRORS[code]
-    return code
+    old, years = _were_errors().get(code, (code, frozenset()))
+    return old if year in years else code
+
+
+def _query_code(code: str) -> str:
+    """Return the current code of a rule given by either spelling (``"8525"`` is ``"8525Q"``)."""
+    return next((q for q, (old, _) in _were_errors().items() if old == code), code)
 
 
 def rule_years(code: str) -> frozenset[str]:
     """Return the supported years in which rule ``code`` (either spelling) can be injected."""
-    base = {v: k for k, v in _WERE_ERRORS.items()}.get(code, code)
+    base = _query_code(code)
     if base not in RULE_YEARS or base in NOT_INJECTABLE or base not in INJECTORS:
         return frozenset()
     years = spec.parse_years(RULE_YEARS[base]) & set(spec.SUPPORTED_YEARS)
@@ -275,10 +286,8 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
             misses = 0 if _apply(f, code, by_code[code]) else misses + 1
     else:
         # either spelling of a rule whose severity changed: "8525Q" in 2021-22 is "8525"
-        spelt = {rule_code(c, ret.year) for c in INJECTORS}
-        aliases = {**{v: k for k, v in _WERE_ERRORS.items()}, **_WERE_ERRORS}
-        codes = [c if c in spelt else aliases.get(c, c) for c in errors]
-        unknown = [c for c in codes if c not in available]
+        codes = [rule_code(_query_code(c), ret.year) for c in errors]
+        unknown = [asked for asked, c in zip(errors, codes) if c not in available]
         if unknown:
             raise ValueError(f"no injector for rule(s) {', '.join(unknown)} in {ret.year}; "
                              f"injectable: {', '.join(available)}")
