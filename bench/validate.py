@@ -54,7 +54,7 @@ STAGES = (
                                                            ("to_domain_obj", "expectation_configuration.py"))),
     ("GX: metric dependency graph", (("build_metric_dependency_graph", "metrics_calculator.py"),)),
     ("GX: metric computation (the work on the data)", (("resolve_metrics", "execution_engine.py"),)),
-    ("failures table", (("_tidy", "validate.py"), ("_summarise", "validate.py"))),
+    ("failures table", (("_tidy", "validate.py"), ("summarise", "failures.py"))),
 )
 
 

@@ -3,13 +3,14 @@
 A thin layer over the package: each command reads its inputs, calls one function of ``cinqa``
 and writes what the user asked for, atomically, where the user asked. Bad input ends with one
 line on stderr ("cinqa: <file>, line N: <problem>") and exit status 2, never a traceback.
+The modules behind the reports and workbooks (openpyxl, Jupyter, matplotlib) are imported inside
+the commands that use them, so that ``cinqa --help`` and the other commands start quickly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -26,11 +27,11 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 import cinqa
+from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import CinqaError
+from cinqa.validate import Validation
 
-EXIT_CLEAN = 0
-EXIT_ERRORS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -110,20 +111,6 @@ def _guarded(func: _F) -> _F:
             _die(f"internal error ({type(exc).__name__}: {exc}); set CINQA_DEBUG=1 to see the traceback")
 
     return run  # type: ignore[return-value]
-
-
-def _backend(module: str, name: str, command: str) -> Callable[..., Any]:
-    """Return ``module.name``, or stop with a clear message when this version does not have it yet."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        mod = None
-    func = getattr(mod, name, None)
-    if not callable(func):
-        _die(f"`cinqa {command}` is not available yet: this version of cinqa has no {module}.{name}")
-    return func
 
 
 @contextlib.contextmanager
@@ -233,49 +220,28 @@ class FileResult:
 
     path: Path
     ret: cinqa.CensusReturn | None = None
-    validation: Any = None
+    validation: Validation | None = None
     problem: str | None = None
     outputs: list[Path] = field(default_factory=list)
 
     @property
-    def failures(self) -> pd.DataFrame:
-        return self.validation.failures
-
-    def count(self, severity: str) -> int:
-        return int((self.failures["severity"].astype("str") == severity).sum()) if self.validation is not None else 0
-
-    @property
-    def structural_errors(self) -> int:
-        if self.ret is None:
-            return 0
-        return int((self.ret.issues["severity"].astype("str") == "error").sum())
-
-    @property
-    def not_evaluated(self) -> int:
-        errored = getattr(self.validation, "errored", None)
-        return len(errored) if errored is not None else 0
-
-    @property
-    def verdict(self) -> str:
-        if self.ret is None or self.validation is None:
-            return "unreadable"
-        if self.count("error") or self.structural_errors:
-            return "errors"
-        if self.not_evaluated:
-            return "incomplete"
-        return "queries only" if self.count("query") else "clean"
+    def verdict(self) -> judge.Verdict:
+        if self.validation is None:
+            return judge.unreadable(self.problem or f"{self.path}: could not be read")
+        return self.validation.verdict
 
     def row(self) -> dict[str, Any]:
-        header = self.ret.header if self.ret is not None else None
+        v, ret = self.verdict, self.ret
+        read = self.validation is not None
         return {
             "file": str(self.path),
-            "LA": header.la if header is not None else None,
-            "year": self.ret.year if self.ret is not None else None,
-            "children": len(self.ret.children) if self.ret is not None else None,
-            "errors": self.count("error") if self.validation is not None else None,
-            "queries": self.count("query") if self.validation is not None else None,
-            "structural_issues": len(self.ret.issues) if self.ret is not None else None,
-            "verdict": self.verdict,
+            "LA": ret.header.la if ret is not None else None,
+            "year": ret.year if ret is not None else None,
+            "children": len(ret.children) if ret is not None else None,
+            "errors": v.error_rows if read else None,
+            "queries": v.query_rows if read else None,
+            "structural_issues": v.structural_issues if read else None,
+            "verdict": v.status,
             "problem": self.problem,
         }
 
@@ -286,8 +252,8 @@ class FileResult:
     "cinqa validate returns/ --out checked/",
     "cinqa validate la201/ la931/ --csv summary.csv",
     "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
-    note="Exit status: 0 no errors (queries allowed); 1 errors found (rule errors, structural errors, or "
-         "rules that could not be evaluated); 2 unreadable input or usage error.",
+    note="Exit status: 0 no errors (queries allowed); 1 errors found, or the return was not fully checked "
+         "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error.",
 ))
 @_guarded
 def validate(
@@ -324,9 +290,8 @@ def validate(
             result = FileResult(path)
             try:
                 result.ret = _read(path, year, progress)
-                run_validation = _backend("cinqa.validate", "validate", "validate")
                 with _step(progress, f"Validating {path.name}"):
-                    result.validation = run_validation(result.ret)
+                    result.validation = cinqa.validate(result.ret)
             except CinqaError as exc:
                 if single:
                     raise
@@ -344,9 +309,10 @@ def validate(
             if out is not None:
                 _write_folder(results, shareable, out, key is not None)
             if html is not None:
+                from cinqa.report import render_report
+
                 readable = [r.path for r in results if r.ret is not None]
-                render = _backend("cinqa.report", "render_report", "validate --html")
-                render(readable, html, year=year, pseudonymise=key is not None, key=key)
+                render_report(readable, html, year=year, pseudonymise=key is not None, key=key)
     console = _stdout()
     if single:
         _print_single(console, results[0])
@@ -355,10 +321,9 @@ def validate(
     written = [p for p in (xlsx, csv, html) if p is not None] + ([out] if out is not None else [])
     for p in written:
         console.print(f"Wrote {p}", markup=False)
-    if any(r.verdict == "unreadable" for r in results):
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if any(r.verdict in ("errors", "incomplete") for r in results):
-        raise typer.Exit(EXIT_ERRORS)
+    code = max(r.verdict.exit_code for r in results)
+    if code:
+        raise typer.Exit(code)
 
 
 @dataclass
@@ -372,14 +337,11 @@ class _Shareable:
 
 
 def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
-    from cinqa.excel import summarise_failures
     from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_identifiers
 
     if result.validation is None or result.ret is None:
         return _Shareable(result, None, None, result.ret)
-    failures = result.validation.failures
-    summary = getattr(result.validation, "summary", None)
-    summary = summarise_failures(failures) if summary is None else summary
+    failures, summary = result.validation.failures, result.validation.summary
     if key is None:
         return _Shareable(result, failures, summary, result.ret)
     p = Pseudonymiser(key)
@@ -395,8 +357,8 @@ def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymi
     if s.failures is None:
         return
     if xlsx is not None:
-        write_error_report(xlsx, s.failures, s.ret, summary=s.summary, pseudonymised=pseudonymised,
-                           source=s.result.path.name)
+        write_error_report(xlsx, s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
+                           pseudonymised=pseudonymised, source=s.result.path.name)
     if csv is not None:
         write_failures_csv(s.failures, csv)
 
@@ -434,7 +396,7 @@ def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable]
         stems.add(stem)
         _guard_inputs([r.path for r in results], [out / f"{stem}.xlsx", out / f"{stem}-failures.csv"])
         s.result.outputs = [
-            write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary,
+            write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
                                pseudonymised=pseudonymised, source=s.result.path.name),
             write_failures_csv(s.failures, out / f"{stem}-failures.csv"),
         ]
@@ -445,14 +407,11 @@ def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable]
 
 
 def _print_single(console: Console, r: FileResult) -> None:
-    from cinqa.excel import summarise_failures
-
     assert r.ret is not None and r.validation is not None
     ret = r.ret
     console.print(f"{r.path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children",
                   markup=False)
-    summary = getattr(r.validation, "summary", None)
-    summary = summarise_failures(r.failures) if summary is None else summary
+    summary = r.validation.summary
     if len(summary):
         table = Table(show_lines=False, header_style="bold")
         for col, justify in (("rule", "left"), ("severity", "left"), ("children", "right"), ("rows", "right"),
@@ -462,13 +421,10 @@ def _print_single(console: Console, r: FileResult) -> None:
             table.add_row(str(row.rule), str(row.severity), f"{int(row.children):,}", f"{int(row.rows):,}",
                           str(row.message))
         console.print(table)
-    issues = len(ret.issues)
-    console.print(
-        f"{r.count('error'):,} error rows, {r.count('query'):,} query rows, {issues:,} structural issues"
-        + (f", {r.not_evaluated} rules could not be evaluated" if r.not_evaluated else ""),
-        markup=False,
-    )
-    console.print(f"Verdict: {r.verdict}", markup=False)
+    v = r.verdict
+    for line in v.details:
+        console.print(line, markup=False)
+    console.print(f"Verdict: {v}", markup=False)
 
 
 def _print_combined(console: Console, results: Sequence[FileResult]) -> None:
@@ -485,7 +441,7 @@ def _print_combined(console: Console, results: Sequence[FileResult]) -> None:
                         for c in ("file", "LA", "year", "children", "errors", "queries", "structural_issues",
                                   "verdict")))
     console.print(table)
-    verdicts = summary["verdict"].value_counts()
+    verdicts = summary["verdict"].value_counts().reindex(judge.STATUSES).dropna().astype(int)
     console.print(f"{len(results)} files: " + ", ".join(f"{v} {n}" for v, n in verdicts.items()), markup=False)
 
 
@@ -555,12 +511,13 @@ def report(
 
     The report opens offline: it has no links to the internet.
     """
+    from cinqa.report import render_report
+
     key = _load_key(pseudonymise, key_file)
-    render = _backend("cinqa.report", "render_report", "report")
     files = _input_files(paths)
     _guard_inputs(files, [output])
     with _progress() as progress, _step(progress, f"Writing the report of {len(files)} file(s)"):
-        render(files, output, year=year, pseudonymise=pseudonymise, key=key)
+        render_report(files, output, year=year, pseudonymise=pseudonymise, key=key)
     _stdout().print(f"Wrote {output}", markup=False)
 
 
@@ -602,12 +559,10 @@ def compare(
         for path in files:
             returns.append(_read(path, year, progress))
             progress.advance(overall)
-        run_compare = _backend("cinqa.compare", "compare", "compare")
         with _step(progress, "Comparing"):
             kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
-            result = run_compare(returns, **kwargs)
-    shown = result.summary() if callable(getattr(result, "summary", None)) else _frames_of(result)
-    frames = result.to_frames() if callable(getattr(result, "to_frames", None)) else _frames_of(result)
+            result = cinqa.compare(returns, **kwargs)
+    shown, frames = result.summary(), result.to_frames()
     if key is not None:
         p = Pseudonymiser(key)
         scrub = p.scrubber(sorted({i for r in returns for i in return_identifiers(r)}))
@@ -616,7 +571,7 @@ def compare(
     console = _stdout()
     console.print(f"Compared {len(returns)} returns: " + ", ".join(f"{r.year} (LA {r.header.la or '?'})"
                                                                     for r in returns), markup=False)
-    for note in getattr(result, "notes", []) or []:
+    for note in result.notes:
         console.print(f"Note: {note}", markup=False)
     for name, df in shown.items():
         _print_frame(console, name, df)
@@ -641,15 +596,6 @@ def _print_frame(console: Console, title: str, df: pd.DataFrame, max_rows: int =
 
 def _file_stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_") or "table"
-
-
-def _frames_of(result: Any) -> dict[str, pd.DataFrame]:
-    """Return the tables of a comparison result given as a DataFrame or a dict of them."""
-    if isinstance(result, pd.DataFrame):
-        return {"comparison": result}
-    if isinstance(result, dict):
-        return {str(k): v for k, v in result.items() if isinstance(v, pd.DataFrame)}
-    raise TypeError(f"cinqa.compare.compare returned {type(result).__name__}, which holds no tables")
 
 
 @app.command(epilog=_examples(
@@ -684,16 +630,10 @@ def synth(
         _die("--truth lists injected errors; use it with --errors RATE")
     console = _stdout()
     if errors:
-        generate = _backend("cinqa.synth", "generate", "synth")
         from cinqa.export import write_frame
 
         with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
-            try:
-                ret, faults = generate(year, children=children, seed=seed, la=la, errors=errors)
-            except ModuleNotFoundError as exc:
-                if not (exc.name or "").startswith("cinqa."):
-                    raise
-                _die(f"`cinqa synth --errors` is not available yet: this version of cinqa has no {exc.name}")
+            ret, faults = cinqa.synth.generate(year, children=children, seed=seed, la=la, errors=errors)
             cinqa.write_return(ret, output)
             if truth is not None:
                 write_frame(faults, truth, "csv")
@@ -702,9 +642,8 @@ def synth(
         if truth is not None:
             console.print(f"Wrote {truth}", markup=False)
         return
-    generate_file = _backend("cinqa.synth", "generate_file", "synth")
     # generate_file draws its own progress bar, on a terminal only.
-    written = generate_file(output, year, children=children, seed=seed, la=la)
+    written = cinqa.synth.generate_file(output, year, children=children, seed=seed, la=la)
     console.print(f"Wrote {written or output} ({children:,} children)", markup=False)
 
 
@@ -717,7 +656,8 @@ def rules(
                                              help="Also write the list as CSV.")] = None,
 ) -> None:
     """List the validation rules of a census year."""
-    list_rules = _backend("cinqa.rules", "list_rules", "rules")
+    from cinqa.rules import list_rules
+
     frame = list_rules(year)
     console = _stdout()
     shown = [c for c in ("rule", "severity", "entity", "checkable", "message") if c in frame] or list(frame.columns)

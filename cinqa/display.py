@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cinqa import collect, spec
+from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
+                            field_names)
 from cinqa.returns import CensusReturn
 
 MAX_ROWS = 200
@@ -133,6 +135,16 @@ def callout(text: str, level: str = "info", title: str | None = None) -> HTML:
     head = f"<b style='font-size:1.15em'>{html.escape(title)}</b><br>" if title else ""
     return HTML(f'<div class="cinqa-callout" style="background:{fill};border-left:6px solid {edge};'
                 f'padding:10px 14px;margin:6px 0">{head}{text}</div>')
+
+
+# The colour of each verdict's banner.
+_VERDICT_LEVELS = {CLEAN: "ok", QUERIES_ONLY: "warn", ERRORS: "bad", NOT_FULLY_CHECKED: "bad", UNREADABLE: "bad"}
+
+
+def verdict_banner(verdict: Verdict, *, notes: Sequence[str] = ()) -> HTML:
+    """Render a verdict as a coloured box: its headline, then the sentences it rests on and any ``notes`` (HTML)."""
+    lines = [html.escape(line) for line in verdict.details] + list(notes)
+    return callout("<br>".join(lines), _VERDICT_LEVELS[verdict.status], str(verdict))
 
 
 def _indicator(value: float, unit: str) -> str:
@@ -378,9 +390,9 @@ def _child_rows(ret: CensusReturn, child: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _failure_date(failure: pd.Series, data: dict[str, Any]) -> pd.Timestamp | None:
-    for field in str(failure.get("fields") or "").split(","):
-        v = data.get(field.strip())
+def _failure_date(fields: Sequence[str], data: dict[str, Any]) -> pd.Timestamp | None:
+    for field in fields:
+        v = data.get(field)
         if isinstance(v, pd.Timestamp) and not pd.isna(v):
             return v
     return None
@@ -442,13 +454,13 @@ def child_timeline(ret: CensusReturn, child: int, failures: pd.DataFrame | None 
             elif not pd.isna(f.get("episode")) and not pd.isna(f.get("item")):
                 y = ys.get((f["entity"], int(f["episode"]), int(f["item"])))
                 data = rows[y]["data"] if y is not None else None
-            when = _failure_date(f, data) if data else None
+            when = _failure_date(field_names(f["fields"]), data) if data else None
             if data and when is None:
                 # None of the fields the rule read holds a date (a missing closure date, say): mark the row's start.
-                when = _failure_date(pd.Series({"fields": ",".join(k for k in data if "Date" in k)}), data)
+                when = _failure_date([k for k in data if "Date" in k], data)
             if data is None:
                 # A child-level failure goes on the strip above the rows, at its date if it has one.
-                when = _failure_date(f, kid.to_dict())
+                when = _failure_date(field_names(f["fields"]), kid.to_dict())
                 y = -0.9 if when is not None and lo <= when <= hi else None
             if y is None or when is None:
                 unplaced.append(f"{f['rule']} {f['message']}")

@@ -18,30 +18,30 @@ from IPython.display import HTML, display
 from matplotlib.figure import Figure
 
 from cinqa import display as show
-from cinqa.excel import summarise_failures, write_error_report
-from cinqa.export import write_frame
+from cinqa.excel import write_error_report
+from cinqa.export import write_failures_csv
+from cinqa.failures import FAILURE_COLUMNS, for_display, summarise, verdict
 from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 from cinqa.returns import CensusReturn
 
 ALL = "(all)"
-FAILURE_COLUMNS = ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item",
-                   "fields", "values", "line")
 MAX_CHILD_OPTIONS = 500
 PAGE_ROWS = 25
 
 
 class FailureSource(Protocol):
-    """What the drill-down needs from a validation: its failures table and the return."""
+    """What the drill-down needs from a validation: its failures table, the rules not evaluated and the return."""
 
     failures: pd.DataFrame
+    errored: pd.DataFrame
     ret: CensusReturn
 
 
 class DrillDown:
     """Filter a validation's failures by severity, entity and rule, and look at one child.
 
-    ``DrillDown(validation)`` works on anything with ``.failures`` (the failures table contract)
-    and ``.ret`` (the :class:`~cinqa.returns.CensusReturn`). With ``pseudonymise=True`` every
+    ``DrillDown(validation)`` works on anything with ``.failures`` (a :mod:`cinqa.failures`
+    table), ``.errored`` and ``.ret`` (the :class:`~cinqa.returns.CensusReturn`). With ``pseudonymise=True`` every
     table, timeline and export shows keyed tokens instead of identifiers (``key``: 32+ bytes;
     a one-off random key when omitted).
     """
@@ -53,6 +53,7 @@ class DrillDown:
         if missing:
             raise ValueError(f"failures table lacks columns {missing}")
         self.failures = validation.failures.reset_index(drop=True)
+        self.verdict = verdict(self.failures, validation.errored, self.ret.issues)
         self.shown = self.failures
         self._label = {int(c): str(i) for c, i in zip(self.ret.children["child"], self.ret.children["LAchildID"])}
         self._pseudonymiser = Pseudonymiser(key or os.urandom(32)) if pseudonymise else None
@@ -115,7 +116,7 @@ class DrillDown:
 
     def summary(self) -> pd.DataFrame:
         """Count failing rows and children per rule in the current selection."""
-        return summarise_failures(self.rows)
+        return summarise(self.rows)
 
     def children(self) -> pd.DataFrame:
         """List the children in the current selection, most failures first."""
@@ -153,12 +154,12 @@ class DrillDown:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".csv":
-            return write_frame(self.rows, path, "csv")
+            return write_failures_csv(self.rows, path)
         if suffix != ".xlsx":
             raise ValueError(f"{path}: choose a .csv or .xlsx file name")
         p = self._pseudonymiser
         ret = self.ret if p is None else pseudonymise_return(self.ret, p)
-        return write_error_report(path, self.rows, ret, pseudonymised=p is not None,
+        return write_error_report(path, self.rows, ret, judged=self.verdict, pseudonymised=p is not None,
                                   source=self.ret.path.name if self.ret.path else None)
 
     # --- widgets ---
@@ -222,7 +223,7 @@ class DrillDown:
                              + (f" (first {MAX_CHILD_OPTIONS} children listed)" if len(kids) == MAX_CHILD_OPTIONS else ""))
         out = self.outputs["rows"]
         out.outputs = ()
-        out.append_display_data(show.table(rows[list(FAILURE_COLUMNS)], max_rows=self.max_rows))
+        out.append_display_data(show.table(for_display(rows[list(FAILURE_COLUMNS)]), max_rows=self.max_rows))
         self._show_timeline()
 
     def _show_timeline(self) -> None:

@@ -1,6 +1,7 @@
 """Write the Excel error report that caseworkers act on: one sheet per entity, offending cells highlighted.
 
-Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, how to read the workbook),
+Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, the verdict on the return,
+how to read the workbook),
 "Summary" (rule, severity, message, children, rows), one sheet per entity holding each failing row
 with the entity's values and the fields the rule reads highlighted, and "Structural issues" (what
 the reader found wrong with the file's structure). Every sheet has a frozen, filterable header row.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,10 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from cinqa import spec
+from cinqa.failures import FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, summarise, verdict
 from cinqa.files import atomic_path
 from cinqa.returns import CensusReturn
 
-FAILURE_COLUMNS = ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item",
-                   "fields", "values", "line")
-SUMMARY_COLUMNS = ("rule", "severity", "message", "children", "rows")
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
 QUERY_FILL = PatternFill("solid", fgColor="FFEB9C")
 HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
@@ -40,48 +39,32 @@ _HEADER_FONT = Font(bold=True)
 _MAX_ROWS = 1_048_575  # Excel's sheet limit less the header row
 _WIDTH_SAMPLE = 500
 _DATE_FORMAT = "yyyy-mm-dd"
-_PAIR = re.compile(r"(?:^|(?<=; ))([A-Za-z][A-Za-z0-9_]*)=(.*?)(?=; [A-Za-z][A-Za-z0-9_]*=|$)", re.DOTALL)
-_MISSING_TEXT = frozenset({"", "NaT", "<NA>", "nan", "NaN", "None"})
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 _ENTITY_ORDER = ("return", *spec.TABLE_KEYS)
 _NODE_ORDER = {n.name: i for i, n in enumerate(spec.nodes())}
 
 
-def parse_values(text: object) -> dict[str, str]:
-    """Split a failure's ``values`` text ("Field=value; Field=value") into a dict."""
-    if not isinstance(text, str):
-        return {}
-    return {m.group(1): m.group(2) for m in _PAIR.finditer(text) if m.group(2) not in _MISSING_TEXT}
-
-
-def summarise_failures(failures: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per rule: rule, severity, message, distinct children affected and failing rows."""
-    if failures.empty:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("children", "rows") else "str")
-                             for c in SUMMARY_COLUMNS})
-    grouped = failures.groupby(["rule", "severity", "message"], sort=False, dropna=False, observed=True)
-    out = grouped.agg(children=("child", "nunique"), rows=("rule", "size")).reset_index()
-    return _sort_by_severity(out)[list(SUMMARY_COLUMNS)]
-
-
 def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusReturn | None = None, *,
                        summary: pd.DataFrame | None = None, issues: pd.DataFrame | None = None,
-                       pseudonymised: bool = False, source: str | None = None,
-                       generated_at: dt.datetime | None = None) -> Path:
-    """Write the Excel error report for ``failures`` (the ``cinqa.validate`` contract) to ``path``.
+                       errored: Sized = (), judged: Verdict | None = None, pseudonymised: bool = False,
+                       source: str | None = None, generated_at: dt.datetime | None = None) -> Path:
+    """Write the Excel error report for ``failures`` (a :mod:`cinqa.failures` table) to ``path``.
 
     ``ret`` supplies each failing row's other values, the file's facts and its structural issues
     (``issues`` overrides them); pass the pseudonymised return together with pseudonymised
-    failures, and ``pseudonymised=True`` so the cover says so. The file is written atomically.
+    failures, and ``pseudonymised=True`` so the cover says so. The cover's verdict is ``judged``
+    (a validation's ``verdict``, when ``failures`` is a selection of it), else the verdict on
+    ``failures``, the rules that could not be evaluated (``errored``) and the structural issues.
+    The file is written atomically.
     """
     path = Path(path)
     missing = [c for c in FAILURE_COLUMNS if c not in failures]
     if missing:
         raise ValueError(f"the failures table lacks the columns {', '.join(missing)}")
-    summary = summarise_failures(failures) if summary is None else summary
+    summary = summarise(failures) if summary is None else summary
     if issues is None:
         issues = ret.issues if ret is not None else pd.DataFrame()
+    judged = verdict(failures, errored, issues) if judged is None else judged
     wb = Workbook(write_only=True)
     notes: list[str] = []
     entity_sheets: list[tuple[str, pd.DataFrame, list[set[str]]]] = []
@@ -92,7 +75,7 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
                          "(Excel's limit); the CSV output has them all.")
             frame, fields = frame.iloc[:_MAX_ROWS], fields[:_MAX_ROWS]
         entity_sheets.append((entity, frame, fields))
-    _cover(wb, failures, ret, issues, pseudonymised, source, generated_at or dt.datetime.now(), notes)
+    _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), notes)
     _table_sheet(wb, "Summary", summary[[c for c in SUMMARY_COLUMNS if c in summary]])
     used = {"About", "Summary", "Structural issues"}
     for entity, frame, fields in entity_sheets:
@@ -156,21 +139,19 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
     out["line"] = rows["line"].astype("Int64")
     skip = set(keys) | {"LAchildID", "line", "kind", "child"}
     data = joined[[c for c in joined.columns if c not in skip]].copy()
-    fields = [set(filter(None, (f.strip() for f in v.split(",")))) if isinstance(v, str) else set()
-              for v in rows["fields"]]
-    parsed = [parse_values(v) for v in rows["values"]]
+    fields = [set(field_names(v)) for v in rows["fields"]]
+    given = [v if isinstance(v, dict) else {} for v in rows["values"]]
     wanted = {f for fs in fields for f in fs}
     if table is None:
         # No row to show: every value the rule reported is the evidence (an LA-level count, say).
-        wanted = list(dict.fromkeys(k for p in parsed for k in p))
+        wanted = list(dict.fromkeys(k for p in given for k in p))
     for col in sorted(set(wanted) - set(data.columns) - set(out.columns), key=list(wanted).index
                       if table is None else _field_order):
-        data[col] = _typed_text(pd.Series([p.get(col) for p in parsed], index=rows.index, dtype="object"),
-                                counts=table is None)
+        data[col] = _dates_typed(pd.Series([p.get(col) for p in given], index=rows.index, dtype="object"))
     for col in data.columns:
         # Where the table has no row for a failure, what the rule read still shows.
         if data[col].isna().any():
-            fill = pd.Series([p.get(col) for p in parsed], index=rows.index, dtype="object")
+            fill = pd.Series([p.get(col) for p in given], index=rows.index, dtype="object")
             if fill.notna().any():
                 data[col] = data[col].astype("object").where(data[col].notna(), fill)
     if entity == "return":
@@ -178,13 +159,11 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
     return pd.concat([out, data], axis=1), fields
 
 
-def _typed_text(s: pd.Series, counts: bool = False) -> pd.Series:
-    """Return text values as dates (or, with ``counts``, whole numbers) when all of them are, so they sort."""
-    present = s.dropna().astype("str")
-    if len(present) and present.str.fullmatch(_ISO_DATE).all():
-        return pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
-    if counts and len(present) and present.str.fullmatch(r"-?\d{1,15}").all():
-        return pd.to_numeric(s).astype("Int64")
+def _dates_typed(s: pd.Series) -> pd.Series:
+    """Return a column of failing values as a date column when all of them are dates, so it sorts and shows as dates."""
+    present = s.dropna()
+    if len(present) and all(isinstance(v, dt.date) for v in present):
+        return pd.to_datetime(s).astype("datetime64[s]")
     return s
 
 
@@ -192,12 +171,11 @@ def _field_order(name: str) -> tuple[int, str]:
     return _NODE_ORDER.get(name, len(_NODE_ORDER)), name
 
 
-def _cover(wb: Workbook, failures: pd.DataFrame, ret: CensusReturn | None, issues: pd.DataFrame,
-           pseudonymised: bool, source: str | None, generated_at: dt.datetime, notes: Sequence[str]) -> None:
+def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymised: bool, source: str | None,
+           generated_at: dt.datetime, notes: Sequence[str]) -> None:
     ws = wb.create_sheet("About")
     ws.column_dimensions["A"].width = 24
     ws.column_dimensions["B"].width = 90
-    severity = failures["severity"].astype("str")
     file = source or (ret.path.name if ret is not None and ret.path is not None else "")
     facts: list[tuple[str, Any]] = [
         ("File", file),
@@ -208,9 +186,12 @@ def _cover(wb: Workbook, failures: pd.DataFrame, ret: CensusReturn | None, issue
         ("Pseudonymised", "yes: LAchildID, UPN and former UPN are keyed tokens; birth dates are the first "
                           "of their month" if pseudonymised else
                           "no: this workbook identifies children; share it only as your data policy allows"),
-        ("Errors", int((severity == "error").sum())),
-        ("Queries", int((severity == "query").sum())),
-        ("Structural issues", len(issues)),
+        ("Verdict", str(judged)),
+        *(("", line) for line in judged.details),
+        ("Errors", judged.error_rows),
+        ("Queries", judged.query_rows),
+        ("Structural issues", judged.structural_issues),
+        ("Rules not evaluated", judged.not_evaluated),
     ]
     title = WriteOnlyCell(ws, value="CIN census error report")
     title.font = Font(bold=True, size=14)
@@ -337,9 +318,3 @@ def _sheet_name(entity: str, used: set[str]) -> str:
         suffix = f" ({i})"
         name, i = base[: 31 - len(suffix)] + suffix, i + 1
     return name
-
-
-def _sort_by_severity(df: pd.DataFrame) -> pd.DataFrame:
-    rank = df["severity"].astype("str").map({"error": 0, "query": 1}).fillna(2)
-    return df.assign(_rank=rank).sort_values(["_rank", "rule"], kind="stable").drop(columns="_rank") \
-        .reset_index(drop=True)

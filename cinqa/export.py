@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cinqa.failures import for_display
 from cinqa.files import atomic_path
 from cinqa.returns import CensusReturn
 
@@ -44,8 +45,8 @@ def write_tables(ret: CensusReturn, out_dir: str | Path, fmt: str = "csv") -> li
 
 
 def write_failures_csv(failures: pd.DataFrame, path: str | Path) -> Path:
-    """Write a failures table (the ``cinqa.validate`` contract) to ``path`` as CSV, atomically."""
-    return write_frame(failures, path, "csv")
+    """Write a failures table (see :mod:`cinqa.failures`) to ``path`` as CSV, its values spelt out, atomically."""
+    return write_frame(for_display(failures), path, "csv")
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

@@ -20,12 +20,13 @@ How it works
   compare a birth date with another date to the day.
 
 Free text that can repeat a value (a structural issue's ``problem`` and ``value``, a failure's
-``values``) is scrubbed too: every identifier of the return found there is replaced by its token.
+text values) is scrubbed too: every identifier of the return found there is replaced by its token.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import os
@@ -33,6 +34,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,7 +54,6 @@ _TOKEN_HEX = 12
 _DATE_TEXT = re.compile(r"\b(\d{4})-(\d{2})-\d{2}\b")
 _QUOTED = re.compile(r"'[^']*'|(?<=value \()[^()]*(?=\))")
 _WITHHELD = "[withheld]"
-_PAIR = re.compile(r"(?:^|(?<=; ))([A-Za-z][A-Za-z0-9_]*)=(.*?)(?=; [A-Za-z][A-Za-z0-9_]*=|$)", re.DOTALL)
 
 # Leaves whose raw text is safe to show: everything the format defines except identifiers and birth dates.
 _PLAIN_LEAVES = frozenset(
@@ -260,19 +261,18 @@ def pseudonymise_issues(issues: pd.DataFrame, key: bytes | Pseudonymiser,
 
 def pseudonymise_failures(failures: pd.DataFrame, key: bytes | Pseudonymiser,
                           scrub: Scrubber | None = None) -> pd.DataFrame:
-    """Return a pseudonymised copy of a failures table (the ``cinqa.validate`` contract).
+    """Return a pseudonymised copy of a failures table (see :mod:`cinqa.failures`).
 
-    ``LAchildID`` is tokenised, and inside ``values`` ("Field=value; Field=value") identifier
-    fields are tokenised and birth dates coarsened; ``scrub`` (see :func:`return_scrubber`)
-    replaces any other mention of the return's identifiers.
+    ``LAchildID`` is tokenised, and in each row's ``values`` (a dict ``{field: value}``)
+    identifier fields are tokenised and birth dates coarsened; ``scrub`` (see
+    :func:`return_scrubber`) replaces any other mention of the return's identifiers in text values.
     """
     p = _pseudonymiser(key)
     out = p.frame(failures)
     if "values" in out and len(out):
         scrub = scrub or Scrubber({})
-        out["values"] = out["values"].astype("object").map(
-            lambda v: scrub.text(_pseudonymise_pairs(v, p)), na_action="ignore"
-        ).astype(failures["values"].dtype)
+        out["values"] = pd.Series([_pseudonymise_values(v, p, scrub) for v in out["values"]], index=out.index,
+                                  dtype=failures["values"].dtype)
     return out
 
 
@@ -310,16 +310,21 @@ def _is_text(s: pd.Series) -> bool:
     return s.dtype == object or isinstance(s.dtype, pd.StringDtype | pd.CategoricalDtype)
 
 
-def _pseudonymise_pairs(text: str, p: Pseudonymiser) -> str:
-    def one(m: re.Match[str]) -> str:
-        name, value = m.group(1), m.group(2)
-        if name in _PREFIX and value not in ("", "<NA>", "NaT", "nan", "None"):
-            return f"{name}={p.token(name, value)}"
-        if name in BIRTH_COLUMNS:
-            return f"{name}={_coarse_or_withheld(value)}"
-        return m.group(0)
+def _pseudonymise_values(values: object, p: Pseudonymiser, scrub: Scrubber) -> object:
+    """Return a copy of a failure's values with identifiers tokenised and birth dates coarsened."""
+    if not isinstance(values, dict):
+        return values
+    return {name: _pseudonymise_value(name, v, p, scrub) for name, v in values.items()}
 
-    return _PAIR.sub(one, text)
+
+def _pseudonymise_value(name: str, value: Any, p: Pseudonymiser, scrub: Scrubber) -> Any:
+    if value is None:
+        return None
+    if name in _PREFIX:
+        return p.token(name, str(value))
+    if name in BIRTH_COLUMNS:
+        return value.replace(day=1) if isinstance(value, dt.date) else _coarse_or_withheld(str(value))
+    return scrub.text(value)
 
 
 def _coarse_or_withheld(text: str) -> str:

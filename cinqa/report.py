@@ -25,13 +25,15 @@ from IPython.display import HTML
 
 import cinqa
 from cinqa import collect
+from cinqa import failures as judge
+from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
-from cinqa.excel import summarise_failures
 from cinqa.files import locate_shipped
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
                                 return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
+from cinqa.validate import Validation, validate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -103,19 +105,15 @@ def _show() -> Any:
     return display
 
 
-def _validate(ret: CensusReturn) -> Any | None:
-    validate = getattr(cinqa, "validate", None)
-    return validate(ret) if validate is not None else None
-
-
 class QAReport:
     """One return (and optionally the year before) with everything the QA report shows.
 
-    Each public method returns one displayable object for one notebook cell. Child identifiers
-    in every table are replaced by keyed tokens when ``pseudonymise`` is on.
+    ``validation`` is the latest return's validation (validated here when not given). Each public
+    method returns one displayable object for one notebook cell. Child identifiers in every table
+    are replaced by keyed tokens when ``pseudonymise`` is on.
     """
 
-    def __init__(self, rets: Sequence[CensusReturn], validation: Any | None = None, *,
+    def __init__(self, rets: Sequence[CensusReturn], validation: Validation | None = None, *,
                  pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
@@ -123,7 +121,7 @@ class QAReport:
         self.rets = ordered
         self.ret = ordered[-1]
         self.previous = ordered[-2] if len(ordered) > 1 else None
-        self.validation = validation
+        self.validation = validation if validation is not None else validate(self.ret)
         self.generated = dt.datetime.now()
         self._p = Pseudonymiser(key or os.urandom(32)) if pseudonymise else None
         self._key_given = key_given
@@ -144,8 +142,7 @@ class QAReport:
         rets = [read_return(p, year=year if i == last else None) for i, p in enumerate(paths)]
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
-        latest = max(rets, key=lambda r: r.year)
-        return cls(rets, _validate(latest), pseudonymise=pseudonymise, key=key, key_given=key is not None)
+        return cls(rets, pseudonymise=pseudonymise, key=key, key_given=key is not None)
 
     # --- identifiers ---
 
@@ -153,10 +150,8 @@ class QAReport:
         return self._p.frame(df) if self._p else df
 
     @property
-    def failures(self) -> pd.DataFrame | None:
-        """The validation's failures table, pseudonymised when asked; None without validation."""
-        if self.validation is None:
-            return None
+    def failures(self) -> pd.DataFrame:
+        """The validation's failures table, pseudonymised when asked."""
         f = self.validation.failures
         return pseudonymise_failures(f, self._p, self._scrub) if self._p else f
 
@@ -178,41 +173,15 @@ class QAReport:
         return HTML(f"<p style='font-size:15px'>{' · '.join(bits)}</p><p class='cinqa-note'>{made}</p>")
 
     def verdict(self) -> HTML:
-        """Judge readiness for submission: errors must be zero, queries need explanations."""
-        issues = self.ret.issues
-        structural = int((issues["severity"] == "error").sum()) if len(issues) else 0
-        lines = []
-        if structural:
-            lines.append(f"<b>{_count(structural, 'structural problem')}</b> in the file itself (see "
-                         "<a href='#Structural-problems'>Structural problems</a>); COLLECT will reject it as it is.")
-        if self.validation is None:
-            lines.append("The DfE validation rules are not available in this build of cinqa, so errors and "
-                         "queries were not checked.")
-            return _show().callout("<br>".join(lines), "bad" if structural else "warn", "Readiness cannot be judged")
-        summary = summarise_failures(self.validation.failures)
-        errors = summary[summary["severity"] == "error"]
-        queries = summary[summary["severity"] == "query"]
-        f = self.validation.failures
-        n_err, n_q = int(errors["rows"].sum()), int(queries["rows"].sum())
-        kids_err = f.loc[f["severity"] == "error", "child"].nunique()
-        if n_err:
-            lines.append(f"<b>{_count(n_err, 'error')}</b> under {_count(len(errors), 'rule')}, affecting "
-                         f"{_count(kids_err, 'child', 'children')}, must be fixed: COLLECT does not accept a "
-                         "return with errors.")
-        if n_q:
-            lines.append(f"<b>{_count(n_q, 'query', 'queries')}</b> under {_count(len(queries), 'rule')} "
-                         f"{'needs' if n_q == 1 else 'need'} correcting or explaining in a return-level note "
-                         "in COLLECT.")
-        errored = getattr(self.validation, "errored", None)
-        if errored is not None and len(errored):
-            lines.append(f"{_count(len(errored), 'rule')} could not be evaluated (see the validation summary); "
-                         "their results are unknown.")
-        if structural or n_err:
-            return _show().callout("<br>".join(lines), "bad", "Not ready to submit")
-        if n_q:
-            return _show().callout("No errors.<br>" + "<br>".join(lines), "warn",
-                                "Ready once the queries are explained")
-        return _show().callout("<br>".join(["No errors and no queries."] + lines), "ok", "Ready to submit")
+        """Judge readiness for submission (:func:`cinqa.failures.verdict`): errors must be zero, queries explained."""
+        v = self.validation.verdict
+        notes = []
+        if v.structural_errors:
+            notes.append("See <a href='#Structural-problems'>Structural problems</a>.")
+        if v.not_evaluated:
+            notes.append("See the <a href='#Validation-summary'>Validation summary</a> for the rules that could not "
+                         "be evaluated.")
+        return _show().verdict_banner(v, notes=notes)
 
     def header_facts(self) -> HTML:
         """Show the header facts of the return."""
@@ -234,33 +203,29 @@ class QAReport:
 
     def validation_summary(self) -> HTML:
         """Show errors and queries by rule, with the children and rows affected."""
-        if self.validation is None:
-            return _show().callout("Validation rules are not available in this build.", "warn")
-        summary = summarise_failures(self.validation.failures)
+        summary = self.validation.summary
         parts = [_show().table(summary, max_rows=None).data if len(summary) else
                  _show().callout("No rule failed.", "ok").data]
-        errored = getattr(self.validation, "errored", None)
-        if errored is not None and len(errored):
-            parts.append(_show().table(pd.DataFrame(errored), "Rules that could not be evaluated").data)
+        errored = self.validation.errored
+        if len(errored):
+            parts.append(_show().table(errored, "Rules that could not be evaluated").data)
         return HTML("\n".join(parts))
 
     def rule_tables(self, max_rows: int = RULE_ROWS) -> HTML:
         """Show, for each failing rule, its message and the failing rows (up to ``max_rows`` each)."""
         f = self.failures
-        if f is None:
-            return _show().callout("Validation rules are not available in this build.", "warn")
         if not len(f):
             return _show().callout("No rule failed.", "ok")
         parts = []
-        for row in summarise_failures(self.validation.failures).itertuples(index=False):
+        for row in self.validation.summary.itertuples(index=False):
             rows = f[(f["rule"] == row.rule) & (f["severity"] == row.severity)]
             badge = "#b71c1c" if row.severity == "error" else "#b26a00"
             parts.append(
                 f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
                 f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
-                f"{_count(row.rows, 'failing row')}, {_count(row.children, 'child', 'children')}</span></p>")
-            parts.append(_show().table(rows[RULE_COLUMNS], max_rows=max_rows).data)
+                f"{judge.counted(row.rows, 'failing row')}, {judge.counted(row.children, 'child', 'children')}</span></p>")
+            parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows).data)
         return HTML("\n".join(parts))
 
     def distributions(self) -> "Figure":
@@ -289,10 +254,6 @@ class QAReport:
         if self.previous is None:
             return _show().callout("Give the previous year's return as well to see the year-on-year comparison "
                                 "(for example <code>cinqa report LAST.xml THIS.xml -o report.html</code>).", "info")
-        try:
-            from cinqa.compare import compare
-        except ImportError:
-            return _show().callout("The year-on-year comparison is not available in this build.", "warn")
         comp = compare(self.rets)
         parts = [_show().callout(html.escape(n), "warn").data for n in comp.notes]
         for title, df in comp.summary().items():
@@ -307,10 +268,6 @@ class QAReport:
             "definitions follow DfE's published children in need statistics where the specification text "
             "was not available, so small differences from COLLECT are possible. Working days exclude "
             "weekends and England bank holidays.</p>")
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 # --- rendering ----------------------------------------------------------------------------

@@ -50,6 +50,7 @@ import yaml
 
 from cinqa import spec
 from cinqa.checks.upn_letters import valid_upn
+from cinqa.failures import for_display
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn, Header
 from cinqa.views import shift_dates
@@ -284,6 +285,9 @@ class Outcome:
     errored: pd.DataFrame
     ret: CensusReturn
 
+    def _shown(self) -> list[dict[str, Any]]:
+        return for_display(self.failures[["LAchildID", "values"]]).to_dict("records")
+
     def problems(self) -> list[str]:
         """Say what is wrong with the outcome; empty when the case behaves as written."""
         out: list[str] = []
@@ -291,7 +295,7 @@ class Outcome:
             out.append(f"the rule errored: {self.errored.to_dict('records')}")
         if self.case.expect == "pass":
             if len(self.failures):
-                out.append(f"expected no failure, got {self.failures[['LAchildID', 'values']].to_dict('records')}")
+                out.append(f"expected no failure, got {self._shown()}")
             return out
         if not len(self.failures):
             out.append("expected a failure, got none")
@@ -303,7 +307,7 @@ class Outcome:
             want = [] if entities <= {"header", "return"} else [self.ret.children["LAchildID"].iloc[0]]
         if got != sorted(set(want)):
             out.append(f"expected failures for {sorted(set(want))}, got {got}: "
-                       f"{self.failures[['LAchildID', 'values']].to_dict('records')}")
+                       f"{self._shown()}")
         return out
 
 

@@ -4,7 +4,7 @@ Each validation view is validated once against the suite of its rules, in an eph
 context: nothing is written to disk, analytics and progress bars are off. Results are read by
 the rule in their ``meta`` (GX returns them out of order), a rule whose evaluation raised is
 reported in ``Validation.errored`` rather than as failures, and the failing rows are looked up
-in the views to give the tidy failures table described in ``notes/TEAM.md``.
+in the views to give the failures table that :mod:`cinqa.failures` describes.
 
 GX spends a fixed ~20-50 ms per expectation on each validation, whatever the data size,
 mostly rebuilding each expectation's configuration (a pydantic dump of all its fields) for
@@ -37,16 +37,12 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from cinqa import failures as table
 from cinqa import spec
 from cinqa.errors import YearError
 from cinqa.returns import CensusReturn
 from cinqa.views import ViewBuilder
 
-FAILURE_COLUMNS = ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item", "fields",
-                   "values", "line")
-SUMMARY_COLUMNS = ("rule", "severity", "message", "children", "rows")
-ERRORED_COLUMNS = ("rule", "entity", "expectation", "error")
-MISSING = "(missing)"
 _RESULT_FORMAT = {
     "result_format": "COMPLETE",
     "unexpected_index_column_names": ["row"],
@@ -73,11 +69,17 @@ class Validation:
     views: dict[str, pd.DataFrame] = field(repr=False, default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def verdict(self) -> table.Verdict:
+        """Whether the return is ready to submit (see :func:`cinqa.failures.verdict`)."""
+        return table.verdict(self.failures, self.errored, self.ret.issues)
+
     def __repr__(self) -> str:
         errors = int((self.summary["severity"] == "error").sum())
         queries = int((self.summary["severity"] == "query").sum())
         return (f"<Validation {self.year}: {len(self.checked)} rules checked, {len(self.failures)} failing rows "
-                f"({errors} error rules, {queries} query rules), {len(self.errored)} rules errored>")
+                f"({errors} error rules, {queries} query rules), {len(self.errored)} rules errored; "
+                f"verdict: {self.verdict}>")
 
 
 def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str] | None = None,
@@ -110,7 +112,7 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
 
     clock = time.perf_counter()
     failures, errored = _tidy(results, views)
-    summary = _summarise(failures)
+    summary = table.summarise(failures)
     seconds["failures"] = time.perf_counter() - clock
     checked = tuple(sorted({e.rule for p in plans.values() for e in p.entries}))
     return Validation(year=year, ret=ret, failures=failures, summary=summary, errored=errored, gx_result=results,
@@ -345,7 +347,7 @@ def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.D
         failures = (failures.drop_duplicates(["rule", "entity", "_row"])
                     .sort_values(["line", "_order", "_row"], na_position="first", kind="stable"))
     failures = failures.drop(columns=["_row", "_order"]).reset_index(drop=True)
-    return _typed_failures(failures), pd.DataFrame(errored, columns=list(ERRORED_COLUMNS))
+    return table.typed(failures), pd.DataFrame(errored, columns=list(table.ERRORED_COLUMNS))
 
 
 def _rows(found: list[Any]) -> np.ndarray:
@@ -369,7 +371,8 @@ def _tested_columns(kwargs: dict[str, Any]) -> list[str]:
 
 def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.ndarray, list[str]]]) -> pd.DataFrame:
     """Build the failure rows of one view: for each failing expectation (meta, view rows, tested
-    columns), its rows with their locator and ``values``; the view's rows are taken once for all."""
+    columns), its rows with their locator and ``values`` (a dict per row of the fields shown);
+    the view's rows are taken once for all, and each shown column made plain Python values once."""
     shows = []
     for meta, _, tested in failing:
         fields = list(meta.get("fields") or [])
@@ -380,15 +383,12 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
     needed = list(dict.fromkeys(["row", "child", "LAchildID", "episode", "item", "line", *shown]))
     # Only the columns the failures show: taking whole (wide) view rows costs more than the rest.
     sub = view.iloc[np.concatenate([rows for _, rows, _ in failing]), [view.columns.get_loc(c) for c in needed]]
-    rendered = {c: (f"{c}=" + _render(sub[c])).to_numpy(dtype=object) for c in shown}
-    values = np.full(len(sub), "", dtype=object)
+    plain = {c: table.plain_values(sub[c]) for c in shown}
+    values = np.empty(len(sub), dtype=object)
     start = 0
     for show, n in zip(shows, counts):
-        if show:
-            text = rendered[show[0]][start:start + n]
-            for c in show[1:]:
-                text = text + "; " + rendered[c][start:start + n]
-            values[start:start + n] = text
+        columns = [plain[c][start:start + n] for c in show]
+        values[start:start + n] = [dict(zip(show, row)) for row in zip(*columns)] if show else [{} for _ in range(n)]
         start += n
 
     def each(values_per_failure: list[Any]) -> np.ndarray:
@@ -408,48 +408,9 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
         "values": values,
         "line": sub["line"].array,
         "_row": sub["row"].to_numpy(),
-        "_order": np.repeat(np.array([_rule_order(str(m["rule"])) for m in metas], dtype="int64"), counts),
+        "_order": np.repeat(np.array([table.rule_order(str(m["rule"])) for m in metas], dtype="int64"), counts),
     })
 
 
-def _render(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        text = s.dt.strftime("%Y-%m-%d")
-    elif pd.api.types.is_bool_dtype(s.dtype):
-        text = s.map({True: "true", False: "false"})
-    else:
-        text = s.astype("object").map(lambda v: str(v).lower() if isinstance(v, (bool, np.bool_)) else str(v),
-                                      na_action="ignore")
-    return text.astype("object").where(s.notna().to_numpy(), MISSING).astype("str").reset_index(drop=True)
-
-
-def _rule_order(rule: str) -> int:
-    digits = "".join(ch for ch in rule if ch.isdigit())
-    return int(digits) if digits else 0
-
-
 def _empty_failures() -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in (*FAILURE_COLUMNS, "_row", "_order")})
-
-
-def _typed_failures(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.loc[:, list(FAILURE_COLUMNS)].copy()
-    for c in ("rule", "severity", "message", "entity", "LAchildID", "fields", "values"):
-        out[c] = out[c].astype("str")
-    for c in ("child", "episode", "item", "line"):
-        out[c] = out[c].astype("Int64")
-    return out
-
-
-def _summarise(failures: pd.DataFrame) -> pd.DataFrame:
-    if failures.empty:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("children", "rows") else "str")
-                             for c in SUMMARY_COLUMNS})
-    g = failures.groupby(["rule", "severity", "message"], sort=False)
-    out = pd.DataFrame({"children": g["child"].nunique(), "rows": g.size()}).reset_index()
-    out["_sev"] = (out["severity"] != "error").astype(int)
-    out["_order"] = out["rule"].map(_rule_order)
-    out = out.sort_values(["_sev", "_order", "rule"], kind="stable").drop(columns=["_sev", "_order"])
-    out["children"] = out["children"].astype("int64")
-    out["rows"] = out["rows"].astype("int64")
-    return out.loc[:, list(SUMMARY_COLUMNS)].reset_index(drop=True)
+    return pd.DataFrame({c: [] for c in (*table.FAILURE_COLUMNS, "_row", "_order")})

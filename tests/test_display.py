@@ -24,7 +24,7 @@ def ret():
 
 def failure(rule, severity, entity, child, episode, item, fields, line, message="msg"):
     return {"rule": rule, "severity": severity, "message": message, "entity": entity, "child": child,
-            "LAchildID": "C001", "episode": episode, "item": item, "fields": fields, "values": "", "line": line}
+            "LAchildID": "C001", "episode": episode, "item": item, "fields": fields, "values": {}, "line": line}
 
 
 def frame(*rows):

@@ -8,6 +8,7 @@ hold exactly the display data the front end renders.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from openpyxl import load_workbook
 import cinqa
 from cinqa import read_return
 from cinqa.drill import ALL, DrillDown, TableBrowser
+from cinqa.failures import ERRORED_COLUMNS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -42,19 +44,20 @@ def row(rule, severity, entity, child, la_child_id, episode, item, fields, value
 def validation():
     ret = read_return(FIXTURES / "cin-2023-24.xml")
     failures = pd.DataFrame([
-        row("8565", "error", "cp_plans", 1, "C001", 2, 1, "CPPstartDate", "CPPstartDate=2023-11-15", 72),
+        row("8565", "error", "cp_plans", 1, "C001", 2, 1, "CPPstartDate", {"CPPstartDate": dt.date(2023, 11, 15)}, 72),
         row("1103", "error", "assessments", 1, "C001", 1, 1, "AssessmentActualStartDate",
-            "AssessmentActualStartDate=2023-04-04", 40),
+            {"AssessmentActualStartDate": dt.date(2023, 4, 4)}, 40),
         row("8525Q", "query", "children", 1, "C001", None, None, "PersonBirthDate,UPN",
-            "PersonBirthDate=2015-06-01; UPN=A201123456789", 20),
+            {"PersonBirthDate": dt.date(2015, 6, 1), "UPN": "A201123456789"}, 20),
         row("8530Q", "query", "children", 2, "C002", None, None, "ExpectedPersonBirthDate",
-            "ExpectedPersonBirthDate=2024-06-20", 84),
-        row("8530Q", "query", "children", 3, "C003", None, None, "ExpectedPersonBirthDate", "", 101),
-        row("2886Q", "query", "return", None, None, None, None, "GenderCurrent", "", None),
+            {"ExpectedPersonBirthDate": dt.date(2024, 6, 20)}, 84),
+        row("8530Q", "query", "children", 3, "C003", None, None, "ExpectedPersonBirthDate",
+            {"ExpectedPersonBirthDate": None}, 101),
+        row("2886Q", "query", "return", None, None, None, None, "GenderCurrent", {"children_without_gender": 1}, None),
     ])
     for c in ("child", "episode", "item", "line"):
         failures[c] = failures[c].astype("Int64")
-    return types.SimpleNamespace(failures=failures, ret=ret)
+    return types.SimpleNamespace(failures=failures, ret=ret, errored=pd.DataFrame(columns=list(ERRORED_COLUMNS)))
 
 
 # --- the methods ---
@@ -105,7 +108,7 @@ def test_timeline_defaults_to_the_child_with_most_failures(validation):
     assert d.child == 1 and fig.axes[0].get_title(loc="left").startswith("Child C001")
     d.pick_child(2)
     assert d.timeline().axes[0].get_title(loc="left").startswith("Child C002")
-    empty = types.SimpleNamespace(failures=validation.failures.iloc[:0], ret=validation.ret)
+    empty = types.SimpleNamespace(failures=validation.failures.iloc[:0], ret=validation.ret, errored=validation.errored)
     assert "No child has a failure" in DrillDown(empty).timeline().data
 
 
@@ -113,10 +116,14 @@ def test_export_csv_and_excel_of_the_selection(validation, tmp_path):
     d = DrillDown(validation)
     d.select(severity="error")
     csv = d.export(tmp_path / "sel.csv")
-    assert pd.read_csv(csv, dtype=str)["rule"].tolist() == ["8565", "1103"]
+    exported = pd.read_csv(csv, dtype=str)
+    assert exported["rule"].tolist() == ["8565", "1103"]
+    assert exported["values"].tolist() == ["CPPstartDate=2023-11-15", "AssessmentActualStartDate=2023-04-04"]
     xlsx = d.export(tmp_path / "sel.xlsx")
     wb = load_workbook(xlsx, read_only=True)
     assert "Summary" in wb.sheetnames
+    cover = {r[0]: r[1] for r in wb["About"].iter_rows(values_only=True) if len(r) > 1 and r[0]}
+    assert cover["Verdict"] == "Not ready to submit (errors)" and cover["Queries"] == 4  # the return's, not the selection's
     summary = [r for r in wb["Summary"].iter_rows(values_only=True)]
     assert [r[0] for r in summary[1:]] == ["8565", "1103"] or [r[0] for r in summary[1:]] == ["1103", "8565"]
     with pytest.raises(ValueError, match=".csv or .xlsx"):
@@ -136,7 +143,8 @@ def test_pseudonymised_drill_down_shows_and_exports_no_identifier(validation, tm
 
 
 def test_failures_table_must_follow_the_contract(validation):
-    bad = types.SimpleNamespace(failures=validation.failures.drop(columns="values"), ret=validation.ret)
+    bad = types.SimpleNamespace(failures=validation.failures.drop(columns="values"), ret=validation.ret,
+                                errored=validation.errored)
     with pytest.raises(ValueError, match="values"):
         DrillDown(bad)
 
@@ -155,6 +163,7 @@ def test_widget_picking_a_rule_shows_its_failing_children(validation):
     c["rule"].value = "8530Q"
     table = html_of(d.outputs["rows"])
     assert "C002" in table and "C003" in table and "C001" not in table
+    assert "ExpectedPersonBirthDate=2024-06-20" in table and "ExpectedPersonBirthDate=(missing)" in table
     assert c["status"].value == "2 failing rows, 2 children"
     assert [label for label, _ in c["child"].options][1:] == ["C002 (1 failing rows: 8530Q)",
                                                               "C003 (1 failing rows: 8530Q)"]
@@ -231,11 +240,11 @@ def test_table_browser_widget_follows_its_controls(validation):
 # --- end to end: a synthetic return with injected faults, validated, drilled through the widgets ---
 
 def test_widgets_find_every_injected_fault_of_a_synthetic_return():
-    validate = pytest.importorskip("cinqa.validate").validate
-    synth = pytest.importorskip("cinqa.synth")
+    from cinqa import synth
+
     clean = synth.generate("2025-26", children=120, seed=7)
     ret, truth = synth.inject(clean, 0.05, seed=7)
-    validation = validate(ret)
+    validation = cinqa.validate(ret)
     truth = truth[truth["rule"].isin(validation.checked)]
     assert len(truth), "no injected fault is covered by the rules checked"
     d = DrillDown(validation)
@@ -325,8 +334,7 @@ def test_in_a_real_jupyterlab_picking_a_rule_shows_its_failing_child(tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("Debian chromium is not installed")
     websocket = pytest.importorskip("websocket")
-    pytest.importorskip("cinqa.validate")
-    synth = pytest.importorskip("cinqa.synth")
+    from cinqa import synth
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "data").mkdir()

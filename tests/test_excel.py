@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 
 import cinqa
-from cinqa.excel import ERROR_FILL, QUERY_FILL, parse_values, summarise_failures, write_error_report
+from cinqa.excel import ERROR_FILL, QUERY_FILL, write_error_report
+from cinqa.failures import FAILURE_COLUMNS, summarise
 from cinqa.pseudonymise import pseudonymise_failures, pseudonymise_return, return_scrubber
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cin-2023-24.xml"
-COLUMNS = ["rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item", "fields", "values",
-           "line"]
 
 
 def failures_frame() -> pd.DataFrame:
@@ -24,21 +23,21 @@ def failures_frame() -> pd.DataFrame:
     rows = [
         ("8525Q", "query", "Either Date of Birth or Expected Date of Birth must be provided (but not both)",
          "children", 2, "C002", None, None, "PersonBirthDate,ExpectedPersonBirthDate",
-         "PersonBirthDate=NaT; ExpectedPersonBirthDate=2024-06-20", 84),
+         {"PersonBirthDate": None, "ExpectedPersonBirthDate": dt.date(2024, 6, 20)}, 84),
         ("8606", "error", "Child referral date is more than 40 weeks before DOB or expected DOB", "episodes",
          1, "C001", 1, 1, "CINreferralDate,PersonBirthDate",
-         "CINreferralDate=2023-04-03; PersonBirthDate=2015-06-01", 34),
+         {"CINreferralDate": dt.date(2023, 4, 3), "PersonBirthDate": dt.date(2015, 6, 1)}, 34),
         ("8606", "error", "Child referral date is more than 40 weeks before DOB or expected DOB", "episodes",
          1, "C001", 2, 2, "CINreferralDate,PersonBirthDate",
-         "CINreferralDate=2023-09-11; PersonBirthDate=2015-06-01", 49),
+         {"CINreferralDate": dt.date(2023, 9, 11), "PersonBirthDate": dt.date(2015, 6, 1)}, 49),
         ("1510", "error", "UPN invalid (wrong check letter at character 1)", "children", 3, "C003", None, None,
-         "UPN", "UPN=A201987654321", 101),
+         "UPN", {"UPN": "A201987654321"}, 101),
         ("2886Q", "query", "Percentage of children with no gender recorded is more than 2% (excluding unborns)",
-         "return", None, None, None, None, "GenderCurrent", "children_without_gender=7", None),
+         "return", None, None, None, None, "GenderCurrent", {"children_without_gender": 7}, None),
         ("2060", "error", "Review date before the plan started", "cp_reviews", 3, "C003", 1, 2, "CPPreviewDate",
-         "CPPreviewDate=2023-07-20; CPPstartDate=2022-12-01", 136),
+         {"CPPreviewDate": dt.date(2023, 7, 20), "CPPstartDate": dt.date(2022, 12, 1)}, 136),
     ]
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
     for col in ("child", "episode", "item", "line"):
         df[col] = df[col].astype("Int64")
     return df
@@ -72,6 +71,7 @@ def test_cover_names_the_file_and_says_it_is_not_pseudonymised(workbook: openpyx
     assert facts["Generated at"] == "2024-05-02 10:00:00"
     assert facts["Pseudonymised"].startswith("no")
     assert (facts["Errors"], facts["Queries"], facts["Structural issues"]) == (4, 2, 0)
+    assert facts["Verdict"] == "Not ready to submit (errors)" and facts["Rules not evaluated"] == 0
 
 
 def test_summary_has_one_row_per_rule_errors_first(workbook: openpyxl.Workbook) -> None:
@@ -178,7 +178,15 @@ def test_missing_contract_columns_are_refused(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
-def test_summarise_and_parse_helpers() -> None:
-    summary = summarise_failures(failures_frame())
+def test_summary_of_a_rule_on_the_whole_return_counts_no_child() -> None:
+    summary = summarise(failures_frame())
     assert summary.set_index("rule").loc["2886Q", "children"] == 0
-    assert parse_values("A=1; B=x; y; C=NaT") == {"A": "1", "B": "x; y"}
+
+
+def test_a_value_holding_separators_reaches_its_cell_unchanged(ret: cinqa.CensusReturn, tmp_path: Path) -> None:
+    failures = failures_frame().iloc[[1]].copy()
+    failures["values"] = [{"CINreferralDate": dt.date(2023, 4, 3), "ReferralSource": "A; B=C", "Odd": "x=1; y"}]
+    failures["fields"] = "CINreferralDate, ReferralSource"
+    path = write_error_report(tmp_path / "s.xlsx", failures)
+    (row,) = rows_of(openpyxl.load_workbook(path)["episodes"])
+    assert (row["ReferralSource"], row["CINreferralDate"]) == ("A; B=C", dt.datetime(2023, 4, 3))

@@ -246,11 +246,10 @@ def test_report_writes_nothing_in_the_home_directory(report_run) -> None:
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_interrupted_workbook_leaves_no_partial_file_and_keeps_the_old_one(sandbox: Sandbox,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
     import openpyxl
 
-    from cinqa.validate import FAILURE_COLUMNS
+    from cinqa.failures import ERRORED_COLUMNS, FAILURE_COLUMNS, summarise
+    from cinqa.validate import Validation
 
     source = sandbox.copy_input(RETURN_2324)
     sandbox.out.mkdir()
@@ -258,11 +257,10 @@ def test_an_interrupted_workbook_leaves_no_partial_file_and_keeps_the_old_one(sa
     old.write_bytes(b"the previous report")
     # A stand-in validation with one failure (the real one is exercised above): this test is about the writing.
     failures = pd.DataFrame([["8500", "error", "LA Child ID missing", "children", 1, "C001", None, None,
-                              "LAchildID", "LAchildID=(missing)", 22]], columns=list(FAILURE_COLUMNS))
-    stand_in = types.ModuleType("cinqa.validate")
-    stand_in.validate = lambda ret: types.SimpleNamespace(  # type: ignore[attr-defined]
-        failures=failures, summary=None, errored=pd.DataFrame(columns=["rule", "error"]), ret=ret, year=ret.year)
-    monkeypatch.setitem(sys.modules, "cinqa.validate", stand_in)
+                              "LAchildID", {"LAchildID": None}, 22]], columns=list(FAILURE_COLUMNS))
+    monkeypatch.setattr(cinqa, "validate", lambda ret: Validation(
+        year=ret.year, ret=ret, failures=failures, summary=summarise(failures), gx_result={}, checked=(),
+        errored=pd.DataFrame(columns=list(ERRORED_COLUMNS))))
 
     def save_half(self: Any, filename: Any) -> None:
         Path(filename).write_bytes(b"PK\x03\x04 half a workbook")

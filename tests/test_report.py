@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import subprocess
 import sys
 from html import unescape
 import re
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +15,9 @@ import pytest
 
 from cinqa import read_return
 from cinqa.errors import ReadError
+from cinqa.failures import ERRORED_COLUMNS, FAILURE_COLUMNS, summarise
 from cinqa.report import NOTEBOOK, QAReport, external_references, render_report
+from cinqa.validate import Validation
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -31,7 +33,7 @@ SECTIONS = ("Readiness for submission", "The return", "Structural problems", "Va
 
 
 def failures(*rows):
-    cols = ["rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item", "fields", "values", "line"]
+    cols = list(FAILURE_COLUMNS)
     df = pd.DataFrame([dict(zip(cols, r)) for r in rows], columns=cols)
     for c in ("child", "episode", "item", "line"):
         df[c] = df[c].astype("Int64")
@@ -39,9 +41,9 @@ def failures(*rows):
 
 
 ERROR = ("8565", "error", "Activity shown after a case has been closed", "cp_plans", 1, "C001", 2, 1,
-         "CPPstartDate", "CPPstartDate=2023-11-15", 72)
+         "CPPstartDate", {"CPPstartDate": dt.date(2023, 11, 15)}, 72)
 QUERY = ("8525Q", "query", "Either Date of Birth or Expected Date of Birth", "children", 1, "C001", None, None,
-         "PersonBirthDate,UPN", "PersonBirthDate=2015-06-17; UPN=A201123456789", 20)
+         "PersonBirthDate,UPN", {"PersonBirthDate": dt.date(2015, 6, 17), "UPN": "A201123456789"}, 20)
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +51,22 @@ def ret():
     return read_return(FIXTURES / "cin-2023-24.xml")
 
 
+def validation(ret, *rows, errored=()):
+    f = failures(*rows)
+    return Validation(year=ret.year, ret=ret, failures=f, summary=summarise(f), gx_result={}, checked=(),
+                      errored=pd.DataFrame(list(errored), columns=list(ERRORED_COLUMNS)))
+
+
 def report(ret, *rows, **kw):
-    validation = types.SimpleNamespace(failures=failures(*rows), ret=ret, errored=[])
-    return QAReport([ret], validation, **kw)
+    return QAReport([ret], validation(ret, *rows), **kw)
 
 
 # --- the verdict ---
 
 def test_errors_mean_not_ready(ret):
     html = report(ret, ERROR, QUERY).verdict().data
-    assert "Not ready to submit" in html and "1 error</b> under 1 rule, affecting 1 child," in html
-    assert "1 query</b> under 1 rule needs correcting" in html
+    assert "Not ready to submit (errors)" in html and "1 error under 1 rule, affecting 1 child," in html
+    assert "1 query under 1 rule needs correcting" in html
 
 
 def test_queries_only_need_explaining(ret):
@@ -71,32 +78,35 @@ def test_a_clean_return_is_ready(ret):
     assert "Ready to submit" in report(ret).verdict().data
 
 
-def test_structural_errors_block_submission_even_without_rule_failures(ret):
+def test_structural_errors_mean_the_return_was_not_fully_checked(ret):
     issues = pd.DataFrame([{"line": 5, "severity": "error", "table": None, "child": None, "LAchildID": None,
                             "element": "Year", "problem": "bad year", "value": "20x4"}])
-    qa = report(dataclasses.replace(ret, issues=issues))
-    assert "Not ready to submit" in qa.verdict().data and "structural problem" in qa.verdict().data
+    qa = report(dataclasses.replace(ret, issues=issues), QUERY)
+    assert "Not fully checked" in qa.verdict().data and "1 structural problem" in qa.verdict().data
+    assert "href='#Structural-problems'" in qa.verdict().data
     assert "bad year" in qa.structural_issues().data
 
 
-def test_without_validation_the_verdict_says_it_cannot_judge(ret):
-    qa = QAReport([ret], None)
-    assert "Readiness cannot be judged" in qa.verdict().data
-    assert "not available" in qa.rule_tables().data
+def test_without_a_validation_the_report_validates_the_return(ret):
+    qa = QAReport([ret])
+    assert qa.validation.ret is ret
+    assert "Not ready to submit (errors)" in qa.verdict().data  # the fixture's made-up UPN check letters
+    assert "id='rule-1510'" in qa.rule_tables().data
 
 
 def test_rules_that_errored_are_reported(ret):
-    validation = types.SimpleNamespace(failures=failures(QUERY), ret=ret,
-                                       errored=[{"rule": "8600", "exception": "boom"}])
-    qa = QAReport([ret], validation)
-    assert "could not be evaluated" in qa.verdict().data
+    qa = QAReport([ret], validation(ret, ERROR, errored=[{"rule": "8600", "entity": "episodes",
+                                                          "expectation": "x", "error": "boom"}]))
+    html = qa.verdict().data
+    assert "Not fully checked" in html and "1 rule could not be evaluated" in html and "lower bounds" in html
+    assert "1 error under 1 rule" in html  # the errors found are still listed
     assert "boom" in qa.validation_summary().data
 
 
 # --- the sections ---
 
 def test_rule_tables_give_each_rule_a_heading_and_cap_its_rows(ret):
-    many = [ERROR[:4] + (1, "C001", 2, 1, "CPPstartDate", f"CPPstartDate=x{i}", 72) for i in range(5)]
+    many = [ERROR[:4] + (1, "C001", 2, 1, "CPPstartDate", {"CPPstartDate": f"x{i}"}, 72) for i in range(5)]
     html = report(ret, *many, QUERY).rule_tables(max_rows=3).data
     assert html.index("id='rule-8565'") < html.index("id='rule-8525Q'")  # errors first
     assert "5 failing rows, 1 child" in html and "Showing the first 3 of 5 rows." in html
@@ -112,16 +122,16 @@ def test_pseudonymised_sections_show_no_identifier(ret):
 
 
 def test_views_name_the_collect_report_they_model(ret):
-    html = unescape(QAReport([ret]).view("referral_source").data)
+    html = unescape(report(ret).view("referral_source").data)
     assert "Modelled on COLLECT report 14, 'Referral source'" in html and "Police" in html
 
 
 def test_the_latest_return_is_reported_and_the_earlier_one_compared(ret):
     old = read_return(FIXTURES / "cin-2022-23.xml")
-    qa = QAReport([ret, old])
+    qa = QAReport([ret, old], validation(ret))
     assert qa.ret is ret and qa.previous is old
     assert "2023-24" in qa.title().data and "compared with 2022-23" in qa.title().data
-    assert "Give the previous year's return" in QAReport([ret]).year_on_year().data
+    assert "Give the previous year's return" in report(ret).year_on_year().data
 
 
 def test_external_references_are_found():
@@ -200,7 +210,6 @@ def test_render_report_refuses_missing_files_and_writes_nothing(tmp_path):
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="the embedded samples are not generated yet")
 def test_year_on_year_compares_the_returns_given():
-    pytest.importorskip("cinqa.compare")
     qa = QAReport([read_return(ROOT / "data" / "sample-2024-25.xml"), read_return(SAMPLE)])
     html = unescape(qa.year_on_year().data)
     assert "Headline measures" in html and "2024-25" in html and "Continuity between returns" in html

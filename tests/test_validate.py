@@ -1,5 +1,6 @@
 """cinqa.validate: the failures table contract, errored rules, per-year rules, nothing on disk."""
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ import pytest
 
 import cinqa
 from cinqa.testing import build_return, validate_plainly
-from cinqa.validate import FAILURE_COLUMNS, SUMMARY_COLUMNS, validate
+from cinqa.failures import FAILURE_COLUMNS, SUMMARY_COLUMNS
+from cinqa.validate import validate
 from test_synth import all_child_level
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -39,7 +41,7 @@ def test_fixture_2023_gives_its_known_failures(result_2023):
     assert got == [("1510", "C001"), ("1510", "C003"), ("1560Q", "C003"), ("2887Q", "-"), ("2991Q", "C003")]
     assert result_2023.errored.empty
     row = f[f["rule"] == "1510"].iloc[0]
-    assert (row["entity"], row["fields"], row["values"], row["line"]) == ("children", "UPN", "UPN=A201123456789", 20)
+    assert (row["entity"], row["fields"], row["values"], row["line"]) == ("children", "UPN", {"UPN": "A201123456789"}, 20)
     assert row["message"] == "UPN invalid (wrong check letter at character 1)"
 
 
@@ -67,7 +69,7 @@ def test_a_year_can_be_overridden(tmp_path):
     ret = build_return("2023-24", {}, tmp_path)
     v = validate(ret, "2024-25", rules=["4180"])
     # GenderCurrent is not Sex: under 2024-25 rules the child has no sex recorded.
-    assert v.failures[["rule", "values"]].values.tolist() == [["4180", "Sex=(missing)"]]
+    assert v.failures[["rule", "values"]].values.tolist() == [["4180", {"Sex": None}]]
     assert v.failures["message"].iloc[0] == "Sex must be provided and equal M, F, or U"
 
 
@@ -131,11 +133,11 @@ def test_importing_cinqa_does_not_import_great_expectations():
     assert done.returncode == 0
 
 
-def test_values_render_dates_and_missing_values(tmp_path):
+def test_values_are_typed_dates_and_missing_values_none(tmp_path):
     ret = build_return("2023-24", {"children": [{"PersonBirthDate": "2024-04-01", "ExpectedPersonBirthDate": None}]},
                        tmp_path)
     f = validate(ret, rules=["8520"]).failures
-    assert f["values"].tolist() == ["PersonBirthDate=2024-04-01"]
+    assert f["values"].tolist() == [{"PersonBirthDate": dt.date(2024, 4, 1)}]
     assert isinstance(f, pd.DataFrame) and f["LAchildID"].tolist() == ["C1"]
 
 
