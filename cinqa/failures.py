@@ -170,12 +170,13 @@ class Verdict:
             return (self.problem or "The file could not be read.",)
         out = []
         if self.not_evaluated:
-            out.append(f"{counted(self.not_evaluated, 'rule')} could not be evaluated, so {'its' if self.not_evaluated == 1 else 'their'} "
-                       "results are unknown and the counts here are lower bounds.")
+            their = "its" if self.not_evaluated == 1 else "their"
+            out.append(f"{counted(self.not_evaluated, 'rule')} could not be evaluated, so {their} results are "
+                       "unknown and the counts here are lower bounds.")
         if self.structural_errors:
             out.append(f"{counted(self.structural_errors, 'structural problem')} in the file itself: what "
-                       f"{'it concerns' if self.structural_errors == 1 else 'they concern'} was not read, so it was "
-                       "not checked, and COLLECT will reject the file as it is.")
+                       f"{'it concerns' if self.structural_errors == 1 else 'they concern'} may not have been read "
+                       "or checked, and COLLECT will reject the file as it is.")
         if self.error_rows:
             out.append(f"{counted(self.error_rows, 'error')} under {counted(self.error_rules, 'rule')}, affecting "
                        f"{counted(self.children_with_errors, 'child', 'children')}, must be fixed: COLLECT does not "
