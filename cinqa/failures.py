@@ -206,7 +206,8 @@ def verdict(failures: pd.DataFrame, errored: Sized, issues: pd.DataFrame | None 
     """
     severity = failures["severity"].astype("str")
     errors, queries = failures[severity == "error"], failures[severity == "query"]
-    issue_severity = issues["severity"].astype("str") if issues is not None and len(issues) else pd.Series([], dtype="str")
+    issue_severity = (issues["severity"].astype("str") if issues is not None and len(issues)
+                      else pd.Series([], dtype="str"))
     structural_errors = int((issue_severity == "error").sum())
     if len(errored) or structural_errors:
         status = NOT_FULLY_CHECKED

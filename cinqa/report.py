@@ -224,7 +224,8 @@ class QAReport:
                 f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
                 f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
-                f"{judge.counted(row.rows, 'failing row')}, {judge.counted(row.children, 'child', 'children')}</span></p>")
+                f"{judge.counted(row.rows, 'failing row')}, "
+                f"{judge.counted(row.children, 'child', 'children')}</span></p>")
             parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows).data)
         return HTML("\n".join(parts))
 

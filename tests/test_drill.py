@@ -123,7 +123,8 @@ def test_export_csv_and_excel_of_the_selection(validation, tmp_path):
     wb = load_workbook(xlsx, read_only=True)
     assert "Summary" in wb.sheetnames
     cover = {r[0]: r[1] for r in wb["About"].iter_rows(values_only=True) if len(r) > 1 and r[0]}
-    assert cover["Verdict"] == "Not ready to submit (errors)" and cover["Queries"] == 4  # the return's, not the selection's
+    # The verdict and counts are the return's, not the selection's.
+    assert cover["Verdict"] == "Not ready to submit (errors)" and cover["Queries"] == 4
     summary = [r for r in wb["Summary"].iter_rows(values_only=True)]
     assert [r[0] for r in summary[1:]] == ["8565", "1103"] or [r[0] for r in summary[1:]] == ["1103", "8565"]
     with pytest.raises(ValueError, match=".csv or .xlsx"):
