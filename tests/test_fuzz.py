@@ -36,6 +36,7 @@ from lxml import etree
 import cinqa
 from cinqa import read_return, spec
 from cinqa.errors import ReadError
+from cinqa.failures import FAILURE_COLUMNS
 from cinqa.returns import ISSUE_COLUMNS, CensusReturn
 from test_read import loaded_values, normal_xml
 
@@ -593,10 +594,6 @@ def test_a_huge_whole_number_is_an_issue(tmp_path: Path, number: str) -> None:
 # -- validate -----------------------------------------------------------------------------------
 
 
-FAILURE_COLUMNS = ["rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item", "fields",
-                   "values", "line"]
-
-
 @st.composite
 def validate_mutants(draw: Any) -> tuple[str, list[Any], str, list[Any]]:
     """Element-level mutants with many mutations each: one validation checks many at once."""
@@ -612,7 +609,7 @@ def validate_property(mutant_path: Path, case: Any) -> None:
     v = cinqa.validate(ret)
     assert v.errored.empty, f"rules errored on a return the reader accepts:\n{v.errored.to_string()}"
     f = v.failures
-    assert list(f.columns) == FAILURE_COLUMNS
+    assert tuple(f.columns) == FAILURE_COLUMNS
     assert all(f[c].dtype == "Int64" for c in ("child", "episode", "item", "line"))
     assert f["severity"].isin(["error", "query"]).all()
     assert f["child"].dropna().between(1, len(ret.children)).all()
