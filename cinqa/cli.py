@@ -226,6 +226,7 @@ class FileResult:
 
     @property
     def verdict(self) -> judge.Verdict:
+        """Judge the file: its validation's verdict, or "unreadable" when it could not be read."""
         if self.validation is None:
             return judge.unreadable(self.problem or f"{self.path}: could not be read")
         return self.validation.verdict

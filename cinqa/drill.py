@@ -41,9 +41,10 @@ class DrillDown:
     """Filter a validation's failures by severity, entity and rule, and look at one child.
 
     ``DrillDown(validation)`` works on anything with ``.failures`` (a :mod:`cinqa.failures`
-    table), ``.errored`` and ``.ret`` (the :class:`~cinqa.returns.CensusReturn`). With ``pseudonymise=True`` every
-    table, timeline and export shows keyed tokens instead of identifiers (``key``: 32+ bytes;
-    a one-off random key when omitted).
+    table), ``.errored`` and ``.ret`` (the :class:`~cinqa.returns.CensusReturn`). With
+    ``pseudonymise=True`` every table, timeline and export shows keyed tokens instead of
+    identifiers (``key``: 32+ bytes; a one-off random key when omitted). An Excel export's cover
+    gives the verdict on the whole return, whatever is selected.
     """
 
     def __init__(self, validation: FailureSource, *, pseudonymise: bool = False, key: bytes | None = None,

@@ -160,7 +160,7 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
 
 
 def _dates_typed(s: pd.Series) -> pd.Series:
-    """Return a column of failing values as a date column when all of them are dates, so it sorts and shows as dates."""
+    """Return a column of failing values as dates when all of them are, so it sorts and shows as dates."""
     present = s.dropna()
     if len(present) and all(isinstance(v, dt.date) for v in present):
         return pd.to_datetime(s).astype("datetime64[s]")

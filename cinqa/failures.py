@@ -57,11 +57,6 @@ def typed(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[:, list(FAILURE_COLUMNS)].astype(FAILURE_DTYPES)
 
 
-def empty() -> pd.DataFrame:
-    """Return a failures table without rows."""
-    return typed(pd.DataFrame({c: [] for c in FAILURE_COLUMNS}))
-
-
 def field_names(fields: object) -> list[str]:
     """Split a failure's ``fields`` ("CINreferralDate, PersonBirthDate") into the names of the fields."""
     return [f.strip() for f in fields.split(",") if f.strip()] if isinstance(fields, str) else []
@@ -138,8 +133,9 @@ class Verdict:
     """Whether a return is ready to submit, with the counts and sentences that explain it.
 
     ``status`` is one of :data:`STATUSES`. "not fully checked" (a rule could not be evaluated, or
-    the file has structural errors, so part of it was not read) takes precedence over "errors":
-    the counts are then lower bounds, and :attr:`details` still lists the errors found.
+    the file has structural errors, so part of it may not have been read or checked) takes
+    precedence over "errors": the counts are then lower bounds, and :attr:`details` still lists
+    the errors found.
     """
 
     status: str
@@ -202,7 +198,8 @@ def verdict(failures: pd.DataFrame, errored: Sized, issues: pd.DataFrame | None 
     """Judge a return from its failures table, the rules that could not be evaluated and its structural issues.
 
     ``issues`` is the return's ``issues`` table; a structural issue of severity error means part of
-    the file was not read, so the return is "not fully checked", as it is when any rule raised.
+    the file may not have been read, so the return is "not fully checked", as it is when any rule
+    raised (``errored`` not empty).
     """
     severity = failures["severity"].astype("str")
     errors, queries = failures[severity == "error"], failures[severity == "query"]
