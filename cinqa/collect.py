@@ -67,20 +67,12 @@ def assessment_working_days(ret: CensusReturn) -> pd.DataFrame:
     assessments from the referral date), ``<NA>`` where it cannot be timed.
     """
     done = measure_rows(ret, "assessments_completed")
-    return pd.DataFrame({
-        "LAchildID": done["LAchildID"],
-        "child": done["child"],
-        "episode": done["episode"],
-        "assessment": done["assessment"],
-        "kind": done["kind"],
-        "CINreferralDate": done["CINreferralDate"],
-        "AssessmentActualStartDate": done["AssessmentActualStartDate"],
-        "AssessmentAuthorisationDate": done["AssessmentAuthorisationDate"],
-        "working_days": done["days"],
-        "band": pd.Categorical(done["assessment_duration"], categories=_rows(ASSESSMENT_BANDS,
-                                                                            AUTHORISED_BEFORE_START)),
-        "over_timescale": ~assessments_within_timescale(done),
-    })
+    listed = done[["LAchildID", "child", "episode", "assessment", "kind", "CINreferralDate",
+                   "AssessmentActualStartDate", "AssessmentAuthorisationDate"]]
+    bands = _rows(ASSESSMENT_BANDS, AUTHORISED_BEFORE_START)
+    return listed.assign(working_days=done["days"],
+                         band=pd.Categorical(done["assessment_duration"], categories=bands),
+                         over_timescale=~assessments_within_timescale(done))
 
 
 def _rows(bands: tuple[str, ...], before: str) -> list[str]:
@@ -109,16 +101,9 @@ def assessment_summary(ret: CensusReturn) -> pd.DataFrame:
 def icpc_working_days(ret: CensusReturn) -> pd.DataFrame:
     """List S47 enquiries whose initial conference fell in the census year, timed in working days."""
     held = measure_rows(ret, "icpcs")
-    return pd.DataFrame({
-        "LAchildID": held["LAchildID"],
-        "child": held["child"],
-        "episode": held["episode"],
-        "s47": held["s47"],
-        "S47ActualStartDate": held["S47ActualStartDate"],
-        "DateOfInitialCPC": held["DateOfInitialCPC"],
-        "working_days": held["days"],
-        "band": pd.Categorical(icpc_band(held["days"]), categories=_rows(ICPC_BANDS, CONFERENCE_BEFORE_START)),
-    })
+    listed = held[["LAchildID", "child", "episode", "s47", "S47ActualStartDate", "DateOfInitialCPC"]]
+    bands = _rows(ICPC_BANDS, CONFERENCE_BEFORE_START)
+    return listed.assign(working_days=held["days"], band=pd.Categorical(icpc_band(held["days"]), categories=bands))
 
 
 def _icpc_bands(days: pd.Series, label: str) -> pd.DataFrame:
@@ -410,7 +395,10 @@ VIEWS: dict[str, View] = {v.name: v for v in (
     View("assessment_summary", "Assessments working days summary", 2, assessment_summary,
          note="Assessments authorised in the year, working days from actual start to authorisation."),
     View("assessment_working_days", "Assessments working days list", 1, assessment_working_days,
-         child_level=True),
+         child_level=True,
+         note="over_timescale: beyond " + ", ".join(f"{days} working days ({kind})" for kind, days in
+                                                    ASSESSMENT_TIMESCALE.items())
+              + "; 2012-13 initial assessments are timed from the referral date."),
     View("icpc_summary", "ICPC working days summary", 8, icpc_summary,
          note=f"Initial conferences in the year, working days from the S47 start; {TIMESCALES['icpc'].days} "
               "working days is in time."),

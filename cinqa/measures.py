@@ -452,36 +452,20 @@ def _assessment_median(d: _Return) -> pd.DataFrame:
     return _continuous_timed(d)
 
 
-@_measure("initial_assessments_completed", "Initial assessments completed in the year (2012-13)",
-          "DfE 2012-13: initial assessments with an authorisation date in the census year.",
-          years=OLD_YEARS)
-def _initial_completed(d: _Return) -> pd.DataFrame:
-    return _assessments_of(d, "initial")
-
-
-@_measure("initial_within_10_days_share",
-          f"Initial assessments completed within {TIMESCALES['initial'].days} working days of referral (%)",
-          "Working Together 2010 / NI 59 (2012-13): initial assessments completed in the year within "
-          f"{TIMESCALES['initial'].days} working days of the referral, as a percentage of those completed. "
-          "Authorised before the referral: left out.", unit=PERCENT, aggregate="share", years=OLD_YEARS)
-def _initial_within_10(d: _Return) -> pd.DataFrame:
-    return _timed(_assessments_of(d, "initial"), "initial")
-
-
-@_measure("core_assessments_completed", "Core assessments completed in the year (2012-13)",
-          "DfE 2012-13: core assessments with an authorisation date in the census year.",
-          years=OLD_YEARS)
-def _core_completed(d: _Return) -> pd.DataFrame:
-    return _assessments_of(d, "core")
-
-
-@_measure("core_within_35_days_share",
-          f"Core assessments completed within {TIMESCALES['core'].days} working days of their start (%)",
-          "Working Together 2010 / NI 60 (2012-13): core assessments completed in the year within "
-          f"{TIMESCALES['core'].days} working days of the core assessment's start, as a percentage of those "
-          "completed.", unit=PERCENT, aggregate="share", years=OLD_YEARS)
-def _core_within_35(d: _Return) -> pd.DataFrame:
-    return _timed(_assessments_of(d, "core"), "core")
+# 2012-13 initial and core assessments: how many were completed, and what share within the timescale.
+for _kind, _within, _from, _indicator in (
+        ("initial", "initial_within_10_days_share", "of referral", "NI 59"),
+        ("core", "core_within_35_days_share", "of their start", "NI 60")):
+    _measure(f"{_kind}_assessments_completed", f"{_kind.capitalize()} assessments completed in the year (2012-13)",
+             f"DfE 2012-13: {_kind} assessments with an authorisation date in the census year.",
+             years=OLD_YEARS)(lambda d, kind=_kind: _assessments_of(d, kind))
+    _measure(_within,
+             f"{_kind.capitalize()} assessments completed within {TIMESCALES[_kind].days} working days {_from} (%)",
+             f"Working Together 2010 / {_indicator} (2012-13): {_kind} assessments completed in the year within "
+             f"{TIMESCALES[_kind].days} working days {_from}, as a percentage of those completed; those "
+             "authorised before the clock started are left out.", unit=PERCENT, aggregate="share",
+             years=OLD_YEARS)(lambda d, kind=_kind: _timed(_assessments_of(d, kind), kind))
+del _kind, _within, _from, _indicator
 
 
 @_measure("assessment_factors", "Factors identified at the end of assessment",
