@@ -209,6 +209,13 @@ def test_more_than_one_cpp_from_previous_count_or_an_earlier_plan_in_the_return(
     assert t["CPPstartDate"].tolist() == [pd.Timestamp("2023-05-02"), pd.Timestamp("2023-09-02")]
 
 
+def test_more_than_one_cpp_counts_only_plans_that_started_before_as_the_measure_does(tmp_path):
+    ret = make_return(tmp_path, child("SAMEDAY", episode("2023-05-01", plans=(plan("2023-05-02"),)),
+                                      episode("2023-05-01", plans=(plan("2023-05-02"),))))
+    assert collect.children_more_than_one_cpp(ret).empty
+    assert collect.key_indicators(ret).set_index("measure").at["cpp_second_or_subsequent_share", "value"] == 0.0
+
+
 def test_started_cpp_by_category_counts_plans_starting_in_the_year(tmp_path):
     ret = make_return(
         tmp_path,
