@@ -20,9 +20,8 @@ import pandas as pd
 from cinqa import spec
 from cinqa.measures import (ALL, ASSESSMENT_BANDS, ASSESSMENT_TIMESCALE, AUTHORISED_BEFORE_START,
                             CONFERENCE_BEFORE_START, CPP_BANDS, FIRST_REVIEW_MONTHS, ICPC_BANDS,
-                            LATER_REVIEW_MONTHS, MEASURES, NOT_RECORDED, TIMESCALES, assessment_band,
-                            assessments_within_timescale, cpp_band, definitions, icpc_band, in_census_year,
-                            measure_rows, measures)
+                            LATER_REVIEW_MONTHS, MEASURES, NOT_RECORDED, TIMESCALES, assessments_within_timescale,
+                            cpp_band, definitions, icpc_band, in_census_year, measure_rows, measures)
 from cinqa.returns import CensusReturn
 from cinqa.workdays import working_days_between
 
