@@ -7,7 +7,9 @@ own categories) and the drill-down to the children behind a figure, so the three
 
 Definitions follow DfE "Characteristics of children in need" as summarised in
 ``shared/cin-stats.md`` and ``shared/collect-reports.md``; ``status`` keeps their evidence tags
-(V verified, I inferred). ``definitions()`` lists them for display.
+(V verified, I inferred). ``definitions()`` lists them for display. The facts the measures share
+with the COLLECT views (:mod:`cinqa.collect`) live here once: the census window
+(:func:`in_census_year`), the duration bands and their labels, and the timescales.
 """
 
 from __future__ import annotations
@@ -55,13 +57,48 @@ _SOURCE_GROUP = {"1A": "Individual", "1B": "Individual", "1C": "Individual", "1D
                  "5A": "LA services", "5B": "LA services", "5C": "LA services", "5D": "LA services",
                  "6": "Police", "7": "Other legal agency", "8": "Other", "9": "Anonymous", "10": "Unknown"}
 SOURCE_GROUPS = tuple(dict.fromkeys(_SOURCE_GROUP.values()))
-# Bands of DfE table C2 "Completed assessments by duration" (working days).
-ASSESSMENT_BANDS = ("Same day", "1 to 10", "11 to 20", "21 to 30", "31 to 40", "41 to 45", "46 to 50",
-                    "51 to 60", "61 or more", "Authorised before start")
+# Bands of DfE table C2 "Completed assessments by duration", each with the most working days it
+# holds; the labels are C2's own ("1 to 10 days").
+ASSESSMENT_BAND_LIMITS = {"Same day": 0, "1 to 10": 10, "11 to 20": 20, "21 to 30": 30, "31 to 40": 40,
+                          "41 to 45": 45, "46 to 50": 50, "51 to 60": 60, "61 or more": np.inf}
+ASSESSMENT_BANDS = tuple(ASSESSMENT_BAND_LIMITS)
+AUTHORISED_BEFORE_START = "Authorised before start"
+# Bands of DfE table C4 (S47 start to initial conference), as LG Inform quotes them ("11-15 days").
+ICPC_BAND_LIMITS = {"0-10": 10, "11-15": 15, "16-20": 20, "21+": np.inf}
+ICPC_BANDS = tuple(ICPC_BAND_LIMITS)
+CONFERENCE_BEFORE_START = "Conference before start (excluded)"
 # Bands of DfE table D7 "Child protection plans ending during the year by duration".
 CPP_BANDS = ("Up to 3 months", "3 to 6 months", "6 months to 1 year", "1 to 2 years", "2 years or more")
 # Closure reasons meaning "assessed, not in need": such referrals never become an episode of need.
 NOT_IN_NEED_CLOSURES = ("RC8", "RC9")
+
+
+@dataclass(frozen=True)
+class Timescale:
+    """Working days allowed from one date of a record to another."""
+
+    days: int
+    start: str
+    end: str
+
+
+TIMESCALES: dict[str, Timescale] = {
+    # Working Together 2013: one assessment, 45 working days.
+    "continuous": Timescale(45, "AssessmentActualStartDate", "AssessmentAuthorisationDate"),
+    # 2012-13 (Working Together 2010, NI 59 and NI 60): initial assessments within 10 working days of
+    # the referral, core assessments within 35 of their own start.
+    "initial": Timescale(10, "CINreferralDate", "AssessmentAuthorisationDate"),
+    "core": Timescale(35, "AssessmentActualStartDate", "AssessmentAuthorisationDate"),
+    # DfE C4: initial conference within 15 working days of the S47 start.
+    "icpc": Timescale(15, "S47ActualStartDate", "DateOfInitialCPC"),
+}
+ASSESSMENT_TIMESCALE = {kind: TIMESCALES[kind].days for kind in ("continuous", "initial", "core")}
+"""Working days allowed per assessment kind, in the order the kinds are shown."""
+
+# Child protection plan reviews (former NI 67; provisional until the COLLECT specification is seen):
+# the first within 3 months of the start, each later one within 6 months of the one before.
+FIRST_REVIEW_MONTHS = 3
+LATER_REVIEW_MONTHS = 6
 
 
 @dataclass(frozen=True)
@@ -92,7 +129,7 @@ BREAKDOWNS: dict[str, Breakdown] = {b.name: b for b in (
     Breakdown("primary_need", "Primary need code at assessment", _codes("primary_need"), level="episode"),
     Breakdown("factor", "Factor identified at the end of assessment", _codes("assessment_factor")),
     Breakdown("assessment_duration", "Working days from assessment start to authorisation (DfE C2 bands)",
-              lambda y: ASSESSMENT_BANDS, years=CONTINUOUS_YEARS),
+              lambda y: (*ASSESSMENT_BANDS, AUTHORISED_BEFORE_START), years=CONTINUOUS_YEARS),
     Breakdown("reason_for_closure", "Reason for closure", _codes("reason_for_closure")),
     Breakdown("initial_category", "Initial category of abuse", _codes("category_of_abuse")),
     Breakdown("latest_category", "Latest category of abuse", _codes("category_of_abuse")),
@@ -167,10 +204,6 @@ def _text(s: pd.Series) -> pd.Series:
     return s.astype("object").where(s.notna(), np.nan)
 
 
-def _between(s: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
-    return (s >= start) & (s <= end)
-
-
 class _Return:
     """One return's tables prepared once for every measure."""
 
@@ -182,7 +215,7 @@ class _Return:
         self.previous = previous
 
     def in_year(self, s: pd.Series) -> pd.Series:
-        return _between(s, self.start, self.end)
+        return in_census_year(s, self.ret)
 
     @cached_property
     def children(self) -> pd.DataFrame:
@@ -381,18 +414,31 @@ def _assessments_completed(d: _Return) -> pd.DataFrame:
     return a
 
 
-def _continuous_timed(d: _Return) -> pd.DataFrame:
-    """Continuous assessments completed in the year with a usable duration, ``hit`` if within 45 days."""
+def _timed(rows: pd.DataFrame, timescale: str) -> pd.DataFrame:
+    """Keep the records that can be timed against ``timescale``, with ``days`` and ``hit`` (within it)."""
+    t = TIMESCALES[timescale]
+    out = rows.copy()
+    out["days"] = working_days_between(out[t.start], out[t.end])
+    within = within_timescale(out, timescale)
+    out = out[within.notna()]
+    out["hit"] = within[within.notna()].to_numpy(dtype=bool)
+    return out
+
+
+def _assessments_of(d: _Return, kind: str) -> pd.DataFrame:
     a = d.assessments
-    a = a[(_text(a["kind"]) == "continuous") & (a["days"] >= 0)].copy()
-    a["hit"] = (a["days"] <= 45).to_numpy(dtype=bool)
-    return a
+    return a[_text(a["kind"]) == kind]
 
 
-@_measure("assessments_within_45_days_share", "Assessments completed within 45 working days (%)",
-          "DfE C2: completed assessments lasting 45 working days or fewer from actual start to "
-          "authorisation, as a percentage of completed assessments. Assessments authorised before "
-          "they started are left out of both counts.", unit=PERCENT, aggregate="share",
+def _continuous_timed(d: _Return) -> pd.DataFrame:
+    return _timed(_assessments_of(d, "continuous"), "continuous")
+
+
+@_measure("assessments_within_45_days_share",
+          f"Assessments completed within {TIMESCALES['continuous'].days} working days (%)",
+          f"DfE C2: completed assessments lasting {TIMESCALES['continuous'].days} working days or fewer from "
+          "actual start to authorisation, as a percentage of completed assessments. Assessments authorised "
+          "before they started are left out of both counts.", unit=PERCENT, aggregate="share",
           years=CONTINUOUS_YEARS)
 def _within_45(d: _Return) -> pd.DataFrame:
     return _continuous_timed(d)
@@ -406,46 +452,20 @@ def _assessment_median(d: _Return) -> pd.DataFrame:
     return _continuous_timed(d)
 
 
-def _old_assessments(d: _Return, kind: str) -> pd.DataFrame:
-    a = d.assessments
-    return a[_text(a["kind"]) == kind]
-
-
-@_measure("initial_assessments_completed", "Initial assessments completed in the year (2012-13)",
-          "DfE 2012-13: initial assessments with an authorisation date in the census year.",
-          years=OLD_YEARS)
-def _initial_completed(d: _Return) -> pd.DataFrame:
-    return _old_assessments(d, "initial")
-
-
-@_measure("initial_within_10_days_share", "Initial assessments completed within 10 working days of referral (%)",
-          "Working Together 2010 / NI 59 (2012-13): initial assessments completed in the year within 10 "
-          "working days of the referral, as a percentage of those completed. Authorised before the "
-          "referral: left out.", unit=PERCENT, aggregate="share", years=OLD_YEARS)
-def _initial_within_10(d: _Return) -> pd.DataFrame:
-    a = _old_assessments(d, "initial").copy()
-    a["days"] = working_days_between(a["CINreferralDate"], a["AssessmentAuthorisationDate"])
-    a = a[a["days"] >= 0]
-    a["hit"] = (a["days"] <= 10).to_numpy(dtype=bool)
-    return a
-
-
-@_measure("core_assessments_completed", "Core assessments completed in the year (2012-13)",
-          "DfE 2012-13: core assessments with an authorisation date in the census year.",
-          years=OLD_YEARS)
-def _core_completed(d: _Return) -> pd.DataFrame:
-    return _old_assessments(d, "core")
-
-
-@_measure("core_within_35_days_share", "Core assessments completed within 35 working days of their start (%)",
-          "Working Together 2010 / NI 60 (2012-13): core assessments completed in the year within 35 "
-          "working days of the core assessment's start, as a percentage of those completed.",
-          unit=PERCENT, aggregate="share", years=OLD_YEARS)
-def _core_within_35(d: _Return) -> pd.DataFrame:
-    a = _old_assessments(d, "core")
-    a = a[a["days"] >= 0].copy()
-    a["hit"] = (a["days"] <= 35).to_numpy(dtype=bool)
-    return a
+# 2012-13 initial and core assessments: how many were completed, and what share within the timescale.
+for _kind, _within, _from, _indicator in (
+        ("initial", "initial_within_10_days_share", "of referral", "NI 59"),
+        ("core", "core_within_35_days_share", "of their start", "NI 60")):
+    _measure(f"{_kind}_assessments_completed", f"{_kind.capitalize()} assessments completed in the year (2012-13)",
+             f"DfE 2012-13: {_kind} assessments with an authorisation date in the census year.",
+             years=OLD_YEARS)(lambda d, kind=_kind: _assessments_of(d, kind))
+    _measure(_within,
+             f"{_kind.capitalize()} assessments completed within {TIMESCALES[_kind].days} working days {_from} (%)",
+             f"Working Together 2010 / {_indicator} (2012-13): {_kind} assessments completed in the year within "
+             f"{TIMESCALES[_kind].days} working days {_from}, as a percentage of those completed; those "
+             "authorised before the clock started are left out.", unit=PERCENT, aggregate="share",
+             years=OLD_YEARS)(lambda d, kind=_kind: _timed(_assessments_of(d, kind), kind))
+del _kind, _within, _from, _indicator
 
 
 @_measure("assessment_factors", "Factors identified at the end of assessment",
@@ -485,16 +505,14 @@ def _icpc_count(d: _Return) -> pd.DataFrame:
 
 
 def _icpcs_timed(d: _Return) -> pd.DataFrame:
-    s = _icpcs(d)
-    s = s[s["days"] >= 0].copy()
-    s["hit"] = (s["days"] <= 15).to_numpy(dtype=bool)
-    return s
+    return _timed(_icpcs(d), "icpc")
 
 
-@_measure("icpc_within_15_days_share", "ICPCs held within 15 working days of the S47 start (%)",
-          "DfE C4: ICPCs in the year held within 15 working days of S47ActualStartDate, as a percentage "
-          "of ICPCs; DfE excludes conferences recorded before the S47 start.", unit=PERCENT,
-          aggregate="share", status="V")
+@_measure("icpc_within_15_days_share",
+          f"ICPCs held within {TIMESCALES['icpc'].days} working days of the S47 start (%)",
+          f"DfE C4: ICPCs in the year held within {TIMESCALES['icpc'].days} working days of "
+          "S47ActualStartDate, as a percentage of ICPCs; DfE excludes conferences recorded before the S47 "
+          "start.", unit=PERCENT, aggregate="share", status="V")
 def _icpc_within_15(d: _Return) -> pd.DataFrame:
     return _icpcs_timed(d)
 
@@ -523,11 +541,13 @@ def _cpp_starts(d: _Return) -> pd.DataFrame:
 
 
 def _cpp_starts_with_previous(d: _Return) -> pd.DataFrame:
+    """Plans starting in the year, with ``earlier_plans`` (the child's plans in the return that started before)."""
     p = d.cp_plans
     starts = _cpp_starts(d).copy()
-    first = p.groupby("child")["CPPstartDate"].transform("min")
-    earlier_in_return = starts["CPPstartDate"] > first.loc[starts.index]
-    starts["hit"] = ((starts["NumberOfPreviousCPP"].fillna(0) >= 1) | earlier_in_return).to_numpy(dtype=bool)
+    earlier = p.groupby("child")["CPPstartDate"].rank(method="min") - 1
+    starts["earlier_plans"] = earlier.loc[starts.index].astype("Int64")
+    before = (starts["NumberOfPreviousCPP"].fillna(0) >= 1) | (starts["earlier_plans"] >= 1)
+    starts["hit"] = before.fillna(False).to_numpy(dtype=bool)
     return starts
 
 
@@ -583,7 +603,33 @@ _rate("cpp_31_march_rate", "cpp_31_march",
       "Children subject of a child protection plan at 31 March per 10,000 children")
 
 
-# -- helpers that compare.py shares ---------------------------------------------------------------
+# -- helpers that compare.py and collect.py share -----------------------------------------------
+
+def in_census_year(dates: pd.Series, ret: CensusReturn) -> pd.Series:
+    """Tell which ``dates`` fall in the census year of ``ret`` (1 April to 31 March, both included)."""
+    return ((dates >= ret.census_start) & (dates <= ret.reference_date)).fillna(False).astype(bool)
+
+
+def within_timescale(rows: pd.DataFrame, timescale: str) -> pd.Series:
+    """Tell for each record whether it met :data:`TIMESCALES` ``timescale``.
+
+    A record that cannot be timed (a date missing, or the end before the start) is ``<NA>``: DfE
+    leaves such records out of both counts of a timeliness share.
+    """
+    t = TIMESCALES[timescale]
+    days = working_days_between(rows[t.start], rows[t.end])
+    return (days <= t.days).astype("boolean").mask(~(days >= 0).fillna(False).astype(bool))
+
+
+def assessments_within_timescale(assessments: pd.DataFrame) -> pd.Series:
+    """Tell for each assessment whether it met the timescale of its kind (``<NA>`` where it cannot be timed)."""
+    out = pd.Series(pd.NA, index=assessments.index, dtype="boolean")
+    kind = _text(assessments["kind"])
+    for k in ASSESSMENT_TIMESCALE:
+        mine = (kind == k).to_numpy()
+        out[mine] = within_timescale(assessments[mine], k)
+    return out
+
 
 def open_episodes(episodes: pd.DataFrame, on: pd.Timestamp) -> pd.DataFrame:
     """Return the episodes open on date ``on``: referred by then, not closed by then, not NFA."""
@@ -614,12 +660,21 @@ def ethnic_group(codes: pd.Series) -> pd.Series:
     return group.fillna(text).fillna(NOT_RECORDED)
 
 
+def _band(days: pd.Series, limits: Mapping[str, float], before: str) -> pd.Series:
+    """Band whole working days by the most each band holds; negative durations are ``before``."""
+    d = pd.to_numeric(days, errors="coerce").astype("float")
+    edges = [-np.inf, -0.5, *(limit + 0.5 for limit in limits.values())]
+    return pd.cut(d, edges, labels=[before, *limits]).astype("object").fillna(NOT_RECORDED)
+
+
 def assessment_band(days: pd.Series) -> pd.Series:
     """Band working-day durations as DfE table C2 does."""
-    d = pd.to_numeric(days, errors="coerce").astype("float")
-    edges = [-np.inf, -0.5, 0.5, 10.5, 20.5, 30.5, 40.5, 45.5, 50.5, 60.5, np.inf]
-    labels = ["Authorised before start", *ASSESSMENT_BANDS[:-1]]
-    return pd.cut(d, edges, labels=labels).astype("object").fillna(NOT_RECORDED)
+    return _band(days, ASSESSMENT_BAND_LIMITS, AUTHORISED_BEFORE_START)
+
+
+def icpc_band(days: pd.Series) -> pd.Series:
+    """Band working days from S47 start to initial conference as DfE table C4 does."""
+    return _band(days, ICPC_BAND_LIMITS, CONFERENCE_BEFORE_START)
 
 
 def cpp_band(start: pd.Series, end: pd.Series) -> pd.Series:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from cinqa import collect, read_return
+from cinqa.measures import (ALL, ASSESSMENT_BANDS, AUTHORISED_BEFORE_START, BREAKDOWNS, ICPC_BAND_LIMITS, ICPC_BANDS,
+                            MEASURES, NOT_RECORDED, TIMESCALES, measure_rows, measures)
 from cinqa.workdays import add_working_days
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -87,9 +91,11 @@ def test_assessment_bands_count_working_days_with_same_day_zero_and_bank_holiday
     ))))
     listed = collect.assessment_working_days(ret)
     assert listed["working_days"].tolist() == [0, 1, 45, 46, -5]
-    assert listed["over_timescale"].tolist() == [False, False, False, True, False]
+    assert listed["over_timescale"].tolist()[:4] == [False, False, False, True]
+    assert pd.isna(listed["over_timescale"].iloc[4])  # cannot be timed, as DfE leaves it out
     bands = collect.assessment_summary(ret)["assessments"]
-    assert bands[["Same day", "1-10", "41-45", "46-50", "Authorised before start", "Total"]].tolist() == [1, 1, 1, 1, 1, 5]
+    shown = ["Same day", "1 to 10", "41 to 45", "46 to 50", "Authorised before start", "Total"]
+    assert bands[shown].tolist() == [1, 1, 1, 1, 1, 5]
     assert collect.assessment_summary(ret).loc["Same day", "assessments %"] == 20.0
 
 
@@ -203,6 +209,13 @@ def test_more_than_one_cpp_from_previous_count_or_an_earlier_plan_in_the_return(
     assert t["CPPstartDate"].tolist() == [pd.Timestamp("2023-05-02"), pd.Timestamp("2023-09-02")]
 
 
+def test_more_than_one_cpp_counts_only_plans_that_started_before_as_the_measure_does(tmp_path):
+    ret = make_return(tmp_path, child("SAMEDAY", episode("2023-05-01", plans=(plan("2023-05-02"),)),
+                                      episode("2023-05-01", plans=(plan("2023-05-02"),))))
+    assert collect.children_more_than_one_cpp(ret).empty
+    assert collect.key_indicators(ret).set_index("measure").at["cpp_second_or_subsequent_share", "value"] == 0.0
+
+
 def test_started_cpp_by_category_counts_plans_starting_in_the_year(tmp_path):
     ret = make_return(
         tmp_path,
@@ -295,3 +308,155 @@ def test_unknown_view_names_the_choices():
     ret = read_return(FIXTURES / "cin-2023-24.xml")
     with pytest.raises(KeyError, match="referral_source"):
         collect.build_view(ret, "nope")
+
+
+# --- every COLLECT figure that a headline measure also computes equals that measure --------------
+
+SAMPLES = sorted((Path(__file__).parent.parent / "data").glob("sample-*.xml")) + sorted(FIXTURES.glob("cin-*.xml"))
+VALUE, RECORDS, HITS = "its value", "its records", "its records that hit"
+TOTAL = collect.CATEGORY_TOTAL
+
+
+def _at(v: pd.DataFrame, row: str, column: str) -> float | None:
+    """Read one figure of a view; None where the view has no such row or column."""
+    return v.at[row, column] if row in v.index and column in v.columns else None
+
+
+def _summary(v: pd.DataFrame, year: str):
+    for row, measure, read in (("Referrals in year", "referrals", VALUE),
+                               ("Episodes open at 31 March", "cin_31_march", RECORDS),
+                               ("Assessments completed in year", "assessments_completed", VALUE),
+                               ("Child protection plans open at 31 March", "cpp_31_march", RECORDS)):
+        yield row, _at(v, row, "count"), [(measure, ALL, ALL, read)]
+
+
+def _key_indicators(v: pd.DataFrame, year: str):
+    for name in collect.KEY_MEASURES:
+        if year in MEASURES[name].years:
+            yield name, _at(v.set_index("measure"), name, "value"), [(name, ALL, ALL, VALUE)]
+
+
+def _assessment_summary(v: pd.DataFrame, year: str):
+    if year in BREAKDOWNS["assessment_duration"].years:
+        for band in (*ASSESSMENT_BANDS, AUTHORISED_BEFORE_START):
+            yield band, _at(v, band, "assessments"), [("assessments_completed", "assessment_duration", band, VALUE)]
+        yield NOT_RECORDED, _at(v, NOT_RECORDED, "assessments"), [
+            ("assessments_completed", "assessment_duration", NOT_RECORDED, RECORDS)]
+        yield TOTAL, _at(v, TOTAL, "assessments"), [("assessments_completed", ALL, ALL, VALUE)]
+    else:
+        for kind in ("initial", "core"):
+            yield (f"{kind} {TOTAL}", _at(v, TOTAL, f"{kind} assessments"),
+                   [(f"{kind}_assessments_completed", ALL, ALL, VALUE)])
+
+
+def _assessment_working_days(v: pd.DataFrame, year: str):
+    for kind, measure in (("continuous", "assessments_within_45_days_share"),
+                          ("initial", "initial_within_10_days_share"), ("core", "core_within_35_days_share")):
+        if year in MEASURES[measure].years:
+            judged = v.loc[(v["kind"] == kind) & v["over_timescale"].notna(), "over_timescale"].astype(bool)
+            share = 100 * (~judged).mean() if len(judged) else float("nan")
+            yield f"{kind} within timescale (%)", share, [(measure, ALL, ALL, VALUE)]
+
+
+def _icpc_summary(v: pd.DataFrame, year: str):
+    yield TOTAL, _at(v, TOTAL, "conferences"), [("icpcs", ALL, ALL, VALUE)]
+    counts = v["conferences"].reindex(ICPC_BANDS)
+    within = [band for band, most in ICPC_BAND_LIMITS.items() if most <= TIMESCALES["icpc"].days]
+    share = 100 * counts[within].sum(min_count=len(within)) / counts.sum() if counts.sum() else float("nan")
+    yield "within timescale (%)", share, [("icpc_within_15_days_share", ALL, ALL, VALUE)]
+
+
+def _transfer_in_icpc_summary(v: pd.DataFrame, year: str):
+    yield TOTAL, _at(v, TOTAL, "conferences"), [("icpcs_transfer_in", ALL, ALL, VALUE)]
+
+
+def _cpp_at_31_march(v: pd.DataFrame, year: str):
+    codes = [c for c in v.index if c != TOTAL]
+    for initial in codes:
+        for latest in codes:
+            yield (f"{initial} > {latest}", _at(v, initial, latest),
+                   [("cpp_31_march", "initial_and_latest_category", f"{initial} > {latest}", RECORDS)])
+        yield f"{initial} > {TOTAL}", _at(v, initial, TOTAL), [("cpp_31_march", "initial_category", initial, RECORDS)]
+        yield f"{TOTAL} > {initial}", _at(v, TOTAL, initial), [("cpp_31_march", "latest_category", initial, RECORDS)]
+    yield TOTAL, _at(v, TOTAL, TOTAL), [("cpp_31_march", ALL, ALL, RECORDS)]
+
+
+def _started_cpp_by_category(v: pd.DataFrame, year: str):
+    for code, count in zip(v["code"], v["plans started"]):
+        yield code, count, [("cpp_starts", "initial_category", code, VALUE)]
+    yield TOTAL, v["plans started"].sum(), [("cpp_starts", ALL, ALL, VALUE)]
+
+
+def _factors_at_assessment(v: pd.DataFrame, year: str):
+    for code, count in zip(v["code"], v["assessments"]):
+        yield code, count, [("assessment_factors", "factor", code, VALUE)]
+
+
+def _referral_source(v: pd.DataFrame, year: str):
+    if len(v):
+        yield "referrals", _at(v.set_index("code"), TOTAL, "referrals"), [("referrals", ALL, ALL, VALUE)]
+        yield "of which NFA", _at(v.set_index("code"), TOTAL, "of which NFA"), [("referrals_nfa", ALL, ALL, VALUE)]
+
+
+def _starting_ending_by_month(v: pd.DataFrame, year: str):
+    for row, shown in (("Referrals", ("referrals",)), ("Referrals with no further action", ("referrals_nfa",)),
+                       ("Episodes closed", ("closures",)), ("Assessments completed", ("assessments_completed",)),
+                       ("S47 enquiries started", ("s47_enquiries",)),
+                       ("Initial conferences", ("icpcs", "icpcs_transfer_in")),
+                       ("Child protection plans started", ("cpp_starts",)),
+                       ("Child protection plans ended", ("cpp_ends",))):
+        yield row, _at(v, row, TOTAL), [(m, ALL, ALL, VALUE) for m in shown]
+
+
+def _cpp_two_years_or_more(v: pd.DataFrame, year: str):
+    yield "ended in year", (v["status"] == "ended in year").sum(), [("cpp_ended_2_years_share", ALL, ALL, HITS)]
+
+
+def _children_more_than_one_cpp(v: pd.DataFrame, year: str):
+    yield "plans", len(v), [("cpp_second_or_subsequent", ALL, ALL, VALUE)]
+
+
+# For each COLLECT view, the figures it shows that a headline measure computes: (figure, its value in
+# the view, the measure figures it equals). A view counting plans or episodes where the measure counts
+# children is compared with the measure's records.
+SHOWN = {
+    "summary": _summary, "key_indicators": _key_indicators, "assessment_summary": _assessment_summary,
+    "assessment_working_days": _assessment_working_days, "icpc_summary": _icpc_summary,
+    "transfer_in_icpc_summary": _transfer_in_icpc_summary, "cpp_at_31_march": _cpp_at_31_march,
+    "started_cpp_by_category": _started_cpp_by_category, "factors_at_assessment": _factors_at_assessment,
+    "referral_source": _referral_source, "starting_ending_by_month": _starting_ending_by_month,
+    "cpp_two_years_or_more": _cpp_two_years_or_more, "children_more_than_one_cpp": _children_more_than_one_cpp,
+}
+NOT_A_MEASURE = {"cpp_reviews_within_timescales": "review timeliness is not a published DfE measure"}
+
+
+def test_every_view_says_which_measures_it_shows():
+    assert sorted([*SHOWN, *NOT_A_MEASURE]) == sorted(collect.VIEWS)
+
+
+def _measure_figure(table: pd.DataFrame, records: Callable[[str], pd.DataFrame], measure: str, breakdown: str,
+                    category: str, read: str) -> float:
+    if read == VALUE:
+        hit = table[(table["measure"] == measure) & (table["breakdown"] == breakdown) & (table["category"] == category)]
+        return float(hit["value"].iloc[0]) if len(hit) == 1 else float("nan")
+    rows = records(measure)
+    if breakdown != ALL:
+        rows = rows[rows[breakdown] == category]  # these breakdowns are columns of the records themselves
+    return float(rows["hit"].sum() if read == HITS else len(rows))
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.name for p in SAMPLES])
+def test_each_collect_figure_equals_the_measure_it_shows(path):
+    ret = read_return(path)
+    table = measures(ret)
+    records = functools.cache(lambda measure: measure_rows(ret, measure))
+    shown, wrong = 0, []
+    for view, figures in SHOWN.items():
+        for figure, value, refs in figures(collect.build_view(ret, view), ret.year):
+            expected = sum(_measure_figure(table, records, *ref) for ref in refs)
+            shown += 1
+            if value is None or not float(value) == pytest.approx(expected, abs=1e-9, nan_ok=True):
+                names = " + ".join(f"{m}[{b}={c}] ({read})" for m, b, c, read in refs)
+                wrong.append(f"{view}: {figure} = {value}, but {names} = {expected}")
+    assert not wrong, "\n".join(wrong)
+    assert shown >= 20

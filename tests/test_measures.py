@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +13,13 @@ import pytest
 
 from cinqa import read_return, write_return
 from cinqa.errors import CinqaError
-from cinqa.measures import (MEASURES, age_band, assessment_band, cpp_band, definitions, measure_rows, measures,
-                            sex_of)
+from cinqa.measures import (ASSESSMENT_BANDS, AUTHORISED_BEFORE_START, CONFERENCE_BEFORE_START, CPP_BANDS, ICPC_BANDS,
+                            MEASURES, TIMESCALES, age_band, assessment_band, cpp_band, definitions, measure_rows,
+                            measures, sex_of)
 from cinqa.returns import CensusReturn, Header
 from cinqa.workdays import add_working_days
+
+MEASURES_PY = Path(importlib.import_module("cinqa.measures").__file__)  # the module, not cinqa.measures()
 
 # -- a tiny return builder (test_compare.py uses it too) --------------------------------------
 
@@ -351,3 +357,40 @@ def test_an_empty_return_gives_zero_counts_and_no_shares(tmp_path):
     assert totals.loc["referrals", "value"] == 0 and totals.loc["cin_31_march", "value"] == 0
     assert pd.isna(totals.loc["assessments_within_45_days_share", "value"])
     assert pd.isna(totals.loc["icpc_duration_median", "value"])
+
+
+# -- the timescales and band labels are written once, here ------------------------------------------
+
+def _spellings(label: str) -> set[str]:
+    """Return a band label with its other spelling ("1 to 10" and "1-10", "61 or more" and "61+")."""
+    for pattern, other in ((r"(\d+) to (\d+)", r"\1-\2"), (r"(\d+)-(\d+)", r"\1 to \2"),
+                           (r"(\d+) or more", r"\1+"), (r"(\d+)\+", r"\1 or more")):
+        if re.fullmatch(pattern, label):
+            return {label, re.sub(pattern, other, label)}
+    return {label}
+
+
+def test_no_module_but_measures_writes_a_timescale_or_a_band_label():
+    labels = set().union(*(_spellings(b) for b in (*ASSESSMENT_BANDS, *ICPC_BANDS, *CPP_BANDS, AUTHORISED_BEFORE_START,
+                                                     CONFERENCE_BEFORE_START)))
+    limits = {t.days for t in TIMESCALES.values()}
+    package = MEASURES_PY.parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path == MEASURES_PY:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            where = f"{path.relative_to(package.parent)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in labels:
+                found.append(f"{where} band label {node.value!r}")
+            elif isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                literal = [o.value for o in operands if isinstance(o, ast.Constant) and o.value in limits
+                           and isinstance(o.value, int)]
+                if literal and any("day" in ast.unparse(o).lower() for o in operands):
+                    found.append(f"{where} working days compared with {literal[0]}")
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any("TIMESCALE" in ast.unparse(t) for t in targets):
+                    found.append(f"{where} defines {ast.unparse(targets[0])}")
+    assert not found, "\n".join(found)
