@@ -29,7 +29,7 @@ import pandas as pd
 from cinqa import spec
 from cinqa.errors import CinqaError
 from cinqa.files import locate_shipped
-from cinqa.views import VIEW_TABLES, VIEWS, shift_dates
+from cinqa.views import VIEW_TABLES, VIEWS, census_date
 
 
 def locate_expectations(package_dir: str | Path | None = None) -> Path:
@@ -44,7 +44,7 @@ UNCHECKED_FILE = "unchecked.json"
 META_KEYS = ("rule", "message", "severity", "years", "entity", "fields")
 SEVERITIES = ("error", "query")
 _GX_SEVERITY = {"error": "critical", "query": "warning"}
-_DATE_TOKEN = re.compile(r"^\$(census_start|census_end)(.*)$")
+_DATE_TOKEN = re.compile(r"^\$census_(start|end)(.*)$")
 LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "checkable", "reason")
 
 
@@ -208,8 +208,7 @@ def resolve(value: Any, year: str) -> Any:
     if isinstance(value, str):
         m = _DATE_TOKEN.match(value)
         if m:
-            base = spec.census_start(year) if m.group(1) == "census_start" else spec.reference_date(year)
-            return shift_dates(base, m.group(2) or None).strftime("%Y-%m-%d")
+            return census_date(year, m.group(1), m.group(2) or None).strftime("%Y-%m-%d")
     return value
 
 

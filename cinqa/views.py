@@ -56,8 +56,11 @@ _ACTIVITY_DATES = (("assessments", "AssessmentActualStartDate"), ("assessments",
 _NFA_ACTIVITY_DATES = _ACTIVITY_DATES[:5]
 
 _DTYPES = {"date": "datetime64[s]", "datetime": "datetime64[s]", "bool": "boolean", "int": "Int64"}
-_OFFSET = re.compile(r"([+-]\d+)(WD|D|W|M|Y)")
-_OFFSETS = re.compile(r"^(?:[+-]\d+(?:WD|D|W|M|Y))+$")
+_UNITS = "WD|D|W|M|Y"
+OFFSET_STEP = rf"[+-]\d+(?:{_UNITS})"
+"""One step of a date offset as a regular expression: ``-45WD``, ``+9M`` (an offset is one or more)."""
+_STEPS = re.compile(rf"([+-]\d+)({_UNITS})")
+_OFFSET = re.compile(rf"^(?:{OFFSET_STEP})+$")
 
 
 def build_views(ret: CensusReturn, year: str | None = None,
@@ -74,26 +77,24 @@ def build_views(ret: CensusReturn, year: str | None = None,
     return {name: builder.view(name) for name in wanted}
 
 
-def is_offset(text: str) -> bool:
-    """Tell whether ``text`` is a date offset such as ``-280D``, ``+9M``, ``-4Y+5M`` or ``-1WD``."""
-    return bool(_OFFSETS.match(text))
+def check_offset(text: str, name: str = "date offset") -> None:
+    """Raise ValueError naming ``name`` unless ``text`` is a date offset such as ``-280D``, ``-4Y+5M`` or ``-45WD``."""
+    if not _OFFSET.match(text):
+        raise ValueError(f"{name} {text!r} is not like '-280D', '+9M', '-4Y+5M' or '-45WD'")
 
 
 def shift_dates(values: pd.Series | pd.Timestamp, offset: str | None) -> pd.Series | pd.Timestamp:
     """Move dates by ``offset``: signed steps of days (D), weeks (W), months (M), years (Y) or working days (WD).
 
-    Steps apply left to right, so ``-4Y+5M`` from 31 March 2025 is 31 August 2021. Working days
-    count England's weekdays that are not bank holidays, as a calendar-aware "n working days
-    before/after" does: one working day before Saturday 1 April 2023 is Friday 31 March, and
-    one before Easter Monday 1 April 2024 is Thursday 28 March (Good Friday is a holiday).
+    Steps apply left to right, so ``-4Y+5M`` from 31 March 2025 is 31 August 2021. A working-day
+    step is :func:`cinqa.workdays.add_working_days`.
     """
     if not offset:
         return values
-    if not is_offset(offset):
-        raise ValueError(f"date offset {offset!r} is not like '-280D', '+9M', '-4Y+5M' or '-1WD'")
+    check_offset(offset)
     scalar = isinstance(values, pd.Timestamp)
     out = pd.Series([values]) if scalar else values
-    for amount, unit in _OFFSET.findall(offset):
+    for amount, unit in _STEPS.findall(offset):
         n = int(amount)
         if unit == "D":
             out = out + pd.Timedelta(days=n)
@@ -106,6 +107,12 @@ def shift_dates(values: pd.Series | pd.Timestamp, offset: str | None) -> pd.Seri
         else:
             out = workdays.add_working_days(out, n)
     return out.iloc[0] if scalar else out
+
+
+def census_date(year: str, anchor: str, offset: str | None = None) -> pd.Timestamp:
+    """Return census ``year``'s ``"start"`` (1 April) or ``"end"`` (31 March), moved by ``offset``."""
+    base = {"start": spec.census_start, "end": spec.reference_date}[anchor](year)
+    return shift_dates(base, offset)
 
 
 class ViewBuilder:
@@ -379,7 +386,6 @@ class ViewBuilder:
         df["initial_assessment_start"] = (first.reindex(pd.MultiIndex.from_arrays(
             [a[k].to_numpy(dtype="int64") for k in ep])).to_numpy(dtype="datetime64[s]")
             if len(first) else np.full(len(df), np.datetime64("NaT"), dtype="datetime64[s]"))
-        df["working_days_to_authorisation"] = workdays.working_days_between(start, auth).array
         return self._census(df)
 
     @cached_property
