@@ -54,6 +54,8 @@ _ACTIVITY_DATES = (("assessments", "AssessmentActualStartDate"), ("assessments",
                    ("episodes", "DateOfInitialCPC"), ("cp_plans", "CPPendDate"),
                    ("cin_plans", "CINPlanStartDate"), ("cin_plans", "CINPlanEndDate"))
 _NFA_ACTIVITY_DATES = _ACTIVITY_DATES[:5]
+# The episode's columns that the rules of most of its modules read.
+_EPISODE_FACTS = ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA")
 
 _DTYPES = {"date": "datetime64[s]", "datetime": "datetime64[s]", "bool": "boolean", "int": "Int64"}
 _UNITS = "WD|D|W|M|Y"
@@ -113,6 +115,13 @@ def census_date(year: str, anchor: str, offset: str | None = None) -> pd.Timesta
     """Return census ``year``'s ``"start"`` (1 April) or ``"end"`` (31 March), moved by ``offset``."""
     base = {"start": spec.census_start, "end": spec.reference_date}[anchor](year)
     return shift_dates(base, offset)
+
+
+def _return_locator() -> dict[str, object]:
+    """Return the locator columns of a view with one row per return: in no child, episode, item or line."""
+    none = pd.array([pd.NA], dtype="Int64")  # a DataFrame built from a dict copies it per column
+    return {"row": [0], "child": none, "LAchildID": pd.array([pd.NA], dtype="str"), "episode": none, "item": none,
+            "line": none}
 
 
 class ViewBuilder:
@@ -185,6 +194,18 @@ class ViewBuilder:
                 rest[node.column] = _col(rest, node.column, _DTYPES.get(node.type, "object"))
         return pd.concat([loc, rest], axis=1)
 
+    def _entity_view(self, table: str, *, parent_dates: tuple[str, ...] = (), episode_facts: tuple[str, ...] = (),
+                     child_dates: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Start the view of ``table``: the locator, its rows, then its parent's, episode's and child's columns."""
+        df = self._with_locator(table, self._table(table).copy())
+        if parent_dates:
+            self._add_parent_dates(df, spec.table_parent(table), parent_dates)
+        if episode_facts:
+            self._add_episode_facts(df, episode_facts)
+        if child_dates:
+            self._add_child_dates(df, child_dates)
+        return df
+
     def _census(self, df: pd.DataFrame) -> pd.DataFrame:
         df["census_start"] = np.full(len(df), np.datetime64(self.start, "s"))
         df["census_end"] = np.full(len(df), np.datetime64(self.end, "s"))
@@ -206,9 +227,9 @@ class ViewBuilder:
 
     # -- counts shared between views ------------------------------------------------------
 
-    def _add_parent_dates(self, df: pd.DataFrame, parent: str, keys: tuple[str, ...],
-                          cols: tuple[str, ...]) -> None:
+    def _add_parent_dates(self, df: pd.DataFrame, parent: str, cols: tuple[str, ...]) -> None:
         """Copy date columns of each row's parent (an assessment of a factor) onto ``df``."""
+        keys = spec.TABLE_KEYS[parent]
         got = self._table(parent).set_index(list(keys)).reindex(
             pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in keys]))
         for col in cols:
@@ -259,12 +280,7 @@ class ViewBuilder:
     def _v_header(self) -> pd.DataFrame:
         h = self.ret.header
         df = pd.DataFrame({
-            "row": [0],
-            "child": pd.array([pd.NA], dtype="Int64"),
-            "LAchildID": pd.array([pd.NA], dtype="str"),
-            "episode": pd.array([pd.NA], dtype="Int64"),
-            "item": pd.array([pd.NA], dtype="Int64"),
-            "line": pd.array([pd.NA], dtype="Int64"),
+            **_return_locator(),
             "Collection": [h.collection],
             "Year": pd.array([h.year], dtype="Int64"),
             "ReferenceDate": pd.Series([h.reference_date], dtype="datetime64[s]"),
@@ -314,8 +330,8 @@ class ViewBuilder:
     @cached_property
     def _v_episodes(self) -> pd.DataFrame:
         e = self._table("episodes")
-        df = self._with_locator("episodes", e.copy())
-        self._add_child_dates(df, ("PersonBirthDate", "ExpectedPersonBirthDate", "PersonDeathDate"))
+        df = self._entity_view("episodes",
+                               child_dates=("PersonBirthDate", "ExpectedPersonBirthDate", "PersonDeathDate"))
         df["birth_or_expected_birth_date"] = df["PersonBirthDate"].fillna(df["ExpectedPersonBirthDate"])
         child = ("child",)
         ep = ("child", "episode")
@@ -353,9 +369,8 @@ class ViewBuilder:
     @cached_property
     def _v_assessments(self) -> pd.DataFrame:
         a = self._table("assessments")
-        df = self._with_locator("assessments", a.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA"))
-        self._add_child_dates(df, ("PersonBirthDate", "PersonDeathDate", "has_disability"))
+        df = self._entity_view("assessments", episode_facts=_EPISODE_FACTS,
+                               child_dates=("PersonBirthDate", "PersonDeathDate", "has_disability"))
         ep = ("child", "episode")
         own = ("child", "episode", "assessment")
         start = _col(a, "AssessmentActualStartDate", "datetime64[s]")
@@ -390,11 +405,10 @@ class ViewBuilder:
 
     @cached_property
     def _v_factors(self) -> pd.DataFrame:
-        f = self._table("assessment_factors")
-        df = self._with_locator("assessment_factors", f.copy())
+        df = self._entity_view("assessment_factors",
+                               parent_dates=("AssessmentActualStartDate", "AssessmentAuthorisationDate"),
+                               episode_facts=("CINclosureDate", "ReasonForClosure", "ReferralNFA"))
         own = ("child", "episode", "assessment")
-        self._add_parent_dates(df, "assessments", own, ("AssessmentActualStartDate", "AssessmentAuthorisationDate"))
-        self._add_episode_facts(df, ("CINclosureDate", "ReasonForClosure", "ReferralNFA"))
         df["factors_for_assessment"] = self._lookup(self._count("assessment_factors", own), df, own)
         df["assessments_in_episode"] = self._lookup(self._count("assessments", ("child", "episode")), df, ("child", "episode"))
         return self._census(df)
@@ -402,15 +416,12 @@ class ViewBuilder:
     @cached_property
     def _v_section47(self) -> pd.DataFrame:
         s = self._table("section47")
-        df = self._with_locator("section47", s.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA",
-                                     "CINdetails_DateOfInitialCPC"))
-        self._add_child_dates(df, ("PersonDeathDate",))
+        df = self._entity_view("section47", episode_facts=(*_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
+                               child_dates=("PersonDeathDate",))
         ep = ("child", "episode")
         start = _col(s, "S47ActualStartDate", "datetime64[s]")
         icpc = _col(s, "DateOfInitialCPC", "datetime64[s]")
-        not_required = _col(s, "ICPCnotRequired", "boolean").eq(True).fillna(False)
-        is_open = icpc.isna() & ~not_required
+        is_open = self._open_s47_mask
         df["open_s47_in_episode"] = self._lookup(self._count("section47", ep, is_open), df, ep)
         hi = icpc.where(icpc.notna(), pd.Timestamp(self.end).as_unit("s")).where(icpc.notna() | is_open, pd.NaT)
         df["starts_inside_other_s47"] = starts_inside(
@@ -421,10 +432,8 @@ class ViewBuilder:
     @cached_property
     def _v_cp_plans(self) -> pd.DataFrame:
         p = self._table("cp_plans")
-        df = self._with_locator("cp_plans", p.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA",
-                                     "CINdetails_DateOfInitialCPC"))
-        self._add_child_dates(df, ("PersonDeathDate",))
+        df = self._entity_view("cp_plans", episode_facts=(*_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
+                               child_dates=("PersonDeathDate",))
         start = _col(p, "CPPstartDate", "datetime64[s]")
         end = _col(p, "CPPendDate", "datetime64[s]")
         child, ep = ("child",), ("child", "episode")
@@ -490,9 +499,7 @@ class ViewBuilder:
     @cached_property
     def _v_cin_plans(self) -> pd.DataFrame:
         c = self._table("cin_plans")
-        df = self._with_locator("cin_plans", c.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA"))
-        self._add_child_dates(df, ("PersonDeathDate",))
+        df = self._entity_view("cin_plans", episode_facts=_EPISODE_FACTS, child_dates=("PersonDeathDate",))
         start = _col(c, "CINPlanStartDate", "datetime64[s]")
         end = _col(c, "CINPlanEndDate", "datetime64[s]")
         child, ep = ("child",), ("child", "episode")
@@ -516,10 +523,8 @@ class ViewBuilder:
     @cached_property
     def _v_reviews(self) -> pd.DataFrame:
         r = self._table("cp_reviews")
-        df = self._with_locator("cp_reviews", r.copy())
-        own = ("child", "episode", "cpp")
-        self._add_parent_dates(df, "cp_plans", own, ("CPPstartDate", "CPPendDate"))
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReferralNFA"))
+        df = self._entity_view("cp_reviews", parent_dates=("CPPstartDate", "CPPendDate"),
+                               episode_facts=("CINreferralDate", "CINclosureDate", "ReferralNFA"))
         plans = self._table("cin_plans")
         # 4003: on or between a CIN plan's start and end dates (through the census end if it is
         # open) in the same episode; a review on its own protection plan's end date is allowed,
@@ -554,12 +559,7 @@ class ViewBuilder:
             return int(s.between(start, end).sum())
 
         df = pd.DataFrame({
-            "row": [0],
-            "child": pd.array([pd.NA], dtype="Int64"),
-            "LAchildID": pd.array([pd.NA], dtype="str"),
-            "episode": pd.array([pd.NA], dtype="Int64"),
-            "item": pd.array([pd.NA], dtype="Int64"),
-            "line": pd.array([pd.NA], dtype="Int64"),
+            **_return_locator(),
             "children": [n],
             "children_with_no_gender_recorded": [int(born_no_gender.sum())],
             "share_with_no_gender_recorded": [float(born_no_gender.sum()) / n if n else np.nan],
