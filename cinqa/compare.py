@@ -10,11 +10,10 @@ or re-dated in the later return, and children who reappear after a gap.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,9 +23,6 @@ from cinqa.errors import CinqaError
 from cinqa.measures import (ALL, MEASURES, measure_rows, measures, open_episodes, open_plans, sex_of)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 FINDING_COLUMNS = ("finding", "LAchildID", "UPN", "field", "earlier_year", "earlier_value", "later_year",
                    "later_value", "detail")
@@ -492,11 +488,6 @@ class Comparison:
         out.insert(0, "census_year", out.pop("census_year"))
         return out.sort_values(["LAchildID", "census_year"], kind="stable").reset_index(drop=True)
 
-    def plot(self, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None) -> "Figure":
-        """Draw a measure's series over the census years; flagged changes are ringed in red."""
-        return plot_measure(self.measures, measure, breakdown, categories, threshold=self.threshold,
-                            min_count=self.min_count)
-
     def headline(self) -> pd.DataFrame:
         """Return the headline measures by year with their changes (see :func:`headline`)."""
         return headline(self)
@@ -520,10 +511,6 @@ class Comparison:
             "continuity_summary": self.continuity_summary,
             "definitions": definitions(),
         }
-
-    def explore(self) -> "YearOnYearExplorer":
-        """Return widgets to choose returns and measures and drill from a flag to its children."""
-        return YearOnYearExplorer(self)
 
     def _repr_html_(self) -> str:
         """Render the summary tables as static HTML (no widgets: works offline and in reports)."""
@@ -656,153 +643,3 @@ def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
         "Continuity between returns": comp.continuity_summary,
         "Continuity findings by type": counts,
     }
-
-
-def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None,
-                 threshold: float | None = None, min_count: float = MIN_COUNT) -> "Figure":
-    """Draw one measure's values by census year, one line per category of ``breakdown``; ring the
-    values whose change is flagged (see :func:`changes`) when ``threshold`` is given."""
-    import matplotlib  # imported here: plotting is optional and matplotlib is slow to load
-    from matplotlib.figure import Figure
-    rows = tidy[(tidy["measure"] == measure) & (tidy["breakdown"] == breakdown)]
-    if rows.empty:
-        raise CinqaError(f"no figures for measure {measure!r} with breakdown {breakdown!r}")
-    years = sorted(tidy["census_year"].unique())
-    wide = rows.pivot(index="census_year", columns="category", values="value").reindex(years)
-    wide = wide[list(dict.fromkeys(rows["category"]))]
-    if categories is not None:
-        wide = wide[[c for c in categories if c in wide]]
-    elif breakdown != ALL:
-        wide = wide.loc[:, wide.fillna(0).abs().sum() > 0]
-    fig = Figure(figsize=(7, 3.6), layout="constrained")
-    ax = fig.add_subplot()
-    x = np.arange(len(years))
-    palette = "tab10" if wide.shape[1] <= 10 else "tab20"
-    cmap = matplotlib.colormaps[palette]
-    for i, cat in enumerate(wide):
-        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
-    if threshold is not None:
-        ch = changes(rows, threshold, years, min_count)
-        for r in ch[ch["flag"]].itertuples():
-            if r.category in wide:
-                ax.plot([years.index(r.later_year)], [r.later], "o", ms=13, mfc="none", mec="red", mew=1.5)
-    m = MEASURES.get(measure)
-    ax.set_title(m.description if m else measure, fontsize=10)
-    ax.set_xticks(x, years)
-    ax.set_xlim(-0.25, len(years) - 0.75)
-    ax.set_ylabel(rows["unit"].iloc[0])
-    top = np.nanmax(wide.to_numpy(dtype=float)) if wide.notna().any().any() else 1.0
-    ax.set_ylim(0, max(top, 1.0) * 1.1)
-    ax.grid(axis="y", alpha=0.3)
-    if breakdown != ALL:
-        ax.legend(title=breakdown, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
-    return fig
-
-
-def _png(fig: "Figure") -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
-class YearOnYearExplorer:
-    """Widgets over a :class:`Comparison`: choose returns, measures and a breakdown; drill into a flag.
-
-    All state lives in the widgets, and :meth:`table` and :meth:`drill` compute what the outputs
-    show, so the class is tested by setting widget values without a browser.
-    """
-
-    def __init__(self, comp: Comparison) -> None:
-        import ipywidgets as W
-
-        self.comp = comp
-        present = list(dict.fromkeys(comp.measures["measure"]))
-        first = [m for m in HEADLINE if m in present][:3] or present[:1]
-        self.year_picker = W.SelectMultiple(options=comp.years, value=tuple(comp.years), description="Returns",
-                                            rows=min(6, max(2, len(comp.years))))
-        self.measure_picker = W.SelectMultiple(options=[(f"{m} - {MEASURES[m].description}", m) for m in present],
-                                               value=tuple(first), description="Measures", rows=8,
-                                               layout=W.Layout(width="70%"))
-        self.breakdown_picker = W.Dropdown(options=[ALL], value=ALL, description="Breakdown")
-        self.flagged_only = W.Checkbox(value=False, description="Flagged only")
-        self.flag_picker = W.Dropdown(options=[], description="Drill into", layout=W.Layout(width="70%"))
-        self.table_out = W.Output()
-        self.plot_image = W.Image(format="png")
-        self.drill_out = W.Output()
-        self.widget = W.VBox([
-            W.HBox([self.year_picker, self.measure_picker]),
-            W.HBox([self.breakdown_picker, self.flagged_only]),
-            self.table_out, self.plot_image,
-            W.HTML("<b>Children behind a flagged change</b>"), self.flag_picker, self.drill_out,
-        ])
-        for w in (self.year_picker, self.measure_picker, self.breakdown_picker, self.flagged_only):
-            w.observe(self._refresh, names="value")
-        self.flag_picker.observe(self._show_drill, names="value")
-        self._refresh()
-
-    @property
-    def years(self) -> list[str]:
-        return sorted(self.year_picker.value)
-
-    def _tidy(self) -> pd.DataFrame:
-        t = self.comp.measures
-        return t[t["measure"].isin(self.measure_picker.value) & (t["breakdown"] == self.breakdown_picker.value)]
-
-    def table(self) -> pd.DataFrame:
-        """Return the comparison table for the chosen returns, measures and breakdown."""
-        out = wide_table(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
-        return out[out["flag"]].reset_index(drop=True) if self.flagged_only.value else out
-
-    def flags(self) -> pd.DataFrame:
-        """Return the flagged changes between the chosen returns, largest first."""
-        ch = changes(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
-        ch = ch[ch["flag"]]
-        return ch.reindex(ch["pct_change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
-
-    def drill(self, key: tuple[str, str, str, str, str] | None = None) -> pd.DataFrame:
-        """Return the children behind a flagged change ``(measure, breakdown, category, earlier, later)``."""
-        key = key if key is not None else self.flag_picker.value
-        if not key:
-            return pd.DataFrame()
-        measure, breakdown, category, earlier, later = key
-        return self.comp.children_behind(measure, breakdown, category, [earlier, later])
-
-    def _refresh(self, _change: object = None) -> None:
-        from IPython.display import display
-
-        offered = [ALL, *dict.fromkeys(b for m in self.measure_picker.value for b in MEASURES[m].breakdowns)]
-        if list(self.breakdown_picker.options) != offered:
-            keep = self.breakdown_picker.value if self.breakdown_picker.value in offered else ALL
-            self.breakdown_picker.unobserve(self._refresh, names="value")
-            self.breakdown_picker.options = offered
-            self.breakdown_picker.value = keep
-            self.breakdown_picker.observe(self._refresh, names="value")
-        self.table_out.clear_output()
-        with self.table_out:
-            display(self.table())
-        chosen = list(self.measure_picker.value)
-        tidy = self._tidy()
-        tidy = tidy[tidy["census_year"].isin(self.years)]
-        if chosen and not tidy[tidy["measure"] == chosen[0]].empty:
-            self.plot_image.value = _png(plot_measure(tidy, chosen[0], self.breakdown_picker.value,
-                                                      threshold=self.comp.threshold, min_count=self.comp.min_count))
-        else:
-            self.plot_image.value = b""
-        options = [(f"{r.measure} / {r.breakdown} / {r.category}: {r.earlier_year} -> {r.later_year} "
-                    f"({r.pct_change:+.0f}%)", (r.measure, r.breakdown, r.category, r.earlier_year, r.later_year))
-                   for r in self.flags().itertuples()]
-        self.flag_picker.options = options
-        self.flag_picker.value = options[0][1] if options else None
-        self._show_drill()
-
-    def _show_drill(self, _change: object = None) -> None:
-        from IPython.display import display
-
-        self.drill_out.clear_output()
-        with self.drill_out:
-            display(self.drill())
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)

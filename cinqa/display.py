@@ -1,4 +1,4 @@
-"""Display helpers for notebooks and the QA report: static tables, plots, a child's timeline.
+"""Display helpers for notebooks and the QA report: static tables, plots, a measure over the years, a child's timeline.
 
 Everything here returns an object that renders the same in JupyterLab and in a static HTML
 export: tables as plain HTML, plots as matplotlib figures shown as PNG. Figures are built with
@@ -16,13 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, Image
+import matplotlib
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cinqa import collect, spec
+from cinqa.compare import MIN_COUNT, Comparison, changes
+from cinqa.errors import CinqaError
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
+from cinqa.measures import ALL, MEASURES
 from cinqa.returns import CensusReturn
 
 MAX_ROWS = 200
@@ -356,6 +360,55 @@ def plot_assessment_durations(ret: CensusReturn) -> Figure:
     if len(listed):
         ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
+    return fig
+
+
+# --- year on year --------------------------------------------------------------------------
+
+
+def plot_comparison(comp: Comparison, measure: str, breakdown: str = ALL,
+                    categories: Sequence[str] | None = None) -> Figure:
+    """Draw a measure's series over the compared census years; flagged changes are ringed in red."""
+    return plot_measure(comp.measures, measure, breakdown, categories, threshold=comp.threshold,
+                        min_count=comp.min_count)
+
+
+def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None,
+                 threshold: float | None = None, min_count: float = MIN_COUNT) -> Figure:
+    """Draw one measure's values by census year, one line per category of ``breakdown``; ring the
+    values whose change is flagged (see :func:`cinqa.compare.changes`) when ``threshold`` is given."""
+    rows = tidy[(tidy["measure"] == measure) & (tidy["breakdown"] == breakdown)]
+    if rows.empty:
+        raise CinqaError(f"no figures for measure {measure!r} with breakdown {breakdown!r}")
+    years = sorted(tidy["census_year"].unique())
+    wide = rows.pivot(index="census_year", columns="category", values="value").reindex(years)
+    wide = wide[list(dict.fromkeys(rows["category"]))]
+    if categories is not None:
+        wide = wide[[c for c in categories if c in wide]]
+    elif breakdown != ALL:
+        wide = wide.loc[:, wide.fillna(0).abs().sum() > 0]
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(years))
+    palette = "tab10" if wide.shape[1] <= 10 else "tab20"
+    cmap = matplotlib.colormaps[palette]
+    for i, cat in enumerate(wide):
+        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
+    if threshold is not None:
+        ch = changes(rows, threshold, years, min_count)
+        for r in ch[ch["flag"]].itertuples():
+            if r.category in wide:
+                ax.plot([years.index(r.later_year)], [r.later], "o", ms=13, mfc="none", mec="red", mew=1.5)
+    m = MEASURES.get(measure)
+    ax.set_title(m.description if m else measure, fontsize=10)
+    ax.set_xticks(x, years)
+    ax.set_xlim(-0.25, len(years) - 0.75)
+    ax.set_ylabel(rows["unit"].iloc[0])
+    top = np.nanmax(wide.to_numpy(dtype=float)) if wide.notna().any().any() else 1.0
+    ax.set_ylim(0, max(top, 1.0) * 1.1)
+    ax.grid(axis="y", alpha=0.3)
+    if breakdown != ALL:
+        ax.legend(title=breakdown, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     return fig
 
 

@@ -1,4 +1,5 @@
-"""Interactive drill-down for notebooks: from the failures table to a rule, a child, a timeline.
+"""Interactive drill-down for notebooks: from the failures table to a rule, a child, a timeline;
+from a year-on-year change to the children behind it.
 
 The widgets are a thin skin over plain methods (:meth:`DrillDown.select`,
 :meth:`DrillDown.pick_child`, :meth:`DrillDown.export`, :meth:`TableBrowser.page`), so the logic is
@@ -18,9 +19,11 @@ from IPython.display import HTML, display
 from matplotlib.figure import Figure
 
 from cinqa import display as show
+from cinqa.compare import HEADLINE, Comparison, changes, wide_table
 from cinqa.excel import write_error_report
 from cinqa.export import write_failures_csv
 from cinqa.failures import FAILURE_COLUMNS, for_display, summarise, verdict
+from cinqa.measures import ALL as NO_BREAKDOWN, MEASURES
 from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 from cinqa.returns import CensusReturn
 
@@ -297,3 +300,99 @@ class TableBrowser:
         c["pages"].value = f"of {pages:,}"
         self.output.outputs = ()
         self.output.append_display_data(show.table(df, max_rows=None) if len(df) else HTML("<i>No rows.</i>"))
+
+
+class YearOnYearExplorer:
+    """Widgets over a :class:`Comparison`: choose returns, measures and a breakdown; drill into a flag.
+
+    All state lives in the widgets, and :meth:`table` and :meth:`drill` compute what the outputs
+    show, so the class is tested by setting widget values without a browser.
+    """
+
+    def __init__(self, comp: Comparison) -> None:
+        self.comp = comp
+        present = list(dict.fromkeys(comp.measures["measure"]))
+        first = [m for m in HEADLINE if m in present][:3] or present[:1]
+        self.year_picker = W.SelectMultiple(options=comp.years, value=tuple(comp.years), description="Returns",
+                                            rows=min(6, max(2, len(comp.years))))
+        self.measure_picker = W.SelectMultiple(options=[(f"{m} - {MEASURES[m].description}", m) for m in present],
+                                               value=tuple(first), description="Measures", rows=8,
+                                               layout=W.Layout(width="70%"))
+        self.breakdown_picker = W.Dropdown(options=[NO_BREAKDOWN], value=NO_BREAKDOWN, description="Breakdown")
+        self.flagged_only = W.Checkbox(value=False, description="Flagged only")
+        self.flag_picker = W.Dropdown(options=[], description="Drill into", layout=W.Layout(width="70%"))
+        self.table_out = W.Output()
+        self.plot_image = W.Image(format="png")
+        self.drill_out = W.Output()
+        self.widget = W.VBox([
+            W.HBox([self.year_picker, self.measure_picker]),
+            W.HBox([self.breakdown_picker, self.flagged_only]),
+            self.table_out, self.plot_image,
+            W.HTML("<b>Children behind a flagged change</b>"), self.flag_picker, self.drill_out,
+        ])
+        for w in (self.year_picker, self.measure_picker, self.breakdown_picker, self.flagged_only):
+            w.observe(self._refresh, names="value")
+        self.flag_picker.observe(self._show_drill, names="value")
+        self._refresh()
+
+    @property
+    def years(self) -> list[str]:
+        return sorted(self.year_picker.value)
+
+    def _tidy(self) -> pd.DataFrame:
+        t = self.comp.measures
+        return t[t["measure"].isin(self.measure_picker.value) & (t["breakdown"] == self.breakdown_picker.value)]
+
+    def table(self) -> pd.DataFrame:
+        """Return the comparison table for the chosen returns, measures and breakdown."""
+        out = wide_table(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
+        return out[out["flag"]].reset_index(drop=True) if self.flagged_only.value else out
+
+    def flags(self) -> pd.DataFrame:
+        """Return the flagged changes between the chosen returns, largest first."""
+        ch = changes(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
+        ch = ch[ch["flag"]]
+        return ch.reindex(ch["pct_change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+    def drill(self, key: tuple[str, str, str, str, str] | None = None) -> pd.DataFrame:
+        """Return the children behind a flagged change ``(measure, breakdown, category, earlier, later)``."""
+        key = key if key is not None else self.flag_picker.value
+        if not key:
+            return pd.DataFrame()
+        measure, breakdown, category, earlier, later = key
+        return self.comp.children_behind(measure, breakdown, category, [earlier, later])
+
+    def _refresh(self, _change: object = None) -> None:
+        offered = [NO_BREAKDOWN, *dict.fromkeys(b for m in self.measure_picker.value for b in MEASURES[m].breakdowns)]
+        if list(self.breakdown_picker.options) != offered:
+            keep = self.breakdown_picker.value if self.breakdown_picker.value in offered else NO_BREAKDOWN
+            self.breakdown_picker.unobserve(self._refresh, names="value")
+            self.breakdown_picker.options = offered
+            self.breakdown_picker.value = keep
+            self.breakdown_picker.observe(self._refresh, names="value")
+        self.table_out.clear_output()
+        with self.table_out:
+            display(self.table())
+        chosen = list(self.measure_picker.value)
+        tidy = self._tidy()
+        tidy = tidy[tidy["census_year"].isin(self.years)]
+        if chosen and not tidy[tidy["measure"] == chosen[0]].empty:
+            fig = show.plot_measure(tidy, chosen[0], self.breakdown_picker.value, threshold=self.comp.threshold,
+                                    min_count=self.comp.min_count)
+            self.plot_image.value = show.png_bytes(fig)
+        else:
+            self.plot_image.value = b""
+        options = [(f"{r.measure} / {r.breakdown} / {r.category}: {r.earlier_year} -> {r.later_year} "
+                    f"({r.pct_change:+.0f}%)", (r.measure, r.breakdown, r.category, r.earlier_year, r.later_year))
+                   for r in self.flags().itertuples()]
+        self.flag_picker.options = options
+        self.flag_picker.value = options[0][1] if options else None
+        self._show_drill()
+
+    def _show_drill(self, _change: object = None) -> None:
+        self.drill_out.clear_output()
+        with self.drill_out:
+            display(self.drill())
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)

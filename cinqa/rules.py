@@ -29,7 +29,7 @@ import pandas as pd
 from cinqa import spec
 from cinqa.errors import CinqaError
 from cinqa.files import locate_shipped
-from cinqa.views import VIEW_TABLES, VIEWS, shift_dates
+from cinqa.views import VIEW_TABLES, VIEWS, census_date
 
 
 def locate_expectations(package_dir: str | Path | None = None) -> Path:
@@ -44,13 +44,13 @@ UNCHECKED_FILE = "unchecked.json"
 META_KEYS = ("rule", "message", "severity", "years", "entity", "fields")
 SEVERITIES = ("error", "query")
 _GX_SEVERITY = {"error": "critical", "query": "warning"}
-_DATE_TOKEN = re.compile(r"^\$(census_start|census_end)(.*)$")
+_DATE_TOKEN = re.compile(r"^\$census_(start|end)(.*)$")
 LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "checkable", "reason")
 
 
 @dataclass(frozen=True)
-class RuleEntry:
-    """One expectation of one rule (a rule may need more than one, or change between years)."""
+class Rule:
+    """A DfE rule as the Department lists it: code, severity, message, entity, fields and years."""
 
     rule: str
     severity: str
@@ -59,6 +59,18 @@ class RuleEntry:
     fields: tuple[str, ...]
     years: frozenset[str]
     years_text: str
+
+    def listing(self, reason: str | None = None) -> dict[str, Any]:
+        """Return the rule as a row of :func:`list_rules`; a ``reason`` says why it cannot be checked."""
+        return {"rule": self.rule, "severity": self.severity, "message": self.message, "entity": self.entity,
+                "fields": list(self.fields), "years": self.years_text, "checkable": reason is None,
+                "reason": reason or ""}
+
+
+@dataclass(frozen=True)
+class RuleEntry(Rule):
+    """One expectation of one rule (a rule may need more than one, or change between years)."""
+
     view: str
     type: str
     kwargs: dict[str, Any] = field(hash=False, compare=False)
@@ -72,16 +84,9 @@ class RuleEntry:
 
 
 @dataclass(frozen=True)
-class UncheckedRule:
+class UncheckedRule(Rule):
     """A DfE rule that cannot be checked from the return alone, and why."""
 
-    rule: str
-    severity: str
-    message: str
-    entity: str
-    fields: tuple[str, ...]
-    years: frozenset[str]
-    years_text: str
     reason: str
 
 
@@ -169,16 +174,14 @@ def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
     for e in rules_for_year(year, directory):
         row = rows.get(e.rule)
         if row is None:
-            rows[e.rule] = {"rule": e.rule, "severity": e.severity, "message": e.message, "entity": e.entity,
-                            "fields": list(e.fields), "years": e.years_text, "checkable": True, "reason": ""}
+            rows[e.rule] = e.listing()
             continue
         if e.entity not in row["entity"].split(", "):
             row["entity"] += f", {e.entity}"
         row["fields"] += [f for f in e.fields if f not in row["fields"]]
     for u in unchecked(directory):
         if year in u.years and u.rule not in rows:
-            rows[u.rule] = {"rule": u.rule, "severity": u.severity, "message": u.message, "entity": u.entity,
-                            "fields": list(u.fields), "years": u.years_text, "checkable": False, "reason": u.reason}
+            rows[u.rule] = u.listing(u.reason)
     df = pd.DataFrame(list(rows.values()), columns=list(LIST_COLUMNS))
     df["fields"] = df["fields"].map(", ".join)
     df["checkable"] = df["checkable"].astype(bool)
@@ -208,8 +211,7 @@ def resolve(value: Any, year: str) -> Any:
     if isinstance(value, str):
         m = _DATE_TOKEN.match(value)
         if m:
-            base = spec.census_start(year) if m.group(1) == "census_start" else spec.reference_date(year)
-            return shift_dates(base, m.group(2) or None).strftime("%Y-%m-%d")
+            return census_date(year, m.group(1), m.group(2) or None).strftime("%Y-%m-%d")
     return value
 
 

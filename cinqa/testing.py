@@ -53,14 +53,14 @@ from cinqa.checks.upn_letters import valid_upn
 from cinqa.failures import for_display
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn, Header
-from cinqa.views import shift_dates
+from cinqa.views import OFFSET_STEP, census_date, shift_dates
 from cinqa.write import write_return
 
 CASE_KEYS = {"name", "expect", "year", "tables", "header", "failing"}
 PARENT_KEYS = {"child", "episode", "assessment", "cpp"}
 # A date element written empty is written with this stand-in first, then emptied in the file.
 _EMPTY_DATE = "1801-01-01"
-_RELATIVE = re.compile(r"^(start|end)((?:[+-]\d+(?:WD|D|W|M|Y))*)$")
+_RELATIVE = re.compile(rf"^(start|end)((?:{OFFSET_STEP})*)$")
 _BASE_DISABILITIES = ("MOB", "HAND", "PC", "INC", "COMM", "LD", "HEAR", "VIS")
 _HEADER_FIELDS = {"Collection": "collection", "Year": "year", "ReferenceDate": "reference_date", "LEA": "la",
                   "SourceLevel": "source_level"}
@@ -124,8 +124,7 @@ def resolve_value(value: Any, year: str) -> Any:
     if isinstance(value, str):
         m = _RELATIVE.match(value)
         if m:
-            base = spec.census_start(year) if m.group(1) == "start" else spec.reference_date(year)
-            return shift_dates(base, m.group(2) or None).strftime("%Y-%m-%d")
+            return census_date(year, m.group(1), m.group(2) or None).strftime("%Y-%m-%d")
     return value
 
 

@@ -54,10 +54,15 @@ _ACTIVITY_DATES = (("assessments", "AssessmentActualStartDate"), ("assessments",
                    ("episodes", "DateOfInitialCPC"), ("cp_plans", "CPPendDate"),
                    ("cin_plans", "CINPlanStartDate"), ("cin_plans", "CINPlanEndDate"))
 _NFA_ACTIVITY_DATES = _ACTIVITY_DATES[:5]
+# The episode's columns that the rules of most of its modules read.
+_EPISODE_FACTS = ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA")
 
 _DTYPES = {"date": "datetime64[s]", "datetime": "datetime64[s]", "bool": "boolean", "int": "Int64"}
-_OFFSET = re.compile(r"([+-]\d+)(WD|D|W|M|Y)")
-_OFFSETS = re.compile(r"^(?:[+-]\d+(?:WD|D|W|M|Y))+$")
+_UNITS = "WD|D|W|M|Y"
+OFFSET_STEP = rf"[+-]\d+(?:{_UNITS})"
+"""One step of a date offset as a regular expression: ``-45WD``, ``+9M`` (an offset is one or more)."""
+_STEPS = re.compile(rf"([+-]\d+)({_UNITS})")
+_OFFSET = re.compile(rf"^(?:{OFFSET_STEP})+$")
 
 
 def build_views(ret: CensusReturn, year: str | None = None,
@@ -74,26 +79,24 @@ def build_views(ret: CensusReturn, year: str | None = None,
     return {name: builder.view(name) for name in wanted}
 
 
-def is_offset(text: str) -> bool:
-    """Tell whether ``text`` is a date offset such as ``-280D``, ``+9M``, ``-4Y+5M`` or ``-1WD``."""
-    return bool(_OFFSETS.match(text))
+def check_offset(text: str, name: str = "date offset") -> None:
+    """Raise ValueError naming ``name`` unless ``text`` is a date offset such as ``-280D``, ``-4Y+5M`` or ``-45WD``."""
+    if not _OFFSET.match(text):
+        raise ValueError(f"{name} {text!r} is not like '-280D', '+9M', '-4Y+5M' or '-45WD'")
 
 
 def shift_dates(values: pd.Series | pd.Timestamp, offset: str | None) -> pd.Series | pd.Timestamp:
     """Move dates by ``offset``: signed steps of days (D), weeks (W), months (M), years (Y) or working days (WD).
 
-    Steps apply left to right, so ``-4Y+5M`` from 31 March 2025 is 31 August 2021. Working days
-    count England's weekdays that are not bank holidays, as a calendar-aware "n working days
-    before/after" does: one working day before Saturday 1 April 2023 is Friday 31 March, and
-    one before Easter Monday 1 April 2024 is Thursday 28 March (Good Friday is a holiday).
+    Steps apply left to right, so ``-4Y+5M`` from 31 March 2025 is 31 August 2021. A working-day
+    step is :func:`cinqa.workdays.add_working_days`.
     """
     if not offset:
         return values
-    if not is_offset(offset):
-        raise ValueError(f"date offset {offset!r} is not like '-280D', '+9M', '-4Y+5M' or '-1WD'")
+    check_offset(offset)
     scalar = isinstance(values, pd.Timestamp)
     out = pd.Series([values]) if scalar else values
-    for amount, unit in _OFFSET.findall(offset):
+    for amount, unit in _STEPS.findall(offset):
         n = int(amount)
         if unit == "D":
             out = out + pd.Timedelta(days=n)
@@ -106,6 +109,19 @@ def shift_dates(values: pd.Series | pd.Timestamp, offset: str | None) -> pd.Seri
         else:
             out = workdays.add_working_days(out, n)
     return out.iloc[0] if scalar else out
+
+
+def census_date(year: str, anchor: str, offset: str | None = None) -> pd.Timestamp:
+    """Return census ``year``'s ``"start"`` (1 April) or ``"end"`` (31 March), moved by ``offset``."""
+    base = {"start": spec.census_start, "end": spec.reference_date}[anchor](year)
+    return shift_dates(base, offset)
+
+
+def _return_locator() -> dict[str, object]:
+    """Return the locator columns of a view with one row per return: in no child, episode, item or line."""
+    none = pd.array([pd.NA], dtype="Int64")  # a DataFrame built from a dict copies it per column
+    return {"row": [0], "child": none, "LAchildID": pd.array([pd.NA], dtype="str"), "episode": none, "item": none,
+            "line": none}
 
 
 class ViewBuilder:
@@ -178,6 +194,18 @@ class ViewBuilder:
                 rest[node.column] = _col(rest, node.column, _DTYPES.get(node.type, "object"))
         return pd.concat([loc, rest], axis=1)
 
+    def _entity_view(self, table: str, *, parent_dates: tuple[str, ...] = (), episode_facts: tuple[str, ...] = (),
+                     child_dates: tuple[str, ...] = ()) -> pd.DataFrame:
+        """Start the view of ``table``: the locator, its rows, then its parent's, episode's and child's columns."""
+        df = self._with_locator(table, self._table(table).copy())
+        if parent_dates:
+            self._add_parent_dates(df, spec.table_parent(table), parent_dates)
+        if episode_facts:
+            self._add_episode_facts(df, episode_facts)
+        if child_dates:
+            self._add_child_dates(df, child_dates)
+        return df
+
     def _census(self, df: pd.DataFrame) -> pd.DataFrame:
         df["census_start"] = np.full(len(df), np.datetime64(self.start, "s"))
         df["census_end"] = np.full(len(df), np.datetime64(self.end, "s"))
@@ -199,9 +227,9 @@ class ViewBuilder:
 
     # -- counts shared between views ------------------------------------------------------
 
-    def _add_parent_dates(self, df: pd.DataFrame, parent: str, keys: tuple[str, ...],
-                          cols: tuple[str, ...]) -> None:
+    def _add_parent_dates(self, df: pd.DataFrame, parent: str, cols: tuple[str, ...]) -> None:
         """Copy date columns of each row's parent (an assessment of a factor) onto ``df``."""
+        keys = spec.TABLE_KEYS[parent]
         got = self._table(parent).set_index(list(keys)).reindex(
             pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in keys]))
         for col in cols:
@@ -252,12 +280,7 @@ class ViewBuilder:
     def _v_header(self) -> pd.DataFrame:
         h = self.ret.header
         df = pd.DataFrame({
-            "row": [0],
-            "child": pd.array([pd.NA], dtype="Int64"),
-            "LAchildID": pd.array([pd.NA], dtype="str"),
-            "episode": pd.array([pd.NA], dtype="Int64"),
-            "item": pd.array([pd.NA], dtype="Int64"),
-            "line": pd.array([pd.NA], dtype="Int64"),
+            **_return_locator(),
             "Collection": [h.collection],
             "Year": pd.array([h.year], dtype="Int64"),
             "ReferenceDate": pd.Series([h.reference_date], dtype="datetime64[s]"),
@@ -307,8 +330,8 @@ class ViewBuilder:
     @cached_property
     def _v_episodes(self) -> pd.DataFrame:
         e = self._table("episodes")
-        df = self._with_locator("episodes", e.copy())
-        self._add_child_dates(df, ("PersonBirthDate", "ExpectedPersonBirthDate", "PersonDeathDate"))
+        df = self._entity_view("episodes",
+                               child_dates=("PersonBirthDate", "ExpectedPersonBirthDate", "PersonDeathDate"))
         df["birth_or_expected_birth_date"] = df["PersonBirthDate"].fillna(df["ExpectedPersonBirthDate"])
         child = ("child",)
         ep = ("child", "episode")
@@ -346,9 +369,8 @@ class ViewBuilder:
     @cached_property
     def _v_assessments(self) -> pd.DataFrame:
         a = self._table("assessments")
-        df = self._with_locator("assessments", a.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA"))
-        self._add_child_dates(df, ("PersonBirthDate", "PersonDeathDate", "has_disability"))
+        df = self._entity_view("assessments", episode_facts=_EPISODE_FACTS,
+                               child_dates=("PersonBirthDate", "PersonDeathDate", "has_disability"))
         ep = ("child", "episode")
         own = ("child", "episode", "assessment")
         start = _col(a, "AssessmentActualStartDate", "datetime64[s]")
@@ -379,16 +401,14 @@ class ViewBuilder:
         df["initial_assessment_start"] = (first.reindex(pd.MultiIndex.from_arrays(
             [a[k].to_numpy(dtype="int64") for k in ep])).to_numpy(dtype="datetime64[s]")
             if len(first) else np.full(len(df), np.datetime64("NaT"), dtype="datetime64[s]"))
-        df["working_days_to_authorisation"] = workdays.working_days_between(start, auth).array
         return self._census(df)
 
     @cached_property
     def _v_factors(self) -> pd.DataFrame:
-        f = self._table("assessment_factors")
-        df = self._with_locator("assessment_factors", f.copy())
+        df = self._entity_view("assessment_factors",
+                               parent_dates=("AssessmentActualStartDate", "AssessmentAuthorisationDate"),
+                               episode_facts=("CINclosureDate", "ReasonForClosure", "ReferralNFA"))
         own = ("child", "episode", "assessment")
-        self._add_parent_dates(df, "assessments", own, ("AssessmentActualStartDate", "AssessmentAuthorisationDate"))
-        self._add_episode_facts(df, ("CINclosureDate", "ReasonForClosure", "ReferralNFA"))
         df["factors_for_assessment"] = self._lookup(self._count("assessment_factors", own), df, own)
         df["assessments_in_episode"] = self._lookup(self._count("assessments", ("child", "episode")), df, ("child", "episode"))
         return self._census(df)
@@ -396,15 +416,12 @@ class ViewBuilder:
     @cached_property
     def _v_section47(self) -> pd.DataFrame:
         s = self._table("section47")
-        df = self._with_locator("section47", s.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA",
-                                     "CINdetails_DateOfInitialCPC"))
-        self._add_child_dates(df, ("PersonDeathDate",))
+        df = self._entity_view("section47", episode_facts=(*_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
+                               child_dates=("PersonDeathDate",))
         ep = ("child", "episode")
         start = _col(s, "S47ActualStartDate", "datetime64[s]")
         icpc = _col(s, "DateOfInitialCPC", "datetime64[s]")
-        not_required = _col(s, "ICPCnotRequired", "boolean").eq(True).fillna(False)
-        is_open = icpc.isna() & ~not_required
+        is_open = self._open_s47_mask
         df["open_s47_in_episode"] = self._lookup(self._count("section47", ep, is_open), df, ep)
         hi = icpc.where(icpc.notna(), pd.Timestamp(self.end).as_unit("s")).where(icpc.notna() | is_open, pd.NaT)
         df["starts_inside_other_s47"] = starts_inside(
@@ -415,10 +432,8 @@ class ViewBuilder:
     @cached_property
     def _v_cp_plans(self) -> pd.DataFrame:
         p = self._table("cp_plans")
-        df = self._with_locator("cp_plans", p.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA",
-                                     "CINdetails_DateOfInitialCPC"))
-        self._add_child_dates(df, ("PersonDeathDate",))
+        df = self._entity_view("cp_plans", episode_facts=(*_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
+                               child_dates=("PersonDeathDate",))
         start = _col(p, "CPPstartDate", "datetime64[s]")
         end = _col(p, "CPPendDate", "datetime64[s]")
         child, ep = ("child",), ("child", "episode")
@@ -484,9 +499,7 @@ class ViewBuilder:
     @cached_property
     def _v_cin_plans(self) -> pd.DataFrame:
         c = self._table("cin_plans")
-        df = self._with_locator("cin_plans", c.copy())
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA"))
-        self._add_child_dates(df, ("PersonDeathDate",))
+        df = self._entity_view("cin_plans", episode_facts=_EPISODE_FACTS, child_dates=("PersonDeathDate",))
         start = _col(c, "CINPlanStartDate", "datetime64[s]")
         end = _col(c, "CINPlanEndDate", "datetime64[s]")
         child, ep = ("child",), ("child", "episode")
@@ -510,10 +523,8 @@ class ViewBuilder:
     @cached_property
     def _v_reviews(self) -> pd.DataFrame:
         r = self._table("cp_reviews")
-        df = self._with_locator("cp_reviews", r.copy())
-        own = ("child", "episode", "cpp")
-        self._add_parent_dates(df, "cp_plans", own, ("CPPstartDate", "CPPendDate"))
-        self._add_episode_facts(df, ("CINreferralDate", "CINclosureDate", "ReferralNFA"))
+        df = self._entity_view("cp_reviews", parent_dates=("CPPstartDate", "CPPendDate"),
+                               episode_facts=("CINreferralDate", "CINclosureDate", "ReferralNFA"))
         plans = self._table("cin_plans")
         # 4003: on or between a CIN plan's start and end dates (through the census end if it is
         # open) in the same episode; a review on its own protection plan's end date is allowed,
@@ -548,12 +559,7 @@ class ViewBuilder:
             return int(s.between(start, end).sum())
 
         df = pd.DataFrame({
-            "row": [0],
-            "child": pd.array([pd.NA], dtype="Int64"),
-            "LAchildID": pd.array([pd.NA], dtype="str"),
-            "episode": pd.array([pd.NA], dtype="Int64"),
-            "item": pd.array([pd.NA], dtype="Int64"),
-            "line": pd.array([pd.NA], dtype="Int64"),
+            **_return_locator(),
             "children": [n],
             "children_with_no_gender_recorded": [int(born_no_gender.sum())],
             "share_with_no_gender_recorded": [float(born_no_gender.sum()) / n if n else np.nan],

@@ -1,10 +1,9 @@
-"""Year-on-year comparison: the table of changes, continuity findings, plots and widgets."""
+"""Year-on-year comparison: the table of changes and continuity findings."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 
 from cinqa.compare import FINDINGS, INFORMATION, Comparison, changes, compare, continuity, summarise, wide_table
 from cinqa.errors import CinqaError
@@ -271,36 +270,6 @@ def test_summary_tables_for_the_report(comp):
     assert head["description"].iloc[0] == "Referrals in the year"
     assert head["flag"].dtype == bool
     assert tables["Continuity findings by type"]["findings"].sum() == len(comp.continuity)
-
-
-def test_plot_draws_one_line_per_category_and_rings_flags(comp):
-    fig = comp.plot("referrals")
-    assert isinstance(fig, Figure)
-    ax = fig.axes[0]
-    assert ax.get_title() == "Referrals in the year"
-    assert len(ax.lines) == 2                        # the series and one ring: 3 -> 4 referrals is +33%
-    fig = comp.plot("referrals", "referral_source")
-    assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == {"Schools", "Police"}
-    with pytest.raises(CinqaError):
-        comp.plot("referrals", "factor")
-
-
-def test_explorer_filters_by_return_and_measure_and_drills_into_a_flag(comp):
-    ex = comp.explore()
-    ex.measure_picker.value = ("referrals",)
-    assert set(ex.table()["measure"]) == {"referrals"}
-    assert "referral_source" in ex.breakdown_picker.options
-    ex.breakdown_picker.value = "referral_source"
-    assert set(ex.table()["breakdown"]) == {"referral_source"}
-    ex.flagged_only.value = True
-    assert set(ex.table()["category"]) == {"Schools"}      # Police 0 -> 2 has no percentage
-    assert ex.flag_picker.options and ex.flag_picker.value[:3] == ("referrals", "referral_source", "Schools")
-    drilled = ex.drill()
-    assert set(drilled["LAchildID"]) == {"B", "C", "D", "E", "X"}
-    assert ex.plot_image.value[:4] == b"\x89PNG"
-    ex.year_picker.value = (L,)
-    assert list(ex.table().columns[:5]) == ["measure", "breakdown", "category", "unit", L]
-    assert ex.flag_picker.options == ()
 
 
 def _has_generate_series() -> bool:

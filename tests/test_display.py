@@ -1,4 +1,4 @@
-"""Display helpers: table text and alignment, distributions, figures, and the child timeline."""
+"""Display helpers: table text and alignment, distributions, figures, year-on-year plots, the child timeline."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 
 from cinqa import collect, read_return
 from cinqa import display as show
+from cinqa.errors import CinqaError
+from test_compare import comp  # noqa: F401  (a fixture)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -157,3 +159,15 @@ def test_child_timeline_draws_open_items_to_31_march_and_rejects_unknown_childre
 def test_keys_and_line_numbers_have_no_thousands_separator():
     text = show.format_frame(pd.DataFrame({"line": [12345], "child": [1234], "rows": [12345]}))
     assert text.iloc[0].tolist() == ["12345", "1234", "12,345"]
+
+
+def test_plot_draws_one_line_per_category_and_rings_flags(comp):
+    fig = show.plot_comparison(comp, "referrals")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_title() == "Referrals in the year"
+    assert len(ax.lines) == 2                        # the series and one ring: 3 -> 4 referrals is +33%
+    fig = show.plot_comparison(comp, "referrals", "referral_source")
+    assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == {"Schools", "Police"}
+    with pytest.raises(CinqaError):
+        show.plot_comparison(comp, "referrals", "factor")

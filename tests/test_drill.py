@@ -26,8 +26,9 @@ from openpyxl import load_workbook
 
 import cinqa
 from cinqa import read_return
-from cinqa.drill import ALL, DrillDown, TableBrowser
+from cinqa.drill import ALL, DrillDown, TableBrowser, YearOnYearExplorer
 from cinqa.failures import ERRORED_COLUMNS
+from test_compare import L, comp  # noqa: F401  (comp is a fixture)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -385,3 +386,21 @@ def test_in_a_real_jupyterlab_picking_a_rule_shows_its_failing_child(tmp_path):
             browser.close()
         server.terminate()
         server.wait(30)
+
+
+def test_explorer_filters_by_return_and_measure_and_drills_into_a_flag(comp):
+    ex = YearOnYearExplorer(comp)
+    ex.measure_picker.value = ("referrals",)
+    assert set(ex.table()["measure"]) == {"referrals"}
+    assert "referral_source" in ex.breakdown_picker.options
+    ex.breakdown_picker.value = "referral_source"
+    assert set(ex.table()["breakdown"]) == {"referral_source"}
+    ex.flagged_only.value = True
+    assert set(ex.table()["category"]) == {"Schools"}      # Police 0 -> 2 has no percentage
+    assert ex.flag_picker.options and ex.flag_picker.value[:3] == ("referrals", "referral_source", "Schools")
+    drilled = ex.drill()
+    assert set(drilled["LAchildID"]) == {"B", "C", "D", "E", "X"}
+    assert ex.plot_image.value[:4] == b"\x89PNG"
+    ex.year_picker.value = (L,)
+    assert list(ex.table().columns[:5]) == ["measure", "breakdown", "category", "unit", L]
+    assert ex.flag_picker.options == ()

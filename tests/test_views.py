@@ -8,7 +8,7 @@ import pytest
 
 import cinqa
 from cinqa import spec
-from cinqa.views import LOCATOR, VIEWS, build_views, shift_dates, starts_inside
+from cinqa.views import LOCATOR, VIEWS, build_views, census_date, shift_dates, starts_inside
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -53,6 +53,23 @@ def test_shift_dates_moves_by_calendar_and_working_days(start, offset, expected)
 def test_shift_dates_refuses_unknown_offsets():
     with pytest.raises(ValueError, match="date offset"):
         shift_dates(T("2024-03-31"), "-3 days")
+
+
+def test_a_bad_offset_is_refused_in_the_same_words_by_the_suites_and_shift_dates():
+    from cinqa.checks.bounds import ExpectColumnValuesToBeBetweenColumns
+
+    with pytest.raises(ValueError) as shifted:
+        shift_dates(T("2024-03-31"), "-3 days")
+    with pytest.raises(ValueError) as bounded:
+        ExpectColumnValuesToBeBetweenColumns(column="a", min_column="b", min_offset="-3 days")
+    assert str(shifted.value).replace("date offset", "min_offset") in str(bounded.value)
+
+
+def test_census_dates_are_the_start_or_end_of_the_year_moved_by_an_offset():
+    assert census_date("2023-24", "start") == T("2023-04-01")
+    assert census_date("2023-24", "end") == T("2024-03-31")
+    assert census_date("2023-24", "end", "-45WD") == T("2024-01-26")
+    assert census_date("2023-24", "start", "-1WD") == T("2023-03-31")
 
 
 def test_every_view_starts_with_the_locator_and_numbers_its_rows(views_2023, views_2012):

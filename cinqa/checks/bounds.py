@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional
 import pandas as pd
 
 from cinqa.checks import _gx  # noqa: F401
-from cinqa.views import is_offset, shift_dates
+from cinqa.views import check_offset, shift_dates
 from great_expectations.compatibility import pydantic
 from great_expectations.execution_engine import PandasExecutionEngine
 from great_expectations.expectations.expectation import MulticolumnMapExpectation
@@ -83,9 +83,8 @@ class ExpectColumnValuesToBeBetweenColumns(MulticolumnMapExpectation):
         if not values.get("min_column") and not values.get("max_column"):
             raise ValueError("give min_column, max_column or both")
         for key in ("min_offset", "max_offset"):
-            off = values.get(key)
-            if off and not is_offset(off):
-                raise ValueError(f"{key} {off!r} is not like '-280D', '+9M', '-4Y+5M' or '-45WD'")
+            if values.get(key):
+                check_offset(values[key], key)
         # GX needs at least two columns in a multicolumn domain; a bound may be the column itself.
         values["column_list"] = cols if len(cols) > 1 else cols * 2
         return values

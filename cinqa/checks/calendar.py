@@ -22,4 +22,3 @@ class ExpectColumnValuesToBeWeekdays(ColumnMapExpectation):
     """Expect every date to be a Monday to Friday (bank holidays are not excluded)."""
 
     map_metric = "column_values.cinqa_weekdays"
-    success_keys = ("mostly",)

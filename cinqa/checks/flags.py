@@ -15,33 +15,34 @@ from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
 
 
-class ColumnValuesTrue(ColumnMapMetricProvider):
+class _ColumnValuesAre(ColumnMapMetricProvider):
+    """A flag must equal ``value``; GX registers each subclass's metric under its own name."""
+
+    value: bool
+    filter_column_isnull = False
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
+        return column.eq(cls.value).fillna(False).astype(bool)
+
+
+class ColumnValuesTrue(_ColumnValuesAre):
     condition_metric_name = "column_values.cinqa_true"
-    filter_column_isnull = False
-
-    @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
-        return column.eq(True).fillna(False).astype(bool)
+    value = True
 
 
-class ColumnValuesFalse(ColumnMapMetricProvider):
+class ColumnValuesFalse(_ColumnValuesAre):
     condition_metric_name = "column_values.cinqa_false"
-    filter_column_isnull = False
-
-    @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
-        return column.eq(False).fillna(False).astype(bool)
+    value = False
 
 
 class ExpectColumnValuesToBeTrue(ColumnMapExpectation):
     """Expect a boolean column to be true on every row (missing counts as not true)."""
 
     map_metric = "column_values.cinqa_true"
-    success_keys = ("mostly",)
 
 
 class ExpectColumnValuesToBeFalse(ColumnMapExpectation):
     """Expect a boolean column to be false on every row (missing counts as not false)."""
 
     map_metric = "column_values.cinqa_false"
-    success_keys = ("mostly",)

@@ -38,11 +38,9 @@ class ExpectColumnValuesToHaveValidUpnCheckLetters(ColumnMapExpectation):
     """Expect each UPN's first character to be the check letter its characters 2-13 call for."""
 
     map_metric = "column_values.cinqa_upn_check_letter"
-    success_keys = ("mostly",)
 
 
 class ExpectColumnValuesToBeWellFormedUpns(ColumnMapExpectation):
     """Expect each value to be a complete, correctly check-lettered UPN."""
 
     map_metric = "column_values.cinqa_well_formed_upn"
-    success_keys = ("mostly",)
