@@ -560,7 +560,7 @@ def _plans(f: Faults) -> pd.DataFrame:
 
 FACTS: dict[str, Callable[[Faults], pd.DataFrame]] = {
     "children": _kids, "episodes": lambda f: f.ep, "section47": _s47, "assessments": _assessments,
-    "cp_plans": _cpp, "cin_plans": _plans,
+    "cp_plans": _cpp, "cin_plans": _plans, "assessment_factors": lambda f: f.t["assessment_factors"],
 }
 
 
@@ -760,6 +760,109 @@ for _code, _setter in SETTERS.items():
     register(_code, _setter.table, _setter)
 
 
+@dataclass(frozen=True)
+class Adder:
+    """Break a rule by adding a row to ``add`` under the parents of a row chosen from ``FACTS[table]``.
+
+    ``values(f, row)`` gives the new row's values (it may raise :class:`Unfit`); ``change`` is
+    formatted with them and the chosen row's (``row[...]``), dates as ``YYYY-MM-DD``, and the new
+    row's ordinal ``n``. The fault is reported on ``report`` (default ``add``) at the new row, or
+    at the chosen one when ``at_chosen``; ``needs`` orders it (default ``table``, see :data:`ORDER`).
+    """
+
+    table: str
+    add: str
+    values: Callable[[Faults, pd.Series], dict[str, Any]]
+    change: str
+    where: Where | None = None
+    report: str | None = None
+    at_chosen: bool = False
+    needs: str | None = None
+
+    def __call__(self, f: Faults) -> None:
+        rows = FACTS[self.table](f)
+        row = f.choose(rows, *((self.where(f, rows),) if self.where else ()))
+        values = self.values(f, row)
+        n = f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **values)
+        change = self.change.format(row={k: _fmt(v) for k, v in row.items()}, n=n,
+                                    **{k: _fmt(v) for k, v in values.items()})
+        f.record(self.report or self.add, row, change, item=None if self.at_chosen else n)
+
+
+def _same_cpp(f: Faults, c: pd.Series, **dates: Any) -> dict[str, Any]:
+    """Return the values of a plan beside ``c``: its start, categories and previous plans, and ``dates``."""
+    return {"CPPstartDate": c["CPPstartDate"], **dates, "InitialCategoryOfAbuse": c["InitialCategoryOfAbuse"],
+            "LatestCategoryOfAbuse": c["LatestCategoryOfAbuse"], "NumberOfPreviousCPP": c["NumberOfPreviousCPP"]}
+
+
+def _overlap_end(f: Faults, c: pd.Series) -> pd.Timestamp:
+    limit = min(x for x in (c["CINclosureDate"], c["CPPendDate"], f.ref) if pd.notna(x))
+    return max(f.start + DAY, min(limit, f.start + DAY * 10))
+
+
+def _done_with_factors(f: Faults, a: pd.DataFrame) -> Any:
+    return a["done"] & (a["n_factors"] > 0) & ~a["has_21"]
+
+
+ADDERS: dict[str, Adder] = {
+    "8794": Adder("children", "disabilities", lambda f, k: {
+        "Disability": f.rows("disabilities", k["child"])["Disability"].iloc[0]},
+        "added Disability {Disability} a second time", lambda f, k: k["n_disabilities"] > 0),
+    "2990": Adder("episodes", "section47", lambda f, e: {"S47ActualStartDate": f.rows(
+        "assessments", e["child"], e["episode"])["AssessmentActualStartDate"].min(), "ICPCnotRequired": True},
+        "added Section47 s47={n} (S47ActualStartDate={S47ActualStartDate}, ICPCnotRequired=true) to a "
+        "{row[ReasonForClosure]} episode", lambda f, e: e["nin"] & (e["n_assess"] > 0), report="episodes",
+        at_chosen=True),
+    # an enquiry concluded by a conference the working day before the referral (2889 fails too)
+    "1104": Adder("episodes", "section47", lambda f, e: dict.fromkeys(
+        ("S47ActualStartDate", "DateOfInitialCPC"), f.wd(e["CINreferralDate"], -1)) | {"ICPCnotRequired": False},
+        "added Section47 with DateOfInitialCPC {DateOfInitialCPC} before CINreferralDate {row[CINreferralDate]}",
+        lambda f, e: ~e["nfa"] & ~e["nin"] & (e["n_assess"] > 0) & (e["CINreferralDate"] > f.start + 7 * DAY),
+        needs="section47"),
+    "8890": Adder("section47", "section47", lambda f, s: {
+        "S47ActualStartDate": s["S47ActualStartDate"] + DAY, "ICPCnotRequired": True},
+        "added Section47 starting {S47ActualStartDate} during another", lambda f, s: s["DateOfInitialCPC"].notna()
+        & (s["DateOfInitialCPC"] - s["S47ActualStartDate"] >= 2 * DAY)),
+    "8614": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "3B"},
+                  "added AssessmentFactors 3B (factor {n}) to an assessment not authorised", lambda f, a: ~a["done"],
+                  report="assessments", at_chosen=True),
+    "8617": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "8A"},
+                  "added AssessmentFactors 8A", _done_with_factors),
+    "8945Q": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "18A"},
+                   "added AssessmentFactors 18A", _done_with_factors),
+    "8950Q": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "19A"},
+                   "added AssessmentFactors 19A", _done_with_factors),
+    "8898": Adder("assessment_factors", "assessment_factors", lambda f, r: {"AssessmentFactors": str(r["AssessmentFactors"])},
+                  "added AssessmentFactors {AssessmentFactors} a second time",
+                  lambda f, r: r["AssessmentFactors"].astype(str) != "21", needs="assessments"),
+    # a second open plan beside an open one (their dates overlap: 8940, and 2885/2883 may fail)
+    "8935": Adder("cp_plans", "cp_plans", _same_cpp, "added a second open plan starting {CPPstartDate}",
+                  lambda f, c: ~c["ended"]),
+    "8940": Adder("cp_plans", "cp_plans", lambda f, c: _same_cpp(f, c, CPPendDate=_overlap_end(f, c)),
+                  "added a plan {CPPstartDate}..{CPPendDate} overlapping plan {row[cpp]}",
+                  lambda f, c: c["CPPstartDate"] < f.start),
+    "4000": Adder("episodes", "cin_plans", lambda f, e: {"CINPlanStartDate": e["CINreferralDate"]},
+                  "added an open CIN plan to an NFA referral",
+                  lambda f, e: e["nfa"] & ~e["child"].map(f.kids["any_plan"]), needs="cin_plans"),
+    # an open CIN plan during an open protection plan (it starts inside it: 4016 too)
+    "4001": Adder("cp_plans", "cin_plans", lambda f, c: {"CINPlanStartDate": c["CPPstartDate"] + DAY},
+                  "added an open CIN plan starting {CINPlanStartDate}",
+                  lambda f, c: ~c["ended"] & (c["CPPstartDate"] < f.ref) & (c["n_plans"] == 0), needs="cin_plans"),
+    # a second open CIN plan (it overlaps the first: 4014 too)
+    "4004": Adder("cin_plans", "cin_plans", lambda f, p: {"CINPlanStartDate": p["CINPlanStartDate"] + DAY},
+                  "added a second open CIN plan starting {CINPlanStartDate}",
+                  lambda f, p: ~p["ended"] & (p["CINPlanStartDate"] < f.ref)),
+    "4014": Adder("cin_plans", "cin_plans", lambda f, p: {
+        "CINPlanStartDate": p["CINPlanStartDate"] + DAY, "CINPlanEndDate": p["CINPlanEndDate"]},
+        "added a CIN plan {CINPlanStartDate}..{CINPlanEndDate} inside plan {row[cin_plan]}",
+        lambda f, p: p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= 2 * DAY)),
+}
+"""The faults that add one row beside a chosen one, by rule."""
+
+for _code, _adder in ADDERS.items():
+    register(_code, _adder.needs or _adder.table, _adder)
+
+
 # -- faults of other shapes: children ---------------------------------------------------------------
 
 
@@ -869,15 +972,6 @@ def _none_and_other(f: Faults) -> None:
     f.fault(k["child"], "disabilities", "added Disability AUT beside NONE", item=none)
 
 
-@injector("8794", "children")
-def _duplicate_disability(f: Faults) -> None:
-    kids = _kids(f)
-    k = f.choose(kids, kids["n_disabilities"] > 0)
-    code = f.rows("disabilities", k["child"])["Disability"].iloc[0]
-    n = f.add("disabilities", child=k["child"], Disability=code)
-    f.fault(k["child"], "disabilities", f"added Disability {code} a second time", item=n)
-
-
 # -- episodes -------------------------------------------------------------------------------------
 
 
@@ -891,15 +985,6 @@ def _overlapping_episodes(f: Faults) -> None:
                  & (ep["CINclosureDate"] - ep["CINreferralDate"] >= pd.Timedelta(days=2)))
     later = ep[(ep["child"] == e["child"]) & (ep["CINreferralDate"] > e["CINreferralDate"])].iloc[0]
     f.record("episodes", later, f.set("episodes", later["label"], "CINreferralDate", e["CINclosureDate"] - DAY))
-
-
-@injector("2990", "episodes")
-def _activity_after_rc8(f: Faults) -> None:
-    e = f.choose(f.ep, f.ep["nin"] & (f.ep["n_assess"] > 0))
-    start = f.rows("assessments", e["child"], e["episode"])["AssessmentActualStartDate"].min()
-    n = f.add("section47", child=e["child"], episode=e["episode"], S47ActualStartDate=start, ICPCnotRequired=True)
-    f.record("episodes", e, f"added Section47 s47={n} (S47ActualStartDate={_fmt(start)}, ICPCnotRequired=true) "
-             f"to a {e['ReasonForClosure']} episode")
 
 
 def _drop_assessments(f: Faults, e: pd.Series) -> int:
@@ -961,19 +1046,6 @@ def _last_activity(f: Faults, e: pd.Series) -> pd.Timestamp:
 
 
 # -- section 47 ------------------------------------------------------------------------------------
-
-
-@injector("1104", "section47")
-def _icpc_before_referral(f: Faults) -> None:
-    """Add an enquiry concluded by a conference the working day before the referral (2889 fails too)."""
-    ep = f.ep
-    e = f.choose(ep, ~ep["nfa"] & ~ep["nin"] & (ep["n_assess"] > 0)
-                 & (ep["CINreferralDate"] > f.start + pd.Timedelta(days=7)))
-    day = f.wd(e["CINreferralDate"], -1)
-    n = f.add("section47", child=e["child"], episode=e["episode"], S47ActualStartDate=day, DateOfInitialCPC=day,
-              ICPCnotRequired=False)
-    f.record("section47", e, f"added Section47 with DateOfInitialCPC {_fmt(day)} before "
-             f"CINreferralDate {_fmt(e['CINreferralDate'])}", item=n)
 
 
 @injector("2884", "section47")
@@ -1041,16 +1113,6 @@ def _icpc_on_weekend(f: Faults) -> None:
                                      f.saturday_after(row["DateOfInitialCPC"])))
 
 
-@injector("8890", "section47")
-def _s47_overlap(f: Faults) -> None:
-    s = _s47(f)
-    row = f.choose(s, s["DateOfInitialCPC"].notna()
-                   & (s["DateOfInitialCPC"] - s["S47ActualStartDate"] >= pd.Timedelta(days=2)))
-    day = row["S47ActualStartDate"] + DAY
-    n = f.add("section47", child=row["child"], episode=row["episode"], S47ActualStartDate=day, ICPCnotRequired=True)
-    f.record("section47", row, f"added Section47 starting {_fmt(day)} during another", item=n)
-
-
 # -- assessments and factors ----------------------------------------------------------------------
 
 
@@ -1071,14 +1133,6 @@ def _add_factor(f: Faults, a: pd.Series, code: str) -> int:
 def _unauthorise(f: Faults, a: pd.Series) -> str:
     n = _drop_factors(f, a)
     return f.set("assessments", a["label"], "AssessmentAuthorisationDate", None) + f"; removed {n} factors"
-
-
-@injector("8614", "assessments")
-def _factors_on_open_assessment(f: Faults) -> None:
-    a = _assessments(f)
-    row = f.choose(a, ~a["done"])
-    n = _add_factor(f, row, "3B")
-    f.record("assessments", row, f"added AssessmentFactors 3B (factor {n}) to an assessment not authorised")
 
 
 @injector("8670Q", "assessments")
@@ -1168,29 +1222,6 @@ def _completed_without_factors(f: Faults) -> None:
     f.record("assessments", row, f"removed {_drop_factors(f, row)} AssessmentFactors")
 
 
-@injector("8898", "assessments")
-def _duplicate_factor(f: Faults) -> None:
-    fac = f.t["assessment_factors"]
-    row = f.choose(fac, fac["AssessmentFactors"].astype(str) != "21")
-    code = str(row["AssessmentFactors"])
-    n = _add_factor(f, row, code)
-    f.record("assessment_factors", row, f"added AssessmentFactors {code} a second time", item=n)
-
-
-def _adds_factor(code: str) -> Callable[[Faults], None]:
-    """Return an injector recording factor ``code`` at a completed assessment."""
-    def add_code(f: Faults) -> None:
-        a = _assessments(f)
-        row = f.choose(a, a["done"] & (a["n_factors"] > 0) & ~a["has_21"])
-        n = _add_factor(f, row, code)
-        f.record("assessment_factors", row, f"added AssessmentFactors {code}", item=n)
-    return add_code
-
-
-for _code, _factor in (("8617", "8A"), ("8945Q", "18A"), ("8950Q", "19A")):
-    register(_code, "assessments", _adds_factor(_factor))
-
-
 @injector("8899Q", "assessments")
 def _disabled_without_disability_factor(f: Faults) -> None:
     a = _assessments(f)
@@ -1217,53 +1248,7 @@ def _review_on_start(f: Faults) -> None:
     f.record("cp_reviews", row, f.set("cp_reviews", row.name, "CPPreviewDate", start))
 
 
-def _copy_cpp(f: Faults, row: pd.Series, **dates: Any) -> int:
-    """Add a plan beside ``row`` with its categories and count of previous plans, and ``dates``."""
-    return f.add("cp_plans", child=row["child"], episode=row["episode"], CPPstartDate=row["CPPstartDate"], **dates,
-                 InitialCategoryOfAbuse=row["InitialCategoryOfAbuse"], LatestCategoryOfAbuse=row["LatestCategoryOfAbuse"],
-                 NumberOfPreviousCPP=row["NumberOfPreviousCPP"])
-
-
-@injector("8935", "cp_plans")
-def _two_open_cpp(f: Faults) -> None:
-    """Add a second open plan beside an open one (their dates overlap: 8940, and 2885/2883 may fail)."""
-    c = _cpp(f)
-    row = f.choose(c, ~c["ended"])
-    f.record("cp_plans", row, f"added a second open plan starting {_fmt(row['CPPstartDate'])}", item=_copy_cpp(f, row))
-
-
-@injector("8940", "cp_plans")
-def _cpp_overlap(f: Faults) -> None:
-    c = _cpp(f)
-    row = f.choose(c, c["CPPstartDate"] < f.start)
-    limit = min(x for x in (row["CINclosureDate"], row["CPPendDate"], f.ref) if pd.notna(x))
-    end = max(f.start + DAY, min(limit, f.start + DAY * 10))
-    n = _copy_cpp(f, row, CPPendDate=end)
-    f.record("cp_plans", row, f"added a plan {_fmt(row['CPPstartDate'])}..{_fmt(end)} overlapping plan {row['cpp']}",
-             item=n)
-
-
 # -- CIN plans ------------------------------------------------------------------------------------
-
-
-def _add_plan(f: Faults, row: pd.Series, what: str, start: Any, end: Any = None) -> None:
-    """Add a CIN plan from ``start`` (to ``end``) to ``row``'s episode, recorded as ``what``."""
-    n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start, CINPlanEndDate=end)
-    f.record("cin_plans", row, what.format(start=_fmt(start), end=_fmt(end)), item=n)
-
-
-@injector("4000", "cin_plans")
-def _plan_on_nfa(f: Faults) -> None:
-    e = f.choose(f.ep, f.ep["nfa"] & ~f.ep["child"].map(f.kids["any_plan"]))
-    _add_plan(f, e, "added an open CIN plan to an NFA referral", e["CINreferralDate"])
-
-
-@injector("4001", "cin_plans")
-def _plan_with_open_cpp(f: Faults) -> None:
-    """Add an open CIN plan during an open protection plan (it starts inside it: 4016 too)."""
-    c = _cpp(f)
-    row = f.choose(c, ~c["ended"] & (c["CPPstartDate"] < f.ref) & (c["n_plans"] == 0))
-    _add_plan(f, row, "added an open CIN plan starting {start}", row["CPPstartDate"] + DAY)
 
 
 @injector("4003", "cin_plans")
@@ -1280,22 +1265,6 @@ def _review_during_plan(f: Faults) -> None:
     n = f.add("cp_reviews", child=row["child"], episode=row["episode"], cpp=row["cpp"], CPPreviewDate=day)
     f.record("cp_reviews", row, f"added CPPreviewDate {_fmt(day)} inside the CIN plan that follows the protection plan",
              item=n)
-
-
-@injector("4004", "cin_plans")
-def _two_open_plans(f: Faults) -> None:
-    """Add a second open CIN plan (it overlaps the first: 4014 too)."""
-    p = _plans(f)
-    row = f.choose(p, ~p["ended"] & (p["CINPlanStartDate"] < f.ref))
-    _add_plan(f, row, "added a second open CIN plan starting {start}", row["CINPlanStartDate"] + DAY)
-
-
-@injector("4014", "cin_plans")
-def _plans_overlap(f: Faults) -> None:
-    p = _plans(f)
-    row = f.choose(p, p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= pd.Timedelta(days=2)))
-    _add_plan(f, row, f"added a CIN plan {{start}}..{{end}} inside plan {row['cin_plan']}",
-              row["CINPlanStartDate"] + DAY, row["CINPlanEndDate"])
 
 
 @injector("4016", "cin_plans")
@@ -1330,8 +1299,9 @@ def _cpp_starts_in_plan(f: Faults) -> None:
     row = f.choose(c, (c["n_plans"] == 0) & (c["CPPstartDate"] - c["CINreferralDate"] >= pd.Timedelta(days=3))
                    & (c["first_review"].isna() | (c["first_review"] > c["CPPstartDate"] + DAY))
                    & (c["CPPstartDate"] + DAY <= f.ref))
-    _add_plan(f, row, "added a CIN plan {start}..{end} around the plan's start", row["CPPstartDate"] - DAY * 2,
-              row["CPPstartDate"] + DAY)
+    start, end = row["CPPstartDate"] - DAY * 2, row["CPPstartDate"] + DAY
+    n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start, CINPlanEndDate=end)
+    f.record("cin_plans", row, f"added a CIN plan {_fmt(start)}..{_fmt(end)} around the plan's start", item=n)
 
 
 # -- return level ---------------------------------------------------------------------------------
