@@ -1,6 +1,7 @@
 """Every DfE rule: its pass/fail cases (tests/cases/<rule>.yml) and the registry's own consistency."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,39 @@ def test_the_renamed_and_regraded_rules_are_written_once():
     for e in rules.entries():
         checks.setdefault((e.view, e.type, json.dumps(e.kwargs, sort_keys=True)), set()).add(e.position)
     assert all(len(positions) == 1 for positions in checks.values())
+
+
+def test_adding_a_rule_follows_the_walk_through(tmp_path, monkeypatch):
+    """Follow docs/rules.md on a made-up rule in a copy of the suites: entry, cases, then injector or reason."""
+    from cinqa import synth
+    from cinqa.synth import faults
+
+    suites, year = tmp_path / "expectations", "2025-26"
+    shutil.copytree(rules.EXPECTATIONS_DIR, suites)
+    children = json.loads((suites / "children.json").read_text("utf-8"))
+    children["expectations"].append({
+        "type": "expect_column_values_to_not_match_regex", "kwargs": {"column": "LAchildID", "regex": "^ZZ"},
+        "meta": {"rule": "9901", "message": "LA Child ID must not start with ZZ (made up)", "severity": "error",
+                 "years": "2024-25..2026-27", "entity": "children", "fields": ["LAchildID"]}})
+    (suites / "children.json").write_text(json.dumps(children), "utf-8")
+    assert faults.unexplained_rules(year, suites) == ["9901"]
+    assert "9901" not in faults.injectable_rules(year, suites) and faults.unexplained_rules(year) == []
+
+    cases = tmp_path / "9901.yml"
+    cases.write_text('rule: "9901"\ncases:\n'
+                     '  - {name: starts with ZZ, expect: fail, failing: [ZZ1], tables: {children: [{LAchildID: ZZ1}]}}\n'
+                     '  - {name: ZZ inside, expect: pass, tables: {children: [{LAchildID: A1ZZ}]}}\n', "utf-8")
+    outcomes = [run_case(case, tmp_path, expectations=suites) for case in load_cases(cases, year)]
+    assert [(o.case.expect, o.problems()) for o in outcomes] == [("fail", []), ("pass", [])]
+
+    monkeypatch.setitem(faults.NOT_INJECTABLE, "9901", (None, "made up"))
+    assert faults.unexplained_rules(year, suites) == [] and faults.uninjectable_rules(year, suites)["9901"] == "made up"
+    monkeypatch.delitem(faults.NOT_INJECTABLE, "9901")
+    monkeypatch.setattr(faults, "INJECTORS", dict(faults.INJECTORS))
+    faults.register("9901", "children", faults.Setter("children", {"LAchildID": lambda f, k: f"ZZ{k['LAchildID']}"}))
+    assert faults.unexplained_rules(year, suites) == [] and "9901" in faults.injectable_rules(year, suites)
+    assert "9901" not in faults.injectable_rules("2023-24", suites), "the years are the suite entry's"
+
+    bad, truth = synth.inject(synth.generate(year, children=30, seed=3), ["9901"], seed=1, expectations=suites)
+    found = validate(bad, rules=["9901"], expectations=suites).failures
+    assert list(truth["rule"]) == ["9901"] and list(found["LAchildID"]) == list(truth["LAchildID"])

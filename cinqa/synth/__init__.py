@@ -258,19 +258,19 @@ def read_truth(path: str | Path) -> pd.DataFrame:
     return truth
 
 
-def injectable_rules(year: str) -> list[str]:
-    """Return the rule codes that can be injected into a return of ``year``."""
+def injectable_rules(year: str, expectations: str | Path | None = None) -> list[str]:
+    """Return the rule codes that can be injected into a return of ``year`` (rules read from ``expectations``)."""
     from cinqa.synth.faults import injectable_rules as _rules
 
-    return _rules(year)
+    return _rules(year, expectations)
 
 
-def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
-           ) -> tuple[CensusReturn, pd.DataFrame]:
+def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
+           expectations: str | Path | None = None) -> tuple[CensusReturn, pd.DataFrame]:
     """Return a copy of ``ret`` with faults injected, and the truth table of what was changed."""
     from cinqa.synth.faults import inject as _inject
 
-    return _inject(ret, errors, seed=seed)
+    return _inject(ret, errors, seed=seed, expectations=expectations)
 
 
 def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la: str = DEFAULT_LA,
@@ -283,7 +283,7 @@ def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la:
     of that year, each in a different child, and ``sample-<last>-errors-truth.csv`` saying which;
     ``series/sample-<year>.xml`` for the ``series`` years, in which the same children recur.
     """
-    from cinqa.synth.faults import RETURN_LEVEL, injectable_rules as rules_of, rule_code
+    from cinqa.synth.faults import child_level_rules
     from cinqa.write import write_return
 
     folder = Path(folder)
@@ -294,8 +294,7 @@ def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la:
         written.append(write_return(ret, folder / f"sample-{year}.xml"))
     if ret is not None:
         year = ret.year
-        codes = [c for c in rules_of(year) if c not in {rule_code(r, year) for r in RETURN_LEVEL}]
-        bad, truth = inject(ret, codes, seed=seed)
+        bad, truth = inject(ret, child_level_rules(year), seed=seed)
         path = write_return(bad, folder / f"sample-{year}-errors.xml")
         written += [path, write_truth(truth, truth_path(path))]
     if series:

@@ -1,16 +1,23 @@
 """Labelled faults: break one DfE rule at a time in a clean synthetic return, and say where.
 
-Each rule has one small injector (``INJECTORS[code]``) that picks a child not yet touched,
-changes as little as it can so that exactly that rule fails, and records a truth row: rule,
-LAchildID, child, entity, episode, item (the entity's own ordinal, as ``cinqa.validate`` reports
-it) and the change made. A duplicated value (1520, 8510) makes two children fail, so both get a
-truth row. Some faults cannot avoid tripping a second rule (two open episodes are also
-overlapping ones); the injector's docstring says so, and the truth names the intended rule only.
+Which rules exist, in which years and under which code, is read from the rule suites
+(``expectations/``, through :mod:`cinqa.rules`); this module only knows how to break each of
+them. A rule of a year is injectable when an injector is registered for its code (either
+spelling: ``"8525"`` and ``"8525Q"`` are one rule) and :data:`NOT_INJECTABLE` gives no reason
+against it in that year; every other rule of the suites is *unexplained*, which the tests refuse.
+
+An injector picks a child not yet touched, changes as little as it can so that exactly its rule
+fails, and records a truth row: rule, LAchildID, child, entity, episode, item (the entity's own
+ordinal, as ``cinqa.validate`` reports it) and the change made. The commonest shape, setting
+values of one chosen row, is data (:data:`SETTERS`); the others are small functions
+(:func:`injector`). A duplicated value (1520, 8510) makes two children fail, so both get a truth
+row. Some faults cannot avoid tripping a second rule (two open episodes are also overlapping
+ones); the note beside the injector says so, and the truth names the intended rule only.
 
 Injectors choose their targets from facts about the clean return computed once up front; since
 every fault goes to a different child, those facts stay true for the children still untouched.
-Return-level rules (100, 2883, 2886Q, 2887Q, 2888Q) change many children and are only injected
-when asked for by name.
+Return-level rules (those the suites check on the header or the return as a whole) change many
+children and are only injected when asked for by name.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import random
 import warnings
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,85 +39,102 @@ from cinqa.synth.render import categorical
 from cinqa.synth.timeline import UPN_LETTERS, upn_check_letter
 
 TRUTH_COLUMNS = ("rule", "LAchildID", "child", "entity", "episode", "item", "change")
-RETURN_LEVEL = frozenset({"100", "2883", "2886Q", "2887Q", "2888Q"})
+RETURN_ENTITIES = ("header", "return")
 DAY = pd.Timedelta(days=1)
 
-# The years each rule applies to, for injection. The 2022-23 rule list is carried back to earlier
-# years (cin-spec.md §5), except where the data it reads did not exist yet.
-_ASSESSMENT_RULES = ("1103", "2991Q", "8608", "8614", "8670Q", "8696", "8736", "8825Q", "8863Q", "8867",
-                     "8869", "8873Q", "8896", "8897Q", "8898")
-_PLAN_RULES = ("4000", "4001", "4003", "4004", "4008", "4009Q", "4010", "4011", "4012Q", "4013", "4014",
-               "4015", "4016", "4017")
-_BASE_RULES = (
-    "100", "1103", "1104", "1105", "1510", "1520", "1530", "1540", "1550", "1560Q", "2883", "2884", "2885",
-    "2886Q", "2887Q", "2888Q", "2889", "2990", "2991Q", *_PLAN_RULES, "4180", "4220", "8500", "8510", "8520",
-    "8525Q", "8530Q", "8535Q", "8540", "8545Q", "8555Q", "8565", "8568", "8569Q", "8585Q", "8590", "8600",
-    "8606", "8608", "8610", "8614", "8615", "8620", "8630", "8640", "8650", "8670Q", "8675Q", "8696", "8715",
-    "8720", "8730", "8736", "8740", "8750", "8770Q", "8772", "8775Q", "8790", "8794", "8805", "8810", "8815",
-    "8816", "8820", "8825Q", "8831", "8832", "8839", "8840", "8841", "8842Q", "8863Q", "8866", "8867", "8868",
-    "8869", "8870Q", "8873Q", "8875", "8890", "8896", "8897Q", "8898", "8905", "8910", "8915", "8920", "8925",
-    "8930", "8935", "8940",
-)
-RULE_YEARS: dict[str, str] = {code: "2012-13.." for code in _BASE_RULES}
-RULE_YEARS.update({code: "2013-14.." for code in _ASSESSMENT_RULES})
-RULE_YEARS.update({code: "2021-22.." for code in _PLAN_RULES})
-RULE_YEARS.update({"8866": "2013-14..", "1570": "2024-25..", "1580": "2024-25..", "8945Q": "2024-25..",
-                   "8950Q": "2024-25..", "8617": "2013-14..2021-22", "8899Q": "2013-14..2021-22"})
-
-NOT_INJECTABLE: dict[str, str] = {
-    "8842Q": "a <Reviews> group without a <CPPreviewDate> has no row in the tables (the reader reports it "
-             "as a structural issue), so the fault cannot be written into a return",
+_NOT_TRIED_2012_13 = ("the 2012-13 suites check this on initial and core assessments, on which the injectors "
+                      "have not been tried yet")
+NOT_INJECTABLE: dict[str, tuple[str | None, str]] = {
+    "8842Q": (None, "a <Reviews> group without a <CPPreviewDate> has no row in the tables (the reader reports it "
+                    "as a structural issue), so the fault cannot be written into a return"),
+    **dict.fromkeys(("1103", "2991Q", "8608", "8696", "8736", "8825Q", "8867"), ("2012-13", _NOT_TRIED_2012_13)),
+    **dict.fromkeys(("CA-1103", "IA-8670Q", "CA-8670Q"),
+                    ("2012-13", "a provisional 2012-13 initial/core assessment rule; no injector written yet")),
 }
-PENDING_2012_13: dict[str, str] = {
-    code: "2012-13 initial/core assessment analogue not yet named by the rule suites" for code in _ASSESSMENT_RULES
-}
+"""Rules of the suites that are not injected: code (either spelling) -> (its years, None for every
+year, and the reason)."""
 
 
 @cache
-def _were_errors() -> dict[str, tuple[str, frozenset[str]]]:
+def _were_errors(expectations: Path | None) -> dict[str, tuple[str, frozenset[str]]]:
     """Map each query whose rule was an error under its plain number in earlier years to that number
     and its years, as the rule suites give them (``"8525Q"``: ``"8525"``, 2012-13 to 2021-22)."""
     years: dict[str, set[str]] = {}
-    for e in rules.entries():
+    for e in rules.entries(expectations):
         years.setdefault(e.rule, set()).update(e.years)
     return {c: (c[:-1], frozenset(years[c[:-1]])) for c in years if c.endswith("Q") and c[:-1] in years}
 
 
-def rule_code(code: str, year: str) -> str:
+def _folder(expectations: str | Path | None) -> Path | None:
+    return None if expectations is None else Path(expectations).resolve()
+
+
+def rule_code(code: str, year: str, expectations: str | Path | None = None) -> str:
     """Return the code a rule has in ``year`` (``"8525Q"`` is ``"8525"`` before 2022-23)."""
-    old, years = _were_errors().get(code, (code, frozenset()))
+    old, years = _were_errors(_folder(expectations)).get(code, (code, frozenset()))
     return old if year in years else code
 
 
-def _query_code(code: str) -> str:
+def _query_code(code: str, expectations: str | Path | None = None) -> str:
     """Return the current code of a rule given by either spelling (``"8525"`` is ``"8525Q"``)."""
-    return next((q for q, (old, _) in _were_errors().items() if old == code), code)
+    return next((q for q, (old, _) in _were_errors(_folder(expectations)).items() if old == code), code)
 
 
-def rule_years(code: str) -> frozenset[str]:
-    """Return the supported years in which rule ``code`` (either spelling) can be injected."""
-    base = _query_code(code)
-    if base not in RULE_YEARS or base in NOT_INJECTABLE or base not in INJECTORS:
-        return frozenset()
-    years = spec.parse_years(RULE_YEARS[base]) & set(spec.SUPPORTED_YEARS)
-    return frozenset(y for y in years if rule_code(base, y) == code)
+def _reason(code: str, year: str, expectations: str | Path | None) -> tuple[str, str] | None:
+    """Return the entry of :data:`NOT_INJECTABLE` (its key and reason) that covers ``code`` in ``year``."""
+    for key in (_query_code(code, expectations), code):
+        years, why = NOT_INJECTABLE.get(key, (None, ""))
+        if why and year in spec.parse_years(years):
+            return key, why
+    return None
 
 
-def injectable_rules(year: str) -> list[str]:
+def coverage(year: str, expectations: str | Path | None = None) -> dict[str, str | None]:
+    """Map every rule of ``year``'s suites (as spelt that year) to why it is not injected: ``None`` when an
+    injector breaks it, ``""`` when nothing is registered for it (neither an injector nor a reason)."""
+    out: dict[str, str | None] = {}
+    for code in sorted({e.rule for e in rules.rules_for_year(year, expectations)}):
+        reason = _reason(code, year, expectations)
+        out[code] = reason[1] if reason else None if _query_code(code, expectations) in INJECTORS else ""
+    return out
+
+
+def injectable_rules(year: str, expectations: str | Path | None = None) -> list[str]:
     """Return the rule codes (as spelt in ``year``) that can be injected into a return of ``year``."""
-    return sorted(rule_code(c, year) for c in INJECTORS
-                  if year in spec.parse_years(RULE_YEARS[c]) and c not in NOT_INJECTABLE)
+    return [code for code, why in coverage(year, expectations).items() if why is None]
 
 
-def uninjectable_rules(year: str) -> dict[str, str]:
-    """Return the rules of ``year`` without an injector, each with the reason."""
-    out = {rule_code(c, year): why for c, why in NOT_INJECTABLE.items()}
-    if year == "2012-13":
-        out.update(PENDING_2012_13)
-    for code, years in RULE_YEARS.items():
-        if year in spec.parse_years(years) and code not in INJECTORS and code not in NOT_INJECTABLE:
-            out[rule_code(code, year)] = "no injector yet"
-    return dict(sorted(out.items()))
+def uninjectable_rules(year: str, expectations: str | Path | None = None) -> dict[str, str]:
+    """Return the rules of ``year`` that are not injected, each with its written reason."""
+    return {code: why for code, why in coverage(year, expectations).items() if why}
+
+
+def unexplained_rules(year: str, expectations: str | Path | None = None) -> list[str]:
+    """Return the rules of ``year``'s suites with neither an injector nor a reason not to inject them."""
+    return [code for code, why in coverage(year, expectations).items() if why == ""]
+
+
+def stale_reasons(expectations: str | Path | None = None) -> list[str]:
+    """Return the keys of :data:`NOT_INJECTABLE` that explain no rule of the suites in some year they name."""
+    used: dict[str, set[str]] = {}
+    for year in spec.YEARS:
+        for code in {e.rule for e in rules.rules_for_year(year, expectations)}:
+            reason = _reason(code, year, expectations)
+            if reason:
+                used.setdefault(reason[0], set()).add(year)
+    return sorted(key for key, (years, _) in NOT_INJECTABLE.items()
+                  if (spec.parse_years(years) - used.get(key, set()) if years else not used.get(key)))
+
+
+def return_level_rules(expectations: str | Path | None = None) -> frozenset[str]:
+    """Return the rules the suites check on the header or the whole return (either spelling)."""
+    return frozenset(e.rule for e in rules.entries(expectations) if e.entity in RETURN_ENTITIES)
+
+
+def child_level_rules(year: str, expectations: str | Path | None = None) -> list[str]:
+    """Return the injectable rules of ``year`` that break one child (not the return-level ones)."""
+    level = return_level_rules(expectations)
+    return [c for c in injectable_rules(year, expectations) if c not in level]
 
 
 @dataclass
@@ -122,6 +147,10 @@ class Fault:
     episode: int | None
     item: int | None
     change: str
+
+
+class Unfit(Exception):
+    """Raised by an injector when no untouched child of the return fits its fault (nothing was changed)."""
 
 
 class Faults:
@@ -143,8 +172,8 @@ class Faults:
 
     # -- choosing ------------------------------------------------------------------------------
 
-    def choose(self, df: pd.DataFrame, mask: Any = None) -> pd.Series | None:
-        """Return a random row of ``df`` (where ``mask``) whose child is still untouched."""
+    def pick(self, df: pd.DataFrame, mask: Any = None) -> pd.Series | None:
+        """Return a random row of ``df`` (where ``mask``) whose child is still untouched, or None."""
         if mask is not None:
             df = df[np.asarray(mask, dtype=bool)]
         if df.empty:
@@ -153,6 +182,14 @@ class Faults:
         if df.empty:
             return None
         return df.iloc[self.rnd.randrange(len(df))]
+
+    def choose(self, df: pd.DataFrame, *masks: Any) -> pd.Series:
+        """Return a random untouched row of ``df`` where the first mask that has one holds; raise :class:`Unfit`."""
+        for mask in masks or (None,):
+            row = self.pick(df, mask)
+            if row is not None:
+                return row
+        raise Unfit
 
     def rows(self, table: str, child: int, episode: int | None = None) -> pd.DataFrame:
         """Return ``table``'s rows of one child (and episode)."""
@@ -188,6 +225,12 @@ class Faults:
                     df.loc[df["child"] == child, "LAchildID"] = value
         return change
 
+    def edit(self, table: str, row: pd.Series, column: str, value: Any) -> str:
+        """Set ``column`` of a chosen row of ``table`` (the child's own value when it is a child-level column)."""
+        if column in self.t["children"]:
+            return self.set_child(row["child"], column, value)
+        return self.set(table, row["label"], column, value)
+
     def add(self, table: str, **values: Any) -> int:
         """Append a row to ``table`` after its siblings; return its own ordinal."""
         keys = spec.TABLE_KEYS[table]
@@ -207,14 +250,19 @@ class Faults:
         self.t[table] = self.t[table][~mask]
         return n
 
-    def fault(self, child: int | None, entity: str, change: str, episode: Any = None, item: Any = None) -> bool:
+    def fault(self, child: int | None, entity: str, change: str, episode: Any = None, item: Any = None) -> None:
         """Record the fault being injected; mark its child as used."""
         if child is not None:
             self.used.add(int(child))
         self.faults.append(Fault(self._code, None if child is None else int(child), entity,
                                  None if episode is None else int(episode), None if item is None else int(item),
                                  change))
-        return True
+
+    def record(self, entity: str, row: pd.Series, change: str, item: Any = None) -> None:
+        """Record the fault at ``row`` of ``entity`` (its episode, and its own ordinal unless ``item`` is given)."""
+        keys = spec.TABLE_KEYS[entity]
+        self.fault(row["child"], entity, change, episode=row["episode"] if "episode" in keys else None,
+                   item=row[keys[-1]] if item is None else item)
 
     # -- dates ---------------------------------------------------------------------------------
 
@@ -245,37 +293,55 @@ class Faults:
         return ret, truth
 
 
-INJECTORS: dict[str, Callable[[Faults], bool]] = {}
-RANK: dict[str, int] = {}
+class Injector(NamedTuple):
+    """How one rule is broken: the function, and the kind of row it needs (which sets when it chooses)."""
+
+    needs: str
+    inject: Callable[[Faults], None]
+
+
+INJECTORS: dict[str, Injector] = {}
+"""The injector of each rule, keyed by its code as spelt from 2022-23."""
+
+ORDER = {"cp_plans": 0, "cin_plans": 0, "section47": 1, "assessments": 2, "episodes": 3, "children": 4, "return": 5}
 """Order of injection when many rules are asked for: faults needing rarer rows (plans, enquiries)
-choose first, so that they still find an untouched child."""
+choose first, so that they still find an untouched child; return-level faults go last, so that a
+child-level one does not undo them."""
 
 
-def injector(code: str, rank: int) -> Callable[[Callable[[Faults], bool]], Callable[[Faults], bool]]:
-    """Register the injector of rule ``code`` (spelt as from 2022-23), injected in ``rank`` order."""
-    def register(fn: Callable[[Faults], bool]) -> Callable[[Faults], bool]:
-        INJECTORS[code] = fn
-        RANK[code] = rank
+def register(code: str, needs: str, inject: Callable[[Faults], None]) -> None:
+    """Register ``inject`` as the injector of rule ``code`` (spelt as from 2022-23), needing ``needs`` rows."""
+    if code in INJECTORS:
+        raise ValueError(f"rule {code} has two injectors")
+    if needs not in ORDER:
+        raise ValueError(f"rule {code}: needs {needs!r} is not one of {', '.join(ORDER)}")
+    INJECTORS[code] = Injector(needs, inject)
+
+
+def injector(code: str, needs: str) -> Callable[[Callable[[Faults], None]], Callable[[Faults], None]]:
+    """Register the decorated function as the injector of rule ``code`` (see :func:`register`)."""
+    def decorate(fn: Callable[[Faults], None]) -> Callable[[Faults], None]:
+        register(code, needs, fn)
         return fn
-    return register
+    return decorate
 
 
-def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
-           ) -> tuple[CensusReturn, pd.DataFrame]:
+def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
+           expectations: str | Path | None = None) -> tuple[CensusReturn, pd.DataFrame]:
     """Return a copy of ``ret`` with faults injected, and the truth table.
 
     ``errors`` is either a share of children (each gets one fault of a rule drawn from the
-    child-level rules of the year) or a list of rule codes, each injected once.
+    child-level rules of the year) or a list of rule codes, each injected once. ``expectations``
+    is another folder of rule suites to take the year's rules from.
     """
     rnd = random.Random(f"cinqa.synth.inject:{seed}:{ret.year}")
     f = Faults(ret, rnd)
-    available = injectable_rules(ret.year)
-    by_code = {rule_code(c, ret.year): c for c in INJECTORS}
+    available = injectable_rules(ret.year, expectations)
     if isinstance(errors, (int, float)) and not isinstance(errors, bool):
         if not 0 <= errors <= 1:
             raise ValueError(f"errors={errors} is not a share between 0 and 1")
         want = round(errors * len(ret.children))
-        pool = [c for c in available if by_code[c] not in RETURN_LEVEL]
+        pool = child_level_rules(ret.year, expectations)
         order: list[str] = []
         misses = 0
         while len(f.faults) < want and misses < len(pool):
@@ -283,25 +349,28 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0
                 order = pool[:]
                 rnd.shuffle(order)
             code = order.pop()
-            misses = 0 if _apply(f, code, by_code[code]) else misses + 1
+            misses = 0 if _apply(f, code, expectations) else misses + 1
     else:
         # either spelling of a rule whose severity changed: "8525Q" in 2021-22 is "8525"
-        codes = [rule_code(_query_code(c), ret.year) for c in errors]
+        codes = [rule_code(_query_code(c, expectations), ret.year, expectations) for c in errors]
         unknown = [asked for asked, c in zip(errors, codes) if c not in available]
         if unknown:
             raise ValueError(f"no injector for rule(s) {', '.join(unknown)} in {ret.year}; "
                              f"injectable: {', '.join(available)}")
-        # return-level faults go last, so that they are not undone by a child-level one
-        for code in sorted(codes, key=lambda c: RANK[by_code[c]]):
-            if not _apply(f, code, by_code[code]):
+        for code in sorted(codes, key=lambda c: ORDER[INJECTORS[_query_code(c, expectations)].needs]):
+            if not _apply(f, code, expectations):
                 warnings.warn(f"rule {code}: no child of this return fits the fault; not injected",
                               stacklevel=2)
     return f.result()
 
 
-def _apply(f: Faults, code: str, base: str) -> bool:
+def _apply(f: Faults, code: str, expectations: str | Path | None) -> bool:
     f._code = code
-    return bool(INJECTORS[base](f))
+    try:
+        INJECTORS[_query_code(code, expectations)].inject(f)
+    except Unfit:
+        return False
+    return True
 
 
 # -- facts -------------------------------------------------------------------------------------
@@ -312,6 +381,7 @@ def _episode_facts(t: dict[str, pd.DataFrame], ref: pd.Timestamp) -> pd.DataFram
     keys = ["child", "episode"]
     wanted = ["LAchildID", "CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA", "ReferralSource"]
     out = ep.set_index(keys)[[c for c in wanted if c in ep]].copy()
+    out["label"] = ep.index.to_numpy()
     out["nfa"] = out["ReferralNFA"].fillna(False).astype(bool)
     out["closed"] = out["CINclosureDate"].notna()
     out["open"] = ~out["closed"] & ~out["nfa"]
@@ -420,586 +490,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-# ================================================================================================
-# Injectors. Each picks an untouched child, makes one change and records it with ``f.fault``.
-# ================================================================================================
 
-# -- child identifiers ---------------------------------------------------------------------------
+# -- the rows injectors choose from: a table's rows (``label`` the row's index) with facts ----------
 
 
 def _kids(f: Faults) -> pd.DataFrame:
     return f.kids.reset_index()
-
-
-@injector("1510", rank=4)
-def _wrong_check_letter(f: Faults) -> bool:
-    k = f.choose(_kids(f), _kids(f)["UPN"].notna())
-    if k is None:
-        return False
-    upn = k["UPN"]
-    wrong = UPN_LETTERS[(UPN_LETTERS.index(upn[0]) + 1 + f.rnd.randrange(22)) % 23]
-    return f.fault(k["child"], "children", f.set_child(k["child"], "UPN", wrong + upn[1:]), item=k["child"])
-
-
-@injector("1520", rank=4)
-def _duplicate_upn(f: Faults) -> bool:
-    kids = _kids(f)
-    k = f.choose(kids, kids["UPN"].notna())
-    if k is None:
-        return False
-    other = kids[kids["UPN"].notna() & (kids["child"] != k["child"]) & ~kids["child"].isin(f.used)]
-    if other.empty:
-        return False
-    donor = other.iloc[f.rnd.randrange(len(other))]
-    f.fault(k["child"], "children", f.set_child(k["child"], "UPN", donor["UPN"]), item=k["child"])
-    return f.fault(donor["child"], "children", f"(none: child {k['LAchildID']} was given this UPN)", item=donor["child"])
-
-
-@injector("1530", rank=4)
-def _upn_la_unknown(f: Faults) -> bool:
-    k = f.choose(_kids(f), _kids(f)["UPN"].notna())
-    if k is None:
-        return False
-    valid = set(spec.codes("la"))
-    bad = next(c for c in (f"{n:03d}" for n in range(999, 0, -1)) if c not in valid)
-    body = bad + k["UPN"][4:]
-    upn = upn_check_letter(body) + body  # a right check letter, so only the LA code is wrong
-    return f.fault(k["child"], "children", f.set_child(k["child"], "UPN", upn), item=k["child"])
-
-
-@injector("1540", rank=4)
-def _upn_letter_inside(f: Faults) -> bool:
-    """Characters 5-12 not numeric (the check letter then cannot be computed either: 1510 may fail)."""
-    k = f.choose(_kids(f), _kids(f)["UPN"].notna())
-    if k is None:
-        return False
-    upn = k["UPN"]
-    return f.fault(k["child"], "children", f.set_child(k["child"], "UPN", upn[:6] + "A" + upn[7:]), item=k["child"])
-
-
-@injector("1550", rank=4)
-def _upn_last_char(f: Faults) -> bool:
-    """Character 13 is I, O or S (not a UPN letter, so the check letter may fail too: 1510)."""
-    k = f.choose(_kids(f), _kids(f)["UPN"].notna())
-    if k is None:
-        return False
-    upn = k["UPN"]
-    return f.fault(k["child"], "children", f.set_child(k["child"], "UPN", upn[:12] + "I"), item=k["child"])
-
-
-@injector("1560Q", rank=4)
-def _former_upn_format(f: Faults) -> bool:
-    k = f.choose(_kids(f), _kids(f)["UPN"].notna())
-    if k is None:
-        return False
-    return f.fault(k["child"], "children", f.set_child(k["child"], "FormerUPN", "X12345"), item=k["child"])
-
-
-@injector("1570", rank=4)
-def _long_child_id(f: Faults) -> bool:
-    k = f.choose(_kids(f))
-    if k is None:
-        return False
-    new = (str(k["LAchildID"]) + "0" * 21)[:21]
-    return f.fault(k["child"], "children", f.set_child(k["child"], "LAchildID", new), item=k["child"])
-
-
-@injector("1580", rank=4)
-def _child_id_punctuation(f: Faults) -> bool:
-    k = f.choose(_kids(f))
-    if k is None:
-        return False
-    new = f"{k['LAchildID']}-A"
-    return f.fault(k["child"], "children", f.set_child(k["child"], "LAchildID", new), item=k["child"])
-
-
-@injector("4180", rank=4)
-def _no_sex(f: Faults) -> bool:
-    k = f.choose(_kids(f))
-    if k is None:
-        return False
-    return f.fault(k["child"], "children", f.set_child(k["child"], f.sex, None), item=k["child"])
-
-
-@injector("4220", rank=4)
-def _bad_ethnicity(f: Faults) -> bool:
-    k = f.choose(_kids(f))
-    if k is None:
-        return False
-    return f.fault(k["child"], "children", f.set_child(k["child"], "Ethnicity", "WBR"), item=k["child"])
-
-
-@injector("8500", rank=4)
-def _no_child_id(f: Faults) -> bool:
-    k = f.choose(_kids(f))
-    if k is None:
-        return False
-    return f.fault(k["child"], "children", f.set_child(k["child"], "LAchildID", None), item=k["child"])
-
-
-@injector("8510", rank=4)
-def _duplicate_child_id(f: Faults) -> bool:
-    kids = _kids(f)
-    k = f.choose(kids)
-    if k is None or len(kids) < 2:
-        return False
-    other = kids[(kids["child"] != k["child"]) & ~kids["child"].isin(f.used)]
-    if other.empty:
-        return False
-    donor = other.iloc[f.rnd.randrange(len(other))]
-    f.fault(k["child"], "children", f.set_child(k["child"], "LAchildID", donor["LAchildID"]), item=k["child"])
-    return f.fault(donor["child"], "children", f"(none: child {k['LAchildID']} was given this LAchildID)",
-                   item=donor["child"])
-
-
-@injector("8520", rank=4)
-def _born_after_census(f: Faults) -> bool:
-    kids = _kids(f)
-    later = f.ref + pd.Timedelta(days=5)
-    # referrals stay within 280 days of the new birth date (rule 8606)
-    k = f.choose(kids, kids["born"] & (kids["first_referral"] >= later - pd.Timedelta(days=280)))
-    if k is None:
-        return False
-    return f.fault(k["child"], "children", f.set_child(k["child"], "PersonBirthDate", later), item=k["child"])
-
-
-@injector("8525Q", rank=4)
-def _no_birth_date(f: Faults) -> bool:
-    """Neither a birth date nor an expected one."""
-    kids = _kids(f)
-    k = f.choose(kids, kids["born"])
-    if k is None:
-        return False
-    return f.fault(k["child"], "children", f.set_child(k["child"], "PersonBirthDate", None), item=k["child"])
-
-
-def _unborn(f: Faults) -> tuple[pd.Series | None, list[str]]:
-    """Return an unborn child; failing that, make a baby referred lately unborn (the changes)."""
-    kids = _kids(f)
-    k = f.choose(kids, kids["ExpectedPersonBirthDate"].notna() & ~kids["born"])
-    if k is not None:
-        return k, []
-    recent = f.ref - pd.Timedelta(days=250)
-    k = f.choose(kids, kids["born"] & (kids["PersonBirthDate"] >= recent) & (kids["first_referral"] >= recent))
-    if k is None:
-        return None, []
-    due = f.ref + pd.Timedelta(days=20)
-    return k, [f.set_child(k["child"], "PersonBirthDate", None),
-               f.set_child(k["child"], "ExpectedPersonBirthDate", due)]
-
-
-@injector("8530Q", rank=4)
-def _due_date_out_of_range(f: Faults) -> bool:
-    k, changes = _unborn(f)
-    if k is None:
-        return False
-    if changes:
-        changes.append(f.set_child(k["child"], f.sex, "U" if f.sex == "Sex" else "0"))
-    early = f.ref - pd.Timedelta(days=60)
-    changes.append(f.set_child(k["child"], "ExpectedPersonBirthDate", early))
-    return f.fault(k["child"], "children", "; ".join(changes), item=k["child"])
-
-
-@injector("8535Q", rank=4)
-def _death_before_birth(f: Faults) -> bool:
-    """A death the day before birth; if the child was referred after that day, 8555Q fails too."""
-    kids = _kids(f)
-    quiet = kids["born"] & (kids["PersonBirthDate"] > f.start) & ~kids["any_cpp"] & ~kids["any_plan"]
-    k = f.choose(kids, quiet & (kids["last_referral"] < kids["PersonBirthDate"]))
-    if k is None:
-        k = f.choose(kids, quiet)
-    if k is None:
-        return False
-    death = k["PersonBirthDate"] - DAY
-    return f.fault(k["child"], "children", f.set_child(k["child"], "PersonDeathDate", death), item=k["child"])
-
-
-@injector("8540", rank=4)
-def _no_disability(f: Faults) -> bool:
-    kids = _kids(f)
-    k = f.choose(kids, kids["born"] & kids["any_in_need"])
-    if k is None:
-        return False
-    n = f.drop("disabilities", f.t["disabilities"]["child"] == k["child"])
-    return f.fault(k["child"], "children", f"removed {n} Disability", item=k["child"])
-
-
-@injector("8545Q", rank=4)
-def _death_after_census(f: Faults) -> bool:
-    kids = _kids(f)
-    k = f.choose(kids, kids["born"] & kids["PersonDeathDate"].isna())
-    if k is None:
-        return False
-    death = f.ref + pd.Timedelta(days=10)
-    return f.fault(k["child"], "children", f.set_child(k["child"], "PersonDeathDate", death), item=k["child"])
-
-
-@injector("8555Q", rank=4)
-def _referred_after_death(f: Faults) -> bool:
-    kids = _kids(f)
-    death = kids["last_referral"] - DAY
-    ok = (kids["born"] & kids["PersonDeathDate"].isna() & ~kids["any_cpp"] & ~kids["any_plan"]
-          & (death >= f.start) & (death >= kids["PersonBirthDate"]))
-    k = f.choose(kids, ok)
-    if k is None:
-        return False
-    change = f.set_child(k["child"], "PersonDeathDate", k["last_referral"] - DAY)
-    return f.fault(k["child"], "episodes", change, episode=_latest_episode(f, k["child"]),
-                   item=_latest_episode(f, k["child"]))
-
-
-def _latest_episode(f: Faults, child: int) -> int:
-    e = f.ep[f.ep["child"] == child]
-    return int(e.loc[e["CINreferralDate"].idxmax(), "episode"])
-
-
-@injector("8590", rank=4)
-def _no_episode(f: Faults) -> bool:
-    k = f.choose(_kids(f))
-    if k is None:
-        return False
-    n = f.drop("episodes", f.t["episodes"]["child"] == k["child"])
-    for table in ("assessments", "assessment_factors", "cin_plans", "section47", "cp_plans", "cp_reviews",
-                  "pre_proceedings"):
-        f.drop(table, f.t[table]["child"] == k["child"])
-    return f.fault(k["child"], "children", f"removed {n} CINdetails and their contents", item=k["child"])
-
-
-@injector("8606", rank=4)
-def _referral_long_before_birth(f: Faults) -> bool:
-    kids = _kids(f)
-    k = f.choose(kids, kids["born"] & (kids["first_referral"] <= f.ref - pd.Timedelta(days=290)))
-    if k is None:
-        return False
-    dob = k["first_referral"] + pd.Timedelta(days=285)
-    change = f.set_child(k["child"], "PersonBirthDate", dob)
-    e = f.ep[(f.ep["child"] == k["child"]) & (f.ep["CINreferralDate"] == k["first_referral"])].iloc[0]
-    return f.fault(k["child"], "episodes", change, episode=e["episode"], item=e["episode"])
-
-
-@injector("8750", rank=4)
-def _unborn_with_sex(f: Faults) -> bool:
-    k, changes = _unborn(f)
-    if k is None:
-        return False
-    changes.append(f.set_child(k["child"], f.sex, "M" if f.sex == "Sex" else "1"))
-    return f.fault(k["child"], "children", "; ".join(changes), item=k["child"])
-
-
-@injector("8770Q", rank=4)
-def _no_upn_school_age(f: Faults) -> bool:
-    kids = _kids(f)
-    old = kids["PersonBirthDate"] < f.ref - pd.DateOffset(years=6, months=1)
-    k = f.choose(kids, old & kids["any_in_need"] & kids["UPN"].notna())
-    if k is None:
-        return False
-    change = f.set_child(k["child"], "UPN", None) + "; " + f.set_child(k["child"], "UPNunknown", None)
-    return f.fault(k["child"], "children", change, item=k["child"])
-
-
-@injector("8772", rank=4)
-def _un7_with_further_action(f: Faults) -> bool:
-    kids = _kids(f)
-    young = kids["PersonBirthDate"] > f.ref - pd.DateOffset(years=6)
-    k = f.choose(kids, young & kids["any_in_need"])
-    if k is None:
-        return False
-    change = f.set_child(k["child"], "UPN", None) + "; " + f.set_child(k["child"], "UPNunknown", "UN7")
-    return f.fault(k["child"], "children", change, item=k["child"])
-
-
-@injector("8775Q", rank=4)
-def _over_25(f: Faults) -> bool:
-    kids = _kids(f)
-    open_kids = f.ep.loc[f.ep["open"], "child"]
-    k = f.choose(kids, kids["UPN"].notna() & kids["child"].isin(open_kids))
-    if k is None:
-        return False
-    dob = f.ref - pd.DateOffset(years=26)
-    return f.fault(k["child"], "children", f.set_child(k["child"], "PersonBirthDate", dob), item=k["child"])
-
-
-# -- disabilities ---------------------------------------------------------------------------------
-
-
-@injector("8790", rank=4)
-def _none_and_other(f: Faults) -> bool:
-    kids = _kids(f)
-    k = f.choose(kids, kids["has_none"])
-    if k is None:
-        return False
-    rows = f.rows("disabilities", k["child"])
-    none = rows.loc[rows["Disability"].astype(str) == "NONE", "disability"].iloc[0]
-    f.add("disabilities", child=k["child"], Disability="AUT")
-    return f.fault(k["child"], "disabilities", "added Disability AUT beside NONE", item=none)
-
-
-@injector("8794", rank=4)
-def _duplicate_disability(f: Faults) -> bool:
-    kids = _kids(f)
-    k = f.choose(kids, kids["n_disabilities"] > 0)
-    if k is None:
-        return False
-    code = f.rows("disabilities", k["child"])["Disability"].iloc[0]
-    n = f.add("disabilities", child=k["child"], Disability=code)
-    return f.fault(k["child"], "disabilities", f"added Disability {code} a second time", item=n)
-
-
-# -- episodes -------------------------------------------------------------------------------------
-
-
-def _ep_label(f: Faults, e: pd.Series) -> Any:
-    df = f.t["episodes"]
-    return df.index[(df["child"] == e["child"]) & (df["episode"] == e["episode"])][0]
-
-
-def _ep_fault(f: Faults, e: pd.Series, change: str) -> bool:
-    return f.fault(e["child"], "episodes", change, episode=e["episode"], item=e["episode"])
-
-
-@injector("8568", rank=3)
-def _no_nfa_flag(f: Faults) -> bool:
-    e = f.choose(f.ep)
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "ReferralNFA", None))
-
-
-@injector("8569Q", rank=3)
-def _old_referral_nfa(f: Faults) -> bool:
-    ep = f.ep
-    quiet = (ep["n_assess"] == 0) & (ep["n_s47"] == 0) & (ep["n_cpp"] == 0) & (ep["n_plans"] == 0)
-    e = f.choose(ep, ~ep["nfa"] & quiet & (ep["CINreferralDate"] < f.start - pd.Timedelta(days=5)))
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "ReferralNFA", True))
-
-
-@injector("8585Q", rank=3)
-def _died_without_death_date(f: Faults) -> bool:
-    ep = f.ep
-    no_death = ep["child"].map(f.kids["PersonDeathDate"]).isna()
-    e = f.choose(ep, (ep["ReasonForClosure"] == "RC7") & no_death)
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "ReasonForClosure", "RC2"))
-
-
-@injector("8600", rank=3)
-def _no_referral_date(f: Faults) -> bool:
-    # a closed episode: an open one without a referral date is also "not the latest" (8816)
-    e = f.choose(f.ep, f.ep["closed"])
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "CINreferralDate", None))
-
-
-@injector("8610", rank=3)
-def _no_primary_need(f: Faults) -> bool:
-    e = f.choose(f.ep, ~f.ep["nfa"])
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "PrimaryNeedCode", None))
-
-
-@injector("8620", rank=3)
-def _closure_after_census(f: Faults) -> bool:
-    e = f.choose(f.ep, f.ep["closed"] & f.ep["latest"])
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "CINclosureDate", f.ref + pd.Timedelta(days=10)))
-
-
-@injector("8630", rank=3)
-def _closure_before_referral(f: Faults) -> bool:
-    ep = f.ep
-    e = f.choose(ep, ep["nfa"] & ep["closed"] & (ep["CINreferralDate"] > f.start))
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "CINclosureDate", e["CINreferralDate"] - DAY))
-
-
-@injector("8640", rank=3)
-def _bad_reason(f: Faults) -> bool:
-    e = f.choose(f.ep, f.ep["closed"])
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "ReasonForClosure", "RC0"))
-
-
-@injector("8650", rank=3)
-def _bad_need(f: Faults) -> bool:
-    e = f.choose(f.ep, ~f.ep["nfa"])
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "PrimaryNeedCode", "N10"))
-
-
-@injector("8805", rank=3)
-def _closure_without_reason(f: Faults) -> bool:
-    e = f.choose(f.ep, f.ep["closed"])
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "ReasonForClosure", None))
-
-
-@injector("8810", rank=3)
-def _reason_without_closure(f: Faults) -> bool:
-    e = f.choose(f.ep, f.ep["closed"] & f.ep["latest"])
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "CINclosureDate", None))
-
-
-@injector("8815", rank=3)
-def _two_open_episodes(f: Faults) -> bool:
-    """Reopen an earlier episode of a child whose latest is open (8816 and 8820 fail too)."""
-    ep = f.ep
-    open_latest = ep.loc[ep["open"] & ep["latest"], "child"]
-    e = f.choose(ep, ep["closed"] & ~ep["nfa"] & ~ep["latest"] & ep["child"].isin(open_latest))
-    if e is None:
-        return False
-    label = _ep_label(f, e)
-    change = f.set("episodes", label, "CINclosureDate", None) + "; " + f.set("episodes", label, "ReasonForClosure", None)
-    return _ep_fault(f, e, change)
-
-
-@injector("8816", rank=3)
-def _open_not_latest(f: Faults) -> bool:
-    """Reopen an episode that is not the child's latest (8820 fails too)."""
-    ep = f.ep
-    no_open = ~ep["child"].isin(ep.loc[ep["open"], "child"])
-    e = f.choose(ep, ep["closed"] & ~ep["nfa"] & ~ep["latest"] & no_open)
-    if e is None:
-        return False
-    label = _ep_label(f, e)
-    change = f.set("episodes", label, "CINclosureDate", None) + "; " + f.set("episodes", label, "ReasonForClosure", None)
-    return _ep_fault(f, e, change)
-
-
-@injector("8820", rank=3)
-def _overlapping_episodes(f: Faults) -> bool:
-    """Move a child's next referral inside its previous (closed, in-need) episode."""
-    ep = f.ep.sort_values(["child", "CINreferralDate"])
-    nxt = ep.groupby("child")["CINreferralDate"].shift(-1)
-    nxt_nfa = ep.groupby("child")["nfa"].shift(-1)
-    ok = (ep["closed"] & ~ep["nfa"] & nxt.notna() & (nxt_nfa == False)  # noqa: E712
-          & (ep["CINclosureDate"] - ep["CINreferralDate"] >= pd.Timedelta(days=2)))
-    e = f.choose(ep, ok)
-    if e is None:
-        return False
-    later = ep[(ep["child"] == e["child"]) & (ep["CINreferralDate"] > e["CINreferralDate"])].iloc[0]
-    change = f.set("episodes", _ep_label(f, later), "CINreferralDate", e["CINclosureDate"] - DAY)
-    return _ep_fault(f, later, change)
-
-
-@injector("8866", rank=3)
-def _no_referral_source(f: Faults) -> bool:
-    ep = f.ep
-    if "ReferralSource" not in ep:
-        return False
-    e = f.choose(ep, ep["ReferralSource"].notna() & (ep["CINreferralDate"] >= pd.Timestamp(2013, 4, 1)))
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "ReferralSource", None))
-
-
-@injector("2990", rank=3)
-def _activity_after_rc8(f: Faults) -> bool:
-    ep = f.ep
-    e = f.choose(ep, ep["nin"] & (ep["n_assess"] > 0))
-    if e is None:
-        return False
-    start = f.rows("assessments", e["child"], e["episode"])["AssessmentActualStartDate"].min()
-    n = f.add("section47", child=e["child"], episode=e["episode"], S47ActualStartDate=start,
-              ICPCnotRequired=True)
-    return f.fault(e["child"], "episodes", f"added Section47 s47={n} (S47ActualStartDate={_fmt(start)}, "
-                   f"ICPCnotRequired=true) to a {e['ReasonForClosure']} episode", episode=e["episode"],
-                   item=e["episode"])
-
-
-@injector("2991Q", rank=3)
-def _s47_without_assessment(f: Faults) -> bool:
-    ep = f.ep
-    e = f.choose(ep, (ep["n_s47"] > 0) & (ep["n_assess"] > 0))
-    if e is None:
-        return False
-    n = _drop_assessments(f, e)
-    return f.fault(e["child"], "episodes", f"removed {n} Assessments of an episode with a Section47",
-                   episode=e["episode"], item=e["episode"])
-
-
-def _drop_assessments(f: Faults, e: pd.Series) -> int:
-    for table in ("assessment_factors", "assessments"):
-        df = f.t[table]
-        m = (df["child"] == e["child"]) & (df["episode"] == e["episode"])
-        n = f.drop(table, m)
-    return n
-
-
-@injector("8825Q", rank=3)
-def _rc8_without_assessment(f: Faults) -> bool:
-    ep = f.ep
-    e = f.choose(ep, ep["nin"] & (ep["n_assess"] > 0))
-    if e is None:
-        return False
-    n = _drop_assessments(f, e)
-    return _ep_fault(f, e, f"removed {n} Assessments of a {e['ReasonForClosure']} episode")
-
-
-@injector("8831", rank=3)
-def _nfa_with_activity(f: Faults) -> bool:
-    ep = f.ep
-    e = f.choose(ep, ep["nin"] & (ep["n_assess"] > 0) & (ep["CINreferralDate"] > f.start + pd.Timedelta(days=2)))
-    if e is None:
-        return False
-    return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "ReferralNFA", True))
-
-
-@injector("8832", rank=3)
-def _nfa_with_cpp(f: Faults) -> bool:
-    """Flag an episode with a protection plan as NFA (an old referral: 8569Q; with S47s: 8831 too)."""
-    ep = f.ep
-    quiet = (ep["n_assess"] == 0) & (ep["n_s47"] == 0) & (ep["n_plans"] == 0)
-    e = f.choose(ep, (ep["n_cpp"] > 0) & quiet)
-    if e is None:
-        e = f.choose(ep, ep["n_cpp"] > 0)
-    if e is None:
-        return False
-    return f.fault(e["child"], "cp_plans", f.set("episodes", _ep_label(f, e), "ReferralNFA", True),
-                   episode=e["episode"], item=1)
-
-
-@injector("8565", rank=3)
-def _activity_after_closure(f: Faults) -> bool:
-    ep = f.ep
-    cands = ep[ep["closed"] & ~ep["nfa"] & ((ep["n_assess"] > 0) | (ep["n_s47"] > 0) | (ep["n_cpp"] > 0))]
-    order = list(range(len(cands)))
-    f.rnd.shuffle(order)
-    for i in order:
-        e = cands.iloc[i]
-        if e["child"] in f.used:
-            continue
-        last = _last_activity(f, e)
-        new = last - DAY
-        if last is not pd.NaT and new >= max(e["CINreferralDate"], f.start):
-            return _ep_fault(f, e, f.set("episodes", _ep_label(f, e), "CINclosureDate", new))
-    return False
-
-
-def _last_activity(f: Faults, e: pd.Series) -> pd.Timestamp:
-    dates = []
-    for table, cols in (("assessments", ("AssessmentActualStartDate", "AssessmentAuthorisationDate")),
-                        ("section47", ("S47ActualStartDate", "DateOfInitialCPC")),
-                        ("cp_plans", ("CPPendDate",)), ("cin_plans", ("CINPlanStartDate", "CINPlanEndDate"))):
-        rows = f.rows(table, e["child"], e["episode"])
-        for c in cols:
-            if c in rows:
-                dates.extend(rows[c].dropna().tolist())
-    return max(dates) if dates else pd.NaT
-
-
-# -- section 47 ------------------------------------------------------------------------------------
 
 
 def _with_episode(f: Faults, table: str, cols: Sequence[str]) -> pd.DataFrame:
@@ -1016,180 +512,8 @@ def _s47(f: Faults) -> pd.DataFrame:
     s["has_cpp"] = [(c, d) in starts for c, d in zip(s["child"], s["DateOfInitialCPC"])]
     s["not_required"] = s["ICPCnotRequired"].fillna(False).astype(bool)
     s["open_s47"] = s["DateOfInitialCPC"].isna() & ~s["not_required"]
+    s["last"] = s.groupby(["child", "episode"])["s47"].transform("max") == s["s47"]
     return s
-
-
-def _s47_fault(f: Faults, s: pd.Series, change: str) -> bool:
-    return f.fault(s["child"], "section47", change, episode=s["episode"], item=s["s47"])
-
-
-@injector("1104", rank=1)
-def _icpc_before_referral(f: Faults) -> bool:
-    """Add an enquiry concluded by a conference the working day before the referral (2889 fails too)."""
-    ep = f.ep
-    e = f.choose(ep, ~ep["nfa"] & ~ep["nin"] & (ep["n_assess"] > 0)
-                 & (ep["CINreferralDate"] > f.start + pd.Timedelta(days=7)))
-    if e is None:
-        return False
-    day = f.wd(e["CINreferralDate"], -1)
-    n = f.add("section47", child=e["child"], episode=e["episode"], S47ActualStartDate=day, DateOfInitialCPC=day,
-              ICPCnotRequired=False)
-    return f.fault(e["child"], "section47", f"added Section47 with DateOfInitialCPC {_fmt(day)} before "
-                   f"CINreferralDate {_fmt(e['CINreferralDate'])}", episode=e["episode"], item=n)
-
-
-@injector("2884", rank=1)
-def _icpc_twice(f: Faults) -> bool:
-    s = _s47(f)
-    row = f.choose(s, s["DateOfInitialCPC"].notna())
-    if row is None:
-        return False
-    e = f.ep[(f.ep["child"] == row["child"]) & (f.ep["episode"] == row["episode"])].iloc[0]
-    change = f.set("episodes", _ep_label(f, e), "DateOfInitialCPC", row["DateOfInitialCPC"])
-    return _s47_fault(f, row, change)
-
-
-@injector("2889", rank=1)
-def _s47_before_referral(f: Faults) -> bool:
-    s = _s47(f)
-    row = f.choose(s, ~s["open_s47"])
-    if row is None:
-        return False
-    return _s47_fault(f, row, f.set("section47", row["label"], "S47ActualStartDate", row["CINreferralDate"] - DAY * 3))
-
-
-@injector("8615", rank=1)
-def _s47_after_icpc(f: Faults) -> bool:
-    s = _s47(f)
-    limit = s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref)
-    row = f.choose(s, s["DateOfInitialCPC"].notna() & (s["DateOfInitialCPC"] + DAY <= limit))
-    if row is None:
-        return False
-    return _s47_fault(f, row, f.set("section47", row["label"], "S47ActualStartDate", row["DateOfInitialCPC"] + DAY))
-
-
-@injector("8675Q", rank=1)
-def _s47_open_too_long(f: Faults) -> bool:
-    s = _s47(f)
-    cutoff = f.wd(f.ref, -16)
-    last = s.groupby(["child", "episode"])["s47"].transform("max") == s["s47"]
-    row = f.choose(s, s["open"] & last & s["not_required"] & (s["S47ActualStartDate"] >= f.start)
-                   & (s["S47ActualStartDate"] <= cutoff) & ~s["child"].isin(s.loc[s["open_s47"], "child"]))
-    if row is None:
-        return False
-    return _s47_fault(f, row, f.set("section47", row["label"], "ICPCnotRequired", False))
-
-
-@injector("8715", rank=1)
-def _icpc_after_census(f: Faults) -> bool:
-    s = _s47(f)
-    """Move a conference after 31 March (one that started a plan, or in a closed episode, when
-    no other is found: then 2885 or 8565 fail too)."""
-    s = _s47(f)
-    icpc = s["DateOfInitialCPC"].notna()
-    row = f.choose(s, icpc & ~s["has_cpp"] & s["open"])
-    if row is None:
-        row = f.choose(s, icpc & ~s["has_cpp"])
-    if row is None:
-        row = f.choose(s, icpc)
-    if row is None:
-        return False
-    return _s47_fault(f, row, f.set("section47", row["label"], "DateOfInitialCPC", f.wd(f.ref, 5)))
-
-
-@injector("8740", rank=1)
-def _open_s47_after_census(f: Faults) -> bool:
-    s = _s47(f)
-    row = f.choose(s, s["open_s47"])
-    later = f.ref + pd.Timedelta(days=3)
-    if row is not None:
-        return _s47_fault(f, row, f.set("section47", row["label"], "S47ActualStartDate", later))
-    last = s.groupby(["child", "episode"])["s47"].transform("max") == s["s47"]
-    row = f.choose(s, s["open"] & last & s["not_required"])
-    if row is None:
-        return False
-    change = f.set("section47", row["label"], "ICPCnotRequired", False) + "; " + \
-        f.set("section47", row["label"], "S47ActualStartDate", later)
-    return _s47_fault(f, row, change)
-
-
-@injector("8839", rank=1)
-def _two_open_s47(f: Faults) -> bool:
-    """A second enquiry still open in the same episode (8890 fails too)."""
-    s = _s47(f)
-    row = f.choose(s, s["open_s47"])
-    if row is not None:
-        day = min(row["S47ActualStartDate"] + DAY, f.ref)
-        n = f.add("section47", child=row["child"], episode=row["episode"], S47ActualStartDate=day, ICPCnotRequired=False)
-        return f.fault(row["child"], "section47", f"added an open Section47 starting {_fmt(day)}",
-                       episode=row["episode"], item=n)
-    ep = f.ep
-    e = f.choose(ep, ep["open"] & (ep["n_assess"] > 0) & (ep["CINreferralDate"] <= f.ref - pd.Timedelta(days=5)))
-    if e is None:
-        return False
-    for back in (3, 2):
-        n = f.add("section47", child=e["child"], episode=e["episode"], S47ActualStartDate=f.ref - DAY * back,
-                  ICPCnotRequired=False)
-    return f.fault(e["child"], "section47", "added two open Section47", episode=e["episode"], item=n)
-
-
-@injector("8868", rank=1)
-def _closed_with_open_s47(f: Faults) -> bool:
-    s = _s47(f)
-    last = s.groupby(["child", "episode"])["s47"].transform("max") == s["s47"]
-    row = f.choose(s, s["closed"] & last & s["not_required"] & (s["S47ActualStartDate"] >= f.start))
-    if row is None:
-        return False
-    change = f.set("section47", row["label"], "ICPCnotRequired", False)
-    return _ep_fault(f, row, change)
-
-
-@injector("8870Q", rank=1)
-def _target_on_weekend(f: Faults) -> bool:
-    s = _s47(f)
-    row = f.choose(s, s["InitialCPCtarget"].notna())
-    if row is None:
-        return False
-    return _s47_fault(f, row, f.set("section47", row["label"], "InitialCPCtarget",
-                                    f.saturday_after(row["InitialCPCtarget"])))
-
-
-@injector("8875", rank=1)
-def _icpc_on_weekend(f: Faults) -> bool:
-    s = _s47(f)
-    sat = s["DateOfInitialCPC"].map(lambda d: f.saturday_after(d) if pd.notna(d) else pd.NaT)
-    limit = s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref)
-    ok = s["DateOfInitialCPC"].notna() & (sat <= limit)
-    row = f.choose(s, ok & ~s["has_cpp"])
-    if row is None:
-        # a plan started at the conference moves with it (its start must equal the conference, 2885)
-        c = _cpp(f)
-        first = dict(zip(zip(c["child"], c["CPPstartDate"]), c["first_review"]))
-        later = [has and (pd.isna(first.get((ch, d))) or sd < first[(ch, d)])
-                 for has, ch, d, sd in zip(s["has_cpp"], s["child"], s["DateOfInitialCPC"], sat)]
-        row = f.choose(s, ok & pd.Series(later, index=s.index, dtype=bool) & (s["n_plans"] == 0))
-        if row is None:
-            return False
-        plans = f.t["cp_plans"]
-        label = plans.index[(plans["child"] == row["child"]) & (plans["CPPstartDate"] == row["DateOfInitialCPC"])][0]
-        f.set("cp_plans", label, "CPPstartDate", f.saturday_after(row["DateOfInitialCPC"]))
-    return _s47_fault(f, row, f.set("section47", row["label"], "DateOfInitialCPC", f.saturday_after(row["DateOfInitialCPC"])))
-
-
-@injector("8890", rank=1)
-def _s47_overlap(f: Faults) -> bool:
-    s = _s47(f)
-    row = f.choose(s, s["DateOfInitialCPC"].notna()
-                   & (s["DateOfInitialCPC"] - s["S47ActualStartDate"] >= pd.Timedelta(days=2)))
-    if row is None:
-        return False
-    day = row["S47ActualStartDate"] + DAY
-    n = f.add("section47", child=row["child"], episode=row["episode"], S47ActualStartDate=day, ICPCnotRequired=True)
-    return f.fault(row["child"], "section47", f"added Section47 starting {_fmt(day)} during another",
-                   episode=row["episode"], item=n)
-
-
-# -- assessments and factors ----------------------------------------------------------------------
 
 
 def _assessments(f: Faults) -> pd.DataFrame:
@@ -1208,242 +532,6 @@ def _assessments(f: Faults) -> pd.DataFrame:
     return a
 
 
-def _a_fault(f: Faults, a: pd.Series, change: str) -> bool:
-    return f.fault(a["child"], "assessments", change, episode=a["episode"], item=a["assessment"])
-
-
-def _factor_fault(f: Faults, a: pd.Series, factor: Any, change: str) -> bool:
-    """Record a fault reported on one factor (number ``factor``) of assessment ``a``."""
-    return f.fault(a["child"], "assessment_factors", change, episode=a["episode"], item=factor)
-
-
-def _factors_of(f: Faults, a: pd.Series) -> pd.DataFrame:
-    fac = f.t["assessment_factors"]
-    return fac[(fac["child"] == a["child"]) & (fac["episode"] == a["episode"]) & (fac["assessment"] == a["assessment"])]
-
-
-def _drop_factors(f: Faults, a: pd.Series) -> int:
-    fac = f.t["assessment_factors"]
-    m = (fac["child"] == a["child"]) & (fac["episode"] == a["episode"]) & (fac["assessment"] == a["assessment"])
-    return f.drop("assessment_factors", m)
-
-
-def _add_factor(f: Faults, a: pd.Series, code: str) -> int:
-    return f.add("assessment_factors", child=a["child"], episode=a["episode"], assessment=a["assessment"],
-                 AssessmentFactors=code)
-
-
-@injector("1103", rank=2)
-def _assessment_before_referral(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, (a["assessment"] == 1) & (a["CINreferralDate"] > f.start + DAY))
-    if row is None:
-        return False
-    return _a_fault(f, row, f.set("assessments", row["label"], "AssessmentActualStartDate", row["CINreferralDate"] - DAY))
-
-
-@injector("8608", rank=2)
-def _authorised_before_start(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, a["done"] & (a["AssessmentActualStartDate"] > f.start))
-    if row is None:
-        return False
-    return _a_fault(f, row, f.set("assessments", row["label"], "AssessmentAuthorisationDate",
-                                  row["AssessmentActualStartDate"] - DAY))
-
-
-@injector("8614", rank=2)
-def _factors_on_open_assessment(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, ~a["done"])
-    if row is None:
-        return False
-    n = _add_factor(f, row, "3B")
-    return _a_fault(f, row, f"added AssessmentFactors 3B (factor {n}) to an assessment not authorised")
-
-
-@injector("8670Q", rank=2)
-def _assessment_open_too_long(f: Faults) -> bool:
-    a = _assessments(f)
-    cutoff = f.wd(f.ref, -46)
-    row = f.choose(a, a["done"] & a["open"] & a["last"] & (a["n_open_assess"] == 0)
-                   & (a["AssessmentActualStartDate"] >= f.start) & (a["AssessmentActualStartDate"] <= cutoff))
-    if row is None:
-        return False
-    n = _drop_factors(f, row)
-    change = f.set("assessments", row["label"], "AssessmentAuthorisationDate", None) + f"; removed {n} factors"
-    return _a_fault(f, row, change)
-
-
-@injector("8696", rank=2)
-def _authorised_after_census(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, a["done"] & a["open"] & a["last"])
-    if row is None:
-        return False
-    return _a_fault(f, row, f.set("assessments", row["label"], "AssessmentAuthorisationDate", f.ref + DAY * 7))
-
-
-@injector("8736", rank=2)
-def _open_assessment_after_census(f: Faults) -> bool:
-    a = _assessments(f)
-    later = f.ref + DAY * 2
-    row = f.choose(a, ~a["done"])
-    if row is not None:
-        return _a_fault(f, row, f.set("assessments", row["label"], "AssessmentActualStartDate", later))
-    row = f.choose(a, a["done"] & a["open"] & a["last"] & (a["n_open_assess"] == 0))
-    if row is None:
-        return False
-    n = _drop_factors(f, row)
-    change = (f.set("assessments", row["label"], "AssessmentAuthorisationDate", None) + "; "
-              + f.set("assessments", row["label"], "AssessmentActualStartDate", later) + f"; removed {n} factors")
-    return _a_fault(f, row, change)
-
-
-@injector("8863Q", rank=2)
-def _assessments_overlap(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, a["done"] & (a["AssessmentActualStartDate"] >= f.start) & (a["n_factors"] > 0)
-                   & (a["AssessmentAuthorisationDate"] - a["AssessmentActualStartDate"] >= pd.Timedelta(days=2)))
-    if row is None:
-        return False
-    start = row["AssessmentActualStartDate"] + DAY
-    n = f.add("assessments", child=row["child"], episode=row["episode"], kind="continuous",
-              AssessmentActualStartDate=start, AssessmentAuthorisationDate=row["AssessmentAuthorisationDate"])
-    for code in _factors_of(f, row)["AssessmentFactors"]:
-        f.add("assessment_factors", child=row["child"], episode=row["episode"], assessment=n, AssessmentFactors=code)
-    return f.fault(row["child"], "assessments", f"added an assessment starting {_fmt(start)} during assessment "
-                   f"{row['assessment']}", episode=row["episode"], item=n)
-
-
-@injector("8867", rank=2)
-def _closed_with_open_assessment(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, a["done"] & a["closed"] & a["last"] & (a["AssessmentActualStartDate"] >= f.start))
-    if row is None:
-        return False
-    n = _drop_factors(f, row)
-    change = f.set("assessments", row["label"], "AssessmentAuthorisationDate", None) + f"; removed {n} factors"
-    return _ep_fault(f, row, change)
-
-
-@injector("8869", rank=2)
-def _factor_21_with_others(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, a["nin"] & (a["n_factors"] > 0))
-    if row is None:
-        return False
-    codes = set(_factors_of(f, row)["AssessmentFactors"].astype(str))
-    code = "3B" if codes == {"21"} else "21"
-    n = _add_factor(f, row, code)
-    return _factor_fault(f, row, n, f"added AssessmentFactors {code} (factor {n}) beside {', '.join(sorted(codes))}")
-
-
-@injector("8873Q", rank=2)
-def _factor_21_not_rc8(f: Faults) -> bool:
-    a = _assessments(f)
-    a = a[a["nin"] & (a["n_assess"] == 1) & (a["n_factors"] > 0)]
-    row = f.choose(a, a["only_21"])
-    changes = []
-    if row is None:
-        row = f.choose(a)
-        if row is None:
-            return False
-        n = _drop_factors(f, row)
-        factor = _add_factor(f, row, "21")
-        changes.append(f"replaced {n} factors by 21")
-    else:
-        factors = _factors_of(f, row)
-        factor = factors.loc[factors["AssessmentFactors"].astype(str) == "21", "factor"].iloc[0]
-    e = f.ep[(f.ep["child"] == row["child"]) & (f.ep["episode"] == row["episode"])].iloc[0]
-    changes.insert(0, f.set("episodes", _ep_label(f, e), "ReasonForClosure", "RC7"))
-    return _factor_fault(f, row, factor, "; ".join(changes))
-
-
-@injector("8896", rank=2)
-def _two_open_assessments(f: Faults) -> bool:
-    """A second open assessment in one episode (8863Q fails too)."""
-    a = _assessments(f)
-    row = f.choose(a, ~a["done"])
-    if row is not None:
-        start = min(row["AssessmentActualStartDate"] + DAY, f.ref)
-        n = f.add("assessments", child=row["child"], episode=row["episode"], kind="continuous",
-                  AssessmentActualStartDate=start)
-        return f.fault(row["child"], "assessments", f"added an open assessment starting {_fmt(start)}",
-                       episode=row["episode"], item=n)
-    ep = f.ep
-    e = f.choose(ep, ep["open"] & (ep["CINreferralDate"] <= f.ref - DAY * 5))
-    if e is None:
-        return False
-    for back in (3, 2):
-        n = f.add("assessments", child=e["child"], episode=e["episode"], kind="continuous",
-                  AssessmentActualStartDate=f.ref - DAY * back)
-    return f.fault(e["child"], "assessments", "added two open assessments", episode=e["episode"], item=n)
-
-
-@injector("8897Q", rank=2)
-def _completed_without_factors(f: Faults) -> bool:
-    a = _assessments(f)
-    row = f.choose(a, a["done"] & (a["n_factors"] > 0))
-    if row is None:
-        return False
-    n = _drop_factors(f, row)
-    return _a_fault(f, row, f"removed {n} AssessmentFactors")
-
-
-@injector("8898", rank=2)
-def _duplicate_factor(f: Faults) -> bool:
-    fac = f.t["assessment_factors"]
-    row = f.choose(fac, fac["AssessmentFactors"].astype(str) != "21")
-    if row is None:
-        return False
-    code = str(row["AssessmentFactors"])
-    n = f.add("assessment_factors", child=row["child"], episode=row["episode"], assessment=row["assessment"],
-              AssessmentFactors=code)
-    return f.fault(row["child"], "assessment_factors", f"added AssessmentFactors {code} a second time",
-                   episode=row["episode"], item=n)
-
-
-def _add_code_injector(code: str, rule: str) -> None:
-    @injector(rule, rank=2)
-    def add_code(f: Faults) -> bool:
-        a = _assessments(f)
-        row = f.choose(a, a["done"] & (a["n_factors"] > 0) & ~a["has_21"])
-        if row is None:
-            return False
-        n = _add_factor(f, row, code)
-        return _factor_fault(f, row, n, f"added AssessmentFactors {code}")
-
-    add_code.__name__ = f"_factor_{code}"
-    add_code.__doc__ = f"Record factor {code} at a completed assessment."
-
-
-_add_code_injector("8A", "8617")
-_add_code_injector("18A", "8945Q")
-_add_code_injector("19A", "8950Q")
-
-
-@injector("8899Q", rank=2)
-def _disabled_without_disability_factor(f: Faults) -> bool:
-    a = _assessments(f)
-    disabled = a["child"].map(f.kids["n_disabilities"]) > 0
-    row = f.choose(a, a["done"] & disabled & (a["n_factors"] > 0))
-    if row is None:
-        return False
-    fac = f.t["assessment_factors"]
-    m = ((fac["child"] == row["child"]) & (fac["episode"] == row["episode"]) & (fac["assessment"] == row["assessment"])
-         & fac["AssessmentFactors"].astype(str).isin(["5A", "6A"]))
-    n = f.drop("assessment_factors", m)
-    change = f"removed {n} factors 5A/6A"
-    if _factors_of(f, row).empty:
-        _add_factor(f, row, "3B")
-        change += "; added 3B"
-    return _a_fault(f, row, change)
-
-
-# -- child protection plans -----------------------------------------------------------------------
-
-
 def _cpp(f: Faults) -> pd.DataFrame:
     c = _with_episode(f, "cp_plans", ("CINreferralDate", "CINclosureDate", "open", "closed", "n_plans", "latest"))
     c["ended"] = c["CPPendDate"].notna()
@@ -1452,166 +540,12 @@ def _cpp(f: Faults) -> pd.DataFrame:
     c["first_review"] = first.reindex(list(zip(c["child"], c["episode"], c["cpp"]))).to_numpy() if len(c) else []
     c["last_referral"] = c["child"].map(f.kids["last_referral"])
     c["dob"] = c["child"].map(f.kids["PersonBirthDate"])
+    c["no_death"] = c["child"].map(f.kids["PersonDeathDate"]).isna()
+    c["any_plan"] = c["child"].map(f.kids["any_plan"])
     p = f.t["cin_plans"]
     step = set(zip(p["child"], p["episode"], p["CINPlanStartDate"])) if "CINPlanStartDate" in p else set()
     c["step_down"] = [(ch, e, d) in step for ch, e, d in zip(c["child"], c["episode"], c["CPPendDate"])]
     return c
-
-
-def _c_fault(f: Faults, c: pd.Series, change: str) -> bool:
-    return f.fault(c["child"], "cp_plans", change, episode=c["episode"], item=c["cpp"])
-
-
-@injector("1105", rank=0)
-def _cpp_before_referral(f: Faults) -> bool:
-    c = _cpp(f)
-    row = f.choose(c, (c["CPPstartDate"] < f.start) & (c["cpp"] == 1))
-    if row is None:
-        row = f.choose(c, c["cpp"] == 1)
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "CPPstartDate", row["CINreferralDate"] - DAY))
-
-
-@injector("2885", rank=0)
-def _cpp_not_on_icpc(f: Faults) -> bool:
-    c = _cpp(f)
-    nxt = c["CPPstartDate"].map(lambda d: f.wd(d, 1) if pd.notna(d) else pd.NaT)
-    bound = pd.concat([c["first_review"], c["CPPendDate"]], axis=1).min(axis=1).fillna(f.ref + DAY)
-    row = f.choose(c, (c["CPPstartDate"] >= f.start) & (nxt < bound) & (nxt <= f.ref) & (c["n_plans"] == 0))
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "CPPstartDate", f.wd(row["CPPstartDate"], 1)))
-
-
-@injector("8720", rank=0)
-def _no_cpp_start(f: Faults) -> bool:
-    row = f.choose(_cpp(f))
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "CPPstartDate", None))
-
-
-@injector("8730", rank=0)
-def _negative_previous_cpp(f: Faults) -> bool:
-    row = f.choose(_cpp(f))
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "NumberOfPreviousCPP", -1))
-
-
-@injector("8840", rank=0)
-def _cpp_same_day(f: Faults) -> bool:
-    c = _cpp(f)
-    row = f.choose(c, c["ended"] & (c["CPPstartDate"] >= f.start) & ~c["step_down"])
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "CPPendDate", row["CPPstartDate"]))
-
-
-@injector("8841", rank=0)
-def _review_on_start(f: Faults) -> bool:
-    rv = f.t["cp_reviews"]
-    row = f.choose(rv, rv["review"] == 1)
-    if row is None:
-        return False
-    plans = f.t["cp_plans"]
-    start = plans.loc[(plans["child"] == row["child"]) & (plans["episode"] == row["episode"])
-                      & (plans["cpp"] == row["cpp"]), "CPPstartDate"].iloc[0]
-    return f.fault(row["child"], "cp_reviews", f.set("cp_reviews", row.name, "CPPreviewDate", start),
-                   episode=row["episode"], item=row["review"])
-
-
-@injector("8905", rank=0)
-def _bad_initial_category(f: Faults) -> bool:
-    row = f.choose(_cpp(f))
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "InitialCategoryOfAbuse", "NEGL"))
-
-
-@injector("8910", rank=0)
-def _bad_latest_category(f: Faults) -> bool:
-    row = f.choose(_cpp(f))
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "LatestCategoryOfAbuse", "NEGL"))
-
-
-@injector("8915", rank=0)
-def _cpp_after_death(f: Faults) -> bool:
-    """A death the day before an open plan started (a CIN plan ended on that day: 4009Q too)."""
-    c = _cpp(f)
-    death = c["CPPstartDate"] - DAY
-    ok = (~c["ended"] & (death >= f.start) & (death >= c["last_referral"]) & (death >= c["dob"])
-          & c["child"].map(f.kids["PersonDeathDate"]).isna() & ~c["child"].map(f.kids["any_plan"]))
-    row = f.choose(c, ok)
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set_child(row["child"], "PersonDeathDate", row["CPPstartDate"] - DAY))
-
-
-@injector("8920", rank=0)
-def _cpp_ends_after_death(f: Faults) -> bool:
-    c = _cpp(f)
-    death = c["CPPendDate"] - DAY
-    ok = (c["ended"] & (death >= f.start) & (death >= c["CPPstartDate"]) & (death >= c["last_referral"])
-          & (death >= c["dob"]) & c["child"].map(f.kids["PersonDeathDate"]).isna()
-          & ~c["child"].map(f.kids["any_plan"]))
-    row = f.choose(c, ok)
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set_child(row["child"], "PersonDeathDate", row["CPPendDate"] - DAY))
-
-
-@injector("8925", rank=0)
-def _cpp_ends_before_start(f: Faults) -> bool:
-    c = _cpp(f)
-    row = f.choose(c, c["ended"] & (c["CPPstartDate"] > f.start) & ~c["step_down"])
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "CPPendDate", row["CPPstartDate"] - DAY))
-
-
-@injector("8930", rank=0)
-def _cpp_ends_after_census(f: Faults) -> bool:
-    c = _cpp(f)
-    row = f.choose(c, ~c["ended"] & c["open"])
-    if row is None:
-        return False
-    return _c_fault(f, row, f.set("cp_plans", row["label"], "CPPendDate", f.wd(f.ref, 7)))
-
-
-@injector("8935", rank=0)
-def _two_open_cpp(f: Faults) -> bool:
-    """A second open plan beside an open one (their dates overlap: 8940, and 2885/2883 may fail)."""
-    c = _cpp(f)
-    row = f.choose(c, ~c["ended"])
-    if row is None:
-        return False
-    n = f.add("cp_plans", child=row["child"], episode=row["episode"], CPPstartDate=row["CPPstartDate"],
-              InitialCategoryOfAbuse=row["InitialCategoryOfAbuse"], LatestCategoryOfAbuse=row["LatestCategoryOfAbuse"],
-              NumberOfPreviousCPP=row["NumberOfPreviousCPP"])
-    return f.fault(row["child"], "cp_plans", f"added a second open plan starting {_fmt(row['CPPstartDate'])}",
-                   episode=row["episode"], item=n)
-
-
-@injector("8940", rank=0)
-def _cpp_overlap(f: Faults) -> bool:
-    c = _cpp(f)
-    row = f.choose(c, c["CPPstartDate"] < f.start)
-    if row is None:
-        return False
-    limit = min(x for x in (row["CINclosureDate"], row["CPPendDate"], f.ref) if pd.notna(x))
-    end = max(f.start + DAY, min(limit, f.start + DAY * 10))
-    n = f.add("cp_plans", child=row["child"], episode=row["episode"], CPPstartDate=row["CPPstartDate"], CPPendDate=end,
-              InitialCategoryOfAbuse=row["InitialCategoryOfAbuse"], LatestCategoryOfAbuse=row["LatestCategoryOfAbuse"],
-              NumberOfPreviousCPP=row["NumberOfPreviousCPP"])
-    return f.fault(row["child"], "cp_plans", f"added a plan {_fmt(row['CPPstartDate'])}..{_fmt(end)} overlapping plan "
-                   f"{row['cpp']}", episode=row["episode"], item=n)
-
-
-# -- CIN plans ------------------------------------------------------------------------------------
 
 
 def _plans(f: Faults) -> pd.DataFrame:
@@ -1624,148 +558,717 @@ def _plans(f: Faults) -> pd.DataFrame:
     return p
 
 
-def _p_fault(f: Faults, p: pd.Series, change: str) -> bool:
-    return f.fault(p["child"], "cin_plans", change, episode=p["episode"], item=p["cin_plan"])
+FACTS: dict[str, Callable[[Faults], pd.DataFrame]] = {
+    "children": _kids, "episodes": lambda f: f.ep, "section47": _s47, "assessments": _assessments,
+    "cp_plans": _cpp, "cin_plans": _plans, "assessment_factors": lambda f: f.t["assessment_factors"],
+}
 
 
-@injector("4000", rank=0)
-def _plan_on_nfa(f: Faults) -> bool:
+# -- faults that set values of one row, as data ------------------------------------------------------
+
+
+Where = Callable[[Faults, pd.DataFrame], Any]
+
+
+@dataclass(frozen=True)
+class Setter:
+    """Break a rule by setting values of one row chosen from ``FACTS[table]``.
+
+    ``values`` maps each column to its new value, or to ``f(faults, row)`` computing it (a child's
+    own column is set on the child); ``where`` is ``f(faults, rows)`` giving the rows that may be
+    chosen, or a tuple of them tried in turn. The fault is reported on ``report`` (default ``table``).
+    """
+
+    table: str
+    values: dict[str, Any]
+    where: Where | tuple[Where, ...] | None = None
+    report: str | None = None
+
+    def __call__(self, f: Faults) -> None:
+        rows = FACTS[self.table](f)
+        wheres = self.where if isinstance(self.where, tuple) else (self.where,) if self.where else ()
+        row = f.choose(rows, *(w(f, rows) for w in wheres))
+        changes = [f.edit(self.table, row, column, v(f, row) if callable(v) else v) for column, v in self.values.items()]
+        f.record(self.report or self.table, row, "; ".join(changes))
+
+
+def _dies_before(date: str, *after: str, also: Where) -> Where:
+    """Choose rows where a death the day before ``date`` comes on or after the census start, the
+    columns ``after``, the child's birth and last referral, and where ``also`` holds."""
+    def where(f: Faults, r: pd.DataFrame) -> Any:
+        death = r[date] - DAY
+        ok = death >= f.start
+        for column in (*after, "last_referral", "dob"):
+            ok &= death >= r[column]
+        return ok & also(f, r)
+    return where
+
+
+def _lone_plan(p: pd.DataFrame) -> Any:
+    return ~p["any_cpp"] & (p["n_child_plans"] == 1)
+
+
+def _upn(f: Faults, k: pd.DataFrame) -> Any:
+    return k["UPN"].notna()
+
+
+def _wrong_check_letter(f: Faults, k: pd.Series) -> str:
+    upn = k["UPN"]
+    return UPN_LETTERS[(UPN_LETTERS.index(upn[0]) + 1 + f.rnd.randrange(22)) % 23] + upn[1:]
+
+
+def _upn_of_unknown_la(f: Faults, k: pd.Series) -> str:
+    valid = set(spec.codes("la"))
+    bad = next(c for c in (f"{n:03d}" for n in range(999, 0, -1)) if c not in valid)
+    body = bad + k["UPN"][4:]
+    return upn_check_letter(body) + body  # a right check letter, so only the LA code is wrong
+
+
+def _quiet_newborn(f: Faults, k: pd.DataFrame) -> Any:
+    return k["born"] & (k["PersonBirthDate"] > f.start) & ~k["any_cpp"] & ~k["any_plan"]
+
+
+def _earlier_in_need(e: pd.DataFrame) -> Any:
+    return e["closed"] & ~e["nfa"] & ~e["latest"]
+
+
+_REOPEN = {"CINclosureDate": None, "ReasonForClosure": None}
+
+SETTERS: dict[str, Setter] = {
+    # -- children
+    "1510": Setter("children", {"UPN": _wrong_check_letter}, _upn),
+    "1530": Setter("children", {"UPN": _upn_of_unknown_la}, _upn),
+    # characters 5-12 not numeric: the check letter cannot be computed either (1510 may fail)
+    "1540": Setter("children", {"UPN": lambda f, k: k["UPN"][:6] + "A" + k["UPN"][7:]}, _upn),
+    # I is not a UPN letter, so the check letter may fail too (1510)
+    "1550": Setter("children", {"UPN": lambda f, k: k["UPN"][:12] + "I"}, _upn),
+    "1560Q": Setter("children", {"FormerUPN": "X12345"}, _upn),
+    "1570": Setter("children", {"LAchildID": lambda f, k: (str(k["LAchildID"]) + "0" * 21)[:21]}),
+    "1580": Setter("children", {"LAchildID": lambda f, k: f"{k['LAchildID']}-A"}),
+    "4220": Setter("children", {"Ethnicity": "WBR"}),
+    "8500": Setter("children", {"LAchildID": None}),
+    # referrals stay within 280 days of the new birth date (8606)
+    "8520": Setter("children", {"PersonBirthDate": lambda f, k: f.ref + 5 * DAY},
+                   lambda f, k: k["born"] & (k["first_referral"] >= f.ref + 5 * DAY - 280 * DAY)),
+    # neither a birth date nor an expected one
+    "8525Q": Setter("children", {"PersonBirthDate": None}, lambda f, k: k["born"]),
+    # a death the day before birth; if the child was referred after that day, 8555Q fails too
+    "8535Q": Setter("children", {"PersonDeathDate": lambda f, k: k["PersonBirthDate"] - DAY},
+                    (lambda f, k: _quiet_newborn(f, k) & (k["last_referral"] < k["PersonBirthDate"]), _quiet_newborn)),
+    "8545Q": Setter("children", {"PersonDeathDate": lambda f, k: f.ref + 10 * DAY},
+                    lambda f, k: k["born"] & k["PersonDeathDate"].isna()),
+    "8770Q": Setter("children", {"UPN": None, "UPNunknown": None}, lambda f, k: (
+        k["PersonBirthDate"] < f.ref - pd.DateOffset(years=6, months=1)) & k["any_in_need"] & k["UPN"].notna()),
+    "8772": Setter("children", {"UPN": None, "UPNunknown": "UN7"},
+                   lambda f, k: (k["PersonBirthDate"] > f.ref - pd.DateOffset(years=6)) & k["any_in_need"]),
+    "8775Q": Setter("children", {"PersonBirthDate": lambda f, k: f.ref - pd.DateOffset(years=26)},
+                    lambda f, k: k["UPN"].notna() & k["child"].isin(f.ep.loc[f.ep["open"], "child"])),
+    # -- episodes
+    "8568": Setter("episodes", {"ReferralNFA": None}),
+    "8569Q": Setter("episodes", {"ReferralNFA": True}, lambda f, e: ~e["nfa"] & (e["n_assess"] == 0) & (
+        e["n_s47"] == 0) & (e["n_cpp"] == 0) & (e["n_plans"] == 0) & (e["CINreferralDate"] < f.start - 5 * DAY)),
+    "8585Q": Setter("episodes", {"ReasonForClosure": "RC2"}, lambda f, e: (e["ReasonForClosure"] == "RC7")
+                    & e["child"].map(f.kids["PersonDeathDate"]).isna()),
+    # a closed episode: an open one without a referral date is also "not the latest" (8816)
+    "8600": Setter("episodes", {"CINreferralDate": None}, lambda f, e: e["closed"]),
+    "8610": Setter("episodes", {"PrimaryNeedCode": None}, lambda f, e: ~e["nfa"]),
+    "8620": Setter("episodes", {"CINclosureDate": lambda f, e: f.ref + 10 * DAY}, lambda f, e: e["closed"] & e["latest"]),
+    "8630": Setter("episodes", {"CINclosureDate": lambda f, e: e["CINreferralDate"] - DAY},
+                   lambda f, e: e["nfa"] & e["closed"] & (e["CINreferralDate"] > f.start)),
+    "8640": Setter("episodes", {"ReasonForClosure": "RC0"}, lambda f, e: e["closed"]),
+    "8650": Setter("episodes", {"PrimaryNeedCode": "N10"}, lambda f, e: ~e["nfa"]),
+    "8805": Setter("episodes", {"ReasonForClosure": None}, lambda f, e: e["closed"]),
+    "8810": Setter("episodes", {"CINclosureDate": None}, lambda f, e: e["closed"] & e["latest"]),
+    # reopen an earlier episode of a child whose latest is open (8816 and 8820 fail too)
+    "8815": Setter("episodes", _REOPEN, lambda f, e: _earlier_in_need(e)
+                   & e["child"].isin(e.loc[e["open"] & e["latest"], "child"])),
+    # reopen an episode that is not the child's latest, the child having no open one (8820 fails too)
+    "8816": Setter("episodes", _REOPEN, lambda f, e: _earlier_in_need(e)
+                   & ~e["child"].isin(e.loc[e["open"], "child"])),
+    "8831": Setter("episodes", {"ReferralNFA": True},
+                   lambda f, e: e["nin"] & (e["n_assess"] > 0) & (e["CINreferralDate"] > f.start + 2 * DAY)),
+    "8866": Setter("episodes", {"ReferralSource": None},
+                   lambda f, e: e["ReferralSource"].notna() & (e["CINreferralDate"] >= pd.Timestamp(2013, 4, 1))),
+    # -- section 47 enquiries
+    "2889": Setter("section47", {"S47ActualStartDate": lambda f, s: s["CINreferralDate"] - 3 * DAY},
+                   lambda f, s: ~s["open_s47"]),
+    "8615": Setter("section47", {"S47ActualStartDate": lambda f, s: s["DateOfInitialCPC"] + DAY},
+                   lambda f, s: s["DateOfInitialCPC"].notna()
+                   & (s["DateOfInitialCPC"] + DAY <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref))),
+    "8675Q": Setter("section47", {"ICPCnotRequired": False}, lambda f, s: (
+        s["open"] & s["last"] & s["not_required"] & (s["S47ActualStartDate"] >= f.start)
+        & (s["S47ActualStartDate"] <= f.wd(f.ref, -16)) & ~s["child"].isin(s.loc[s["open_s47"], "child"]))),
+    # one that started a plan, or in a closed episode, when no other is found: then 2885 or 8565 fail too
+    "8715": Setter("section47", {"DateOfInitialCPC": lambda f, s: f.wd(f.ref, 5)}, (
+        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"] & s["open"],
+        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"], lambda f, s: s["DateOfInitialCPC"].notna())),
+    "8868": Setter("section47", {"ICPCnotRequired": False}, lambda f, s: s["closed"] & s["last"] & s["not_required"]
+                   & (s["S47ActualStartDate"] >= f.start), report="episodes"),
+    "8870Q": Setter("section47", {"InitialCPCtarget": lambda f, s: f.saturday_after(s["InitialCPCtarget"])},
+                    lambda f, s: s["InitialCPCtarget"].notna()),
+    # -- assessments
+    "1103": Setter("assessments", {"AssessmentActualStartDate": lambda f, a: a["CINreferralDate"] - DAY},
+                   lambda f, a: (a["assessment"] == 1) & (a["CINreferralDate"] > f.start + DAY)),
+    "8608": Setter("assessments", {"AssessmentAuthorisationDate": lambda f, a: a["AssessmentActualStartDate"] - DAY},
+                   lambda f, a: a["done"] & (a["AssessmentActualStartDate"] > f.start)),
+    "8696": Setter("assessments", {"AssessmentAuthorisationDate": lambda f, a: f.ref + 7 * DAY},
+                   lambda f, a: a["done"] & a["open"] & a["last"]),
+    # -- child protection plans
+    "1105": Setter("cp_plans", {"CPPstartDate": lambda f, c: c["CINreferralDate"] - DAY},
+                   (lambda f, c: (c["CPPstartDate"] < f.start) & (c["cpp"] == 1), lambda f, c: c["cpp"] == 1)),
+    "2885": Setter("cp_plans", {"CPPstartDate": lambda f, c: f.wd(c["CPPstartDate"], 1)}, lambda f, c: _next_day_free(f, c)),
+    "8720": Setter("cp_plans", {"CPPstartDate": None}),
+    "8730": Setter("cp_plans", {"NumberOfPreviousCPP": -1}),
+    "8840": Setter("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"]},
+                   lambda f, c: c["ended"] & (c["CPPstartDate"] >= f.start) & ~c["step_down"]),
+    "8905": Setter("cp_plans", {"InitialCategoryOfAbuse": "NEGL"}),
+    "8910": Setter("cp_plans", {"LatestCategoryOfAbuse": "NEGL"}),
+    # a death the day before an open plan started (a CIN plan ended on that day: 4009Q too)
+    "8915": Setter("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPstartDate"] - DAY},
+                   _dies_before("CPPstartDate", also=lambda f, c: ~c["ended"] & c["no_death"] & ~c["any_plan"])),
+    "8920": Setter("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPendDate"] - DAY},
+                   _dies_before("CPPendDate", "CPPstartDate",
+                                also=lambda f, c: c["ended"] & c["no_death"] & ~c["any_plan"])),
+    "8925": Setter("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"] - DAY},
+                   lambda f, c: c["ended"] & (c["CPPstartDate"] > f.start) & ~c["step_down"]),
+    "8930": Setter("cp_plans", {"CPPendDate": lambda f, c: f.wd(f.ref, 7)}, lambda f, c: ~c["ended"] & c["open"]),
+    # -- CIN plans
+    "4008": Setter("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanStartDate"] - DAY},
+                   _dies_before("CINPlanStartDate", also=lambda f, p: ~p["ended"] & p["open"] & _lone_plan(p))),
+    "4009Q": Setter("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanEndDate"] - DAY},
+                    _dies_before("CINPlanEndDate", "CINPlanStartDate", also=lambda f, p: p["ended"] & _lone_plan(p))),
+    "4010": Setter("cin_plans", {"CINPlanStartDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
+    "4011": Setter("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"] - DAY},
+                   lambda f, p: p["ended"] & (p["CINPlanStartDate"] > f.start)),
+    "4012Q": Setter("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"]},
+                    lambda f, p: p["ended"] & (p["CINPlanStartDate"] >= f.start)),
+    "4013": Setter("cin_plans", {"CINPlanEndDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
+    "4015": Setter("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINreferralDate"] - DAY},
+                   lambda f, p: (p["cin_plan"] == 1) & (p["n_cpp"] == 0)),
+}
+"""The faults that set values of one chosen row, by rule (spelt as from 2022-23)."""
+
+
+def _next_day_free(f: Faults, c: pd.DataFrame) -> Any:
+    """Return the plans starting this year that can start a working day later with nothing else moving."""
+    nxt = c["CPPstartDate"].map(lambda d: f.wd(d, 1) if pd.notna(d) else pd.NaT)
+    bound = pd.concat([c["first_review"], c["CPPendDate"]], axis=1).min(axis=1).fillna(f.ref + DAY)
+    return (c["CPPstartDate"] >= f.start) & (nxt < bound) & (nxt <= f.ref) & (c["n_plans"] == 0)
+
+
+for _code, _setter in SETTERS.items():
+    register(_code, _setter.table, _setter)
+
+
+@dataclass(frozen=True)
+class Adder:
+    """Break a rule by adding a row to ``add`` under the parents of a row chosen from ``FACTS[table]``.
+
+    ``values(f, row)`` gives the new row's values (it may raise :class:`Unfit`); ``change`` is
+    formatted with them and the chosen row's (``row[...]``), dates as ``YYYY-MM-DD``, and the new
+    row's ordinal ``n``. The fault is reported on ``report`` (default ``add``) at the new row, or
+    at the chosen one when ``at_chosen``; ``needs`` orders it (default ``table``, see :data:`ORDER`).
+    """
+
+    table: str
+    add: str
+    values: Callable[[Faults, pd.Series], dict[str, Any]]
+    change: str
+    where: Where | None = None
+    report: str | None = None
+    at_chosen: bool = False
+    needs: str | None = None
+
+    def __call__(self, f: Faults) -> None:
+        rows = FACTS[self.table](f)
+        row = f.choose(rows, *((self.where(f, rows),) if self.where else ()))
+        values = self.values(f, row)
+        n = f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **values)
+        change = self.change.format(row={k: _fmt(v) for k, v in row.items()}, n=n,
+                                    **{k: _fmt(v) for k, v in values.items()})
+        f.record(self.report or self.add, row, change, item=None if self.at_chosen else n)
+
+
+def _same_cpp(f: Faults, c: pd.Series, **dates: Any) -> dict[str, Any]:
+    """Return the values of a plan beside ``c``: its start, categories and previous plans, and ``dates``."""
+    return {"CPPstartDate": c["CPPstartDate"], **dates, "InitialCategoryOfAbuse": c["InitialCategoryOfAbuse"],
+            "LatestCategoryOfAbuse": c["LatestCategoryOfAbuse"], "NumberOfPreviousCPP": c["NumberOfPreviousCPP"]}
+
+
+def _overlap_end(f: Faults, c: pd.Series) -> pd.Timestamp:
+    limit = min(x for x in (c["CINclosureDate"], c["CPPendDate"], f.ref) if pd.notna(x))
+    return max(f.start + DAY, min(limit, f.start + DAY * 10))
+
+
+def _done_with_factors(f: Faults, a: pd.DataFrame) -> Any:
+    return a["done"] & (a["n_factors"] > 0) & ~a["has_21"]
+
+
+ADDERS: dict[str, Adder] = {
+    "8794": Adder("children", "disabilities", lambda f, k: {
+        "Disability": f.rows("disabilities", k["child"])["Disability"].iloc[0]},
+        "added Disability {Disability} a second time", lambda f, k: k["n_disabilities"] > 0),
+    "2990": Adder("episodes", "section47", lambda f, e: {"S47ActualStartDate": f.rows(
+        "assessments", e["child"], e["episode"])["AssessmentActualStartDate"].min(), "ICPCnotRequired": True},
+        "added Section47 s47={n} (S47ActualStartDate={S47ActualStartDate}, ICPCnotRequired=true) to a "
+        "{row[ReasonForClosure]} episode", lambda f, e: e["nin"] & (e["n_assess"] > 0), report="episodes",
+        at_chosen=True),
+    # an enquiry concluded by a conference the working day before the referral (2889 fails too)
+    "1104": Adder("episodes", "section47", lambda f, e: dict.fromkeys(
+        ("S47ActualStartDate", "DateOfInitialCPC"), f.wd(e["CINreferralDate"], -1)) | {"ICPCnotRequired": False},
+        "added Section47 with DateOfInitialCPC {DateOfInitialCPC} before CINreferralDate {row[CINreferralDate]}",
+        lambda f, e: ~e["nfa"] & ~e["nin"] & (e["n_assess"] > 0) & (e["CINreferralDate"] > f.start + 7 * DAY),
+        needs="section47"),
+    "8890": Adder("section47", "section47", lambda f, s: {
+        "S47ActualStartDate": s["S47ActualStartDate"] + DAY, "ICPCnotRequired": True},
+        "added Section47 starting {S47ActualStartDate} during another", lambda f, s: s["DateOfInitialCPC"].notna()
+        & (s["DateOfInitialCPC"] - s["S47ActualStartDate"] >= 2 * DAY)),
+    "8614": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "3B"},
+                  "added AssessmentFactors 3B (factor {n}) to an assessment not authorised", lambda f, a: ~a["done"],
+                  report="assessments", at_chosen=True),
+    "8617": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "8A"},
+                  "added AssessmentFactors 8A", _done_with_factors),
+    "8945Q": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "18A"},
+                   "added AssessmentFactors 18A", _done_with_factors),
+    "8950Q": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "19A"},
+                   "added AssessmentFactors 19A", _done_with_factors),
+    "8898": Adder("assessment_factors", "assessment_factors", lambda f, r: {"AssessmentFactors": str(r["AssessmentFactors"])},
+                  "added AssessmentFactors {AssessmentFactors} a second time",
+                  lambda f, r: r["AssessmentFactors"].astype(str) != "21", needs="assessments"),
+    # a second open plan beside an open one (their dates overlap: 8940, and 2885/2883 may fail)
+    "8935": Adder("cp_plans", "cp_plans", _same_cpp, "added a second open plan starting {CPPstartDate}",
+                  lambda f, c: ~c["ended"]),
+    "8940": Adder("cp_plans", "cp_plans", lambda f, c: _same_cpp(f, c, CPPendDate=_overlap_end(f, c)),
+                  "added a plan {CPPstartDate}..{CPPendDate} overlapping plan {row[cpp]}",
+                  lambda f, c: c["CPPstartDate"] < f.start),
+    "4000": Adder("episodes", "cin_plans", lambda f, e: {"CINPlanStartDate": e["CINreferralDate"]},
+                  "added an open CIN plan to an NFA referral",
+                  lambda f, e: e["nfa"] & ~e["child"].map(f.kids["any_plan"]), needs="cin_plans"),
+    # an open CIN plan during an open protection plan (it starts inside it: 4016 too)
+    "4001": Adder("cp_plans", "cin_plans", lambda f, c: {"CINPlanStartDate": c["CPPstartDate"] + DAY},
+                  "added an open CIN plan starting {CINPlanStartDate}",
+                  lambda f, c: ~c["ended"] & (c["CPPstartDate"] < f.ref) & (c["n_plans"] == 0), needs="cin_plans"),
+    # a second open CIN plan (it overlaps the first: 4014 too)
+    "4004": Adder("cin_plans", "cin_plans", lambda f, p: {"CINPlanStartDate": p["CINPlanStartDate"] + DAY},
+                  "added a second open CIN plan starting {CINPlanStartDate}",
+                  lambda f, p: ~p["ended"] & (p["CINPlanStartDate"] < f.ref)),
+    "4014": Adder("cin_plans", "cin_plans", lambda f, p: {
+        "CINPlanStartDate": p["CINPlanStartDate"] + DAY, "CINPlanEndDate": p["CINPlanEndDate"]},
+        "added a CIN plan {CINPlanStartDate}..{CINPlanEndDate} inside plan {row[cin_plan]}",
+        lambda f, p: p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= 2 * DAY)),
+}
+"""The faults that add one row beside a chosen one, by rule."""
+
+for _code, _adder in ADDERS.items():
+    register(_code, _adder.needs or _adder.table, _adder)
+
+
+# -- faults of other shapes: children ---------------------------------------------------------------
+
+
+def _share_value(f: Faults, column: str, where: Where) -> None:
+    """Give a chosen child the ``column`` of another untouched child (both then fail)."""
+    kids = _kids(f)
+    ok = pd.Series(np.asarray(where(f, kids), dtype=bool), index=kids.index)
+    k = f.choose(kids, ok)
+    donors = kids[ok & (kids["child"] != k["child"]) & ~kids["child"].isin(f.used)]
+    if donors.empty:
+        raise Unfit
+    donor = donors.iloc[f.rnd.randrange(len(donors))]
+    f.record("children", k, f.set_child(k["child"], column, donor[column]))
+    f.record("children", donor, f"(none: child {k['LAchildID']} was given this {column})")
+
+
+@injector("1520", "children")
+def _duplicate_upn(f: Faults) -> None:
+    _share_value(f, "UPN", _upn)
+
+
+@injector("8510", "children")
+def _duplicate_child_id(f: Faults) -> None:
+    _share_value(f, "LAchildID", lambda f, k: k["child"].notna())
+
+
+@injector("4180", "children")
+def _no_sex(f: Faults) -> None:
+    k = f.choose(_kids(f))
+    f.record("children", k, f.set_child(k["child"], f.sex, None))
+
+
+def _unborn(f: Faults) -> tuple[pd.Series, list[str]]:
+    """Return an unborn child; failing that, make a baby referred lately unborn (the changes)."""
+    kids = _kids(f)
+    k = f.pick(kids, kids["ExpectedPersonBirthDate"].notna() & ~kids["born"])
+    if k is not None:
+        return k, []
+    recent = f.ref - pd.Timedelta(days=250)
+    k = f.choose(kids, kids["born"] & (kids["PersonBirthDate"] >= recent) & (kids["first_referral"] >= recent))
+    due = f.ref + pd.Timedelta(days=20)
+    return k, [f.set_child(k["child"], "PersonBirthDate", None),
+               f.set_child(k["child"], "ExpectedPersonBirthDate", due)]
+
+
+@injector("8530Q", "children")
+def _due_date_out_of_range(f: Faults) -> None:
+    k, changes = _unborn(f)
+    if changes:
+        changes.append(f.set_child(k["child"], f.sex, "U" if f.sex == "Sex" else "0"))
+    changes.append(f.set_child(k["child"], "ExpectedPersonBirthDate", f.ref - pd.Timedelta(days=60)))
+    f.record("children", k, "; ".join(changes))
+
+
+@injector("8750", "children")
+def _unborn_with_sex(f: Faults) -> None:
+    k, changes = _unborn(f)
+    changes.append(f.set_child(k["child"], f.sex, "M" if f.sex == "Sex" else "1"))
+    f.record("children", k, "; ".join(changes))
+
+
+@injector("8540", "children")
+def _no_disability(f: Faults) -> None:
+    kids = _kids(f)
+    k = f.choose(kids, kids["born"] & kids["any_in_need"])
+    n = f.drop("disabilities", f.t["disabilities"]["child"] == k["child"])
+    f.record("children", k, f"removed {n} Disability")
+
+
+@injector("8555Q", "children")
+def _referred_after_death(f: Faults) -> None:
+    kids = _kids(f)
+    death = kids["last_referral"] - DAY
+    k = f.choose(kids, kids["born"] & kids["PersonDeathDate"].isna() & ~kids["any_cpp"] & ~kids["any_plan"]
+                 & (death >= f.start) & (death >= kids["PersonBirthDate"]))
+    change = f.set_child(k["child"], "PersonDeathDate", k["last_referral"] - DAY)
+    e = f.ep[f.ep["child"] == k["child"]]
+    f.record("episodes", e.loc[e["CINreferralDate"].idxmax()], change)
+
+
+@injector("8590", "children")
+def _no_episode(f: Faults) -> None:
+    k = f.choose(_kids(f))
+    n = f.drop("episodes", f.t["episodes"]["child"] == k["child"])
+    for table in ("assessments", "assessment_factors", "cin_plans", "section47", "cp_plans", "cp_reviews",
+                  "pre_proceedings"):
+        f.drop(table, f.t[table]["child"] == k["child"])
+    f.record("children", k, f"removed {n} CINdetails and their contents")
+
+
+@injector("8606", "children")
+def _referral_long_before_birth(f: Faults) -> None:
+    kids = _kids(f)
+    k = f.choose(kids, kids["born"] & (kids["first_referral"] <= f.ref - pd.Timedelta(days=290)))
+    change = f.set_child(k["child"], "PersonBirthDate", k["first_referral"] + pd.Timedelta(days=285))
+    f.record("episodes", f.ep[(f.ep["child"] == k["child"]) & (f.ep["CINreferralDate"] == k["first_referral"])].iloc[0],
+             change)
+
+
+@injector("8790", "children")
+def _none_and_other(f: Faults) -> None:
+    kids = _kids(f)
+    k = f.choose(kids, kids["has_none"])
+    rows = f.rows("disabilities", k["child"])
+    none = rows.loc[rows["Disability"].astype(str) == "NONE", "disability"].iloc[0]
+    f.add("disabilities", child=k["child"], Disability="AUT")
+    f.fault(k["child"], "disabilities", "added Disability AUT beside NONE", item=none)
+
+
+# -- episodes -------------------------------------------------------------------------------------
+
+
+@injector("8820", "episodes")
+def _overlapping_episodes(f: Faults) -> None:
+    """Move a child's next referral inside its previous (closed, in-need) episode."""
+    ep = f.ep.sort_values(["child", "CINreferralDate"])
+    nxt = ep.groupby("child")["CINreferralDate"].shift(-1)
+    nxt_nfa = ep.groupby("child")["nfa"].shift(-1)
+    e = f.choose(ep, ep["closed"] & ~ep["nfa"] & nxt.notna() & (nxt_nfa == False)  # noqa: E712
+                 & (ep["CINclosureDate"] - ep["CINreferralDate"] >= pd.Timedelta(days=2)))
+    later = ep[(ep["child"] == e["child"]) & (ep["CINreferralDate"] > e["CINreferralDate"])].iloc[0]
+    f.record("episodes", later, f.set("episodes", later["label"], "CINreferralDate", e["CINclosureDate"] - DAY))
+
+
+def _drop_assessments(f: Faults, e: pd.Series) -> int:
+    for table in ("assessment_factors", "assessments"):
+        df = f.t[table]
+        n = f.drop(table, (df["child"] == e["child"]) & (df["episode"] == e["episode"]))
+    return n
+
+
+@injector("2991Q", "episodes")
+def _s47_without_assessment(f: Faults) -> None:
+    e = f.choose(f.ep, (f.ep["n_s47"] > 0) & (f.ep["n_assess"] > 0))
+    f.record("episodes", e, f"removed {_drop_assessments(f, e)} Assessments of an episode with a Section47")
+
+
+@injector("8825Q", "episodes")
+def _rc8_without_assessment(f: Faults) -> None:
+    e = f.choose(f.ep, f.ep["nin"] & (f.ep["n_assess"] > 0))
+    f.record("episodes", e, f"removed {_drop_assessments(f, e)} Assessments of a {e['ReasonForClosure']} episode")
+
+
+@injector("8832", "episodes")
+def _nfa_with_cpp(f: Faults) -> None:
+    """Flag an episode with a protection plan as NFA (an old referral: 8569Q; with S47s: 8831 too)."""
     ep = f.ep
-    e = f.choose(ep, ep["nfa"] & ~ep["child"].map(f.kids["any_plan"]))
-    if e is None:
-        return False
-    n = f.add("cin_plans", child=e["child"], episode=e["episode"], CINPlanStartDate=e["CINreferralDate"])
-    return f.fault(e["child"], "cin_plans", f"added an open CIN plan to an NFA referral", episode=e["episode"], item=n)
+    quiet = (ep["n_assess"] == 0) & (ep["n_s47"] == 0) & (ep["n_plans"] == 0)
+    e = f.choose(ep, (ep["n_cpp"] > 0) & quiet, ep["n_cpp"] > 0)
+    f.record("cp_plans", e, f.set("episodes", e["label"], "ReferralNFA", True), item=1)
 
 
-@injector("4001", rank=0)
-def _plan_with_open_cpp(f: Faults) -> bool:
-    """An open CIN plan during an open protection plan (it starts inside it: 4016 too)."""
-    c = _cpp(f)
-    row = f.choose(c, ~c["ended"] & (c["CPPstartDate"] < f.ref) & (c["n_plans"] == 0))
+@injector("8565", "episodes")
+def _activity_after_closure(f: Faults) -> None:
+    ep = f.ep
+    cands = ep[ep["closed"] & ~ep["nfa"] & ((ep["n_assess"] > 0) | (ep["n_s47"] > 0) | (ep["n_cpp"] > 0))]
+    order = list(range(len(cands)))
+    f.rnd.shuffle(order)
+    for i in order:
+        e = cands.iloc[i]
+        if e["child"] in f.used:
+            continue
+        last = _last_activity(f, e)
+        new = last - DAY
+        if last is not pd.NaT and new >= max(e["CINreferralDate"], f.start):
+            f.record("episodes", e, f.set("episodes", e["label"], "CINclosureDate", new))
+            return
+    raise Unfit
+
+
+def _last_activity(f: Faults, e: pd.Series) -> pd.Timestamp:
+    dates = []
+    for table, cols in (("assessments", ("AssessmentActualStartDate", "AssessmentAuthorisationDate")),
+                        ("section47", ("S47ActualStartDate", "DateOfInitialCPC")),
+                        ("cp_plans", ("CPPendDate",)), ("cin_plans", ("CINPlanStartDate", "CINPlanEndDate"))):
+        rows = f.rows(table, e["child"], e["episode"])
+        for c in cols:
+            if c in rows:
+                dates.extend(rows[c].dropna().tolist())
+    return max(dates) if dates else pd.NaT
+
+
+# -- section 47 ------------------------------------------------------------------------------------
+
+
+@injector("2884", "section47")
+def _icpc_twice(f: Faults) -> None:
+    s = _s47(f)
+    row = f.choose(s, s["DateOfInitialCPC"].notna())
+    label = f.ep.loc[(f.ep["child"] == row["child"]) & (f.ep["episode"] == row["episode"]), "label"].iloc[0]
+    f.record("section47", row, f.set("episodes", label, "DateOfInitialCPC", row["DateOfInitialCPC"]))
+
+
+@injector("8740", "section47")
+def _open_s47_after_census(f: Faults) -> None:
+    s = _s47(f)
+    later = f.ref + pd.Timedelta(days=3)
+    row = f.pick(s, s["open_s47"])
+    if row is not None:
+        return f.record("section47", row, f.set("section47", row["label"], "S47ActualStartDate", later))
+    row = f.choose(s, s["open"] & s["last"] & s["not_required"])
+    f.record("section47", row, f.set("section47", row["label"], "ICPCnotRequired", False) + "; "
+             + f.set("section47", row["label"], "S47ActualStartDate", later))
+
+
+def _add_open(f: Faults, table: str, open_rows: pd.DataFrame, episodes: Any, noun: str, plural: str,
+              **fixed: Any) -> None:
+    """Add an open ``table`` row the day after an open one, else two to an open episode (``episodes``)."""
+    column = "S47ActualStartDate" if table == "section47" else "AssessmentActualStartDate"
+    row = f.pick(open_rows)
+    if row is not None:
+        day = min(row[column] + DAY, f.ref)
+        n = f.add(table, child=row["child"], episode=row["episode"], **{column: day}, **fixed)
+        return f.fault(row["child"], table, f"added an open {noun} starting {_fmt(day)}", episode=row["episode"],
+                       item=n)
+    e = f.choose(f.ep, episodes)
+    for back in (3, 2):
+        n = f.add(table, child=e["child"], episode=e["episode"], **{column: f.ref - DAY * back}, **fixed)
+    f.fault(e["child"], table, f"added two open {plural}", episode=e["episode"], item=n)
+
+
+@injector("8839", "section47")
+def _two_open_s47(f: Faults) -> None:
+    """Add a second enquiry still open in the same episode (8890 fails too)."""
+    s, ep = _s47(f), f.ep
+    _add_open(f, "section47", s[s["open_s47"]],
+              ep["open"] & (ep["n_assess"] > 0) & (ep["CINreferralDate"] <= f.ref - pd.Timedelta(days=5)),
+              "Section47", "Section47", ICPCnotRequired=False)
+
+
+@injector("8875", "section47")
+def _icpc_on_weekend(f: Faults) -> None:
+    s = _s47(f)
+    sat = s["DateOfInitialCPC"].map(lambda d: f.saturday_after(d) if pd.notna(d) else pd.NaT)
+    ok = s["DateOfInitialCPC"].notna() & (sat <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref))
+    row = f.pick(s, ok & ~s["has_cpp"])
     if row is None:
-        return False
-    start = row["CPPstartDate"] + DAY
-    n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start)
-    return f.fault(row["child"], "cin_plans", f"added an open CIN plan starting {_fmt(start)}", episode=row["episode"],
-                   item=n)
+        # a plan started at the conference moves with it (its start must equal the conference, 2885)
+        c = _cpp(f)
+        first = dict(zip(zip(c["child"], c["CPPstartDate"]), c["first_review"]))
+        later = [has and (pd.isna(first.get((ch, d))) or sd < first[(ch, d)])
+                 for has, ch, d, sd in zip(s["has_cpp"], s["child"], s["DateOfInitialCPC"], sat)]
+        row = f.choose(s, ok & pd.Series(later, index=s.index, dtype=bool) & (s["n_plans"] == 0))
+        plans = f.t["cp_plans"]
+        label = plans.index[(plans["child"] == row["child"]) & (plans["CPPstartDate"] == row["DateOfInitialCPC"])][0]
+        f.set("cp_plans", label, "CPPstartDate", f.saturday_after(row["DateOfInitialCPC"]))
+    f.record("section47", row, f.set("section47", row["label"], "DateOfInitialCPC",
+                                     f.saturday_after(row["DateOfInitialCPC"])))
 
 
-@injector("4003", rank=0)
-def _review_during_plan(f: Faults) -> bool:
+# -- assessments and factors ----------------------------------------------------------------------
+
+
+def _factors_of(f: Faults, a: pd.Series) -> pd.Series:
+    fac = f.t["assessment_factors"]
+    return (fac["child"] == a["child"]) & (fac["episode"] == a["episode"]) & (fac["assessment"] == a["assessment"])
+
+
+def _drop_factors(f: Faults, a: pd.Series) -> int:
+    return f.drop("assessment_factors", _factors_of(f, a))
+
+
+def _add_factor(f: Faults, a: pd.Series, code: str) -> int:
+    return f.add("assessment_factors", child=a["child"], episode=a["episode"], assessment=a["assessment"],
+                 AssessmentFactors=code)
+
+
+def _unauthorise(f: Faults, a: pd.Series) -> str:
+    n = _drop_factors(f, a)
+    return f.set("assessments", a["label"], "AssessmentAuthorisationDate", None) + f"; removed {n} factors"
+
+
+@injector("8670Q", "assessments")
+def _assessment_open_too_long(f: Faults) -> None:
+    a = _assessments(f)
+    row = f.choose(a, a["done"] & a["open"] & a["last"] & (a["n_open_assess"] == 0)
+                   & (a["AssessmentActualStartDate"] >= f.start) & (a["AssessmentActualStartDate"] <= f.wd(f.ref, -46)))
+    f.record("assessments", row, _unauthorise(f, row))
+
+
+@injector("8736", "assessments")
+def _open_assessment_after_census(f: Faults) -> None:
+    a = _assessments(f)
+    later = f.ref + DAY * 2
+    row = f.pick(a, ~a["done"])
+    if row is not None:
+        return f.record("assessments", row, f.set("assessments", row["label"], "AssessmentActualStartDate", later))
+    row = f.choose(a, a["done"] & a["open"] & a["last"] & (a["n_open_assess"] == 0))
+    n = _drop_factors(f, row)
+    f.record("assessments", row, f.set("assessments", row["label"], "AssessmentAuthorisationDate", None) + "; "
+             + f.set("assessments", row["label"], "AssessmentActualStartDate", later) + f"; removed {n} factors")
+
+
+@injector("8863Q", "assessments")
+def _assessments_overlap(f: Faults) -> None:
+    a = _assessments(f)
+    row = f.choose(a, a["done"] & (a["AssessmentActualStartDate"] >= f.start) & (a["n_factors"] > 0)
+                   & (a["AssessmentAuthorisationDate"] - a["AssessmentActualStartDate"] >= pd.Timedelta(days=2)))
+    start = row["AssessmentActualStartDate"] + DAY
+    n = f.add("assessments", child=row["child"], episode=row["episode"], kind="continuous",
+              AssessmentActualStartDate=start, AssessmentAuthorisationDate=row["AssessmentAuthorisationDate"])
+    for code in f.t["assessment_factors"].loc[_factors_of(f, row), "AssessmentFactors"]:
+        f.add("assessment_factors", child=row["child"], episode=row["episode"], assessment=n, AssessmentFactors=code)
+    f.record("assessments", row, f"added an assessment starting {_fmt(start)} during assessment "
+             f"{row['assessment']}", item=n)
+
+
+@injector("8867", "assessments")
+def _closed_with_open_assessment(f: Faults) -> None:
+    a = _assessments(f)
+    row = f.choose(a, a["done"] & a["closed"] & a["last"] & (a["AssessmentActualStartDate"] >= f.start))
+    f.record("episodes", row, _unauthorise(f, row))
+
+
+@injector("8869", "assessments")
+def _factor_21_with_others(f: Faults) -> None:
+    a = _assessments(f)
+    row = f.choose(a, a["nin"] & (a["n_factors"] > 0))
+    codes = set(f.t["assessment_factors"].loc[_factors_of(f, row), "AssessmentFactors"].astype(str))
+    code = "3B" if codes == {"21"} else "21"
+    n = _add_factor(f, row, code)
+    f.record("assessment_factors", row, f"added AssessmentFactors {code} (factor {n}) beside {', '.join(sorted(codes))}",
+             item=n)
+
+
+@injector("8873Q", "assessments")
+def _factor_21_not_rc8(f: Faults) -> None:
+    a = _assessments(f)
+    a = a[a["nin"] & (a["n_assess"] == 1) & (a["n_factors"] > 0)]
+    row = f.pick(a, a["only_21"])
+    changes = []
+    if row is None:
+        row = f.choose(a)
+        n = _drop_factors(f, row)
+        factor = _add_factor(f, row, "21")
+        changes.append(f"replaced {n} factors by 21")
+    else:
+        factors = f.t["assessment_factors"][_factors_of(f, row)]
+        factor = factors.loc[factors["AssessmentFactors"].astype(str) == "21", "factor"].iloc[0]
+    label = f.ep.loc[(f.ep["child"] == row["child"]) & (f.ep["episode"] == row["episode"]), "label"].iloc[0]
+    changes.insert(0, f.set("episodes", label, "ReasonForClosure", "RC7"))
+    f.record("assessment_factors", row, "; ".join(changes), item=factor)
+
+
+@injector("8896", "assessments")
+def _two_open_assessments(f: Faults) -> None:
+    """Add a second open assessment in one episode (8863Q fails too)."""
+    a, ep = _assessments(f), f.ep
+    _add_open(f, "assessments", a[~a["done"]], ep["open"] & (ep["CINreferralDate"] <= f.ref - DAY * 5),
+              "assessment", "assessments", kind="continuous")
+
+
+@injector("8897Q", "assessments")
+def _completed_without_factors(f: Faults) -> None:
+    a = _assessments(f)
+    row = f.choose(a, a["done"] & (a["n_factors"] > 0))
+    f.record("assessments", row, f"removed {_drop_factors(f, row)} AssessmentFactors")
+
+
+@injector("8899Q", "assessments")
+def _disabled_without_disability_factor(f: Faults) -> None:
+    a = _assessments(f)
+    row = f.choose(a, a["done"] & (a["child"].map(f.kids["n_disabilities"]) > 0) & (a["n_factors"] > 0))
+    fac = f.t["assessment_factors"]
+    n = f.drop("assessment_factors", _factors_of(f, row) & fac["AssessmentFactors"].astype(str).isin(["5A", "6A"]))
+    change = f"removed {n} factors 5A/6A"
+    if not _factors_of(f, row).any():
+        _add_factor(f, row, "3B")
+        change += "; added 3B"
+    f.record("assessments", row, change)
+
+
+# -- child protection plans -----------------------------------------------------------------------
+
+
+@injector("8841", "cp_plans")
+def _review_on_start(f: Faults) -> None:
+    rv = f.t["cp_reviews"]
+    row = f.choose(rv, rv["review"] == 1)
+    plans = f.t["cp_plans"]
+    start = plans.loc[(plans["child"] == row["child"]) & (plans["episode"] == row["episode"])
+                      & (plans["cpp"] == row["cpp"]), "CPPstartDate"].iloc[0]
+    f.record("cp_reviews", row, f.set("cp_reviews", row.name, "CPPreviewDate", start))
+
+
+# -- CIN plans ------------------------------------------------------------------------------------
+
+
+@injector("4003", "cin_plans")
+def _review_during_plan(f: Faults) -> None:
     c = _cpp(f)
     p = f.t["cin_plans"]
     starts = dict(zip(zip(p["child"], p["episode"], p["CINPlanStartDate"]), p["CINPlanEndDate"]))
     has_step = [(ch, e, d) in starts for ch, e, d in zip(c["child"], c["episode"], c["CPPendDate"])]
     row = f.choose(c, c["ended"] & pd.Series(has_step, index=c.index))
-    if row is None:
-        return False
     plan_end = starts[(row["child"], row["episode"], row["CPPendDate"])]
     day = row["CPPendDate"] + DAY * 2
     if day > min(x for x in (plan_end, row["CINclosureDate"], f.ref) if pd.notna(x)):
-        return False
+        raise Unfit
     n = f.add("cp_reviews", child=row["child"], episode=row["episode"], cpp=row["cpp"], CPPreviewDate=day)
-    return f.fault(row["child"], "cp_reviews", f"added CPPreviewDate {_fmt(day)} inside the CIN plan that follows "
-                   f"the protection plan", episode=row["episode"], item=n)
+    f.record("cp_reviews", row, f"added CPPreviewDate {_fmt(day)} inside the CIN plan that follows the protection plan",
+             item=n)
 
 
-@injector("4004", rank=0)
-def _two_open_plans(f: Faults) -> bool:
-    """A second open CIN plan (it overlaps the first: 4014 too)."""
-    p = _plans(f)
-    row = f.choose(p, ~p["ended"] & (p["CINPlanStartDate"] < f.ref))
-    if row is None:
-        return False
-    start = row["CINPlanStartDate"] + DAY
-    n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start)
-    return f.fault(row["child"], "cin_plans", f"added a second open CIN plan starting {_fmt(start)}",
-                   episode=row["episode"], item=n)
-
-
-@injector("4008", rank=0)
-def _plan_after_death(f: Faults) -> bool:
-    p = _plans(f)
-    death = p["CINPlanStartDate"] - DAY
-    ok = (~p["ended"] & p["open"] & ~p["any_cpp"] & (p["n_child_plans"] == 1) & (death >= f.start)
-          & (death >= p["last_referral"]) & (death >= p["dob"]))
-    row = f.choose(p, ok)
-    if row is None:
-        return False
-    return _p_fault(f, row, f.set_child(row["child"], "PersonDeathDate", row["CINPlanStartDate"] - DAY))
-
-
-@injector("4009Q", rank=0)
-def _plan_ends_after_death(f: Faults) -> bool:
-    p = _plans(f)
-    death = p["CINPlanEndDate"] - DAY
-    ok = (p["ended"] & ~p["any_cpp"] & (p["n_child_plans"] == 1) & (death >= f.start)
-          & (death >= p["CINPlanStartDate"]) & (death >= p["last_referral"]) & (death >= p["dob"]))
-    row = f.choose(p, ok)
-    if row is None:
-        return False
-    return _p_fault(f, row, f.set_child(row["child"], "PersonDeathDate", row["CINPlanEndDate"] - DAY))
-
-
-@injector("4010", rank=0)
-def _plan_starts_after_census(f: Faults) -> bool:
-    p = _plans(f)
-    row = f.choose(p, ~p["ended"] & p["open"])
-    if row is None:
-        return False
-    return _p_fault(f, row, f.set("cin_plans", row["label"], "CINPlanStartDate", f.ref + DAY * 5))
-
-
-@injector("4011", rank=0)
-def _plan_ends_before_start(f: Faults) -> bool:
-    p = _plans(f)
-    row = f.choose(p, p["ended"] & (p["CINPlanStartDate"] > f.start))
-    if row is None:
-        return False
-    return _p_fault(f, row, f.set("cin_plans", row["label"], "CINPlanEndDate", row["CINPlanStartDate"] - DAY))
-
-
-@injector("4012Q", rank=0)
-def _plan_same_day(f: Faults) -> bool:
-    p = _plans(f)
-    row = f.choose(p, p["ended"] & (p["CINPlanStartDate"] >= f.start))
-    if row is None:
-        return False
-    return _p_fault(f, row, f.set("cin_plans", row["label"], "CINPlanEndDate", row["CINPlanStartDate"]))
-
-
-@injector("4013", rank=0)
-def _plan_ends_after_census(f: Faults) -> bool:
-    p = _plans(f)
-    row = f.choose(p, ~p["ended"] & p["open"])
-    if row is None:
-        return False
-    return _p_fault(f, row, f.set("cin_plans", row["label"], "CINPlanEndDate", f.ref + DAY * 5))
-
-
-@injector("4014", rank=0)
-def _plans_overlap(f: Faults) -> bool:
-    p = _plans(f)
-    row = f.choose(p, p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= pd.Timedelta(days=2)))
-    if row is None:
-        return False
-    start = row["CINPlanStartDate"] + DAY
-    n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start,
-              CINPlanEndDate=row["CINPlanEndDate"])
-    return f.fault(row["child"], "cin_plans", f"added a CIN plan {_fmt(start)}..{_fmt(row['CINPlanEndDate'])} inside plan "
-                   f"{row['cin_plan']}", episode=row["episode"], item=n)
-
-
-@injector("4015", rank=0)
-def _plan_before_referral(f: Faults) -> bool:
-    p = _plans(f)
-    row = f.choose(p, (p["cin_plan"] == 1) & (p["n_cpp"] == 0))
-    if row is None:
-        return False
-    return _p_fault(f, row, f.set("cin_plans", row["label"], "CINPlanStartDate", row["CINreferralDate"] - DAY))
-
-
-@injector("4016", rank=0)
-def _plan_starts_in_cpp(f: Faults) -> bool:
+@injector("4016", "cin_plans")
+def _plan_starts_in_cpp(f: Faults) -> None:
     c = _cpp(f)
     p = f.t["cin_plans"]
     label_of = {(ch, e, d): lab for lab, ch, e, d in zip(p.index, p["child"], p["episode"], p["CINPlanStartDate"])}
@@ -1775,60 +1278,52 @@ def _plan_starts_in_cpp(f: Faults) -> bool:
           for ended, ch, e, k, s, d in zip(c["ended"], c["child"], c["episode"], c["cpp"], c["CPPstartDate"],
                                            c["CPPendDate"])]
     row = f.choose(c, ok)
-    if row is None:
-        return False
     label = label_of[(row["child"], row["episode"], row["CPPendDate"])]
-    p_row = p.loc[label]
     change = f.set("cin_plans", label, "CINPlanStartDate", row["CPPendDate"] - DAY)
-    return f.fault(row["child"], "cin_plans", change, episode=row["episode"], item=p_row["cin_plan"])
+    f.record("cin_plans", row, change, item=p.loc[label, "cin_plan"])
 
 
-@injector("4017", rank=0)
-def _cpp_starts_in_plan(f: Faults) -> bool:
+@injector("4017", "cin_plans")
+def _cpp_starts_in_plan(f: Faults) -> None:
     c = _cpp(f)
     p = f.t["cin_plans"]
     label_of = {(ch, e, d): lab for lab, ch, e, d in zip(p.index, p["child"], p["episode"], p["CINPlanEndDate"])}
     day_after = c["CPPstartDate"] + DAY
     ok = [(ch, e, s) in label_of and (pd.isna(r) or a < r) and a <= f.ref
           for ch, e, s, a, r in zip(c["child"], c["episode"], c["CPPstartDate"], day_after, c["first_review"])]
-    row = f.choose(c, ok)
+    row = f.pick(c, ok)
     if row is not None:
         label = label_of[(row["child"], row["episode"], row["CPPstartDate"])]
         change = f.set("cin_plans", label, "CINPlanEndDate", row["CPPstartDate"] + DAY)
-        return f.fault(row["child"], "cin_plans", change, episode=row["episode"], item=p.loc[label, "cin_plan"])
-    ok = ((c["n_plans"] == 0) & (c["CPPstartDate"] - c["CINreferralDate"] >= pd.Timedelta(days=3))
-          & (c["first_review"].isna() | (c["first_review"] > c["CPPstartDate"] + DAY))
-          & (c["CPPstartDate"] + DAY <= f.ref))
-    row = f.choose(c, ok)
-    if row is None:
-        return False
+        return f.record("cin_plans", row, change, item=p.loc[label, "cin_plan"])
+    row = f.choose(c, (c["n_plans"] == 0) & (c["CPPstartDate"] - c["CINreferralDate"] >= pd.Timedelta(days=3))
+                   & (c["first_review"].isna() | (c["first_review"] > c["CPPstartDate"] + DAY))
+                   & (c["CPPstartDate"] + DAY <= f.ref))
     start, end = row["CPPstartDate"] - DAY * 2, row["CPPstartDate"] + DAY
     n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start, CINPlanEndDate=end)
-    return f.fault(row["child"], "cin_plans", f"added a CIN plan {_fmt(start)}..{_fmt(end)} around the plan's start",
-                   episode=row["episode"], item=n)
+    f.record("cin_plans", row, f"added a CIN plan {_fmt(start)}..{_fmt(end)} around the plan's start", item=n)
 
 
 # -- return level ---------------------------------------------------------------------------------
 
 
-@injector("100", rank=5)
-def _wrong_reference_date(f: Faults) -> bool:
+@injector("100", "return")
+def _wrong_reference_date(f: Faults) -> None:
     old = f.header.reference_date
     new = f.ref - DAY
     f.header = dataclasses.replace(f.header, reference_date=new)
-    return f.fault(None, "return", f"ReferenceDate: {_fmt(old)} -> {_fmt(new)}")
+    f.fault(None, "return", f"ReferenceDate: {_fmt(old)} -> {_fmt(new)}")
 
 
-@injector("2883", rank=5)
-def _more_plans_than_conferences(f: Faults) -> bool:
+@injector("2883", "return")
+def _more_plans_than_conferences(f: Faults) -> None:
     """Replace conferences by 'not required' until plans starting outnumber them (2885 fails too)."""
     s = _s47(f)
     in_year = s["DateOfInitialCPC"].between(f.start, f.ref)
-    c = f.t["cp_plans"]
-    starts = int(c["CPPstartDate"].between(f.start, f.ref).sum())
+    starts = int(f.t["cp_plans"]["CPPstartDate"].between(f.start, f.ref).sum())
     conferences = int(in_year.sum()) + int(f.t["episodes"]["DateOfInitialCPC"].between(f.start, f.ref).sum())
     if starts == 0:
-        return False
+        raise Unfit
     order = s[in_year].sort_values("has_cpp", kind="stable")  # conferences without a plan first
     removed = 0
     for _, row in order.iterrows():
@@ -1837,50 +1332,49 @@ def _more_plans_than_conferences(f: Faults) -> bool:
         f.set("section47", row["label"], "DateOfInitialCPC", None)
         f.set("section47", row["label"], "ICPCnotRequired", True)
         removed += 1
-    return f.fault(None, "return", f"removed {removed} DateOfInitialCPC: {starts} plans start, "
-                   f"{conferences - removed} conferences")
+    f.fault(None, "return", f"removed {removed} DateOfInitialCPC: {starts} plans start, "
+            f"{conferences - removed} conferences")
 
 
-@injector("2886Q", rank=5)
-def _many_without_sex(f: Faults) -> bool:
+@injector("2886Q", "return")
+def _many_without_sex(f: Faults) -> None:
     kids = _kids(f)
     born = kids[kids["born"] & ~kids["child"].isin(f.used)]
     n = int(np.ceil(0.02 * len(kids[kids["born"]]))) + 1
     if len(born) < n:
-        return False
+        raise Unfit
     value = "U" if f.sex == "Sex" else "0"
-    picked = born.iloc[sorted(f.rnd.sample(range(len(born)), n))]
-    for child in picked["child"]:
+    for child in born.iloc[sorted(f.rnd.sample(range(len(born)), n))]["child"]:
         f.set_child(child, f.sex, value)
-    return f.fault(None, "return", f"{f.sex} set to {value} for {n} of {len(kids)} children")
+    f.fault(None, "return", f"{f.sex} set to {value} for {n} of {len(kids)} children")
 
 
-@injector("2887Q", rank=5)
-def _few_disability_codes(f: Faults) -> bool:
+@injector("2887Q", "return")
+def _few_disability_codes(f: Faults) -> None:
     d = f.t["disabilities"]
     real = d["Disability"].astype(str) != "NONE"
     keep = list(d.loc[real, "Disability"].astype(str).value_counts().index[:7])
     if not keep:
-        return False
+        raise Unfit
     other = real & ~d["Disability"].astype(str).isin(keep)
     lone = set(d.loc[other, "child"]) - set(d.loc[real & ~other, "child"])
     dropped = f.drop("disabilities", other)
     for child in sorted(lone):
         f.add("disabilities", child=child, Disability=keep[0])
     _renumber(f, "disabilities")
-    return f.fault(None, "return", f"disability codes limited to {', '.join(keep)} ({dropped} rows removed)")
+    f.fault(None, "return", f"disability codes limited to {', '.join(keep)} ({dropped} rows removed)")
 
 
-@injector("2888Q", rank=5)
-def _one_disability_each(f: Faults) -> bool:
+@injector("2888Q", "return")
+def _one_disability_each(f: Faults) -> None:
     d = f.t["disabilities"]
     real = d["Disability"].astype(str) != "NONE"
     extra = real & (d[real].groupby("child").cumcount().reindex(d.index, fill_value=0) > 0)
     if not extra.any():
-        return False
+        raise Unfit
     n = f.drop("disabilities", extra)
     _renumber(f, "disabilities")
-    return f.fault(None, "return", f"removed {n} second and later disabilities")
+    f.fault(None, "return", f"removed {n} second and later disabilities")
 
 
 def _renumber(f: Faults, table: str) -> None:
