@@ -40,8 +40,12 @@ _DATETIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?
 _FIRST_DAY, _LAST_DAY = np.datetime64("1000-01-01", "D"), np.datetime64("9999-12-31", "D")
 _BOOL_SPELLINGS = {**_BOOLS, "TRUE": True, "FALSE": False, "True": True, "False": False}
 _PROLOGUE_BYTES = 65536
-_UNSAFE_PROLOGUE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
-_UNSAFE_PROLOGUE_16 = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+_MAX_VALUE = 10_000_000  # libxml2's limit on a text node or attribute value without huge_tree
+_TOO_LARGE = "a value is too large to be a census value"
+# What may come before the root element besides a DOCTYPE: spaces, the XML declaration and other
+# processing instructions, and comments (a DOCTYPE quoted inside one of these is no declaration).
+_PROLOGUE_ITEM = re.compile(r"[ \t\r\n]+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+_UNSAFE_DECLARATION = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 Row = list[Any]  # a table row's values, by column position (see _LAYOUT)
 
@@ -195,6 +199,7 @@ class _Reader:
         self.source: _Counting | None = None
         self.declared_eq = 0
         self.eq_means_equals = True  # UTF-8 (the default), UTF-16 and ASCII-based encodings
+        self.wide: str | None = None  # the UTF-16 codec, for a file in UTF-16
         self.issues: list[tuple[Any, ...]] = []
         self.restricted: dict[str, array] = defaultdict(lambda: array("l"))
         self.header_row: dict[str, str] = {}
@@ -277,18 +282,14 @@ class _Reader:
             raise ReadError(self.path, "the file is empty")
         if not head.strip():
             raise ReadError(self.path, "the file holds only whitespace, no XML")
-        wide = _utf16(head)
+        wide = self.wide = _utf16(head)
         if wide and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and "<?xml" not in head[:20].decode(wide, "replace"):
             raise ReadError(self.path, "the file looks like UTF-16 but has neither a byte-order mark nor an XML "
                             "declaration, so its encoding cannot be known; save it as UTF-8", 1)
-        if wide:
-            text = head.decode(wide, errors="replace")
-            unsafe = _UNSAFE_PROLOGUE_16.search(text)
-            where = text[: unsafe.start()].count("\n") + 1 if unsafe else None
-        else:
-            unsafe = _UNSAFE_PROLOGUE.search(head)
-            where = head[: unsafe.start()].count(b"\n") + 1 if unsafe else None
-        if unsafe:
+        # Markup is ASCII in every encoding but UTF-16, so Latin-1 keeps its positions and lines.
+        where = _declaration_line(head.decode(wide, errors="replace") if wide
+                                  else head.removeprefix(b"\xef\xbb\xbf").decode("latin-1"))
+        if where is not None:
             raise ReadError(
                 self.path,
                 "the file declares a DOCTYPE or ENTITY; census returns never do, and such declarations "
@@ -329,7 +330,11 @@ class _Reader:
             if entries:
                 msg, line = entries[-1].message, entries[-1].line or None
         msg = re.sub(r", line \d+, column \d+$", "", msg.strip()).strip()
-        return ReadError(self.path, _syntax_problem(msg), line)
+        problem = _syntax_problem(msg)
+        if problem.startswith(_TOO_LARGE) and not self.wide:
+            # libxml2 names the line where it gave up, which can be far past a huge attribute.
+            line = _huge_value_line(self.path) or line
+        return ReadError(self.path, problem, line)
 
     def _parse(self, fh: BinaryIO) -> None:
         self.source = _Counting(fh)
@@ -938,6 +943,41 @@ class _Locator(_Reader):
         super()._leaf(sub, sn, col, row, child, keys, counters)
 
 
+def _huge_value_line(path: Path) -> int | None:
+    """Return the line where the first run of more than ``_MAX_VALUE`` bytes without a '<' starts.
+
+    Neither a value nor an attribute can hold a '<', so that run is the value libxml2 refused.
+    """
+    newlines, run, start = 0, 0, 1
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            first = chunk.find(b"<")
+            if run + (len(chunk) if first < 0 else first) > _MAX_VALUE:
+                return start
+            if first < 0:
+                run += len(chunk)
+            else:
+                last = chunk.rfind(b"<")
+                start = newlines + chunk.count(b"\n", 0, last) + 1
+                run = len(chunk) - last - 1
+            newlines += chunk.count(b"\n")
+    return None
+
+
+def _declaration_line(text: str) -> int | None:
+    """Return the line of a DOCTYPE or ENTITY declaration in the prologue at the start of ``text``.
+
+    None when the prologue has none, or when ``text`` ends inside it (the parser's own check of the
+    document's DOCTYPE then decides, without a line).
+    """
+    pos = 1 if text.startswith("\ufeff") else 0
+    while match := _PROLOGUE_ITEM.match(text, pos):
+        pos = match.end()
+    if _UNSAFE_DECLARATION.match(text, pos):
+        return text.count("\n", 0, pos) + 1
+    return None
+
+
 def _srcline(elem: etree._Element) -> int | None:
     """Return the element's line, undoing libxml2's count past line 65535.
 
@@ -1114,7 +1154,7 @@ def _syntax_problem(msg: str) -> str:
     if "depth" in low:
         return f"the elements are nested too deeply ({msg})"
     if "huge" in low or "xmlsax2characters" in low:
-        return f"a value is too large to be a census value ({msg})"
+        return f"{_TOO_LARGE} ({msg})"
     if "entity" in low:
         return f"the file refers to an entity that census returns do not define ({msg})"
     if "document is empty" in low or "start tag expected" in low:

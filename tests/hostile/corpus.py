@@ -108,6 +108,12 @@ CASES: list[Case] = [
     Case("doctype-after-long-comment", lambda c: swap("<Message>", "<!--" + "x" * 100_000 + "-->\n"
          f'<!DOCTYPE Message [<!ENTITY x SYSTEM "{c.sentinel.as_uri()}">]>\n<Message>').replace(
              b"<LAchildID>C001", b"<LAchildID>&x;C001"), error=r"declares a DOCTYPE.*refused", line=NO_LINE),
+    # Only a real declaration is refused: the same text inside a comment or a CDATA section is not one.
+    Case("doctype-in-prologue-comment", lambda c: swap("<Message>", '<!-- <!DOCTYPE Message [<!ENTITY x "y">]> -->\n'
+         "<Message>"), same=True),
+    Case("doctype-in-body-comment", lambda c: swap("<Children>", "<Children><!-- <!DOCTYPE Message> <!ENTITY x> -->"),
+         same=True),
+    Case("doctype-in-cdata", lambda c: swap("<SoftwareCode>Hand written", "<SoftwareCode><![CDATA[<!DOCTYPE Message>]]>")),
     Case("undefined-entity", lambda c: swap("C001", "&x;C001"),
          error=r"refers to an entity that census returns do not define \(Entity 'x' not defined\)", line=22),
     Case("xinclude", lambda c: swap("<LAchildID>C001</LAchildID>", '<LAchildID>C001</LAchildID><xi:include '
@@ -158,6 +164,18 @@ def huge_text_file(path: Path, megabytes: int) -> Path:
         for _ in range(megabytes):
             fh.write(chunk)
         fh.write(b"C001" + tail)
+    return path
+
+
+def huge_attribute_file(path: Path, megabytes: int) -> Path:
+    """Stream a return whose first ``<ReferralNFA>`` has an attribute of ``megabytes`` MiB."""
+    head, tail = BASE.split(b"<ReferralNFA>", 1)
+    chunk = b"A" * (1 << 20)
+    with path.open("wb") as fh:
+        fh.write(head + b'<ReferralNFA note="')
+        for _ in range(megabytes):
+            fh.write(chunk)
+        fh.write(b'">' + tail)
     return path
 
 
