@@ -66,17 +66,34 @@ def read_return(path: str | Path, *, year: str | None = None) -> CensusReturn:
 LEAF, GROUP, TABLE, LIST, OPAQUE, REDIRECT, SLOW_LEAF = range(7)
 RESTRICTED = 8
 
-Entry = tuple[int, spec.Node, Any, Any, Any]
+# (code, node, column position or table, detail, the child's own Dispatch, order key); see _dispatch.
+Entry = tuple[int, spec.Node, Any, Any, Any, float]
 # A container's children: ({tag: column position} of plain values, {tag: Entry} of all, the node).
 Dispatch = tuple[dict[str, int], dict[str, Entry], spec.Node]
 
 
+def _own_columns(node: spec.Node) -> list[str]:
+    """List the columns that the plain values of a table's own elements (and its groups') fill, in order."""
+    out: list[str] = []
+    for c in node.children:
+        if c.kind == "leaf" and not c.row:
+            out.append(c.column)
+        elif c.kind == "group":
+            out += _own_columns(c)
+    return out
+
+
 def _layout() -> dict[str, dict[str, int]]:
-    """Give each column of each table of rows (and of the header) its position in a row list."""
+    """Give each column of each table of rows (and of the header) its position in a row list.
+
+    A table's own plain values come first, in the order of the format, so that within each element
+    their positions rise in document order and serve as order keys (see _dispatch).
+    """
     out: dict[str, dict[str, int]] = {}
-    for t in spec.TABLE_KEYS:
-        if spec.table_nodes()[t].kind != "list":
-            cols = [n.column for n in spec.value_columns(t)] + (["kind"] if spec.has_kind_column(t) else [])
+    for t, node in spec.table_nodes().items():
+        if node.kind != "list":
+            cols = [*_own_columns(node), *(n.column for n in spec.value_columns(t))]
+            cols = list(dict.fromkeys(cols)) + (["kind"] if spec.has_kind_column(t) else [])
             out[t] = {c: i for i, c in enumerate(cols)}
     out[""] = {c: i for i, c in enumerate(dict.fromkeys(n.column for n in spec.HEADER.walk() if n.kind == "leaf"))}
     return out
@@ -97,7 +114,11 @@ def _dispatch(slow: bool, year: str | None = None,
               unmarked: list[tuple[spec.Node, str, int]] | None = None) -> dict[str, Dispatch]:
     """Describe how to read the header's and a child's elements: for each container, its children as
     ({tag: column position} of plain values, {tag: (code, node, column position or table, detail,
-    the child's own Dispatch)} of all, the container's node).
+    the child's own Dispatch, order key)} of all, the container's node).
+
+    Order keys rise in the order the format lists a container's elements, so that one comparison
+    per element finds one out of order: a plain value's key is its column position (which rises,
+    see _layout), and the elements between two plain values get keys between theirs.
 
     ``slow`` sends every value through :meth:`_Reader._leaf`. With ``year`` (the year the file will be
     read as, known before its children), a child's plain values of that year are not marked RESTRICTED:
@@ -105,21 +126,31 @@ def _dispatch(slow: bool, year: str | None = None,
     added to ``unmarked`` as (node, table, column position).
     """
 
+    def keys(n: spec.Node, owner: str) -> list[float]:
+        plain = [(i, _LAYOUT[owner][c.column]) for i, c in enumerate(n.children) if c.kind == "leaf" and not c.row]
+        if any(a[1] >= b[1] for a, b in zip(plain, plain[1:])):
+            raise ValueError(f"<{n.name}>: its values' column positions do not rise in document order (see _layout)")
+        end = (len(n.children), (plain[-1][1] if plain else -1) + len(n.children) + 1)
+        out: list[float] = []
+        for (i, lo), (j, hi) in zip([(-1, -1), *plain], [*plain, end]):
+            out += [lo + (hi - lo) * (k + 1) / (j - i) for k in range(j - i - 1)] + ([hi] if j < len(n.children) else [])
+        return out
+
     def add(n: spec.Node, owner: str, known: str | None) -> Dispatch:
         tags: dict[str, Entry] = {}
-        for c in n.children:
+        for c, order in zip(n.children, keys(n, owner)):
             entry: Entry
             if c.kind == "leaf":
                 at = _LAYOUT[c.row["table"]][c.column] if c.row else _LAYOUT[owner][c.column]
-                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, at, None, None)
+                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, at, None, None, order)
             elif c.kind == "group":
-                entry = (GROUP, c, None, None, add(c, owner, known))
+                entry = (GROUP, c, None, None, add(c, owner, known), order)
             elif c.kind == "table":
-                entry = (TABLE, c, c.table, _blank(c.table, c.fixed), add(c, c.table, known))
+                entry = (TABLE, c, c.table, _blank(c.table, c.fixed), add(c, c.table, known), order)
             elif c.kind == "list":
-                entry = (LIST, c, c.table, c.leaf, None)
+                entry = (LIST, c, c.table, c.leaf, None, order)
             else:
-                entry = (OPAQUE, c, None, None, None)
+                entry = (OPAQUE, c, None, None, None, order)
             if c.restricted and entry[0] == LEAF and known in c.years and unmarked is not None:
                 unmarked.append((c, owner, entry[2]))
             elif c.restricted:
@@ -395,6 +426,9 @@ class _Reader:
             self._issue(None, "error", None, None, "Header", "the file has no <Header>")
         if childrens == 0 and not self.blocks:
             self._issue(None, "error", None, None, "Children", "the file has no <Children>")
+        elif self.n_children < spec.CHILD.min:
+            self._issue(_srcline(next(root.iter("Children"), root)), "error", None, None, "Child",
+                        "the return has no <Child>; a census return holds at least one")
 
     def _header_elem(self, elem: etree._Element) -> None:
         if self.header_line is not None:
@@ -512,6 +546,8 @@ class _Reader:
                 if text is not None and not text.isspace():
                     self._issue(_srcline(elem), "error", None, child, node.name,
                                 f"<{node.name}> holds text where its elements belong", text.strip())
+            last = -1  # the order key of the latest element in order (see _dispatch)
+            once: dict[str, int] | None = None  # elements other than values that may appear once, seen
             for sub in subs:
                 tag = sub.tag
                 col = leaves.get(tag)
@@ -520,7 +556,19 @@ class _Reader:
                     if entry is None:
                         self._unknown(sub, node.name, child)
                         continue
-                    code, sn, target, detail, inner = entry
+                    code, sn, target, detail, inner, order = entry
+                    if order < last:
+                        self._out_of_order(sub, sn, disp, last, child)
+                    else:
+                        last = order
+                    if sn.max is not None and sn.kind != "leaf":  # a repeated value is reported when stored
+                        if once is None:
+                            once = {}
+                        seen_before = once[sn.name] = once.get(sn.name, 0) + 1
+                        if seen_before > sn.max:
+                            self._issue(_srcline(sub), "error", None, child, sn.name,
+                                        f"<{sn.name}> appears more than once inside <{node.name}>, which may hold "
+                                        f"{'one' if sn.max == 1 else sn.max}; every one is read")
                     if code >= RESTRICTED:
                         # The line is wanted only if the year turns out not to have the element.
                         restricted[sn.name].append(0 if self.year_hint in sn.years else _srcline(sub) or 0)
@@ -579,6 +627,10 @@ class _Reader:
                         leaf(sub, sn, target, row, child, keys, counters)
                         continue
                     col = target  # a restricted plain value
+                elif col < last:
+                    self._out_of_order(sub, tags[tag][1], disp, last, child)
+                else:
+                    last = col
                 text = sub.text
                 if text is not None and row[col] is None and not len(sub):
                     text = text.strip()
@@ -590,6 +642,14 @@ class _Reader:
                 leaf(sub, tags[tag][1], col, row, child, keys, counters)
 
         return fill
+
+    def _out_of_order(self, sub: etree._Element, sn: spec.Node, disp: Dispatch, last: float,
+                      child: int | None) -> None:
+        """Report an element that comes after one the format puts after it (its value is still read)."""
+        after = next(e[1].name for e in disp[1].values() if e[5] == last)
+        self._issue(_srcline(sub), "error", None, child, sn.name,
+                    f"<{sn.name}> is out of order inside <{disp[2].name}>: it comes after <{after}>, "
+                    "which the census format puts after it")
 
     def _leaf(self, sub: etree._Element, sn: spec.Node, col: int, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:

@@ -288,8 +288,8 @@ def test_sex_in_a_2022_23_file_is_a_clear_disagreement(tmp_path):
 
 def test_assessments_in_a_2012_13_file_is_a_clear_disagreement(tmp_path):
     block = ("<Assessments><AssessmentActualStartDate>2012-06-01</AssessmentActualStartDate></Assessments>\n"
-             "        <ReferralNFA>false</ReferralNFA>")
-    text = fixture("2012-13").read_text().replace("<ReferralNFA>false</ReferralNFA>", block, 1)
+             "        <Section47>")  # where the format of later years puts it
+    text = fixture("2012-13").read_text().replace("<Section47>", block, 1)
     ret = read_return(write(tmp_path, text))
     assert ret.year == "2012-13"
     (problem,) = issue_rows(ret, "Year")["problem"]
@@ -362,6 +362,56 @@ def test_duplicate_leaf_keeps_the_first(tmp_path):
     assert row["problem"] == "<Ethnicity> appears more than once; the first value (WBRI) is kept"
     assert row["value"] == "WOTH" and row["line"] == line_of(text, "<Ethnicity>WOTH")
     assert ret.children.loc[0, "Ethnicity"] == "WBRI"
+
+
+@pytest.mark.parametrize("old, new, element, after, parent", [
+    ("<UPN>A201123456789</UPN>\n        <PersonBirthDate>2015-06-01</PersonBirthDate>",
+     "<PersonBirthDate>2015-06-01</PersonBirthDate>\n        <UPN>A201123456789</UPN>", "UPN", "PersonBirthDate",
+     "ChildIdentifiers"),
+    ("<ReferralNFA>0</ReferralNFA>", "<ReferralNFA>0</ReferralNFA><Assessments><AssessmentActualStartDate>2023-10-01"
+     "</AssessmentActualStartDate></Assessments>", "Assessments", "ReferralNFA", "CINdetails"),
+    ("<InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse>\n          <LatestCategoryOfAbuse>EMO</LatestCategoryOfAbuse>",
+     "<LatestCategoryOfAbuse>EMO</LatestCategoryOfAbuse>\n          <InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse>",
+     "InitialCategoryOfAbuse", "LatestCategoryOfAbuse", "ChildProtectionPlans"),
+])
+def test_out_of_order_elements_are_reported_and_still_read(tmp_path, old, new, element, after, parent):
+    text, ret = mutated(tmp_path, old, new)
+    row = only_issue(ret, element)
+    assert row["problem"] == (f"<{element}> is out of order inside <{parent}>: it comes after <{after}>, which the "
+                              "census format puts after it")
+    assert row["line"] == line_of(text, f"<{element}>" if element != "Assessments" else "<ReferralNFA>0")
+    assert row["severity"] == "error" and row["LAchildID"] == "C001" and len(ret.issues) == 1
+    good = read_return(fixture(BASE))
+    for name in ("children", "assessments", "cp_plans"):
+        assert len(ret.tables[name]) == len(good.tables[name]) + (name == "assessments" and element == "Assessments")
+    assert ret.children.loc[0, "UPN"] == "A201123456789" and ret.cp_plans.loc[0, "InitialCategoryOfAbuse"] == "NEG"
+
+
+@pytest.mark.parametrize("old, new, element, parent, rows", [
+    ("</Reviews>", "</Reviews>\n          <Reviews><CPPreviewDate>2024-03-01</CPPreviewDate></Reviews>", "Reviews",
+     "ChildProtectionPlans", ("cp_reviews", 2)),
+    ("</ChildIdentifiers>", "</ChildIdentifiers><ChildIdentifiers><FormerUPN>A201123456780</FormerUPN>"
+     "</ChildIdentifiers>", "ChildIdentifiers", "Child", ("children", 1)),
+    ("</Disabilities>", "</Disabilities><Disabilities><Disability>VIS</Disability></Disabilities>", "Disabilities",
+     "ChildCharacteristics", ("disabilities", 3)),
+])
+def test_an_element_allowed_once_that_appears_twice(tmp_path, old, new, element, parent, rows):
+    text, ret = mutated(tmp_path, old, new)
+    row = only_issue(ret, element)
+    assert row["problem"] == (f"<{element}> appears more than once inside <{parent}>, which may hold one; "
+                              "every one is read")
+    assert row["line"] == line_of(text, f"<{element}>", 2) and len(ret.issues) == 1
+    table, n = rows
+    assert (ret.tables[table]["child"] == 1).sum() == n  # the second one's values are read too
+
+
+def test_a_return_with_no_child(tmp_path):
+    text = fixture(BASE).read_text()
+    text = text[:text.index("<Child>")] + text[text.rindex("</Child>") + len("</Child>"):]
+    ret = read_return(write(tmp_path, text))
+    row = only_issue(ret, "Child")
+    assert row["problem"] == "the return has no <Child>; a census return holds at least one"
+    assert row["line"] == line_of(text, "<Children>") and ret.children.empty
 
 
 @pytest.mark.parametrize("old, new, element, problem", [

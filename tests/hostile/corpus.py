@@ -144,6 +144,11 @@ CASES: list[Case] = [
          "  \r\n</Ethnicity>").encode("utf-8"), same=True),
     Case("comments-and-pis", lambda c: swap("<CINdetails>", "<!-- a note --><?cms keep?><CINdetails>", 4), same=True),
     Case("cdata-and-char-refs", lambda c: swap("<LAchildID>C001", "<LAchildID><![CDATA[C0]]>&#48;1"), same=True),
+    Case("upn-after-birth-date", lambda c: swap("<UPN>A201123456789</UPN>\n        <PersonBirthDate>2015-06-01</PersonBirthDate>",
+         "<PersonBirthDate>2015-06-01</PersonBirthDate>\n        <UPN>A201123456789</UPN>"),
+         issue=("UPN", r"^<UPN> is out of order inside <ChildIdentifiers>: it comes after <PersonBirthDate>")),
+    Case("two-reviews-blocks", lambda c: swap("</Reviews>", "</Reviews><Reviews><CPPreviewDate>2024-03-01</CPPreviewDate>"
+         "</Reviews>"), issue=("Reviews", r"^<Reviews> appears more than once inside <ChildProtectionPlans>")),
     Case("attribute", lambda c: swap("<Child>", '<Child status="secret">'),
          issue=("Child", r"^<Child> has attributes \(status\); census elements have none$")),
 ]
