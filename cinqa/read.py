@@ -47,6 +47,12 @@ _TOO_LARGE = "a value is too large to be a census value"
 _PROLOGUE_ITEM = re.compile(r"[ \t\r\n]+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
 _UNSAFE_DECLARATION = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
+# Text decoded with the wrong encoding: U+FFFD (a byte the converter could not decode), or a UTF-8
+# lead byte followed by a continuation byte, each read as one Latin-1 or Windows-1252 character ("Ã©").
+_MOJIBAKE = re.compile("\ufffd|[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+                       "\u02c6\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a"
+                       "\u20ac\u2122]")
+
 Row = list[Any]  # a table row's values, by column position (see _LAYOUT)
 
 
@@ -457,6 +463,8 @@ class _Reader:
             self.year_hint = spec.year_from_reference(int(claimed))
         if self.dispatch is not _DISPATCH_SLOW:
             self.dispatch, self.unmarked = _dispatch_for(self.year_hint)
+        if not "".join(self.texts).isascii():
+            self._mojibake(elem.iter(), None)
         self.texts.clear()  # the header's values: its text was searched above
 
     def _child(self, elem: etree._Element) -> None:
@@ -501,15 +509,18 @@ class _Reader:
         # spaces, which strip() removes, or an issue was raised); only then is the batch searched for
         # it, element by element. Compared as UTF-8 bytes: translate() drops the spaces in C.
         stray = []
+        values = "".join(self.texts) if self.check_text else ""
         if self.check_text and (self.batch_issues or b"".join(
                 [etree.tostring(e, method="text", encoding="utf-8") for e in parent[:end]]).translate(None, _XML_SPACE_BYTES)
-                != "".join(self.texts).encode().translate(None, _XML_SPACE_BYTES)):
+                != values.encode().translate(None, _XML_SPACE_BYTES)):
             stray = _STRAY(parent, end=end)
             for prev in parent[:end]:  # text between the children, which leaves the tree with them
                 tail = prev.tail
                 if tail is not None and tail.strip(_XML_SPACE):
                     self._stray([tail], None, prev)
-        if odd or stray:
+        # Mis-encoded text is never ASCII: most batches are, and are passed over by one test in C.
+        garbled = not values.isascii() and _MOJIBAKE.search(values) is not None
+        if odd or stray or garbled:
             kids = [e for e in parent[:end] if e.tag == "Child"]
             number = {e: self.n_children - len(kids) + 1 + i for i, e in enumerate(kids)}
 
@@ -520,6 +531,8 @@ class _Reader:
             for el in odd:
                 self._attributes(el, child_of(el))
             self._stray(stray, child_of)
+            if garbled:
+                self._mojibake(chain.from_iterable(e.iter() for e in parent[:end]), child_of)
         del parent[:end]
         self.batch_last = None
         self.batch_count = 0
@@ -599,6 +612,8 @@ class _Reader:
                             raw = item.text
                             if item.tag == name and raw is not None and not len(item):
                                 text = raw.strip()
+                                if text is not raw:  # strip() returns the very string when it removes nothing
+                                    self._padded(item, sn.leaf, raw, text, child)
                                 if text:
                                     n += 1
                                     found += 1
@@ -633,7 +648,10 @@ class _Reader:
                     last = col
                 text = sub.text
                 if text is not None and row[col] is None and not len(sub):
-                    text = text.strip()
+                    stripped = text.strip()
+                    if stripped is not text:  # strip() returns the very string when it removes nothing
+                        self._padded(sub, tags[tag][1], text, stripped, child)
+                    text = stripped
                     if text:
                         # One object per distinct value: codes, dates and flags repeat endlessly.
                         row[col] = text = same(text, text)
@@ -642,6 +660,24 @@ class _Reader:
                 leaf(sub, tags[tag][1], col, row, child, keys, counters)
 
         return fill
+
+    def _padded(self, sub: etree._Element, node: spec.Node, raw: str, text: str, child: int | None) -> None:
+        """Report spaces around a value where the format's type keeps them (codes and text), or that XML
+        does not count as whitespace; the value read is the stripped one, so the rules check it."""
+        if text and (node.type == "str" or node.codeset is not None or raw.strip(_XML_SPACE) != text):
+            self._issue(_srcline(sub), "error", None, child, node.name,
+                        f"<{node.name}> has spaces around its value, which the census format does not allow; "
+                        f"it is read as '{text}'", raw)
+
+    def _mojibake(self, elements: Any, child_of: Any) -> None:
+        """Warn of values that look decoded with the wrong encoding (``child_of`` as in :meth:`_stray`)."""
+        for el in elements:
+            text = el.text
+            if isinstance(el.tag, str) and text is not None and _MOJIBAKE.search(text):
+                name = etree.QName(el.tag).localname
+                self._issue(_srcline(el), "warning", None, child_of(el) if child_of else None, name,
+                            f"<{name}> holds text that looks wrongly decoded (such as 'Ã©' for 'é', or '\ufffd' for "
+                            "a character that was lost); check the encoding the file was saved in", text.strip())
 
     def _out_of_order(self, sub: etree._Element, sn: spec.Node, disp: Dispatch, last: float,
                       child: int | None) -> None:
@@ -655,7 +691,7 @@ class _Reader:
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         """Store a value in position ``col`` of its row, reporting whatever is odd about it (the slow
         path of :meth:`_fill`)."""
-        text = self._value(sub, sn.name, child)
+        text = self._value(sub, sn, child)
         if not text:
             return
         if sn.row is not None:
@@ -687,20 +723,24 @@ class _Reader:
         if item.tag != name:
             self._unknown(item, sn.name, child)
             return 0, n
-        text = self._value(item, name, child)
+        text = self._value(item, sn.leaf, child)
         if not text:
             return 1, n
         self._add_row(table, (*keys, n + 1), _srcline(item), text)
         self.texts.append(text)
         return 1, n + 1
 
-    def _value(self, sub: etree._Element, name: str, child: int | None) -> str:
+    def _value(self, sub: etree._Element, node: spec.Node, child: int | None) -> str:
         """Return the value an element holds, stripped ("" if none), reporting one that holds elements
-        (its own text is still the value) or nothing."""
+        (its own text is still the value), nothing, or spaces the format does not allow around it."""
+        name = node.name
         if len(sub):
             self._issue(_srcline(sub), "error", None, child, name,
                         f"<{name}> should hold a value, not elements", _flat_text(sub))
-        text = (sub.text or "").strip()
+        raw = sub.text or ""
+        text = raw.strip()
+        if text and text is not raw:
+            self._padded(sub, node, raw, text, child)
         if not text:
             self._issue(_srcline(sub), "error", None, child, name, f"<{name}> is empty")
         return text

@@ -465,9 +465,55 @@ def test_header_problems_are_reported(tmp_path):
     assert row["problem"] == "<LEA> '999' is not a valid la code in 2023-24" and row["table"] == "header"
 
 
-def test_whitespace_inside_values_is_trimmed(tmp_path):
-    _, ret = mutated(tmp_path, "<Ethnicity>WBRI</Ethnicity>", "<Ethnicity>\n   WBRI \t</Ethnicity>")
-    assert ret.issues.empty and ret.children.loc[0, "Ethnicity"] == "WBRI"
+def test_whitespace_around_dates_is_trimmed(tmp_path):
+    # xs:date, xs:boolean and xs:integer collapse XML whitespace, so the format allows it there.
+    _, ret = mutated(tmp_path, "<PersonBirthDate>2015-06-01</PersonBirthDate>",
+                     "<PersonBirthDate>\n   2015-06-01 \t</PersonBirthDate>")
+    assert ret.issues.empty and ret.children.loc[0, "PersonBirthDate"] == pd.Timestamp("2015-06-01")
+
+
+@pytest.mark.parametrize("old, raw, element", [
+    ("<ReasonForClosure>RC8</ReasonForClosure>", " RC8 ", "ReasonForClosure"),
+    ("<Ethnicity>WBRI</Ethnicity>", "\n   WBRI \t", "Ethnicity"),
+    ("<Disability>AUT</Disability>", "AUT ", "Disability"),
+    ("<UPN>A201123456789</UPN>", " A201123456789", "UPN"),
+    ("<LAchildID>C001</LAchildID>", "C001 ", "LAchildID"),
+    ("<PersonBirthDate>2015-06-01</PersonBirthDate>", "2015-06-01\u00a0", "PersonBirthDate"),
+])
+def test_spaces_around_a_value_the_format_keeps_are_reported(tmp_path, old, raw, element):
+    # Codes and text keep their spaces in the schema (xs:string), so " RC8 " is no code; no type
+    # drops a space XML does not count as whitespace (no-break space).
+    text, ret = mutated(tmp_path, old, f"<{element}>{raw}</{element}>")
+    value = raw.strip()
+    row = only_issue(ret, element)
+    assert row["problem"] == (f"<{element}> has spaces around its value, which the census format does not allow; "
+                              f"it is read as '{value}'")
+    assert row["value"] == raw and row["severity"] == "error" and len(ret.issues) == 1
+    assert row["line"] == line_of(text, f"<{element}>{raw}") and row["LAchildID"] == "C001"
+    good = read_return(fixture(BASE))
+    for name, df in good.tables.items():  # the stripped value is read, so the rules check it
+        pd.testing.assert_frame_equal(ret.tables[name].drop(columns="line"), df.drop(columns="line"), obj=name)
+
+
+@pytest.mark.parametrize("old, new, element, child", [
+    ("<SoftwareCode>Hand written", "<SoftwareCode>" + "Système".encode("utf-8").decode("latin-1"), "SoftwareCode", None),
+    ("<SoftwareCode>Hand written", "<SoftwareCode>Syst\ufffdme", "SoftwareCode", None),
+    ("<LAchildID>C001", "<LAchildID>" + "Zoë".encode("utf-8").decode("cp1252"), "LAchildID", "ZoÃ«"),
+    ("<LAchildID>C001", "<LAchildID>C\ufffd001", "LAchildID", "C\ufffd001"),
+])
+def test_mis_encoded_text_is_a_warning(tmp_path, old, new, element, child):
+    text, ret = mutated(tmp_path, old, new)
+    row = only_issue(ret, element)
+    assert row["severity"] == "warning" and len(ret.issues) == 1
+    assert row["problem"] == (f"<{element}> holds text that looks wrongly decoded (such as 'Ã©' for 'é', or '\ufffd' "
+                              "for a character that was lost); check the encoding the file was saved in")
+    assert row["line"] == line_of(text, new) and row["value"] == new.split(">", 1)[1]
+    assert row["LAchildID"] == child if child else pd.isna(row["LAchildID"])
+
+
+def test_well_decoded_text_is_no_warning(tmp_path):
+    _, ret = mutated(tmp_path, "<SoftwareCode>Hand written", "<SoftwareCode>Système Zoë – “CIN” £5")
+    assert ret.issues.empty and ret.header.software == "Système Zoë – “CIN” £5"
 
 
 def test_empty_values_and_empty_lists(tmp_path):
