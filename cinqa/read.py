@@ -835,6 +835,7 @@ class _Reader:
             fits = fits & node.years
             clues[name] = node.years
         claimed = self._claimed_year()
+        self._check_reference_date(self.override or claimed)
         if self.override:
             year = self.override
             if claimed and claimed != year:
@@ -866,13 +867,29 @@ class _Reader:
         return year
 
     def _claimed_year(self) -> str | None:
+        return self._year_of_year() or self._year_of_reference()
+
+    def _year_of_year(self) -> str | None:
+        """Return the census year the header's <Year> names, if it is a year."""
         raw = self.header_row.get("Year")
-        if raw is not None and re.fullmatch(r"\d{4}", raw):
-            return spec.year_from_reference(int(raw))
+        return spec.year_from_reference(int(raw)) if raw is not None and re.fullmatch(r"\d{4}", raw) else None
+
+    def _year_of_reference(self) -> str | None:
+        """Return the census year the header's <ReferenceDate> falls in, if it is a date."""
         ref = pd.to_datetime(self.header_row.get("ReferenceDate"), format="%Y-%m-%d", errors="coerce")
         if ref is not None and not pd.isna(ref):
             return spec.year_from_reference(ref.year + (1 if ref.month > 3 else 0))
         return None
+
+    def _check_reference_date(self, year: str | None) -> None:
+        """Report a <ReferenceDate> in another census year than <Year>'s: the census window follows one of them."""
+        named, dated = self._year_of_year(), self._year_of_reference()
+        if named and dated and named != dated:
+            how = "as asked" if self.override else "as <Year> says"
+            self._issue(self.header_lines.get("ReferenceDate", self.header_line), "error", "header", None,
+                        "ReferenceDate", f"<ReferenceDate> {self.header_row['ReferenceDate']} falls in the {dated} "
+                        f"census but <Year> {self.header_row['Year']} names {named}; read as {year} {how}",
+                        self.header_row["ReferenceDate"])
 
     def _check_restricted(self, year: str) -> None:
         for name, lines in self.restricted.items():

@@ -259,6 +259,17 @@ def test_explicit_year_overrides_the_header(tmp_path):
     assert issue_rows(ret, "Year")["severity"].tolist() == ["warning"]
 
 
+@pytest.mark.parametrize("override, how", [(None, "2023-24 as <Year> says"), ("2022-23", "2022-23 as asked")])
+def test_year_and_reference_date_that_disagree(tmp_path, override, how):
+    text = fixture("2023-24").read_text().replace("<ReferenceDate>2024-03-31", "<ReferenceDate>2023-03-31")
+    ret = read_return(write(tmp_path, text), year=override)
+    row = only_issue(ret, "ReferenceDate")
+    assert row["problem"] == ("<ReferenceDate> 2023-03-31 falls in the 2022-23 census but <Year> 2024 names 2023-24; "
+                              f"read as {how}")
+    assert row["line"] == line_of(text, "<ReferenceDate>") and row["severity"] == "error"
+    assert row["value"] == "2023-03-31" and row["table"] == "header"
+
+
 def test_unknown_override_is_a_year_error():
     with pytest.raises(YearError, match="2030-31"):
         read_return(fixture("2013-14"), year="2030-31")

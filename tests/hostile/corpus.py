@@ -157,6 +157,8 @@ CASES: list[Case] = [
          issue=("UPN", r"^<UPN> is out of order inside <ChildIdentifiers>: it comes after <PersonBirthDate>")),
     Case("two-reviews-blocks", lambda c: swap("</Reviews>", "</Reviews><Reviews><CPPreviewDate>2024-03-01</CPPreviewDate>"
          "</Reviews>"), issue=("Reviews", r"^<Reviews> appears more than once inside <ChildProtectionPlans>")),
+    Case("reference-date-of-another-year", lambda c: swap("<ReferenceDate>2024-03-31", "<ReferenceDate>2023-03-31"),
+         issue=("ReferenceDate", r"^<ReferenceDate> 2023-03-31 falls in the 2022-23 census but <Year> 2024 names")),
     Case("attribute", lambda c: swap("<Child>", '<Child status="secret">'),
          issue=("Child", r"^<Child> has attributes \(status\); census elements have none$")),
 ]
