@@ -40,8 +40,18 @@ _DATETIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?
 _FIRST_DAY, _LAST_DAY = np.datetime64("1000-01-01", "D"), np.datetime64("9999-12-31", "D")
 _BOOL_SPELLINGS = {**_BOOLS, "TRUE": True, "FALSE": False, "True": True, "False": False}
 _PROLOGUE_BYTES = 65536
-_UNSAFE_PROLOGUE = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
-_UNSAFE_PROLOGUE_16 = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+_MAX_VALUE = 10_000_000  # libxml2's limit on a text node or attribute value without huge_tree
+_TOO_LARGE = "a value is too large to be a census value"
+# What may come before the root element besides a DOCTYPE: spaces, the XML declaration and other
+# processing instructions, and comments (a DOCTYPE quoted inside one of these is no declaration).
+_PROLOGUE_ITEM = re.compile(r"[ \t\r\n]+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+_UNSAFE_DECLARATION = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+# Text decoded with the wrong encoding: U+FFFD (a byte the converter could not decode), or a UTF-8
+# lead byte followed by a continuation byte, each read as one Latin-1 or Windows-1252 character ("Ã©").
+_MOJIBAKE = re.compile("\ufffd|[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+                       "\u02c6\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a"
+                       "\u20ac\u2122]")
 
 Row = list[Any]  # a table row's values, by column position (see _LAYOUT)
 
@@ -62,17 +72,34 @@ def read_return(path: str | Path, *, year: str | None = None) -> CensusReturn:
 LEAF, GROUP, TABLE, LIST, OPAQUE, REDIRECT, SLOW_LEAF = range(7)
 RESTRICTED = 8
 
-Entry = tuple[int, spec.Node, Any, Any, Any]
+# (code, node, column position or table, detail, the child's own Dispatch, order key); see _dispatch.
+Entry = tuple[int, spec.Node, Any, Any, Any, float]
 # A container's children: ({tag: column position} of plain values, {tag: Entry} of all, the node).
 Dispatch = tuple[dict[str, int], dict[str, Entry], spec.Node]
 
 
+def _own_columns(node: spec.Node) -> list[str]:
+    """List the columns that the plain values of a table's own elements (and its groups') fill, in order."""
+    out: list[str] = []
+    for c in node.children:
+        if c.kind == "leaf" and not c.row:
+            out.append(c.column)
+        elif c.kind == "group":
+            out += _own_columns(c)
+    return out
+
+
 def _layout() -> dict[str, dict[str, int]]:
-    """Give each column of each table of rows (and of the header) its position in a row list."""
+    """Give each column of each table of rows (and of the header) its position in a row list.
+
+    A table's own plain values come first, in the order of the format, so that within each element
+    their positions rise in document order and serve as order keys (see _dispatch).
+    """
     out: dict[str, dict[str, int]] = {}
-    for t in spec.TABLE_KEYS:
-        if spec.table_nodes()[t].kind != "list":
-            cols = [n.column for n in spec.value_columns(t)] + (["kind"] if spec.has_kind_column(t) else [])
+    for t, node in spec.table_nodes().items():
+        if node.kind != "list":
+            cols = [*_own_columns(node), *(n.column for n in spec.value_columns(t))]
+            cols = list(dict.fromkeys(cols)) + (["kind"] if spec.has_kind_column(t) else [])
             out[t] = {c: i for i, c in enumerate(cols)}
     out[""] = {c: i for i, c in enumerate(dict.fromkeys(n.column for n in spec.HEADER.walk() if n.kind == "leaf"))}
     return out
@@ -93,7 +120,11 @@ def _dispatch(slow: bool, year: str | None = None,
               unmarked: list[tuple[spec.Node, str, int]] | None = None) -> dict[str, Dispatch]:
     """Describe how to read the header's and a child's elements: for each container, its children as
     ({tag: column position} of plain values, {tag: (code, node, column position or table, detail,
-    the child's own Dispatch)} of all, the container's node).
+    the child's own Dispatch, order key)} of all, the container's node).
+
+    Order keys rise in the order the format lists a container's elements, so that one comparison
+    per element finds one out of order: a plain value's key is its column position (which rises,
+    see _layout), and the elements between two plain values get keys between theirs.
 
     ``slow`` sends every value through :meth:`_Reader._leaf`. With ``year`` (the year the file will be
     read as, known before its children), a child's plain values of that year are not marked RESTRICTED:
@@ -101,21 +132,31 @@ def _dispatch(slow: bool, year: str | None = None,
     added to ``unmarked`` as (node, table, column position).
     """
 
+    def keys(n: spec.Node, owner: str) -> list[float]:
+        plain = [(i, _LAYOUT[owner][c.column]) for i, c in enumerate(n.children) if c.kind == "leaf" and not c.row]
+        if any(a[1] >= b[1] for a, b in zip(plain, plain[1:])):
+            raise ValueError(f"<{n.name}>: its values' column positions do not rise in document order (see _layout)")
+        end = (len(n.children), (plain[-1][1] if plain else -1) + len(n.children) + 1)
+        out: list[float] = []
+        for (i, lo), (j, hi) in zip([(-1, -1), *plain], [*plain, end]):
+            out += [lo + (hi - lo) * (k + 1) / (j - i) for k in range(j - i - 1)] + ([hi] if j < len(n.children) else [])
+        return out
+
     def add(n: spec.Node, owner: str, known: str | None) -> Dispatch:
         tags: dict[str, Entry] = {}
-        for c in n.children:
+        for c, order in zip(n.children, keys(n, owner)):
             entry: Entry
             if c.kind == "leaf":
                 at = _LAYOUT[c.row["table"]][c.column] if c.row else _LAYOUT[owner][c.column]
-                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, at, None, None)
+                entry = (REDIRECT if c.row else SLOW_LEAF if slow else LEAF, c, at, None, None, order)
             elif c.kind == "group":
-                entry = (GROUP, c, None, None, add(c, owner, known))
+                entry = (GROUP, c, None, None, add(c, owner, known), order)
             elif c.kind == "table":
-                entry = (TABLE, c, c.table, _blank(c.table, c.fixed), add(c, c.table, known))
+                entry = (TABLE, c, c.table, _blank(c.table, c.fixed), add(c, c.table, known), order)
             elif c.kind == "list":
-                entry = (LIST, c, c.table, c.leaf, None)
+                entry = (LIST, c, c.table, c.leaf, None, order)
             else:
-                entry = (OPAQUE, c, None, None, None)
+                entry = (OPAQUE, c, None, None, None, order)
             if c.restricted and entry[0] == LEAF and known in c.years and unmarked is not None:
                 unmarked.append((c, owner, entry[2]))
             elif c.restricted:
@@ -195,6 +236,7 @@ class _Reader:
         self.source: _Counting | None = None
         self.declared_eq = 0
         self.eq_means_equals = True  # UTF-8 (the default), UTF-16 and ASCII-based encodings
+        self.wide: str | None = None  # the UTF-16 codec, for a file in UTF-16
         self.issues: list[tuple[Any, ...]] = []
         self.restricted: dict[str, array] = defaultdict(lambda: array("l"))
         self.header_row: dict[str, str] = {}
@@ -277,18 +319,14 @@ class _Reader:
             raise ReadError(self.path, "the file is empty")
         if not head.strip():
             raise ReadError(self.path, "the file holds only whitespace, no XML")
-        wide = _utf16(head)
+        wide = self.wide = _utf16(head)
         if wide and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and "<?xml" not in head[:20].decode(wide, "replace"):
             raise ReadError(self.path, "the file looks like UTF-16 but has neither a byte-order mark nor an XML "
                             "declaration, so its encoding cannot be known; save it as UTF-8", 1)
-        if wide:
-            text = head.decode(wide, errors="replace")
-            unsafe = _UNSAFE_PROLOGUE_16.search(text)
-            where = text[: unsafe.start()].count("\n") + 1 if unsafe else None
-        else:
-            unsafe = _UNSAFE_PROLOGUE.search(head)
-            where = head[: unsafe.start()].count(b"\n") + 1 if unsafe else None
-        if unsafe:
+        # Markup is ASCII in every encoding but UTF-16, so Latin-1 keeps its positions and lines.
+        where = _declaration_line(head.decode(wide, errors="replace") if wide
+                                  else head.removeprefix(b"\xef\xbb\xbf").decode("latin-1"))
+        if where is not None:
             raise ReadError(
                 self.path,
                 "the file declares a DOCTYPE or ENTITY; census returns never do, and such declarations "
@@ -329,7 +367,11 @@ class _Reader:
             if entries:
                 msg, line = entries[-1].message, entries[-1].line or None
         msg = re.sub(r", line \d+, column \d+$", "", msg.strip()).strip()
-        return ReadError(self.path, _syntax_problem(msg), line)
+        problem = _syntax_problem(msg)
+        if problem.startswith(_TOO_LARGE) and not self.wide:
+            # libxml2 names the line where it gave up, which can be far past a huge attribute.
+            line = _huge_value_line(self.path) or line
+        return ReadError(self.path, problem, line)
 
     def _parse(self, fh: BinaryIO) -> None:
         self.source = _Counting(fh)
@@ -390,6 +432,9 @@ class _Reader:
             self._issue(None, "error", None, None, "Header", "the file has no <Header>")
         if childrens == 0 and not self.blocks:
             self._issue(None, "error", None, None, "Children", "the file has no <Children>")
+        elif self.n_children < spec.CHILD.min:
+            self._issue(_srcline(next(root.iter("Children"), root)), "error", None, None, "Child",
+                        "the return has no <Child>; a census return holds at least one")
 
     def _header_elem(self, elem: etree._Element) -> None:
         if self.header_line is not None:
@@ -418,6 +463,8 @@ class _Reader:
             self.year_hint = spec.year_from_reference(int(claimed))
         if self.dispatch is not _DISPATCH_SLOW:
             self.dispatch, self.unmarked = _dispatch_for(self.year_hint)
+        if not "".join(self.texts).isascii():
+            self._mojibake(elem.iter(), None)
         self.texts.clear()  # the header's values: its text was searched above
 
     def _child(self, elem: etree._Element) -> None:
@@ -462,15 +509,18 @@ class _Reader:
         # spaces, which strip() removes, or an issue was raised); only then is the batch searched for
         # it, element by element. Compared as UTF-8 bytes: translate() drops the spaces in C.
         stray = []
+        values = "".join(self.texts) if self.check_text else ""
         if self.check_text and (self.batch_issues or b"".join(
                 [etree.tostring(e, method="text", encoding="utf-8") for e in parent[:end]]).translate(None, _XML_SPACE_BYTES)
-                != "".join(self.texts).encode().translate(None, _XML_SPACE_BYTES)):
+                != values.encode().translate(None, _XML_SPACE_BYTES)):
             stray = _STRAY(parent, end=end)
             for prev in parent[:end]:  # text between the children, which leaves the tree with them
                 tail = prev.tail
                 if tail is not None and tail.strip(_XML_SPACE):
                     self._stray([tail], None, prev)
-        if odd or stray:
+        # Mis-encoded text is never ASCII: most batches are, and are passed over by one test in C.
+        garbled = not values.isascii() and _MOJIBAKE.search(values) is not None
+        if odd or stray or garbled:
             kids = [e for e in parent[:end] if e.tag == "Child"]
             number = {e: self.n_children - len(kids) + 1 + i for i, e in enumerate(kids)}
 
@@ -481,6 +531,8 @@ class _Reader:
             for el in odd:
                 self._attributes(el, child_of(el))
             self._stray(stray, child_of)
+            if garbled:
+                self._mojibake(chain.from_iterable(e.iter() for e in parent[:end]), child_of)
         del parent[:end]
         self.batch_last = None
         self.batch_count = 0
@@ -507,6 +559,8 @@ class _Reader:
                 if text is not None and not text.isspace():
                     self._issue(_srcline(elem), "error", None, child, node.name,
                                 f"<{node.name}> holds text where its elements belong", text.strip())
+            last = -1  # the order key of the latest element in order (see _dispatch)
+            once: dict[str, int] | None = None  # elements other than values that may appear once, seen
             for sub in subs:
                 tag = sub.tag
                 col = leaves.get(tag)
@@ -515,7 +569,19 @@ class _Reader:
                     if entry is None:
                         self._unknown(sub, node.name, child)
                         continue
-                    code, sn, target, detail, inner = entry
+                    code, sn, target, detail, inner, order = entry
+                    if order < last:
+                        self._out_of_order(sub, sn, disp, last, child)
+                    else:
+                        last = order
+                    if sn.max is not None and sn.kind != "leaf":  # a repeated value is reported when stored
+                        if once is None:
+                            once = {}
+                        seen_before = once[sn.name] = once.get(sn.name, 0) + 1
+                        if seen_before > sn.max:
+                            self._issue(_srcline(sub), "error", None, child, sn.name,
+                                        f"<{sn.name}> appears more than once inside <{node.name}>, which may hold "
+                                        f"{'one' if sn.max == 1 else sn.max}; every one is read")
                     if code >= RESTRICTED:
                         # The line is wanted only if the year turns out not to have the element.
                         restricted[sn.name].append(0 if self.year_hint in sn.years else _srcline(sub) or 0)
@@ -546,6 +612,8 @@ class _Reader:
                             raw = item.text
                             if item.tag == name and raw is not None and not len(item):
                                 text = raw.strip()
+                                if text is not raw:  # strip() returns the very string when it removes nothing
+                                    self._padded(item, sn.leaf, raw, text, child)
                                 if text:
                                     n += 1
                                     found += 1
@@ -574,9 +642,16 @@ class _Reader:
                         leaf(sub, sn, target, row, child, keys, counters)
                         continue
                     col = target  # a restricted plain value
+                elif col < last:
+                    self._out_of_order(sub, tags[tag][1], disp, last, child)
+                else:
+                    last = col
                 text = sub.text
                 if text is not None and row[col] is None and not len(sub):
-                    text = text.strip()
+                    stripped = text.strip()
+                    if stripped is not text:  # strip() returns the very string when it removes nothing
+                        self._padded(sub, tags[tag][1], text, stripped, child)
+                    text = stripped
                     if text:
                         # One object per distinct value: codes, dates and flags repeat endlessly.
                         row[col] = text = same(text, text)
@@ -586,11 +661,37 @@ class _Reader:
 
         return fill
 
+    def _padded(self, sub: etree._Element, node: spec.Node, raw: str, text: str, child: int | None) -> None:
+        """Report spaces around a value where the format's type keeps them (codes and text), or that XML
+        does not count as whitespace; the value read is the stripped one, so the rules check it."""
+        if text and (node.type == "str" or node.codeset is not None or raw.strip(_XML_SPACE) != text):
+            self._issue(_srcline(sub), "error", None, child, node.name,
+                        f"<{node.name}> has spaces around its value, which the census format does not allow; "
+                        f"it is read as '{text}'", raw)
+
+    def _mojibake(self, elements: Any, child_of: Any) -> None:
+        """Warn of values that look decoded with the wrong encoding (``child_of`` as in :meth:`_stray`)."""
+        for el in elements:
+            text = el.text
+            if isinstance(el.tag, str) and text is not None and _MOJIBAKE.search(text):
+                name = etree.QName(el.tag).localname
+                self._issue(_srcline(el), "warning", None, child_of(el) if child_of else None, name,
+                            f"<{name}> holds text that looks wrongly decoded (such as 'Ã©' for 'é', or '\ufffd' for "
+                            "a character that was lost); check the encoding the file was saved in", text.strip())
+
+    def _out_of_order(self, sub: etree._Element, sn: spec.Node, disp: Dispatch, last: float,
+                      child: int | None) -> None:
+        """Report an element that comes after one the format puts after it (its value is still read)."""
+        after = next(e[1].name for e in disp[1].values() if e[5] == last)
+        self._issue(_srcline(sub), "error", None, child, sn.name,
+                    f"<{sn.name}> is out of order inside <{disp[2].name}>: it comes after <{after}>, "
+                    "which the census format puts after it")
+
     def _leaf(self, sub: etree._Element, sn: spec.Node, col: int, row: Row, child: int | None,
               keys: tuple[int, ...], counters: dict[Any, Any]) -> None:
         """Store a value in position ``col`` of its row, reporting whatever is odd about it (the slow
         path of :meth:`_fill`)."""
-        text = self._value(sub, sn.name, child)
+        text = self._value(sub, sn, child)
         if not text:
             return
         if sn.row is not None:
@@ -622,20 +723,24 @@ class _Reader:
         if item.tag != name:
             self._unknown(item, sn.name, child)
             return 0, n
-        text = self._value(item, name, child)
+        text = self._value(item, sn.leaf, child)
         if not text:
             return 1, n
         self._add_row(table, (*keys, n + 1), _srcline(item), text)
         self.texts.append(text)
         return 1, n + 1
 
-    def _value(self, sub: etree._Element, name: str, child: int | None) -> str:
+    def _value(self, sub: etree._Element, node: spec.Node, child: int | None) -> str:
         """Return the value an element holds, stripped ("" if none), reporting one that holds elements
-        (its own text is still the value) or nothing."""
+        (its own text is still the value), nothing, or spaces the format does not allow around it."""
+        name = node.name
         if len(sub):
             self._issue(_srcline(sub), "error", None, child, name,
                         f"<{name}> should hold a value, not elements", _flat_text(sub))
-        text = (sub.text or "").strip()
+        raw = sub.text or ""
+        text = raw.strip()
+        if text and text is not raw:
+            self._padded(sub, node, raw, text, child)
         if not text:
             self._issue(_srcline(sub), "error", None, child, name, f"<{name}> is empty")
         return text
@@ -730,6 +835,7 @@ class _Reader:
             fits = fits & node.years
             clues[name] = node.years
         claimed = self._claimed_year()
+        self._check_reference_date(self.override or claimed)
         if self.override:
             year = self.override
             if claimed and claimed != year:
@@ -761,13 +867,29 @@ class _Reader:
         return year
 
     def _claimed_year(self) -> str | None:
+        return self._year_of_year() or self._year_of_reference()
+
+    def _year_of_year(self) -> str | None:
+        """Return the census year the header's <Year> names, if it is a year."""
         raw = self.header_row.get("Year")
-        if raw is not None and re.fullmatch(r"\d{4}", raw):
-            return spec.year_from_reference(int(raw))
+        return spec.year_from_reference(int(raw)) if raw is not None and re.fullmatch(r"\d{4}", raw) else None
+
+    def _year_of_reference(self) -> str | None:
+        """Return the census year the header's <ReferenceDate> falls in, if it is a date."""
         ref = pd.to_datetime(self.header_row.get("ReferenceDate"), format="%Y-%m-%d", errors="coerce")
         if ref is not None and not pd.isna(ref):
             return spec.year_from_reference(ref.year + (1 if ref.month > 3 else 0))
         return None
+
+    def _check_reference_date(self, year: str | None) -> None:
+        """Report a <ReferenceDate> in another census year than <Year>'s: the census window follows one of them."""
+        named, dated = self._year_of_year(), self._year_of_reference()
+        if named and dated and named != dated:
+            how = "as asked" if self.override else "as <Year> says"
+            self._issue(self.header_lines.get("ReferenceDate", self.header_line), "error", "header", None,
+                        "ReferenceDate", f"<ReferenceDate> {self.header_row['ReferenceDate']} falls in the {dated} "
+                        f"census but <Year> {self.header_row['Year']} names {named}; read as {year} {how}",
+                        self.header_row["ReferenceDate"])
 
     def _check_restricted(self, year: str) -> None:
         for name, lines in self.restricted.items():
@@ -936,6 +1058,41 @@ class _Locator(_Reader):
             if target[col] is None:
                 self.value_lines[(own, sn.column)] = _srcline(sub)
         super()._leaf(sub, sn, col, row, child, keys, counters)
+
+
+def _huge_value_line(path: Path) -> int | None:
+    """Return the line where the first run of more than ``_MAX_VALUE`` bytes without a '<' starts.
+
+    Neither a value nor an attribute can hold a '<', so that run is the value libxml2 refused.
+    """
+    newlines, run, start = 0, 0, 1
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            first = chunk.find(b"<")
+            if run + (len(chunk) if first < 0 else first) > _MAX_VALUE:
+                return start
+            if first < 0:
+                run += len(chunk)
+            else:
+                last = chunk.rfind(b"<")
+                start = newlines + chunk.count(b"\n", 0, last) + 1
+                run = len(chunk) - last - 1
+            newlines += chunk.count(b"\n")
+    return None
+
+
+def _declaration_line(text: str) -> int | None:
+    """Return the line of a DOCTYPE or ENTITY declaration in the prologue at the start of ``text``.
+
+    None when the prologue has none, or when ``text`` ends inside it (the parser's own check of the
+    document's DOCTYPE then decides, without a line).
+    """
+    pos = 1 if text.startswith("\ufeff") else 0
+    while match := _PROLOGUE_ITEM.match(text, pos):
+        pos = match.end()
+    if _UNSAFE_DECLARATION.match(text, pos):
+        return text.count("\n", 0, pos) + 1
+    return None
 
 
 def _srcline(elem: etree._Element) -> int | None:
@@ -1114,7 +1271,7 @@ def _syntax_problem(msg: str) -> str:
     if "depth" in low:
         return f"the elements are nested too deeply ({msg})"
     if "huge" in low or "xmlsax2characters" in low:
-        return f"a value is too large to be a census value ({msg})"
+        return f"{_TOO_LARGE} ({msg})"
     if "entity" in low:
         return f"the file refers to an entity that census returns do not define ({msg})"
     if "document is empty" in low or "start tag expected" in low:

@@ -287,6 +287,10 @@ class ViewBuilder:
             "LEA": [h.la],
             "SourceLevel": [h.source_level],
             "census_year_end": pd.array([spec.end_year(self.year)], dtype="Int64"),
+            # 31 March of the header's <Year> when the return is checked as another year (rule 100).
+            "Year_end": pd.Series([np.datetime64(f"{h.year:04d}-03-31", "s") if h.year is not None
+                                   and h.year != spec.end_year(self.year) else np.datetime64("NaT", "s")],
+                                  dtype="datetime64[s]"),
         })
         return self._census(df)
 

@@ -15,7 +15,8 @@ import pytest
 import cinqa.read
 from cinqa import read_return
 from cinqa.errors import ReadError
-from hostile.corpus import BASE, BASE_FILE, CASES, NO_LINE, Case, Context, huge_text_file, replicated_file, truncations
+from hostile.corpus import (BASE, BASE_FILE, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
+                            replicated_file, truncations)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -139,6 +140,14 @@ def test_latin1_declared_values_are_decoded(tmp_path, ctx):
     assert read_return(path).header.software == "Système"
 
 
+def test_a_doctype_inside_cdata_is_a_value(tmp_path, ctx):
+    (case,) = [c for c in CASES if c.name == "doctype-in-cdata"]
+    path = tmp_path / "cdata.xml"
+    path.write_bytes(case.build(ctx))
+    ret = read_return(path)
+    assert ret.header.software == "<!DOCTYPE Message>" and ret.issues.empty
+
+
 def test_attribute_values_are_reported_not_lost(tmp_path, ctx):
     (case,) = [c for c in CASES if c.name == "attribute"]
     path = tmp_path / "attr.xml"
@@ -173,6 +182,16 @@ def test_huge_text_node_is_refused_quickly(tmp_path):
         read_return(path)
     assert info.value.line == 22
     assert info.value.problem.startswith("a value is too large to be a census value")
+
+
+@pytest.mark.timeout(120)
+def test_huge_attribute_is_refused_at_its_line(tmp_path):
+    # libxml2 gives up on an attribute past 10 MB at the end of the file; the error names the attribute's line.
+    path = huge_attribute_file(tmp_path / "huge.xml", megabytes=11)
+    with pytest.raises(ReadError) as info:
+        read_return(path)
+    assert info.value.problem.startswith("a value is too large to be a census value")
+    assert info.value.line == BASE[:BASE.index(b"<ReferralNFA>")].count(b"\n") + 1
 
 
 def test_missing_or_unreadable_paths(tmp_path):

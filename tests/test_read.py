@@ -259,6 +259,17 @@ def test_explicit_year_overrides_the_header(tmp_path):
     assert issue_rows(ret, "Year")["severity"].tolist() == ["warning"]
 
 
+@pytest.mark.parametrize("override, how", [(None, "2023-24 as <Year> says"), ("2022-23", "2022-23 as asked")])
+def test_year_and_reference_date_that_disagree(tmp_path, override, how):
+    text = fixture("2023-24").read_text().replace("<ReferenceDate>2024-03-31", "<ReferenceDate>2023-03-31")
+    ret = read_return(write(tmp_path, text), year=override)
+    row = only_issue(ret, "ReferenceDate")
+    assert row["problem"] == ("<ReferenceDate> 2023-03-31 falls in the 2022-23 census but <Year> 2024 names 2023-24; "
+                              f"read as {how}")
+    assert row["line"] == line_of(text, "<ReferenceDate>") and row["severity"] == "error"
+    assert row["value"] == "2023-03-31" and row["table"] == "header"
+
+
 def test_unknown_override_is_a_year_error():
     with pytest.raises(YearError, match="2030-31"):
         read_return(fixture("2013-14"), year="2030-31")
@@ -288,8 +299,8 @@ def test_sex_in_a_2022_23_file_is_a_clear_disagreement(tmp_path):
 
 def test_assessments_in_a_2012_13_file_is_a_clear_disagreement(tmp_path):
     block = ("<Assessments><AssessmentActualStartDate>2012-06-01</AssessmentActualStartDate></Assessments>\n"
-             "        <ReferralNFA>false</ReferralNFA>")
-    text = fixture("2012-13").read_text().replace("<ReferralNFA>false</ReferralNFA>", block, 1)
+             "        <Section47>")  # where the format of later years puts it
+    text = fixture("2012-13").read_text().replace("<Section47>", block, 1)
     ret = read_return(write(tmp_path, text))
     assert ret.year == "2012-13"
     (problem,) = issue_rows(ret, "Year")["problem"]
@@ -364,6 +375,56 @@ def test_duplicate_leaf_keeps_the_first(tmp_path):
     assert ret.children.loc[0, "Ethnicity"] == "WBRI"
 
 
+@pytest.mark.parametrize("old, new, element, after, parent", [
+    ("<UPN>A201123456789</UPN>\n        <PersonBirthDate>2015-06-01</PersonBirthDate>",
+     "<PersonBirthDate>2015-06-01</PersonBirthDate>\n        <UPN>A201123456789</UPN>", "UPN", "PersonBirthDate",
+     "ChildIdentifiers"),
+    ("<ReferralNFA>0</ReferralNFA>", "<ReferralNFA>0</ReferralNFA><Assessments><AssessmentActualStartDate>2023-10-01"
+     "</AssessmentActualStartDate></Assessments>", "Assessments", "ReferralNFA", "CINdetails"),
+    ("<InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse>\n          <LatestCategoryOfAbuse>EMO</LatestCategoryOfAbuse>",
+     "<LatestCategoryOfAbuse>EMO</LatestCategoryOfAbuse>\n          <InitialCategoryOfAbuse>NEG</InitialCategoryOfAbuse>",
+     "InitialCategoryOfAbuse", "LatestCategoryOfAbuse", "ChildProtectionPlans"),
+])
+def test_out_of_order_elements_are_reported_and_still_read(tmp_path, old, new, element, after, parent):
+    text, ret = mutated(tmp_path, old, new)
+    row = only_issue(ret, element)
+    assert row["problem"] == (f"<{element}> is out of order inside <{parent}>: it comes after <{after}>, which the "
+                              "census format puts after it")
+    assert row["line"] == line_of(text, f"<{element}>" if element != "Assessments" else "<ReferralNFA>0")
+    assert row["severity"] == "error" and row["LAchildID"] == "C001" and len(ret.issues) == 1
+    good = read_return(fixture(BASE))
+    for name in ("children", "assessments", "cp_plans"):
+        assert len(ret.tables[name]) == len(good.tables[name]) + (name == "assessments" and element == "Assessments")
+    assert ret.children.loc[0, "UPN"] == "A201123456789" and ret.cp_plans.loc[0, "InitialCategoryOfAbuse"] == "NEG"
+
+
+@pytest.mark.parametrize("old, new, element, parent, rows", [
+    ("</Reviews>", "</Reviews>\n          <Reviews><CPPreviewDate>2024-03-01</CPPreviewDate></Reviews>", "Reviews",
+     "ChildProtectionPlans", ("cp_reviews", 2)),
+    ("</ChildIdentifiers>", "</ChildIdentifiers><ChildIdentifiers><FormerUPN>A201123456780</FormerUPN>"
+     "</ChildIdentifiers>", "ChildIdentifiers", "Child", ("children", 1)),
+    ("</Disabilities>", "</Disabilities><Disabilities><Disability>VIS</Disability></Disabilities>", "Disabilities",
+     "ChildCharacteristics", ("disabilities", 3)),
+])
+def test_an_element_allowed_once_that_appears_twice(tmp_path, old, new, element, parent, rows):
+    text, ret = mutated(tmp_path, old, new)
+    row = only_issue(ret, element)
+    assert row["problem"] == (f"<{element}> appears more than once inside <{parent}>, which may hold one; "
+                              "every one is read")
+    assert row["line"] == line_of(text, f"<{element}>", 2) and len(ret.issues) == 1
+    table, n = rows
+    assert (ret.tables[table]["child"] == 1).sum() == n  # the second one's values are read too
+
+
+def test_a_return_with_no_child(tmp_path):
+    text = fixture(BASE).read_text()
+    text = text[:text.index("<Child>")] + text[text.rindex("</Child>") + len("</Child>"):]
+    ret = read_return(write(tmp_path, text))
+    row = only_issue(ret, "Child")
+    assert row["problem"] == "the return has no <Child>; a census return holds at least one"
+    assert row["line"] == line_of(text, "<Children>") and ret.children.empty
+
+
 @pytest.mark.parametrize("old, new, element, problem", [
     ("<PersonBirthDate>2015-06-01", "<PersonBirthDate>2013-02-30", "PersonBirthDate",
      "<PersonBirthDate> '2013-02-30' is not a valid date (YYYY-MM-DD)"),
@@ -415,9 +476,55 @@ def test_header_problems_are_reported(tmp_path):
     assert row["problem"] == "<LEA> '999' is not a valid la code in 2023-24" and row["table"] == "header"
 
 
-def test_whitespace_inside_values_is_trimmed(tmp_path):
-    _, ret = mutated(tmp_path, "<Ethnicity>WBRI</Ethnicity>", "<Ethnicity>\n   WBRI \t</Ethnicity>")
-    assert ret.issues.empty and ret.children.loc[0, "Ethnicity"] == "WBRI"
+def test_whitespace_around_dates_is_trimmed(tmp_path):
+    # xs:date, xs:boolean and xs:integer collapse XML whitespace, so the format allows it there.
+    _, ret = mutated(tmp_path, "<PersonBirthDate>2015-06-01</PersonBirthDate>",
+                     "<PersonBirthDate>\n   2015-06-01 \t</PersonBirthDate>")
+    assert ret.issues.empty and ret.children.loc[0, "PersonBirthDate"] == pd.Timestamp("2015-06-01")
+
+
+@pytest.mark.parametrize("old, raw, element", [
+    ("<ReasonForClosure>RC8</ReasonForClosure>", " RC8 ", "ReasonForClosure"),
+    ("<Ethnicity>WBRI</Ethnicity>", "\n   WBRI \t", "Ethnicity"),
+    ("<Disability>AUT</Disability>", "AUT ", "Disability"),
+    ("<UPN>A201123456789</UPN>", " A201123456789", "UPN"),
+    ("<LAchildID>C001</LAchildID>", "C001 ", "LAchildID"),
+    ("<PersonBirthDate>2015-06-01</PersonBirthDate>", "2015-06-01\u00a0", "PersonBirthDate"),
+])
+def test_spaces_around_a_value_the_format_keeps_are_reported(tmp_path, old, raw, element):
+    # Codes and text keep their spaces in the schema (xs:string), so " RC8 " is no code; no type
+    # drops a space XML does not count as whitespace (no-break space).
+    text, ret = mutated(tmp_path, old, f"<{element}>{raw}</{element}>")
+    value = raw.strip()
+    row = only_issue(ret, element)
+    assert row["problem"] == (f"<{element}> has spaces around its value, which the census format does not allow; "
+                              f"it is read as '{value}'")
+    assert row["value"] == raw and row["severity"] == "error" and len(ret.issues) == 1
+    assert row["line"] == line_of(text, f"<{element}>{raw}") and row["LAchildID"] == "C001"
+    good = read_return(fixture(BASE))
+    for name, df in good.tables.items():  # the stripped value is read, so the rules check it
+        pd.testing.assert_frame_equal(ret.tables[name].drop(columns="line"), df.drop(columns="line"), obj=name)
+
+
+@pytest.mark.parametrize("old, new, element, child", [
+    ("<SoftwareCode>Hand written", "<SoftwareCode>" + "Système".encode("utf-8").decode("latin-1"), "SoftwareCode", None),
+    ("<SoftwareCode>Hand written", "<SoftwareCode>Syst\ufffdme", "SoftwareCode", None),
+    ("<LAchildID>C001", "<LAchildID>" + "Zoë".encode("utf-8").decode("cp1252"), "LAchildID", "ZoÃ«"),
+    ("<LAchildID>C001", "<LAchildID>C\ufffd001", "LAchildID", "C\ufffd001"),
+])
+def test_mis_encoded_text_is_a_warning(tmp_path, old, new, element, child):
+    text, ret = mutated(tmp_path, old, new)
+    row = only_issue(ret, element)
+    assert row["severity"] == "warning" and len(ret.issues) == 1
+    assert row["problem"] == (f"<{element}> holds text that looks wrongly decoded (such as 'Ã©' for 'é', or '\ufffd' "
+                              "for a character that was lost); check the encoding the file was saved in")
+    assert row["line"] == line_of(text, new) and row["value"] == new.split(">", 1)[1]
+    assert row["LAchildID"] == child if child else pd.isna(row["LAchildID"])
+
+
+def test_well_decoded_text_is_no_warning(tmp_path):
+    _, ret = mutated(tmp_path, "<SoftwareCode>Hand written", "<SoftwareCode>Système Zoë – “CIN” £5")
+    assert ret.issues.empty and ret.header.software == "Système Zoë – “CIN” £5"
 
 
 def test_empty_values_and_empty_lists(tmp_path):

@@ -74,6 +74,7 @@ class Node:
     type: str = "str"
     table: str | None = None
     min: int = 0
+    max: int | None = 1  # None: any number
     years: frozenset[str] = frozenset(YEARS)
     restricted: bool = False
     item: str | None = None
@@ -127,6 +128,7 @@ def _build(raw: dict[str, Any], parent: str | None, parent_years: frozenset[str]
         type=raw.get("type", "str"),
         table=raw.get("table") or (leaf.table if leaf else None),
         min=int(raw.get("min", 0)),
+        max=raw.get("max", None if kind == "table" else 1),
         years=years,
         restricted=years != parent_years,
         item=raw.get("item"),

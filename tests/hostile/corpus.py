@@ -90,6 +90,11 @@ CASES: list[Case] = [
          .encode("latin-1"), same=True),
     Case("latin1-undeclared", lambda c: BASE_TEXT.replace("Hand written", "Système").encode("latin-1"),
          error=r"bytes do not match its encoding, UTF-8 unless it declares another", line=12),
+    # Latin-1 text that went through a UTF-8 conversion the wrong way reads, with a warning.
+    Case("latin1-double-encoded", lambda c: swap("Hand written", "Système".encode("utf-8").decode("latin-1")),
+         issue=("SoftwareCode", r"looks wrongly decoded")),
+    Case("latin1-replaced", lambda c: swap("<LAchildID>C002", "<LAchildID>C\ufffd002"),
+         issue=("LAchildID", r"looks wrongly decoded")),
     Case("unknown-encoding", lambda c: BASE_TEXT.replace("utf-8", "klingon-8").encode("utf-8"),
          error=r"encoding|decode", line=None),
     Case("entity-file", with_doctype('<!DOCTYPE Message [<!ENTITY x SYSTEM "{sentinel}">]>', "&x;"),
@@ -108,6 +113,12 @@ CASES: list[Case] = [
     Case("doctype-after-long-comment", lambda c: swap("<Message>", "<!--" + "x" * 100_000 + "-->\n"
          f'<!DOCTYPE Message [<!ENTITY x SYSTEM "{c.sentinel.as_uri()}">]>\n<Message>').replace(
              b"<LAchildID>C001", b"<LAchildID>&x;C001"), error=r"declares a DOCTYPE.*refused", line=NO_LINE),
+    # Only a real declaration is refused: the same text inside a comment or a CDATA section is not one.
+    Case("doctype-in-prologue-comment", lambda c: swap("<Message>", '<!-- <!DOCTYPE Message [<!ENTITY x "y">]> -->\n'
+         "<Message>"), same=True),
+    Case("doctype-in-body-comment", lambda c: swap("<Children>", "<Children><!-- <!DOCTYPE Message> <!ENTITY x> -->"),
+         same=True),
+    Case("doctype-in-cdata", lambda c: swap("<SoftwareCode>Hand written", "<SoftwareCode><![CDATA[<!DOCTYPE Message>]]>")),
     Case("undefined-entity", lambda c: swap("C001", "&x;C001"),
          error=r"refers to an entity that census returns do not define \(Entity 'x' not defined\)", line=22),
     Case("xinclude", lambda c: swap("<LAchildID>C001</LAchildID>", '<LAchildID>C001</LAchildID><xi:include '
@@ -134,10 +145,20 @@ CASES: list[Case] = [
          issue=("Ethnicity", r"'wbri' is not a valid ethnicity code in 2023-24 \(did you mean 'WBRI'\?\)")),
     Case("space-inside-code", lambda c: swap("<Ethnicity>WBRI", "<Ethnicity>WB RI"),
          issue=("Ethnicity", r"'WB RI' is not a valid ethnicity code")),
-    Case("whitespace-around-values", lambda c: BASE_TEXT.replace(">2023", ">\n\t 2023").replace("</Ethnicity>",
-         "  \r\n</Ethnicity>").encode("utf-8"), same=True),
+    Case("whitespace-around-values", lambda c: BASE_TEXT.replace(">2023", ">\n\t 2023").replace("</ReferralNFA>",
+         "  \r\n</ReferralNFA>").encode("utf-8"), same=True),
+    # Codes keep their spaces in the schema: reported, and checked stripped.
+    Case("padded-code", lambda c: swap("<ReasonForClosure>RC8<", "<ReasonForClosure> RC8 <"),
+         issue=("ReasonForClosure", r"^<ReasonForClosure> has spaces around its value.*read as 'RC8'$")),
     Case("comments-and-pis", lambda c: swap("<CINdetails>", "<!-- a note --><?cms keep?><CINdetails>", 4), same=True),
     Case("cdata-and-char-refs", lambda c: swap("<LAchildID>C001", "<LAchildID><![CDATA[C0]]>&#48;1"), same=True),
+    Case("upn-after-birth-date", lambda c: swap("<UPN>A201123456789</UPN>\n        <PersonBirthDate>2015-06-01</PersonBirthDate>",
+         "<PersonBirthDate>2015-06-01</PersonBirthDate>\n        <UPN>A201123456789</UPN>"),
+         issue=("UPN", r"^<UPN> is out of order inside <ChildIdentifiers>: it comes after <PersonBirthDate>")),
+    Case("two-reviews-blocks", lambda c: swap("</Reviews>", "</Reviews><Reviews><CPPreviewDate>2024-03-01</CPPreviewDate>"
+         "</Reviews>"), issue=("Reviews", r"^<Reviews> appears more than once inside <ChildProtectionPlans>")),
+    Case("reference-date-of-another-year", lambda c: swap("<ReferenceDate>2024-03-31", "<ReferenceDate>2023-03-31"),
+         issue=("ReferenceDate", r"^<ReferenceDate> 2023-03-31 falls in the 2022-23 census but <Year> 2024 names")),
     Case("attribute", lambda c: swap("<Child>", '<Child status="secret">'),
          issue=("Child", r"^<Child> has attributes \(status\); census elements have none$")),
 ]
@@ -158,6 +179,18 @@ def huge_text_file(path: Path, megabytes: int) -> Path:
         for _ in range(megabytes):
             fh.write(chunk)
         fh.write(b"C001" + tail)
+    return path
+
+
+def huge_attribute_file(path: Path, megabytes: int) -> Path:
+    """Stream a return whose first ``<ReferralNFA>`` has an attribute of ``megabytes`` MiB."""
+    head, tail = BASE.split(b"<ReferralNFA>", 1)
+    chunk = b"A" * (1 << 20)
+    with path.open("wb") as fh:
+        fh.write(head + b'<ReferralNFA note="')
+        for _ in range(megabytes):
+            fh.write(chunk)
+        fh.write(b'">' + tail)
     return path
 
 
