@@ -529,7 +529,7 @@ class ViewBuilder:
 
     @cached_property
     def _v_pre_proceedings(self) -> pd.DataFrame:
-        # Module 5 (2026-27): its rules compare its own dates with each other and the census period.
+        # No parent columns: module 5's rules (2026-27) read only its own dates and the census period.
         return self._census(self._with_locator("pre_proceedings", self._table("pre_proceedings").copy()))
 
     @cached_property
