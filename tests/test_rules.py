@@ -61,7 +61,7 @@ def test_every_expectation_says_what_it_checks():
         assert e.meta.get("years_status", "V") in ("V", "I", "U"), where
         # Years before the 2022-23 rule lists are inferred (or, for provisional 2012-13 rules
         # whose DfE code is unknown, unverified) and must say so.
-        if min(e.years) < "2022-23":
+        if min(e.years) < rules.FIRST_LISTED_YEAR:
             assert e.years_status in ("I", "U"), where
         if e.years_status == "U":
             assert e.meta.get("note"), where
