@@ -44,8 +44,11 @@ UNCHECKED_FILE = "unchecked.json"
 META_KEYS = ("rule", "message", "severity", "years", "entity", "fields")
 SEVERITIES = ("error", "query")
 _GX_SEVERITY = {"error": "critical", "query": "warning"}
+_STATUS_ORDER = ("V", "I", "U")
 _DATE_TOKEN = re.compile(r"^\$census_(start|end)(.*)$")
-LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "checkable", "reason")
+LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "status", "checkable", "reason")
+FIRST_LISTED_YEAR = "2022-23"
+"""The first census year whose rules were read in a DfE rule list; a rule's earlier years are inferred."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,15 @@ class Rule:
     years: frozenset[str]
     years_text: str
 
-    def listing(self, reason: str | None = None) -> dict[str, Any]:
-        """Return the rule as a row of :func:`list_rules`; a ``reason`` says why it cannot be checked."""
+    def listing(self, status: str, reason: str | None = None) -> dict[str, Any]:
+        """Return the rule as a row of :func:`list_rules`.
+
+        ``status`` says how the year's version is known (see :meth:`RuleEntry.status`); a ``reason``
+        says why the rule cannot be checked.
+        """
         return {"rule": self.rule, "severity": self.severity, "message": self.message, "entity": self.entity,
-                "fields": list(self.fields), "years": self.years_text, "checkable": reason is None,
-                "reason": reason or ""}
+                "fields": list(self.fields), "years": self.years_text, "status": status,
+                "checkable": reason is None, "reason": reason or ""}
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,17 @@ class RuleEntry(Rule):
     def years_status(self) -> str:
         """``I`` if some of the years are inferred, ``V`` if all were read in a DfE rule list."""
         return str(self.meta.get("years_status", "V"))
+
+    def status(self, year: str) -> str:
+        """Say how census ``year``'s version is known: ``V`` from a DfE rule list, ``I`` inferred, ``U`` unverified.
+
+        An entry marked ``I`` whose years reach back before :data:`FIRST_LISTED_YEAR` is inferred
+        only in those earlier years; one that starts later (a provisional rule of a new year) is
+        inferred in all of them.
+        """
+        if self.years_status == "I" and FIRST_LISTED_YEAR <= year and min(self.years) < FIRST_LISTED_YEAR:
+            return "V"
+        return self.years_status
 
 
 @dataclass(frozen=True)
@@ -168,20 +186,23 @@ def rules_for_year(year: str, directory: str | Path | None = None) -> tuple[Rule
 def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
     """List the rules of census ``year``: one row per rule, checkable ones and the others with the reason.
 
-    Columns: rule, severity, message, entity, fields (comma-separated), years, checkable, reason.
+    Columns: rule, severity, message, entity, fields (comma-separated), years, status (the least
+    certain of the rule's expectations in ``year``: V, I or U, see :meth:`RuleEntry.status`),
+    checkable, reason.
     """
     rows: dict[str, dict[str, Any]] = {}
     for e in rules_for_year(year, directory):
         row = rows.get(e.rule)
         if row is None:
-            rows[e.rule] = e.listing()
+            rows[e.rule] = e.listing(e.status(year))
             continue
+        row["status"] = max(row["status"], e.status(year), key=_STATUS_ORDER.index)
         if e.entity not in row["entity"].split(", "):
             row["entity"] += f", {e.entity}"
         row["fields"] += [f for f in e.fields if f not in row["fields"]]
     for u in unchecked(directory):
         if year in u.years and u.rule not in rows:
-            rows[u.rule] = u.listing(u.reason)
+            rows[u.rule] = u.listing("V", u.reason)
     df = pd.DataFrame(list(rows.values()), columns=list(LIST_COLUMNS))
     df["fields"] = df["fields"].map(", ".join)
     df["checkable"] = df["checkable"].astype(bool)

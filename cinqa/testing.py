@@ -22,7 +22,8 @@ How a fragment becomes a return:
 * Rows of other tables name their parents with ``child`` (default 1), ``episode`` (default 1),
   ``assessment`` or ``cpp`` (default 1). A table given in the fragment replaces all the base
   rows of that table (``disabilities: []`` leaves every child without one). The base child has
-  eight disabilities and one open episode with further action and no modules; a module row
+  eight disabilities and one open episode with further action and no modules but, from 2026-27,
+  one pre-proceedings module (``pre_proceedings: []`` removes it); a module row
   (assessment, S47, plan, review, factor) is built over a template that fits the census year,
   and a factor or review whose assessment or plan is not given gets one from the template.
 * ``null`` is a missing value. Dates are ``2023-06-10`` or relative to the census year:
@@ -160,7 +161,10 @@ def templates(year: str) -> dict[str, dict[str, Any]]:
         "cp_plans": {"CPPstartDate": wd(25), "InitialCategoryOfAbuse": "NEG", "LatestCategoryOfAbuse": "NEG",
                      "NumberOfPreviousCPP": 0},
         "cp_reviews": {"CPPreviewDate": wd(80)},
-        "pre_proceedings": {},
+        "pre_proceedings": {"PPStartDate": wd(30), "LBPSentDate": wd(35), "FGDMMeetingOffer": True,
+                            "FGDMMeetingFac": True, "InitialPPMeetingDate": wd(40), "ReviewMeetingsCount": 2,
+                            "StepDecisionDate": wd(60), "PPOutcome": "A", "CourtAppDate": wd(65),
+                            "LetterInitCPDate": wd(70)},
     }
 
 
@@ -189,6 +193,10 @@ def build_return(year: str, tables: dict[str, list[dict[str, Any]]] | None, dire
                 rows[table].append(_keyed(row, {"child": child, spec.TABLE_KEYS[table][-1]: i}, table, year))
 
     episodes = {(r["child"], r["episode"]) for r in rows["episodes"]}
+    # From 2026-27 a return with no pre-proceedings module at all is queried (8995Q), so the base
+    # child's episode has one, unless the fragment gives the table.
+    if "pre_proceedings" not in tables and year in spec.table_years("pre_proceedings"):
+        tables["pre_proceedings"] = [{}]
     for table in ("assessments", "cin_plans", "section47", "cp_plans", "pre_proceedings"):
         for parent, frags in _by_parent(tables.get(table), ("child", "episode"), table).items():
             if parent not in episodes:

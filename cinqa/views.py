@@ -38,6 +38,7 @@ VIEW_TABLES: dict[str, str | None] = {
     "section47": "section47",
     "cp_plans": "cp_plans",
     "reviews": "cp_reviews",
+    "pre_proceedings": "pre_proceedings",
     "return": None,
 }
 """Each validation view and the return table whose rows it holds (None: one row per return)."""
@@ -542,6 +543,11 @@ class ViewBuilder:
         return self._census(df)
 
     @cached_property
+    def _v_pre_proceedings(self) -> pd.DataFrame:
+        # No parent columns: module 5's rules (2026-27) read only its own dates and the census period.
+        return self._census(self._with_locator("pre_proceedings", self._table("pre_proceedings").copy()))
+
+    @cached_property
     def _v_return(self) -> pd.DataFrame:
         c = self._table("children")
         d = self._table("disabilities")
@@ -558,6 +564,8 @@ class ViewBuilder:
         cpp_start = _col(self._table("cp_plans"), "CPPstartDate", "datetime64[s]")
         icpc_s47 = _col(self._table("section47"), "DateOfInitialCPC", "datetime64[s]")
         icpc_ep = _col(self._table("episodes"), "DateOfInitialCPC", "datetime64[s]")
+        pp = self._table("pre_proceedings")
+        pp_started = pp.loc[_col(pp, "PPStartDate", "datetime64[s]").notna().to_numpy(), "child"]
 
         def in_census(s: pd.Series) -> int:
             return int(s.between(start, end).sum())
@@ -571,6 +579,8 @@ class ViewBuilder:
             "children_with_several_disabilities": [int((per_child > 1).sum())],
             "cpp_starts_in_census": [in_census(cpp_start)],
             "icpcs_in_census": [in_census(icpc_s47) + in_census(icpc_ep)],
+            "children_with_pre_proceedings": [int(pp["child"].nunique())],
+            "children_with_pp_start_date": [int(pp_started.nunique())],
         })
         return self._census(df)
 

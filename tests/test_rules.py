@@ -62,7 +62,7 @@ def test_every_expectation_says_what_it_checks():
         assert e.meta.get("years_status", "V") in ("V", "I", "U"), where
         # Years before the 2022-23 rule lists are inferred (or, for provisional 2012-13 rules
         # whose DfE code is unknown, unverified) and must say so.
-        if min(e.years) < "2022-23":
+        if min(e.years) < rules.FIRST_LISTED_YEAR:
             assert e.years_status in ("I", "U"), where
         if e.years_status == "U":
             assert e.meta.get("note"), where
@@ -198,3 +198,28 @@ def test_adding_a_rule_follows_the_walk_through(tmp_path, monkeypatch):
     bad, truth = synth.inject(synth.generate(year, children=30, seed=3), ["9901"], seed=1, expectations=suites)
     found = validate(bad, rules=["9901"], expectations=suites).failures
     assert list(truth["rule"]) == ["9901"] and list(found["LAchildID"]) == list(truth["LAchildID"])
+
+
+def test_listing_says_how_each_years_rule_is_known():
+    def status(year):
+        listed = rules.list_rules(year)
+        return dict(zip(listed["rule"], listed["status"]))
+
+    # Years before the DfE rule lists are inferred; the listed years of the same rule are not.
+    assert status("2012-13")["100"] == "I" and status("2026-27")["100"] == "V"
+    assert status("2012-13")["IA-8670Q"] == "U"
+    provisional = status("2026-27")
+    assert {r for r, s in provisional.items() if s != "V"} >= {
+        "8995Q", "9000Q", "9005", "9006", "9007", "9008", "9009", "9010Q", "9011", "9012", "9013", "9015Q"}
+    assert provisional["8995Q"] == provisional["9000Q"] == "U"
+
+
+def test_pre_proceedings_queries_are_queries_and_say_fgdm(tmp_path):
+    # data-to-insight's draft registers 9010Q and 9015Q as errors and speaks of FGM in 8995Q.
+    ret = build_return("2026-27", {"pre_proceedings": [{"FGDMMeetingFac": None, "ReviewMeetingsCount": None}]},
+                       tmp_path)
+    summary = validate(ret).summary.set_index("rule")
+    assert summary.loc[["9010Q", "9015Q"], "severity"].tolist() == ["query", "query"]
+    empty = validate(build_return("2026-27", {"pre_proceedings": []}, tmp_path, name="none")).summary
+    message = empty.set_index("rule").loc["8995Q", "message"]
+    assert "(pre-proceedings and FGDM)" in message and "FGM" not in message

@@ -39,6 +39,7 @@ def test_year_expressions():
     ("assessment_factor", "19C", "2020-21"), ("assessment_factor", "22A", "2015-16"),
     ("la", "838", "2021-22"), ("la", "839", "2021-22"), ("la", "942", "2023-24"), ("la", "943", "2023-24"),
     ("reason_for_closure", "RC8", "2012-13"), ("referral_source", "1A", "2012-13"),
+    ("pp_outcome", "A", "2026-27"),
 ])
 def test_codes_arrive_in_their_year(codeset, code, first):
     for year in spec.YEARS:
@@ -131,3 +132,15 @@ def test_mandatory_elements():
     assert {"LAchildID", "Ethnicity", "CINdetails", "CINreferralDate", "ReferralNFA", "GenderCurrent", "Sex",
             "S47ActualStartDate", "ICPCnotRequired", "CPPstartDate", "NumberOfPreviousCPP"} <= required
     assert not {"UPN", "PersonBirthDate", "ReferralSource", "CINclosureDate"} & required
+
+
+def test_pre_proceedings_items_are_provisional_with_their_provenance():
+    module = next(n for n in spec.nodes() if n.name == "PreProceedingsandFGDM")
+    assert module.status == "I" and module.note and module.years == spec.parse_years("2026-27..")
+    items = {c.name: c for c in module.children}
+    assert [c.item for c in module.children] == [f"N00{n}" for n in range(826, 836)]
+    assert all(c.status in ("I", "U") and c.note for c in module.children)
+    assert {n for n, c in items.items() if c.status == "U"} == {"StepDecisionDate", "LetterInitCPDate"}
+    assert items["PPOutcome"].codeset == "pp_outcome"
+    assert spec.codes("pp_outcome", "2026-27") == ("A", "B", "C")
+    assert all("not confirmed" in label for label in spec.code_labels("pp_outcome").values())

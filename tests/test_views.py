@@ -216,3 +216,16 @@ def test_plan_columns_compare_with_conferences_and_cin_plans(tmp_path):
     # On or between the CIN plan's start and end days (4003); only the review's own plan's end day is free.
     assert views["reviews"]["during_cin_plan"].tolist() == [True, True, True]
     assert views["cp_plans"]["reviews_for_cpp"].tolist() == [0, 3]
+
+
+def test_pre_proceedings_view_and_return_counts(tmp_path):
+    from cinqa.testing import build_return
+
+    ret = build_return("2026-27", {"children": [{}, {}, {}], "pre_proceedings": [
+        {"child": 1, "PPStartDate": None}, {"child": 2}, {"child": 2, "PPStartDate": "2026-06-01"}]}, tmp_path)
+    views = build_views(ret)
+    pp = views["pre_proceedings"]
+    assert tuple(pp.columns[:len(LOCATOR)]) == LOCATOR and pp["item"].tolist() == [1, 1, 2]
+    assert pp["census_start"].iloc[0] == pd.Timestamp("2026-04-01") and "LetterInitCPDate" in pp
+    counts = views["return"].iloc[0]
+    assert (counts["children_with_pre_proceedings"], counts["children_with_pp_start_date"]) == (2, 1)

@@ -50,6 +50,10 @@ NOT_INJECTABLE: dict[str, tuple[str | None, str]] = {
     **dict.fromkeys(("1103", "2991Q", "8608", "8696", "8736", "8825Q", "8867"), ("2012-13", _NOT_TRIED_2012_13)),
     **dict.fromkeys(("CA-1103", "IA-8670Q", "CA-8670Q"),
                     ("2012-13", "a provisional 2012-13 initial/core assessment rule; no injector written yet")),
+    **dict.fromkeys(("8995Q", "9000Q", "9005", "9006", "9007", "9008", "9009", "9010Q", "9011", "9012", "9013",
+                     "9015Q"),
+                    ("2026-27", "a provisional 2026-27 pre-proceedings rule; synth writes no pre-proceedings "
+                                "module yet")),
 }
 """Rules of the suites that are not injected: code (either spelling) -> (its years, None for every
 year, and the reason)."""
