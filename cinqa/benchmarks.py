@@ -274,6 +274,9 @@ def _la_measures(la: object, population: float | Mapping[str, float] | None,
         raise CinqaError("benchmark() takes a CensusReturn, a list of them, a Comparison or a measures table, "
                          f"not {type(la).__name__}")
     by_year = {r.year: r for r in rets}
+    if len(by_year) < len(rets):
+        twice = sorted({r.year for r in rets if sum(o.year == r.year for o in rets) > 1})
+        raise CinqaError(f"benchmark() was given more than one return for {', '.join(twice)}; give one per year")
     parts, lone = [], set()
     for r in sorted(rets, key=lambda r: r.year):
         # The Department counts re-referrals against referrals of the year before too.

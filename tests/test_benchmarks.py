@@ -227,6 +227,8 @@ def test_a_measures_table_is_accepted_but_not_with_a_population(series) -> None:
         benchmarks.benchmark(tidy, population=50_000)
     with pytest.raises(CinqaError, match="not str"):
         benchmarks.benchmark("cin.xml")
+    with pytest.raises(CinqaError, match="more than one return for 2024-25"):
+        benchmarks.benchmark([ret, ret])
 
 
 def test_the_chart_shows_englands_years_and_the_las(series) -> None:
