@@ -22,3 +22,7 @@ class ReadError(CinqaError):
 
 class YearError(CinqaError):
     """A census year is unknown, unsupported or cannot be determined."""
+
+
+class CsvError(ReadError):
+    """A CSV cinqa reads (England's figures, an LA's comparators) is missing, malformed or holds a bad value."""

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from cinqa import report, rules
+from cinqa import benchmarks, report, rules
 from cinqa.errors import CinqaError
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]
 PACKAGED = "cinqa._expectations"
 NOTEBOOKS = "cinqa._notebooks"
+BENCHMARKS = "cinqa._benchmarks"
 
 
 def suite_files() -> list[str]:
@@ -73,13 +74,23 @@ def test_pyproject_lists_every_package_in_cinqa() -> None:
     # Packages are listed by hand (discovery cannot see the mapped folder), so a new subpackage
     # must be added there or the wheel would silently lack it.
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "cinqa").rglob("__init__.py")}
-    assert found | {PACKAGED, NOTEBOOKS} == set(SETUPTOOLS["packages"])
+    assert found | {PACKAGED, NOTEBOOKS, BENCHMARKS} == set(SETUPTOOLS["packages"])
 
 
 def test_the_report_notebook_is_packaged_and_found() -> None:
     assert SETUPTOOLS["package-dir"][NOTEBOOKS] == "notebooks"
     assert SETUPTOOLS["package-data"][NOTEBOOKS] == ["qa-report.ipynb"]
     assert report.NOTEBOOK == ROOT / "notebooks" / "qa-report.ipynb"
+
+
+def test_englands_figures_are_packaged_and_found() -> None:
+    assert SETUPTOOLS["package-dir"][BENCHMARKS] == "data/benchmarks"
+    shipped = [p.name for p in (ROOT / "data" / "benchmarks").iterdir()
+               if any(p.match(pattern) for pattern in SETUPTOOLS["package-data"][BENCHMARKS])]
+    assert shipped == [benchmarks.ENGLAND_CSV]
+    assert benchmarks.locate_benchmarks() == ROOT / "data" / "benchmarks"
+    package = ROOT / "build-free" / "site-packages" / "cinqa"  # no pyproject.toml beside it: an install
+    assert benchmarks.locate_benchmarks(package) == package.resolve() / "_benchmarks"
 
 
 def test_installed_report_locator_reads_the_packaged_copy(tmp_path: Path) -> None:
@@ -108,7 +119,7 @@ def test_built_wheel_carries_every_suite(tmp_path: Path) -> None:
     # setuptools: no build isolation, so nothing is fetched from the network.
     source = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for name in ("cinqa", "expectations", "notebooks"):
+    for name in ("cinqa", "expectations", "notebooks", "data/benchmarks"):
         shutil.copytree(ROOT / name, source / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
@@ -126,4 +137,5 @@ def test_built_wheel_carries_every_suite(tmp_path: Path) -> None:
     assert packaged == suite_files()
     assert "cinqa/rules.py" in names
     assert "cinqa/_notebooks/qa-report.ipynb" in names
+    assert f"cinqa/_benchmarks/{benchmarks.ENGLAND_CSV}" in names
     assert not [n for n in names if n.startswith("expectations/")]
