@@ -61,7 +61,7 @@ _read_or_set_elsewhere
 # Called by name: the view builder looks up "_v_" + the view's name.
 B = views.ViewBuilder
 B._v_header, B._v_children, B._v_disabilities, B._v_episodes, B._v_assessments, B._v_factors
-B._v_cin_plans, B._v_section47, B._v_cp_plans, B._v_reviews, B._v_return
+B._v_cin_plans, B._v_section47, B._v_cp_plans, B._v_reviews, B._v_pre_proceedings, B._v_return
 
 # IPython calls these to show an object; typer turns an enum member into a command-line choice.
 compare.Comparison._repr_html_
@@ -85,7 +85,7 @@ returns.CensusReturn.pre_proceedings  # one accessor per table, like the others;
 rules.RuleEntry.years_status  # README "What is verified"; tests/test_rules.py
 rules.view_entity  # tests/test_rules.py: every rule's entity is its view's
 spec.table_parent, spec.CODESETS  # tests/test_spec.py, tests/test_read.py
-faults.uninjectable_rules  # tests/test_synth.py
+faults.uninjectable_rules, faults.unexplained_rules, faults.stale_reasons  # tests/test_synth.py
 params.Bands.share_at_most  # tests/test_synth.py
 testing.load_cases, testing.run_case  # tests/test_rules.py runs every rule case
 testing.validate_plainly  # tests/test_validate.py and bench/validate.py compare the engine with it

@@ -181,15 +181,6 @@ def _rate(name: str, of: str, description: str) -> None:
         source=f"{base.source} Divided by the population aged under 18 given, times 10,000.")
 
 
-def _share(name: str, of: str, description: str, source: str, **kw: object) -> None:
-    """Register ``name`` as the percentage of ``of``'s records whose ``hit`` is true."""
-    base = MEASURES[of]
-    kw.setdefault("years", base.years)
-    kw.setdefault("status", base.status)
-    MEASURES[name] = Measure(name=name, description=description, source=source, records=base.records,
-                             unit=PERCENT, aggregate="share", **kw)  # type: ignore[arg-type]
-
-
 # -- frames shared by the measures ---------------------------------------------------------------
 
 def _col(df: pd.DataFrame, name: str, dtype: str = "object") -> pd.Series:

@@ -97,15 +97,6 @@ class Node:
         """The table column this leaf fills."""
         return self.row["column"] if self.row else self.name
 
-    def by_tag(self) -> dict[str, "Node"]:
-        """Map each accepted tag (name and aliases) of the children to its node."""
-        out: dict[str, Node] = {}
-        for c in self.children:
-            out[c.name] = c
-            for a in c.aliases:
-                out[a] = c
-        return out
-
     def walk(self) -> Iterator["Node"]:
         """Yield this node and every node below it."""
         yield self

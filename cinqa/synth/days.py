@@ -37,11 +37,6 @@ def to_datetime64(values: list[int | None]) -> np.ndarray:
     return arr.astype("datetime64[D]").astype("datetime64[s]")
 
 
-def from_timestamp(ts: pd.Timestamp) -> int:
-    """Return the day number of a pandas Timestamp."""
-    return ts.date().toordinal() - EPOCH
-
-
 class Calendar:
     """England's working days between 2005 and 2035 as day numbers."""
 
@@ -60,10 +55,6 @@ class Calendar:
             raise ValueError(f"{to_date(d)} is outside the working-day calendar "
                              f"({workdays.FIRST_YEAR}-{workdays.LAST_YEAR})")
         return d - FIRST
-
-    def working_day(self, d: int) -> bool:
-        """Tell whether ``d`` is a working day."""
-        return self.is_working[self._i(d)]
 
     def next(self, d: int) -> int:
         """Return ``d`` if it is a working day, else the next working day."""
