@@ -153,6 +153,23 @@ def _check_year(value: str | None) -> str | None:
     return value
 
 
+def _suffix(*allowed: str) -> Callable[[typer.CallbackParam, Path | None], Path | None]:
+    """Make an option callback that refuses an output path whose extension is not one of ``allowed``.
+
+    An Excel workbook named ``out.csv`` opens in nothing that expects a CSV: every output option
+    of a fixed format names its extensions here, so the user hears it before any work is done.
+    """
+
+    def check(param: typer.CallbackParam, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in allowed:
+            kinds = " or ".join(allowed)
+            raise typer.BadParameter(f"{value} must end in {kinds} (it is written as {allowed[0][1:].upper()}); "
+                                     f"choose a name such as {value.with_suffix(allowed[0]).name}", param=param)
+        return value
+
+    return check
+
+
 def _load_key(pseudonymise: bool, key_file: Path | None) -> bytes | None:
     from cinqa.pseudonymise import load_key
 
@@ -261,13 +278,14 @@ def validate(
     paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_FOLDER",
                                                 help="Census XML files, or folders of them (*.xml).")],
     xlsx: Annotated[Path | None, typer.Option(
-        "--xlsx", metavar="PATH", dir_okay=False,
+        "--xlsx", metavar="PATH", dir_okay=False, callback=_suffix(".xlsx"),
         help="One file: the Excel error report. Several: the combined summary as a workbook.")] = None,
     csv: Annotated[Path | None, typer.Option(
-        "--csv", metavar="PATH", dir_okay=False,
+        "--csv", metavar="PATH", dir_okay=False, callback=_suffix(".csv"),
         help="One file: every failure as CSV. Several: the combined summary as CSV.")] = None,
     html: Annotated[Path | None, typer.Option(
-        "--html", metavar="PATH", dir_okay=False, help="An HTML quality report of the file(s).")] = None,
+        "--html", metavar="PATH", dir_okay=False, callback=_suffix(".html", ".htm"),
+        help="An HTML quality report of the file(s).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", metavar="DIR", file_okay=False,
         help="Folder for one Excel report and failures CSV per file plus summary.csv and summary.xlsx.")] = None,
@@ -503,7 +521,7 @@ def tables(
 def report(
     paths: Annotated[list[Path], typer.Argument(metavar="FILE", help="Census XML files.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", dir_okay=False,
-                                         help="The HTML file to write.")],
+                                         callback=_suffix(".html", ".htm"), help="The HTML file to write.")],
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
@@ -607,13 +625,13 @@ def _file_stem(name: str) -> str:
 def synth(
     year: Annotated[str, typer.Argument(metavar="YEAR", help="Census year, e.g. 2023-24.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", dir_okay=False,
-                                         help="The XML file to write.")],
+                                         callback=_suffix(".xml"), help="The XML file to write.")],
     children: Annotated[int, typer.Option("--children", "-n", min=1, help="Number of children.")] = 300,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; the same seed gives the same file.")] = 0,
     la: Annotated[str, typer.Option("--la", help="Three-digit LA code for the header and UPNs.")] = "931",
     errors: Annotated[float, typer.Option("--errors", min=0.0, max=1.0, metavar="RATE",
                                           help="Share of children given a labelled rule error (e.g. 0.05).")] = 0.0,
-    truth: Annotated[Path | None, typer.Option("--truth", metavar="PATH", dir_okay=False,
+    truth: Annotated[Path | None, typer.Option("--truth", metavar="PATH", dir_okay=False, callback=_suffix(".csv"),
                                                help="With --errors: write what was injected, one row per "
                                                     "fault, as CSV.")] = None,
 ) -> None:
@@ -653,7 +671,7 @@ def synth(
 def rules(
     year: Annotated[str, typer.Option("--year", "-y", callback=_check_year, metavar="YYYY-YY",
                                       help="Census year whose rules to list.")] = spec.SUPPORTED_YEARS[-1],
-    csv: Annotated[Path | None, typer.Option("--csv", metavar="PATH", dir_okay=False,
+    csv: Annotated[Path | None, typer.Option("--csv", metavar="PATH", dir_okay=False, callback=_suffix(".csv"),
                                              help="Also write the list as CSV.")] = None,
 ) -> None:
     """List the validation rules of a census year."""

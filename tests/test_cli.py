@@ -550,3 +550,29 @@ def test_report_real_backend_pseudonymised_html_holds_no_identifier(tmp_path: Pa
     assert b"<html" in (out / "r.html").read_bytes()[:2000].lower()
     assert_no_identifiers(out)
     assert listing(workdir) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["validate", str(RETURN_2324), "--xlsx", "OUT/errors.csv"],
+    ["validate", str(RETURN_2324), "--csv", "OUT/failures.xlsx"],
+    ["validate", str(RETURN_2324), "--html", "OUT/report.xlsx"],
+    ["report", str(RETURN_2324), "-o", "OUT/report.pdf"],
+    ["synth", "2023-24", "-n", "2", "-o", "OUT/synthetic.csv"],
+    ["synth", "2023-24", "-n", "2", "--errors", "0.5", "-o", "OUT/s.xml", "--truth", "OUT/truth.xlsx"],
+    ["rules", "--csv", "OUT/rules"],
+])
+def test_an_output_with_the_wrong_extension_is_refused_before_any_work(args: list[str], tmp_path: Path,
+                                                                        fake_validate: list) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    result = runner.invoke(app, [a.replace("OUT", str(out)) for a in args])
+    assert result.exit_code == 2, result.output
+    wrong = [a for a in args if a.startswith("OUT/")][-1].replace("OUT/", "")
+    assert "must end in ." in result.stderr and wrong in result.stderr
+    assert list(out.iterdir()) == [] and fake_validate == []
+
+
+def test_an_output_extension_is_matched_whatever_its_case(tmp_path: Path, fake_validate: list) -> None:
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--xlsx", str(tmp_path / "ERRORS.XLSX")])
+    assert result.exit_code == 1, result.output
+    assert (tmp_path / "ERRORS.XLSX").is_file()
