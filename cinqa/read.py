@@ -29,6 +29,7 @@ from lxml import etree
 
 from cinqa import spec
 from cinqa.errors import ReadError, YearError
+from cinqa.progress import bar
 from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
 
 # No DTD, no entity expansion, no network, libxml2's size limits kept (huge_tree=False).
@@ -56,15 +57,22 @@ _MOJIBAKE = re.compile("\ufffd|[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u
 Row = list[Any]  # a table row's values, by column position (see _LAYOUT)
 
 
-def read_return(path: str | Path, *, year: str | None = None) -> CensusReturn:
+def read_return(path: str | Path, *, year: str | None = None, progress: bool | None = None) -> CensusReturn:
     """Read the census return at ``path``; ``year`` (``"2013-14"``) overrides the header's year.
 
     Raises :class:`cinqa.errors.ReadError` when the file cannot be read as a CIN return at all;
-    everything short of that is loaded, and reported in ``.issues``.
+    everything short of that is loaded, and reported in ``.issues``. A bar counts the bytes read
+    where someone can see it (``progress``: see :func:`cinqa.progress.shown`).
     """
     if year is not None and year not in spec.YEARS:
         raise YearError(f"census year {year!r} is not supported; choose one of {', '.join(spec.YEARS)}")
-    return _Reader(Path(path), year).read()
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:  # _Reader says why the file cannot be read
+        size = None
+    with bar(f"Reading {path.name}", size, unit="B", show=progress) as counter:
+        return _Reader(path, year, counter.update).read()
 
 
 # Dispatch codes: what an element found inside a container is. RESTRICTED is added to the code of an
@@ -220,9 +228,10 @@ _HEADER_UNMODELLED = tuple(n.name for n in spec.HEADER.walk() if n.kind == "leaf
 class _Reader:
     """One read of one file: extraction state, then typing; use once."""
 
-    def __init__(self, path: Path, year: str | None) -> None:
+    def __init__(self, path: Path, year: str | None, tick: Callable[[int], Any] | None = None) -> None:
         self.path = path
         self.override = year
+        self.tick = tick
         # Per table, parallel: flattened key tuples, source lines (0 = unknown), and values (a row
         # list; a str for lists).
         self.store: dict[str, tuple[array, array, list[Any]]] = {
@@ -374,7 +383,7 @@ class _Reader:
         return ReadError(self.path, problem, line)
 
     def _parse(self, fh: BinaryIO) -> None:
-        self.source = _Counting(fh)
+        self.source = _Counting(fh, self.tick)
         # The root was found to be a plain <Message> with no DOCTYPE (_check_root): only ends matter.
         events = etree.iterparse(self.source, events=("end",), tag=("Header", "{*}Child"), **_SAFE)
         try:
@@ -1017,8 +1026,9 @@ class _Counting:
     stops the parse when ``_MAX_GAP`` bytes pass without the reader marking progress: elements
     that are never a ``<Child>`` would otherwise pile up in memory."""
 
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: BinaryIO, tick: Callable[[int], Any] | None = None) -> None:
         self.fh = fh
+        self.tick = tick
         self.eq = 0
         self.total = 0
         self.mark = 0
@@ -1027,6 +1037,8 @@ class _Counting:
         data = self.fh.read(n)
         self.eq += data.count(b"=")
         self.total += len(data)
+        if self.tick is not None:
+            self.tick(len(data))
         if self.total - self.mark > _MAX_GAP:
             raise _Stalled()
         return data

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ import pandas as pd
 from cinqa import failures as table
 from cinqa import spec
 from cinqa.errors import YearError
+from cinqa.progress import bar
 from cinqa.returns import CensusReturn
 from cinqa.views import ViewBuilder
 
@@ -83,13 +84,15 @@ class Validation:
 
 
 def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str] | None = None,
-             expectations: str | Path | None = None, workers: int | None = None) -> Validation:
+             expectations: str | Path | None = None, workers: int | None = None,
+             progress: bool | None = None) -> Validation:
     """Check ``ret`` against every DfE rule of census ``year`` (default: the return's own year).
 
     ``rules`` limits the check to those rule codes (``["8525Q", "8600"]``); ``expectations`` is
     another folder of rule suites (default: the package's ``expectations/``). ``workers`` is the
     number of processes the view suites may share (default: ``CINQA_WORKERS``, else 2 when the
-    machine has two cores or more; a small validation always runs in this process alone).
+    machine has two cores or more; a small validation always runs in this process alone). A bar
+    counts the rules run where someone can see it (``progress``: see :func:`cinqa.progress.shown`).
     """
     from cinqa import rules as registry
 
@@ -97,18 +100,23 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
     if year not in spec.YEARS:
         raise YearError(f"census year {year!r} is not supported; choose one of {', '.join(spec.YEARS)}")
     wanted = tuple(sorted(set(rules))) if rules is not None else None
-    clock = time.perf_counter()
-    plans = registry.view_suites(year, wanted, expectations)
-    seconds = {"suites": time.perf_counter() - clock}
+    label = ret.path.name if ret.path is not None else f"the {year} return"
+    with bar(f"Validating {label}: loading the rules", None, unit="rule", show=progress) as counter:
+        clock = time.perf_counter()
+        plans = registry.view_suites(year, wanted, expectations)
+        seconds = {"suites": time.perf_counter() - clock}
 
-    clock = time.perf_counter()
-    builder = ViewBuilder(ret, year)
-    views = {name: builder.view(name) for name in plans}
-    seconds["views"] = time.perf_counter() - clock
+        counter.set_description(f"Validating {label}: preparing the data")
+        clock = time.perf_counter()
+        builder = ViewBuilder(ret, year)
+        views = {name: builder.view(name) for name in plans}
+        seconds["views"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    results = run_suites(plans, views, workers)
-    seconds["gx"] = time.perf_counter() - clock
+        counter.reset(total=sum(len(p.entries) for p in plans.values()))
+        counter.set_description(f"Validating {label}")
+        clock = time.perf_counter()
+        results = run_suites(plans, views, workers, counter.update)
+        seconds["gx"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     failures, errored = _tidy(results, views)
@@ -119,19 +127,27 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
                       checked=checked, views=views, seconds=seconds)
 
 
-def run_suites(plans: dict[str, Any], views: dict[str, pd.DataFrame], workers: int | None = None) -> dict[str, Any]:
+def run_suites(plans: dict[str, Any], views: dict[str, pd.DataFrame], workers: int | None = None,
+               tick: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """Validate each view against its suite with GX; return the GX results by view, with full meta.
 
     ``plans`` are :func:`cinqa.rules.view_suites`; views without rows are not validated.
+    ``tick(n)`` is told of every ``n`` expectations run (or skipped, on a view without rows).
     """
+    tick = tick or _ignore
     names = [n for n in plans if len(views[n])]
+    tick(sum(len(plans[n].entries) for n in plans if n not in names))
     frames = {n: _frame(views[n], plans[n].columns) for n in names}
     size = sum(len(plans[n].entries) for n in names)
     if _workers(workers) < 2 or size < _PARALLEL_MIN_EXPECTATIONS or len(names) < 2:
-        parts = {n: _run_one(plans[n], frames[n]) for n in names}
+        parts = {n: _run_one(plans[n], frames[n], tick) for n in names}
     else:
-        parts = _run_shared(names, plans, frames)
+        parts = _run_shared(names, plans, frames, tick)
     return {n: _merge(plans[n], parts[n]) for n in names}
+
+
+def _ignore(_: int) -> None:
+    """Take a progress tick and do nothing with it."""
 
 
 def _frame(view: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -147,7 +163,7 @@ def _narrow(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     return frame.loc[:, [c for c in frame.columns if (not wanted or c.lower() in wanted) and c != "row"]]
 
 
-def _run_one(plan: Any, frame: pd.DataFrame) -> list[Any]:
+def _run_one(plan: Any, frame: pd.DataFrame, tick: Callable[[int], Any] = _ignore) -> list[Any]:
     """Run a view's condition groups: each on the rows its condition selects, as GX would select them."""
     out = []
     for group in plan.groups:
@@ -161,6 +177,7 @@ def _run_one(plan: Any, frame: pd.DataFrame) -> list[Any]:
             # Only the group's own columns: GX fingerprints (hashes) every frame it is given.
             rows = _narrow(rows, group.columns)
         out.append(_batch(plan.view, rows).validate(suite, result_format=_RESULT_FORMAT))
+        tick(len(group.suite.expectations))
     return out
 
 
@@ -195,32 +212,46 @@ def _workers(workers: int | None) -> int:
     return workers
 
 
-def _run_shared(names: list[str], plans: dict[str, Any], frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+def _run_shared(names: list[str], plans: dict[str, Any], frames: dict[str, pd.DataFrame],
+                tick: Callable[[int], Any] = _ignore) -> dict[str, Any]:
     """Run the view suites in this process and a forked helper process at the same time.
 
     The helper inherits the built suites, GX and the frames (fork copies nothing up front). Both
     processes take the next view from one shared counter, largest first, so neither waits long
     for the other; the helper sends back the GX results of the views it ran. A view the helper
-    took but did not return (it failed or died) is run here afterwards.
+    took but did not return (it failed or died) is run here afterwards. The helper counts the
+    expectations it has run in shared memory, and ``tick`` hears of both processes' work from here.
     """
     # Largest first: a fixed cost per expectation and per condition group, plus the rows.
     cost = {n: (len(plans[n].entries) + len(plans[n].groups)) * (1.0 + len(frames[n]) / 50_000) for n in names}
     order = sorted(names, key=lambda n: -cost[n])
     ctx = multiprocessing.get_context("fork")
     taken = ctx.Value("i", 0)
+    done = ctx.Value("i", 0)
     receive, send = ctx.Pipe(duplex=False)
-    helper = ctx.Process(target=_helper, args=(send, taken, order, plans, frames), daemon=True)
+    helper = ctx.Process(target=_helper, args=(send, taken, order, plans, frames, done), daemon=True)
     helper.start()
     send.close()
     clock = time.monotonic()
     theirs: Any = None
+    mine = told = 0
+
+    def report(n: int = 0) -> None:
+        nonlocal mine, told
+        mine += n
+        now = mine + done.value
+        if now > told:
+            tick(now - told)
+            told = now
+
     try:
-        results = {n: _run_one(plans[n], frames[n]) for n in _take(taken, order)}
+        results = {n: _run_one(plans[n], frames[n], report) for n in _take(taken, order)}
         # A helper that never answers (say, a lock some other thread held when it was forked) is
         # given up after a while; what it took is then run here.
         patience = max(30.0, 3 * (time.monotonic() - clock))
         waited = time.monotonic()
         while time.monotonic() - waited < patience:
+            report()
             if receive.poll(0.05):  # the results, or the end of the pipe if the helper died
                 try:
                     theirs = receive.recv()
@@ -239,6 +270,7 @@ def _run_shared(names: list[str], plans: dict[str, Any], frames: dict[str, pd.Da
     for n in order:
         if n not in results:
             results[n] = _run_one(plans[n], frames[n])
+    tick(sum(len(plans[n].entries) for n in names) - told)
     return results
 
 
@@ -253,11 +285,16 @@ def _take(taken: Any, order: list[str]) -> Iterable[str]:
         yield order[i]
 
 
-def _helper(send: Any, taken: Any, order: list[str], plans: dict[str, Any], frames: dict[str, pd.DataFrame]) -> None:
+def _helper(send: Any, taken: Any, order: list[str], plans: dict[str, Any], frames: dict[str, pd.DataFrame],
+            done: Any) -> None:
+    def count(n: int) -> None:
+        with done.get_lock():
+            done.value += n
+
     out: dict[str, Any] = {}
     try:
         for n in _take(taken, order):
-            out[n] = _run_one(plans[n], frames[n])
+            out[n] = _run_one(plans[n], frames[n], count)
     except BaseException:  # noqa: S110  the parent runs what is missing and sees any error itself
         pass
     try:

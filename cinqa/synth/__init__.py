@@ -19,13 +19,13 @@ working days without a conference), each for well under 1% of children.
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import pandas as pd
 
 from cinqa import spec
+from cinqa.progress import bar
 from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
 from cinqa.synth import days as D
 from cinqa.synth.params import Params, parameter_table
@@ -193,15 +193,12 @@ def generate_file(path: str | Path, year: str, children: int, seed: int = 0, la:
 
     Without errors the file is byte-identical to ``write_return(generate(year, children, seed, la),
     path)``. With ``error_rate`` (a share of children) faults are injected chunk by chunk and their
-    truth table is written beside the file as ``<name>-truth.csv``. A progress bar is shown on a
-    terminal (``progress=None``) or when asked.
+    truth table is written beside the file as ``<name>-truth.csv``. A bar counts the children
+    written where someone can see it (``progress``: see :func:`cinqa.progress.shown`).
     """
     _check(year, la)
     if not 0 <= error_rate <= 1:
         raise ValueError(f"error_rate={error_rate} is not a share between 0 and 1")
-    from tqdm import tqdm
-
-    show = sys.stderr.isatty() if progress is None else progress
     path = Path(path)
     head = header(year, la)
     truths: list[pd.DataFrame] = []
@@ -220,17 +217,17 @@ def generate_file(path: str | Path, year: str, children: int, seed: int = 0, la:
         done += snap.n
 
     with ReturnWriter(path, year, head) as writer, \
-            tqdm(total=children, unit="child", disable=not show, desc=path.name) as bar:
+            bar(path.name, children, unit="child", show=progress) as counter:
         snap = Snapshot(year)
         for child in _children(year, children, seed, la):
             snap.add(child)
             if snap.n == chunk:
                 flush(writer, snap)
-                bar.update(snap.n)
+                counter.update(snap.n)
                 snap = Snapshot(year)
         if snap.n:
             flush(writer, snap)
-            bar.update(snap.n)
+            counter.update(snap.n)
     if error_rate:
         write_truth(pd.concat(truths, ignore_index=True), truth_path(path))
     return path
