@@ -9,12 +9,18 @@ PYTEST += --nbval-lax tests notebooks
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test sample bench clean
+.PHONY: help venv hooks test sample bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-venv: $(VENV)/.installed ## Create .venv and install cinqa with test and bench extras
+venv: $(VENV)/.installed hooks ## Create .venv and install cinqa with test and bench extras
+
+hooks: ## Strip notebook outputs on `git add` (the git filter .gitattributes names; see cinqa/notebooks.py)
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.cinqa-notebook.clean '$(BIN)/python -m cinqa.notebooks strip' && \
+	  git config filter.cinqa-notebook.smudge cat && \
+	  echo "git filter cinqa-notebook configured: notebooks are committed without outputs"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)

@@ -109,6 +109,7 @@ SCRIPTS: list[tuple[str, list[str], list[str]]] = [
     ("synth", ["bench/synth.py", "--sizes", "20000", "200000"], ["--sizes", "20000"]),
     ("validate", ["bench/validate.py"], []),
     ("report", ["bench/report.py", "--children", "20000"], ["--children", "20000"]),
+    ("startup", ["bench/startup.py", "--repeat", "5"], ["--repeat", "2"]),
     ("memory", ["bench/memory.py", "--sizes", "20000", "200000", "800000"], ["--sizes", "20000"]),
     ("peer", ["bench/peer.py", "--sizes", "10000"], ["--sizes", "2000"]),
 ]
@@ -162,7 +163,7 @@ def update_readme(body: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smallest sizes only (a smoke run, minutes)")
-    ap.add_argument("--skip", nargs="*", default=[], help="scripts to leave out (parse synth validate report memory peer)")
+    ap.add_argument("--skip", nargs="*", default=[], help="scripts to leave out (parse synth validate report startup memory peer)")
     ap.add_argument("--only", nargs="*", default=None, help="run only these scripts")
     ap.add_argument("--update-readme", action="store_true", help="rewrite the README's Performance section")
     args = ap.parse_args()

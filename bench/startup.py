@@ -65,13 +65,17 @@ def main() -> int:
         runs = " ".join(f"{w:.2f}" for w in walls[name])
         print(f"{name:<28} {med[name]:>7.2f} {statistics.median(cpus[name]):>7.2f}   {runs}")
     floor, cold = med["import great_expectations"], med["cinqa validate (1 child)"]
-    own = cold - floor
+    cpu_floor, cpu_cold = (statistics.median(cpus[k]) for k in ("import great_expectations", "cinqa validate (1 child)"))
+    own, own_cpu = cold - floor, cpu_cold - cpu_floor
     verdict = "meets" if own <= TARGET_S else "misses"
+    # On a loaded machine wall time stretches with the load; CPU seconds are the steadier figure.
     print(f"\ncold cinqa validate of a 1-child return: {cold:.2f} s = {cold / floor:.2f}x importing GX "
-          f"({floor:.2f} s); cinqa's own share {own:.2f} s ({verdict} the {TARGET_S:.0f} s target)")
+          f"({floor:.2f} s); cinqa's own share {own:.2f} s wall ({verdict} the {TARGET_S:.0f} s target), "
+          f"{own_cpu:.2f} s CPU")
     emit("cold cinqa validate of a 1-child return vs importing great_expectations (the floor)",
-         f"{cold / floor:.2f}x the floor ({cold:.2f} s vs {floor:.2f} s): cinqa's own share {own:.2f} s; "
-         f"cinqa --help {med['cinqa --help']:.2f} s", f"own share <= {TARGET_S:.0f} s", "startup")
+         f"{cold / floor:.2f}x the floor ({cold:.2f} s vs {floor:.2f} s): cinqa's own share {own:.2f} s wall, "
+         f"{own_cpu:.2f} s CPU; cinqa --help {med['cinqa --help']:.2f} s", f"own share <= {TARGET_S:.0f} s",
+         "startup")
     return 0
 
 

@@ -22,7 +22,6 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.exceptions import TyperException
 
@@ -30,6 +29,7 @@ import cinqa
 from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import CinqaError
+from cinqa.progress import bar
 from cinqa.validate import Validation
 
 EXIT_BAD_INPUT = 2
@@ -114,37 +114,12 @@ def _guarded(func: _F) -> _F:
 
 
 @contextlib.contextmanager
-def _progress() -> Iterator[Progress]:
-    """Yield a progress display on stderr that stays silent when stderr is not a terminal."""
-    console = _stderr()
-    progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
-    )
-    with progress:
-        yield progress
-
-
-@contextlib.contextmanager
-def _step(progress: Progress, description: str) -> Iterator[None]:
-    task = progress.add_task(description, total=None)
-    try:
+def _step(description: str) -> Iterator[None]:
+    """Show a step that has no parts to count as one, done when the block ends (reading and
+    validating count their own bytes and rules; see :mod:`cinqa.progress`)."""
+    with bar(description, 1, unit="step") as counter:
         yield
-    finally:
-        progress.remove_task(task)
-
-
-def _size(path: Path) -> str:
-    try:
-        n = path.stat().st_size
-    except OSError:
-        return "?"
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
-
-
-def _read(path: Path, year: str | None, progress: Progress) -> cinqa.CensusReturn:
-    with _step(progress, f"Reading {path.name} ({_size(path)})"):
-        return cinqa.read_return(path, year=year)
+        counter.update(1)
 
 
 def _check_year(value: str | None) -> str | None:
@@ -303,35 +278,34 @@ def validate(
     _guard_inputs(files, [xlsx, csv, html])
     single = len(files) == 1
     results: list[FileResult] = []
-    with _progress() as progress:
-        overall = progress.add_task("Checking returns", total=len(files)) if not single else None
+    with bar("Checking returns", len(files), unit="file", show=False if single else None) as overall:
         for path in files:
             result = FileResult(path)
             try:
-                result.ret = _read(path, year, progress)
-                with _step(progress, f"Validating {path.name}"):
-                    result.validation = cinqa.validate(result.ret)
+                result.ret = cinqa.read_return(path, year=year)
+                result.validation = cinqa.validate(result.ret)
             except CinqaError as exc:
                 if single:
                     raise
                 result.problem = str(exc)
-                _stderr().print(f"cinqa: {exc}", markup=False)
+                overall.write(f"cinqa: {exc}", file=sys.stderr)
             results.append(result)
-            if overall is not None:
-                progress.advance(overall)
-        shareable = [_shareable(r, key) for r in results]
-        with _step(progress, "Writing outputs"):
-            if single:
-                _write_single(shareable[0], xlsx, csv, key is not None)
-            else:
-                _write_combined(results, xlsx, csv)
-            if out is not None:
-                _write_folder(results, shareable, out, key is not None)
-            if html is not None:
-                from cinqa.report import render_report
+            overall.update(1)
+    shareable = [_shareable(r, key) for r in results]
+    with _step("Writing outputs"):
+        if single:
+            _write_single(shareable[0], xlsx, csv, key is not None)
+        else:
+            _write_combined(results, xlsx, csv)
+        if out is not None:
+            _write_folder(results, shareable, out, key is not None)
+    if html is not None:
+        from cinqa.report import render_report
 
-                readable = [r.path for r in results if r.ret is not None]
-                render_report(readable, html, year=year, pseudonymise=key is not None, key=key)
+        # The report shows these validations; its notebook does not read or validate again.
+        checked = [r for r in results if r.validation is not None]
+        render_report([r.path for r in checked], html, year=year, pseudonymise=key is not None, key=key,
+                      validations=[r.validation for r in checked])
     console = _stdout()
     if single:
         _print_single(console, results[0])
@@ -370,15 +344,17 @@ def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
 
 
 def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymised: bool) -> None:
-    from cinqa.excel import write_error_report
-    from cinqa.export import write_failures_csv
-
     if s.failures is None:
         return
+    # Imported only when asked for: openpyxl alone takes a third of a second to load.
     if xlsx is not None:
+        from cinqa.excel import write_error_report
+
         write_error_report(xlsx, s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
                            pseudonymised=pseudonymised, source=s.result.path.name)
     if csv is not None:
+        from cinqa.export import write_failures_csv
+
         write_failures_csv(s.failures, csv)
 
 
@@ -497,12 +473,11 @@ def tables(
     from cinqa.pseudonymise import pseudonymise_return
 
     key = _load_key(pseudonymise, key_file)
-    with _progress() as progress:
-        ret = _read(path, year, progress)
-        if key is not None:
-            ret = pseudonymise_return(ret, key)
-        with _step(progress, "Writing tables"):
-            written = write_tables(ret, out, fmt.value)
+    ret = cinqa.read_return(path, year=year)
+    if key is not None:
+        ret = pseudonymise_return(ret, key)
+    with _step("Writing tables"):
+        written = write_tables(ret, out, fmt.value)
     console = _stdout()
     console.print(f"{path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children, "
                   f"{len(ret.issues):,} structural issues", markup=False)
@@ -535,8 +510,7 @@ def report(
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
     _guard_inputs(files, [output])
-    with _progress() as progress, _step(progress, f"Writing the report of {len(files)} file(s)"):
-        render_report(files, output, year=year, pseudonymise=pseudonymise, key=key)
+    render_report(files, output, year=year, pseudonymise=pseudonymise, key=key)
     _stdout().print(f"Wrote {output}", markup=False)
 
 
@@ -573,14 +547,13 @@ def compare(
     files = _input_files(paths)
     _guard_inputs(files, [])
     returns = []
-    with _progress() as progress:
-        overall = progress.add_task("Reading returns", total=len(files))
+    with bar("Reading returns", len(files), unit="file") as overall:
         for path in files:
-            returns.append(_read(path, year, progress))
-            progress.advance(overall)
-        with _step(progress, "Comparing"):
-            kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
-            result = cinqa.compare(returns, **kwargs)
+            returns.append(cinqa.read_return(path, year=year))
+            overall.update(1)
+    with _step("Comparing"):
+        kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
+        result = cinqa.compare(returns, **kwargs)
     shown, frames = result.summary(), result.to_frames()
     if key is not None:
         p = Pseudonymiser(key)
@@ -651,7 +624,7 @@ def synth(
     if errors:
         from cinqa.export import write_frame
 
-        with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
+        with _step(f"Generating {children:,} children for {year}"):
             ret, faults = cinqa.synth.generate(year, children=children, seed=seed, la=la, errors=errors)
             cinqa.write_return(ret, output)
             if truth is not None:
@@ -687,6 +660,25 @@ def rules(
 
         write_frame(frame, csv, "csv")
         console.print(f"Wrote {csv}", markup=False)
+
+
+@app.command(epilog=_examples("cinqa notebooks ~/cin-work/"))
+@_guarded
+def notebooks(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", file_okay=False,
+                                           help="Folder outside the repository for your copies (created if needed).")],
+) -> None:
+    """Copy the workbook's notebooks into a folder of your own to work in.
+
+    The notebooks in the repository stay clean: outputs you save in your copies (children's data
+    among them) stay in your folder. Existing files are never overwritten. Open the copies with
+    `jupyter lab DIR` and set the path of your return in each notebook's parameters cell.
+    """
+    from cinqa.notebooks import copy_notebooks
+
+    console = _stdout()
+    for p in copy_notebooks(folder):
+        console.print(f"Wrote {p}", markup=False)
 
 
 @key_app.command("new", epilog=_examples("cinqa key new ~/cinqa.key"))

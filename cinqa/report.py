@@ -11,9 +11,11 @@ removed afterwards, and the HTML is renamed into place when complete.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import html
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -29,6 +31,8 @@ from cinqa import failures as judge
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
 from cinqa.files import locate_shipped
+from cinqa.progress import ENV as PROGRESS_ENV
+from cinqa.progress import bar
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
                                 return_scrubber)
 from cinqa.read import read_return
@@ -37,6 +41,20 @@ from cinqa.validate import Validation, validate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+def read_returns(paths: str | Path | Sequence[str | Path], year: str | None = None,
+                 progress: bool | None = None) -> list[CensusReturn]:
+    """Read the returns a report covers; ``year`` overrides the year of the last one, the return being checked."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    last = len(paths) - 1
+    return [read_return(p, year=year if i == last else None, progress=progress) for i, p in enumerate(paths)]
+
+
+def by_year(rets: Sequence[CensusReturn]) -> list[CensusReturn]:
+    """Order returns by census year: the last is the one a report is about, the one before it last year's."""
+    return sorted(rets, key=lambda r: r.year)
 
 
 def locate_notebook(package_dir: str | Path | None = None) -> Path:
@@ -117,7 +135,7 @@ class QAReport:
                  pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
-        ordered = sorted(rets, key=lambda r: r.year)
+        ordered = by_year(rets)
         self.rets = ordered
         self.ret = ordered[-1]
         self.previous = ordered[-2] if len(ordered) > 1 else None
@@ -129,20 +147,24 @@ class QAReport:
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
-             pseudonymise: bool = False, key: bytes | None = None) -> "QAReport":
+             pseudonymise: bool = False, key: bytes | None = None, checked: str | Path | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
         ``year`` overrides the census year of the last path given (the return being checked;
-        earlier years' returns come first). With ``pseudonymise`` and no ``key`` the key is taken
-        from the environment variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used.
+        earlier years' returns come first). ``checked`` is the file :func:`render_report` saves
+        the returns and their validation in, so the report's kernel neither reads nor validates
+        them again. With ``pseudonymise`` and no ``key`` the key is taken from the environment
+        variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used.
         """
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
-        last = len(paths) - 1
-        rets = [read_return(p, year=year if i == last else None) for i, p in enumerate(paths)]
+        if checked is not None:
+            # Written by render_report into its own private temporary folder, never by anyone else.
+            with open(checked, "rb") as fh:
+                rets, validation = pickle.load(fh)  # noqa: S301
+        else:
+            rets, validation = read_returns(paths, year), None
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
-        return cls(rets, pseudonymise=pseudonymise, key=key, key_given=key is not None)
+        return cls(rets, validation, pseudonymise=pseudonymise, key=key, key_given=key is not None)
 
     # --- identifiers ---
 
@@ -331,12 +353,18 @@ def to_html(nb: Any, title: str) -> str:
 
 
 def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, year: str | None = None,
-                  pseudonymise: bool = False, key: bytes | str | Path | None = None) -> Path:
+                  pseudonymise: bool = False, key: bytes | str | Path | None = None,
+                  validations: Sequence[Validation] | None = None, progress: bool | None = None) -> Path:
     """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
 
     The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
     section. ``key`` (bytes, or the path of a key file from ``cinqa.pseudonymise.new_key``) makes
-    pseudonyms stable across reports; without it a one-off key is used.
+    pseudonyms stable across reports; without it a one-off key is used. ``validations`` are the
+    returns' validations already made (``cinqa validate --html`` passes its own): the report shows
+    them as they are. Without them the returns are read and the latest validated here, before the
+    notebook runs; either way the notebook's kernel reads and validates nothing. Reading,
+    validating and the notebook's cells show progress where someone can see it (``progress``:
+    see :func:`cinqa.progress.shown`).
     """
     import nbformat
     import papermill
@@ -344,6 +372,8 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = [Path(p).resolve() for p in paths]
+    if not files:
+        raise CinqaError("the QA report needs at least one return")
     for f in files:
         if not f.is_file():
             raise ReadError(f, "no such file")
@@ -353,26 +383,43 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         key = load_key(key)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if validations is None:
+        rets = read_returns(files, year, progress)
+        validation = validate(by_year(rets)[-1], progress=progress)
+    else:
+        rets = [v.ret for v in validations]
+        validation = next(v for v in validations if v.ret is by_year(rets)[-1])
     params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise)}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
+        # The kernel takes the returns and their validation from here; the folder is this user's alone.
+        # GX's raw results and the views are not shown by the report and stay behind.
+        params["checked"] = str(Path(tmp) / "checked.pickle")
+        with open(params["checked"], "wb") as fh:
+            pickle.dump((rets, dataclasses.replace(validation, gx_result={}, views={})), fh,
+                        protocol=pickle.HIGHEST_PROTOCOL)
         # The key goes to the kernel through its environment so it is never written into a notebook.
         # IPython's profile, matplotlib's font cache and the kernel's connection file would otherwise
         # be written under the user's home directory: they go to the temporary folder instead.
         scratch = {name: str(Path(tmp, sub)) for name, sub in (
             ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
-        with _environ({KEY_ENV: key.hex() if key else None, **scratch}):
+        # The notebook's cells (and papermill's injected parameters), then the conversion to HTML.
+        cells = sum(1 for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code") + 2
+        with _environ({KEY_ENV: key.hex() if key else None, PROGRESS_ENV: "0", **scratch}), \
+                bar("Writing the report", cells, unit="step", show=progress) as counter:
             try:
                 # The kernel's own log (its "running over TCP" warning) would reach the user's terminal.
                 papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",
                                            progress_bar=False, log_output=False, cwd=tmp,
-                                           extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                           extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                           on_cell_executed=lambda **_: counter.update(1))
             except papermill.PapermillExecutionError as exc:
                 raise CinqaError(f"the QA report failed: {exc.ename}: {exc.evalue}") from None
-        nb = nbformat.read(executed, as_version=4)
-        _strip_noise(nb)
-        names = ", ".join(f.name for f in files)
-        text = to_html(nb, f"CIN census QA report: {names}")
+            nb = nbformat.read(executed, as_version=4)
+            _strip_noise(nb)
+            names = ", ".join(f.name for f in files)
+            text = to_html(nb, f"CIN census QA report: {names}")
+            counter.update(counter.total - counter.n)
         fd, part = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -4,7 +4,7 @@ Usage: ``.venv/bin/python notebooks/refresh_checked_outputs.py notebooks/01-expl
 
 nbval compares a checked cell's output with the output stored in the notebook, and skips cells
 that were never run, so checked cells need their reference output while every other cell is
-committed empty.
+committed empty: :func:`cinqa.notebooks.strip`, which the git filter also runs, keeps just those.
 """
 
 from __future__ import annotations
@@ -15,32 +15,15 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-MARK = "# NBVAL_CHECK_OUTPUT"
+from cinqa.notebooks import CHECKED, strip
 
 
 def refresh(path: Path) -> int:
     """Execute the notebook at ``path`` in its folder and rewrite it; return how many cells keep output."""
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    kept = 0
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-        if cell.cell_type != "code":
-            continue
-        if cell.source.startswith(MARK):
-            kept += 1
-            cell.execution_count = kept
-            cell.outputs = [o for o in cell.outputs if o.output_type in ("execute_result", "display_data")]
-            for out in cell.outputs:
-                out.metadata = {}
-                if "execution_count" in out:
-                    out.execution_count = kept
-        else:
-            cell.outputs = []
-            cell.execution_count = None
-    nb.metadata = {"kernelspec": nb.metadata["kernelspec"], "language_info": {"name": "python"}}
-    nbformat.write(nb, path)
-    return kept
+    nbformat.write(strip(nb), path)
+    return sum(1 for c in nb.cells if c.cell_type == "code" and c.source.startswith(CHECKED))
 
 
 if __name__ == "__main__":

@@ -288,7 +288,7 @@ def test_validate_unreadable_file_exits_2(fake_validate: list, tmp_path: Path) -
 
 
 def test_validate_never_writes_over_an_input(fake_validate: list, tmp_path: Path) -> None:
-    target = tmp_path / "cin.xml"
+    target = tmp_path / "cin.csv"  # named as the option's output would be, so only the input guard refuses it
     target.write_bytes(RETURN_2324.read_bytes())
     checksum = digest(target)
     result = runner.invoke(app, ["validate", str(target), "--csv", str(target)])
@@ -382,7 +382,19 @@ def test_validate_html_hands_the_files_and_key_to_the_report(fake_validate: list
     assert result.exit_code == 1, result.output
     (args, kwargs), = calls
     assert args == ([RETURN_2324], html)
+    given = kwargs.pop("validations")
     assert kwargs == {"year": None, "pseudonymise": True, "key": load_key(key_file)}
+    assert len(fake_validate) == 1 and [v.ret for v in given] == fake_validate  # validated once, and handed over
+
+
+def test_validate_html_shows_the_validation_it_made_without_validating_again(fake_validate: list,
+                                                                           tmp_path: Path) -> None:
+    html = tmp_path / "r.html"
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--html", str(html)])
+    assert result.exit_code == 1, result.output
+    # The stand-in's messages reach the page: the report's kernel did not validate the file itself.
+    assert "Please check: referral source" in html.read_text(encoding="utf-8")
+    assert len(fake_validate) == 1
 
 
 # -- commands over other modules --------------------------------------------------------------

@@ -202,6 +202,23 @@ def test_render_report_pseudonymised_with_a_key_shows_no_identifier_nor_the_key(
     assert "pseudonymised" in page
 
 
+def test_render_report_validates_once_here_and_its_kernel_shows_that_validation(tmp_path, monkeypatch):
+    import cinqa.report
+
+    said = "Only the validation made in the user's process says this"
+    seen = []
+
+    def counted(ret, **_):
+        seen.append(ret)
+        return validation(ret, ("9999", "error", said, "children", 1, "C001", None, None, "LAchildID",
+                                {"LAchildID": "C001"}, 20))
+
+    monkeypatch.setattr(cinqa.report, "validate", counted)
+    out = render_report([ROOT / "data" / "sample-2024-25.xml", SAMPLE], tmp_path / "r.html")
+    assert [r.year for r in seen] == ["2025-26"]  # the latest return, once
+    assert said in out.read_text(encoding="utf-8")
+
+
 def test_render_report_refuses_missing_files_and_writes_nothing(tmp_path):
     with pytest.raises(ReadError, match="no such file"):
         render_report([tmp_path / "nope.xml"], tmp_path / "r.html")
