@@ -29,7 +29,7 @@ from cinqa import spec
 from cinqa.export import formula_like, write_frame
 from cinqa.failures import FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, summarise, verdict
 from cinqa.files import atomic_path
-from cinqa.returns import CensusReturn
+from cinqa.returns import ISSUE_COLUMNS, CensusReturn
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
 QUERY_FILL = PatternFill("solid", fgColor="FFEB9C")
@@ -43,6 +43,8 @@ _WIDTH_SAMPLE = 500
 _DATE_FORMAT = "yyyy-mm-dd"
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 _ENTITY_ORDER = ("return", *spec.TABLE_KEYS)
+# The structural issues as the workbook shows them: the child's ordinal means nothing to a reader.
+_ISSUE_COLUMNS = tuple(c for c in ISSUE_COLUMNS if c != "child")
 _NODE_ORDER = {n.name: i for i, n in enumerate(spec.nodes())}
 
 
@@ -79,17 +81,17 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
             name = _sheet_name(entity, used)
             used.add(name)
             sheets.append((name, frame, fields))
-        issue_cols = [c for c in ("line", "severity", "table", "LAchildID", "element", "problem", "value") if c in issues]
+        issue_cols = [c for c in _ISSUE_COLUMNS if c in issues]
         sheets.append(("Structural issues", issues[issue_cols] if issue_cols else
-                       pd.DataFrame(columns=["line", "severity", "table", "LAchildID", "element", "problem", "value"]),
-                       None))
+                       pd.DataFrame(columns=list(_ISSUE_COLUMNS)), None))
         fitted, notes = _fit_to_excel(path, [(name, frame) for name, frame, _ in sheets])
         _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), notes)
         for (name, frame, fields), (_, (shown, full_in)) in zip(sheets, fitted.items()):
             if fields is None:
                 _table_sheet(wb, name, shown, full_in=full_in)
             else:
-                _table_sheet(wb, name, shown, highlight=fields[:len(shown)], severity=shown["severity"], full_in=full_in)
+                _table_sheet(wb, name, shown, highlight=fields[:len(shown)], severity=shown["severity"],
+                             full_in=full_in)
         wb.save(tmp)
     return path
 
