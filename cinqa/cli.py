@@ -31,9 +31,9 @@ from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import CinqaError
 from cinqa.validate import Validation
+from cinqa_launch import EXIT_INTERRUPTED
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -163,12 +163,17 @@ def _load_key(pseudonymise: bool, key_file: Path | None) -> bytes | None:
     return load_key(key_file) if key_file is not None else None
 
 
-def _guard_inputs(inputs: Sequence[Path], outputs: Sequence[Path | None]) -> None:
-    """Refuse an output path that is one of the inputs: inputs are never modified."""
-    resolved = {p.resolve() for p in inputs}
-    for out in outputs:
-        if out is not None and out.resolve() in resolved:
-            _die(f"{out}: this is an input file; choose another output path (inputs are never modified)")
+@contextlib.contextmanager
+def _writing(inputs: Sequence[Path | None], outputs: Sequence[Path | None]) -> Iterator[None]:
+    """Run the block with its inputs protected from every writer and its outputs claimed (see :mod:`cinqa.files`).
+
+    An output that is an input, or that another run is writing, is refused before any work is done;
+    a file the block writes inside an output folder is checked against the inputs when it is written.
+    """
+    from cinqa.files import inputs_protected, outputs_claimed
+
+    with inputs_protected(p for p in inputs if p is not None), outputs_claimed(p for p in outputs if p is not None):
+        yield
 
 
 def _input_files(paths: Sequence[Path]) -> list[Path]:
@@ -223,6 +228,8 @@ class FileResult:
     validation: Validation | None = None
     problem: str | None = None
     outputs: list[Path] = field(default_factory=list)
+    shown: cinqa.CensusReturn | None = None
+    """The return as outputs may show it: pseudonymised when asked, else ``ret``."""
 
     @property
     def verdict(self) -> judge.Verdict:
@@ -232,7 +239,7 @@ class FileResult:
         return self.validation.verdict
 
     def row(self) -> dict[str, Any]:
-        v, ret = self.verdict, self.ret
+        v, ret = self.verdict, self.shown or self.ret
         read = self.validation is not None
         return {
             "file": str(self.path),
@@ -254,7 +261,8 @@ class FileResult:
     "cinqa validate la201/ la931/ --csv summary.csv",
     "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
     note="Exit status: 0 no errors (queries allowed); 1 errors found, or the return was not fully checked "
-         "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error.",
+         "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error, or an output "
+         "that cannot be written; 130 interrupted (Ctrl-C).",
 ))
 @_guarded
 def validate(
@@ -282,10 +290,9 @@ def validate(
     """
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    _guard_inputs(files, [xlsx, csv, html])
     single = len(files) == 1
     results: list[FileResult] = []
-    with _progress() as progress:
+    with _writing([*files, key_file], [xlsx, csv, html, out]), _progress() as progress:
         overall = progress.add_task("Checking returns", total=len(files)) if not single else None
         for path in files:
             result = FileResult(path)
@@ -338,7 +345,7 @@ class _Shareable:
 
 
 def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
-    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_identifiers
+    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 
     if result.validation is None or result.ret is None:
         return _Shareable(result, None, None, result.ret)
@@ -346,9 +353,9 @@ def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
     if key is None:
         return _Shareable(result, failures, summary, result.ret)
     p = Pseudonymiser(key)
-    ret = pseudonymise_return(result.ret, p)
-    scrub = p.scrubber(return_identifiers(result.ret))
-    return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, ret)
+    scrub = return_scrubber(result.ret, p)
+    result.shown = pseudonymise_return(result.ret, p, scrub)
+    return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, result.shown)
 
 
 def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymised: bool) -> None:
@@ -395,21 +402,19 @@ def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable]
         while stem in stems or stem == "summary":
             stem, i = f"{s.result.path.stem}-{i}", i + 1
         stems.add(stem)
-        _guard_inputs([r.path for r in results], [out / f"{stem}.xlsx", out / f"{stem}-failures.csv"])
         s.result.outputs = [
             write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
                                pseudonymised=pseudonymised, source=s.result.path.name),
             write_failures_csv(s.failures, out / f"{stem}-failures.csv"),
         ]
     summary = _summary_frame(results)
-    _guard_inputs([r.path for r in results], [out / "summary.csv", out / "summary.xlsx"])
     write_frame(summary, out / "summary.csv", "csv")
     write_table_workbook(out / "summary.xlsx", {"Returns": summary})
 
 
 def _print_single(console: Console, r: FileResult) -> None:
     assert r.ret is not None and r.validation is not None
-    ret = r.ret
+    ret = r.shown or r.ret
     console.print(f"{r.path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children",
                   markup=False)
     summary = r.validation.summary
@@ -475,11 +480,14 @@ def tables(
     One file per table, named after it (children.csv, episodes.csv, ..., structural_issues.csv),
     keyed by the ordinals child, episode, ... and carrying LAchildID and the XML line of each row.
     """
-    from cinqa.export import write_tables
+    from cinqa.export import ISSUES_NAME, write_tables
+    from cinqa.files import output_path
     from cinqa.pseudonymise import pseudonymise_return
 
     key = _load_key(pseudonymise, key_file)
-    with _progress() as progress:
+    with _writing([path, key_file], [out]), _progress() as progress:
+        for name in (*spec.TABLE_KEYS, ISSUES_NAME):
+            output_path(out / f"{name}.{fmt.value}")
         ret = _read(path, year, progress)
         if key is not None:
             ret = pseudonymise_return(ret, key)
@@ -516,8 +524,8 @@ def report(
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    _guard_inputs(files, [output])
-    with _progress() as progress, _step(progress, f"Writing the report of {len(files)} file(s)"):
+    with (_writing([*files, key_file], [output]), _progress() as progress,
+          _step(progress, f"Writing the report of {len(files)} file(s)")):
         render_report(files, output, year=year, pseudonymise=pseudonymise, key=key)
     _stdout().print(f"Wrote {output}", markup=False)
 
@@ -549,39 +557,48 @@ def compare(
     children between consecutive years; --out writes every table (continuity findings child by
     child included) as CSV.
     """
-    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_table, return_identifiers
+    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_table, return_scrubber
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    _guard_inputs(files, [])
-    returns = []
-    with _progress() as progress:
-        overall = progress.add_task("Reading returns", total=len(files))
-        for path in files:
-            returns.append(_read(path, year, progress))
-            progress.advance(overall)
-        with _step(progress, "Comparing"):
-            kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
-            result = cinqa.compare(returns, **kwargs)
-    shown, frames = result.summary(), result.to_frames()
-    if key is not None:
-        p = Pseudonymiser(key)
-        scrub = p.scrubber(sorted({i for r in returns for i in return_identifiers(r)}))
-        shown = {n: pseudonymise_table(df, p, scrub) for n, df in shown.items()}
-        frames = {n: pseudonymise_table(df, p, scrub) for n, df in frames.items()}
-    console = _stdout()
-    console.print(f"Compared {len(returns)} returns: " + ", ".join(f"{r.year} (LA {r.header.la or '?'})"
-                                                                    for r in returns), markup=False)
-    for note in result.notes:
-        console.print(f"Note: {note}", markup=False)
-    for name, df in shown.items():
-        _print_frame(console, name, df)
-    if out is not None:
-        from cinqa.export import write_frame
+    with _writing([*files, key_file], [out]):
+        returns = []
+        with _progress() as progress:
+            overall = progress.add_task("Reading returns", total=len(files))
+            for path in files:
+                returns.append(_read(path, year, progress))
+                progress.advance(overall)
+            p = Pseudonymiser(key) if key is not None else None
+            scrub = return_scrubber(returns, p) if p is not None else None
+            with _step(progress, "Comparing"):
+                kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
+                try:
+                    result = cinqa.compare(returns, **kwargs)
+                except CinqaError as exc:
+                    # The reason may quote a return's values (its LA, say).
+                    if scrub is None:
+                        raise
+                    raise CinqaError(scrub.text(str(exc))) from None
+        shown, frames, notes = result.summary(), result.to_frames(), result.notes
+        las = [r.header.la for r in returns]
+        if p is not None and scrub is not None:
+            shown = {n: pseudonymise_table(df, p, scrub) for n, df in shown.items()}
+            frames = {n: pseudonymise_table(df, p, scrub) for n, df in frames.items()}
+            notes = [scrub.text(n) for n in notes]
+            las = [scrub.text(la) for la in las]
+        console = _stdout()
+        console.print(f"Compared {len(returns)} returns: " + ", ".join(f"{r.year} (LA {la or '?'})"
+                                                                        for r, la in zip(returns, las)), markup=False)
+        for note in notes:
+            console.print(f"Note: {note}", markup=False)
+        for name, df in shown.items():
+            _print_frame(console, name, df)
+        if out is not None:
+            from cinqa.export import write_frame
 
-        for name, df in frames.items():
-            path = write_frame(df, out / f"{_file_stem(name)}.csv", "csv")
-            console.print(f"Wrote {path}", markup=False)
+            for name, df in frames.items():
+                path = write_frame(df, out / f"{_file_stem(name)}.csv", "csv")
+                console.print(f"Wrote {path}", markup=False)
 
 
 def _print_frame(console: Console, title: str, df: pd.DataFrame, max_rows: int = 40) -> None:
@@ -629,23 +646,24 @@ def synth(
         _die(f"--la {la!r} is not a local authority code in {year}")
     if truth is not None and not errors:
         _die("--truth lists injected errors; use it with --errors RATE")
-    console = _stdout()
-    if errors:
-        from cinqa.export import write_frame
+    with _writing([], [output, truth]):
+        console = _stdout()
+        if errors:
+            from cinqa.export import write_frame
 
-        with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
-            ret, faults = cinqa.synth.generate(year, children=children, seed=seed, la=la, errors=errors)
-            cinqa.write_return(ret, output)
+            with _progress() as progress, _step(progress, f"Generating {children:,} children for {year}"):
+                ret, faults = cinqa.synth.generate(year, children=children, seed=seed, la=la, errors=errors)
+                cinqa.write_return(ret, output)
+                if truth is not None:
+                    write_frame(faults, truth, "csv")
+            console.print(f"Wrote {output} ({len(ret.children):,} children, {len(faults):,} injected errors)",
+                          markup=False)
             if truth is not None:
-                write_frame(faults, truth, "csv")
-        console.print(f"Wrote {output} ({len(ret.children):,} children, {len(faults):,} injected errors)",
-                      markup=False)
-        if truth is not None:
-            console.print(f"Wrote {truth}", markup=False)
-        return
-    # generate_file draws its own progress bar, on a terminal only.
-    written = cinqa.synth.generate_file(output, year, children=children, seed=seed, la=la)
-    console.print(f"Wrote {written or output} ({children:,} children)", markup=False)
+                console.print(f"Wrote {truth}", markup=False)
+            return
+        # generate_file draws its own progress bar, on a terminal only.
+        written = cinqa.synth.generate_file(output, year, children=children, seed=seed, la=la)
+        console.print(f"Wrote {written or output} ({children:,} children)", markup=False)
 
 
 @app.command(epilog=_examples("cinqa rules --year 2023-24", "cinqa rules --year 2024-25 --csv rules.csv"))
@@ -667,7 +685,8 @@ def rules(
     if csv is not None:
         from cinqa.export import write_frame
 
-        write_frame(frame, csv, "csv")
+        with _writing([], [csv]):
+            write_frame(frame, csv, "csv")
         console.print(f"Wrote {csv}", markup=False)
 
 

@@ -28,9 +28,9 @@ from cinqa import collect
 from cinqa import failures as judge
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
-from cinqa.files import locate_shipped
+from cinqa.files import locate_shipped, output_path
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
-                                return_scrubber)
+                                pseudonymise_return, pseudonymise_table, return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
 from cinqa.validate import Validation, validate
@@ -125,7 +125,9 @@ class QAReport:
         self.generated = dt.datetime.now()
         self._p = Pseudonymiser(key or os.urandom(32)) if pseudonymise else None
         self._key_given = key_given
-        self._scrub = return_scrubber(self.ret, self._p) if self._p else None
+        # Identifiers of every return given, so an earlier year's child typed into this one is caught too.
+        self._scrub = return_scrubber(ordered, self._p) if self._p else None
+        self.shown = pseudonymise_return(self.ret, self._p, self._scrub) if self._p else self.ret
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
@@ -147,7 +149,7 @@ class QAReport:
     # --- identifiers ---
 
     def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        return self._p.frame(df) if self._p else df
+        return pseudonymise_table(df, self._p, self._scrub) if self._p else df
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -159,7 +161,7 @@ class QAReport:
 
     def title(self) -> HTML:
         """Say which return this is, when and how the report was made."""
-        r, h = self.ret, self.ret.header
+        r, h = self.shown, self.shown.header
         bits = [f"Local authority <b>{html.escape(str(h.la or '?'))}</b>",
                 f"census year <b>{r.year}</b> ({r.census_start:%d %B %Y} to {r.reference_date:%d %B %Y})"]
         if r.path:
@@ -185,7 +187,7 @@ class QAReport:
 
     def header_facts(self) -> HTML:
         """Show the header facts of the return."""
-        return _show().table(_show().header_facts(self.ret))
+        return _show().table(_show().header_facts(self.shown))
 
     def sizes(self) -> HTML:
         """Show how many rows each table of the return has."""
@@ -206,7 +208,7 @@ class QAReport:
         summary = self.validation.summary
         parts = [_show().table(summary, max_rows=None).data if len(summary) else
                  _show().callout("No rule failed.", "ok").data]
-        errored = self.validation.errored
+        errored = self._frame(self.validation.errored)
         if len(errored):
             parts.append(_show().table(errored, "Rules that could not be evaluated").data)
         return HTML("\n".join(parts))
@@ -231,18 +233,16 @@ class QAReport:
 
     def distributions(self) -> "Figure":
         """Draw the distributions that matter, as small multiples."""
-        return _show().plot_distributions(self.ret)
+        return _show().plot_distributions(self.shown)
 
     def assessment_durations(self) -> "Figure":
         """Draw completed assessments by working days taken."""
-        return _show().plot_assessment_durations(self.ret)
+        return _show().plot_assessment_durations(self.shown)
 
     def view(self, name: str) -> HTML:
         """Show the COLLECT view ``name`` (see :data:`cinqa.collect.VIEWS`) as a table."""
         v = collect.VIEWS[name]
-        df = collect.build_view(self.ret, name)
-        if v.child_level:
-            df = self._frame(df)
+        df = self._frame(collect.build_view(self.ret, name))
         note = f"Modelled on COLLECT report {v.report}, '{v.title}' (DfE report specification 2019-20)."
         if v.note:
             note = f"{v.note} {note}"
@@ -256,9 +256,10 @@ class QAReport:
             return _show().callout("Give the previous year's return as well to see the year-on-year comparison "
                                 "(for example <code>cinqa report LAST.xml THIS.xml -o report.html</code>).", "info")
         comp = compare(self.rets)
-        parts = [_show().callout(html.escape(n), "warn").data for n in comp.notes]
+        notes = [self._scrub.text(n) for n in comp.notes] if self._scrub else comp.notes
+        parts = [_show().callout(html.escape(n), "warn").data for n in notes]
         for title, df in comp.summary().items():
-            parts.append(_show().table(df, title, max_rows=30).data)
+            parts.append(_show().table(self._frame(df), title, max_rows=30).data)
         return HTML("\n".join(parts))
 
     def colophon(self) -> HTML:
@@ -351,7 +352,7 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         raise CinqaError(f"{NOTEBOOK}: the report notebook is missing; reinstall cinqa")
     if isinstance(key, (str, Path)):
         key = load_key(key)
-    out = Path(out)
+    out = output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise)}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
@@ -363,10 +364,11 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
             ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
         with _environ({KEY_ENV: key.hex() if key else None, **scratch}):
             try:
-                # The kernel's own log (its "running over TCP" warning) would reach the user's terminal.
+                # The kernel's own log (its "running over TCP" warning, its tracebacks when Ctrl-C stops
+                # it mid-message) would reach the user's terminal; what it ran reports its own errors.
                 papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",
                                            progress_bar=False, log_output=False, cwd=tmp,
-                                           extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                           extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
             except papermill.PapermillExecutionError as exc:
                 raise CinqaError(f"the QA report failed: {exc.ename}: {exc.evalue}") from None
         nb = nbformat.read(executed, as_version=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import re
 import socket
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import cinqa.pseudonymise
 import cinqa.read
 from cinqa import read_return
 from cinqa.errors import ReadError
@@ -284,3 +286,314 @@ def test_a_flood_of_other_elements_is_refused_in_bounded_memory(tmp_path):
         read_return(path)
     assert info.value.problem.startswith("more than 16 MiB without a complete <Child> (the last one read was "
                                          "number 1)")
+
+
+# -- outputs shared under --pseudonymise ------------------------------------------------------------
+
+PLANTED_RUNS = {
+    "validate": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--csv", "{out}/v.csv", "--html", "{out}/v.html"],
+    "validate-folder": ["validate", "{folder}", "--out", "{out}/checked"],
+    "tables-csv": ["tables", "{planted}", "--out", "{out}/csv"],
+    "tables-parquet": ["tables", "{planted}", "--out", "{out}/parquet", "--format", "parquet"],
+    "report": ["report", "{earlier}", "{planted}", "-o", "{out}/r.html"],
+    "compare": ["compare", "{earlier}", "{planted}", "--out", "{out}/yoy"],
+}
+
+
+def output_texts(folder: Path) -> dict[str, str]:
+    """Every output under ``folder`` as text: workbooks unzipped member by member, Parquet read back."""
+    import zipfile
+
+    found: dict[str, str] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        found[str(path)] = raw.decode("utf-8", "replace")
+        if path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as z:
+                for member in z.namelist():
+                    found[f"{path}!{member}"] = z.read(member).decode("utf-8", "replace")
+        elif path.suffix == ".parquet":
+            found[f"{path}!table"] = pd.read_parquet(path).astype(str).to_csv()
+    return found
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("run", list(PLANTED_RUNS))
+def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, run):
+    import subprocess
+    import sys
+
+    from hostile.planted import planted_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, earlier, ids = planted_files(folder)
+    key = tmp_path / "k.key"
+    cinqa.pseudonymise.new_key(key)
+    out = tmp_path / "out"
+    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier}
+    args = [a.format(**fill) for a in PLANTED_RUNS[run]] + ["--pseudonymise", "--key-file", str(key)]
+    done = subprocess.run([sys.executable, "-c", "from cinqa.cli import app; app()", *args], capture_output=True,
+                          timeout=840, cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    texts = {"stdout": done.stdout.decode(), "stderr": done.stderr.decode(), **output_texts(out)}
+    assert len(texts) > 2
+    leaks = [(where, i) for where, text in texts.items() for i in ids if i in text]
+    assert leaks == []
+
+
+def test_pseudonymised_report_charts_hold_no_planted_identifier(tmp_path):
+    import matplotlib.text
+
+    from cinqa.report import QAReport
+    from hostile.planted import planted_return
+
+    data, ids = planted_return()
+    planted = tmp_path / "planted.xml"
+    planted.write_bytes(data)
+    qa = QAReport.load([planted], pseudonymise=True, key=b"k" * 32)
+    labels = [t.get_text() for fig in (qa.distributions(), qa.assessment_durations())
+              for t in fig.findobj(matplotlib.text.Text)]
+    assert any(labels)
+    assert [i for i in ids if any(i in label for label in labels)] == []
+
+
+# -- text that a spreadsheet would run as a formula ---------------------------------------------------
+
+FORMULA_RUNS = {
+    "validate": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--csv", "{out}/v.csv"],
+    "validate-folder": ["validate", "{folder}", "--out", "{out}/checked", "--xlsx", "{out}/s.xlsx",
+                        "--csv", "{out}/s.csv"],
+    "tables": ["tables", "{planted}", "--out", "{out}/csv"],
+    "compare": ["compare", "{earlier}", "{planted}", "--out", "{out}/yoy"],
+}
+
+
+def run_cli(args: list[str], cwd: Path, **kwargs):
+    """Run the command line in a process of its own, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "from cinqa.cli import app; app()", *map(str, args)],
+                          capture_output=True, cwd=cwd, **kwargs)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("run", list(FORMULA_RUNS))
+def test_no_output_cell_is_a_formula(tmp_path, run):
+    import csv
+    import zipfile
+
+    from cinqa.export import FORMULA_STARTS
+    from hostile.planted import FORMULAS, planted_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, earlier, _ = planted_files(folder, FORMULAS)
+    out = tmp_path / "out"
+    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier}
+    done = run_cli([a.format(**fill) for a in FORMULA_RUNS[run]], tmp_path, timeout=540)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    cells, sheets = [], []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        if path.suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                cells += [(path.name, c) for row in csv.reader(fh) for c in row]
+        elif path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as z:
+                sheets += [(f"{path.name}!{m}", z.read(m).decode()) for m in z.namelist() if m.startswith("xl/")]
+    live = [(f, c) for f, c in cells if c.startswith(FORMULA_STARTS) and not _is_number(c)]
+    assert live == []
+    assert any(f in c for _, c in cells for f in FORMULAS) or sheets, "the planted formulas reached no output"
+    formulas = [name for name, xml in sheets if "worksheets/" in name and re.search(r"<(?:\w+:)?f[ >]", xml)]
+    assert formulas == []
+    if sheets:
+        assert any("=1+2" in xml for _, xml in sheets)
+
+
+# -- Excel's limits ------------------------------------------------------------------------------------
+
+EMPTY_FAILURES = pd.DataFrame({c: pd.Series([], dtype="object") for c in
+                               ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item",
+                                "fields", "values", "line")})
+
+
+def issues_frame(n: int, problem: str = "unknown element <X> inside <Child>") -> pd.DataFrame:
+    return pd.DataFrame({"line": pd.array(range(1, n + 1), dtype="Int64"), "severity": "warning",
+                         "table": "children", "LAchildID": "C001", "element": "X", "problem": problem,
+                         "value": [f"v{i}" for i in range(n)]})
+
+
+def test_a_sheet_past_excels_rows_is_cut_with_a_note_and_written_whole_beside(tmp_path, monkeypatch):
+    import openpyxl
+
+    import cinqa.excel
+    from cinqa.failures import FAILURE_COLUMNS
+
+    # Excel's real limit is a million rows; the same code path is exercised with a small one.
+    monkeypatch.setattr(cinqa.excel, "_MAX_ROWS", 5)
+    out = tmp_path / "errors.xlsx"
+    cinqa.excel.write_error_report(out, EMPTY_FAILURES[list(FAILURE_COLUMNS)], issues=issues_frame(12))
+    wb = openpyxl.load_workbook(out, read_only=True)
+    rows = list(wb["Structural issues"].iter_rows(values_only=True))
+    assert len(rows) == 1 + 5
+    about = " ".join(str(v) for row in wb["About"].iter_rows(values_only=True) for v in row if v)
+    full = cinqa.excel.companion_csv(out, "Structural issues")
+    assert full.name in about and "12" in about
+    assert pd.read_csv(full)["value"].tolist() == [f"v{i}" for i in range(12)]
+
+
+def test_a_table_workbook_past_excels_rows_is_cut_with_a_note_and_written_whole_beside(tmp_path, monkeypatch):
+    import openpyxl
+
+    import cinqa.excel
+
+    monkeypatch.setattr(cinqa.excel, "_MAX_ROWS", 3)
+    out = tmp_path / "summary.xlsx"
+    cinqa.excel.write_table_workbook(out, {"Returns": pd.DataFrame({"file": [f"f{i}.xml" for i in range(7)]})})
+    wb = openpyxl.load_workbook(out, read_only=True)
+    assert len(list(wb["Returns"].iter_rows(values_only=True))) == 1 + 3
+    notes = " ".join(str(v) for row in wb[wb.sheetnames[0]].iter_rows(values_only=True) for v in row if v)
+    full = cinqa.excel.companion_csv(out, "Returns")
+    assert full.name in notes
+    assert len(pd.read_csv(full)) == 7
+
+
+def test_a_value_past_excels_cell_limit_is_cut_visibly_and_kept_whole_beside(tmp_path):
+    import openpyxl
+
+    import cinqa.excel
+    from cinqa.failures import FAILURE_COLUMNS
+
+    long = "x" * 40_000 + "END"
+    out = tmp_path / "errors.xlsx"
+    cinqa.excel.write_error_report(out, EMPTY_FAILURES[list(FAILURE_COLUMNS)], issues=issues_frame(2, long))
+    wb = openpyxl.load_workbook(out, read_only=True)
+    cells = [v for row in wb["Structural issues"].iter_rows(values_only=True) for v in row if isinstance(v, str)]
+    cut = [v for v in cells if v.startswith("xxx")]
+    full = cinqa.excel.companion_csv(out, "Structural issues")
+    assert len(cut) == 2
+    assert all(len(v) <= 32_767 and "cut at Excel's limit" in v and full.name in v for v in cut)
+    assert pd.read_csv(full)["problem"].tolist() == [long, long]
+
+
+# -- where outputs go: never over an input, never two runs at once, no stray folders -------------------
+
+OVERWRITES = {
+    # (command, where the input is put, in the folder "d")
+    "tables-own-input": (["tables", "{d}/children.csv", "--out", "{d}"], "children.csv"),
+    "tables-hard-link": (["tables", "{d}/cin.xml", "--out", "{d}/t"], "cin.xml"),
+    "compare-own-input": (["compare", "{d}/table.csv", "--out", "{d}"], "table.csv"),
+    "validate-key-file": (["validate", "{d}/cin.xml", "--csv", "{d}/k.key", "--pseudonymise", "-k", "{d}/k.key"],
+                          "cin.xml"),
+    "report-key-file": (["report", "{d}/cin.xml", "-o", "{d}/k.key", "--pseudonymise", "-k", "{d}/k.key"],
+                        "cin.xml"),
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("case", list(OVERWRITES))
+def test_no_command_writes_over_its_inputs(tmp_path, case):
+    args, name = OVERWRITES[case]
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / name).write_bytes(BASE)
+    cinqa.pseudonymise.new_key(d / "k.key")
+    if case == "tables-hard-link":
+        (d / "t").mkdir()
+        os.link(d / name, d / "t" / "children.csv")
+    before = {p.name: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    done = run_cli([a.format(d=d) for a in args], tmp_path, timeout=240)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "input file" in err and len(err.strip().splitlines()) == 1, err
+    assert {p.name: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+def test_an_output_path_through_a_missing_folder_and_back_creates_no_folder(tmp_path):
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    done = run_cli(["tables", "cin.xml", "--out", "stray/../tables"], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert (tmp_path / "tables" / "children.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml", "tables"]
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("output", ["--csv", "--out"])
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(tmp_path, output):
+    from cinqa.files import outputs_claimed
+
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    target = tmp_path / ("f.csv" if output == "--csv" else "checked")
+    with outputs_claimed([target]):
+        done = run_cli(["validate", "cin.xml", output, target], tmp_path, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "another cinqa run is writing" in err and len(err.strip().splitlines()) == 1
+    assert not target.exists()
+    again = run_cli(["validate", "cin.xml", output, target], tmp_path, timeout=120)
+    assert again.returncode in (0, 1), again.stderr.decode()
+    assert target.exists()
+    assert [p.name for p in tmp_path.iterdir() if "lock" in p.name] == []
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder no output can be written into: read-only, or (as root, whom modes do not stop) in sysfs."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        folder = Path("/sys/cinqa-read-only")
+    with pytest.raises(OSError):
+        (folder / "probe").mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("args", [["validate", "cin.xml", "--xlsx", "{ro}/e.xlsx"],
+                                  ["validate", "cin.xml", "--out", "{ro}"],
+                                  ["tables", "cin.xml", "--out", "{ro}/t"],
+                                  ["report", "cin.xml", "-o", "{ro}/r.html"]], ids=lambda a: a[0] + a[2])
+def test_a_read_only_output_folder_gives_one_line_and_exit_2(tmp_path, args):
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    ro = unwritable_folder(tmp_path)
+    done = run_cli([a.format(ro=ro) for a in args], tmp_path, timeout=540)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"cinqa: {ro}") and "part" not in err and "lock" not in err, err
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("command, delay", [("validate", 0.5), ("validate", 1.5), ("report", 12.0)],
+                         ids=["validate-while-loading", "validate-while-loading-later", "report-while-rendering"])
+def test_ctrl_c_gives_one_line_and_exit_130(tmp_path, command, delay):
+    import subprocess
+    import sys
+    import time
+
+    from cinqa_launch import EXIT_INTERRUPTED
+
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    output = ["--xlsx", "e.xlsx"] if command == "validate" else ["-o", "r.html"]
+    # The installed console script, as a user starts it; its own process group gets the Ctrl-C, kernel and all.
+    cli = Path(sys.executable).parent / "cinqa"
+    proc = subprocess.Popen([cli, command, "cin.xml", *output], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    text = err.decode()
+    assert proc.returncode == EXIT_INTERRUPTED, text
+    assert len(text.strip().splitlines()) == 1 and text.startswith("cinqa: interrupted"), text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml"]
