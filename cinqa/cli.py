@@ -164,15 +164,19 @@ def _load_key(pseudonymise: bool, key_file: Path | None) -> bytes | None:
 
 
 @contextlib.contextmanager
-def _writing(inputs: Sequence[Path | None], outputs: Sequence[Path | None]) -> Iterator[None]:
-    """Run the block with its inputs protected from every writer and its outputs claimed (see :mod:`cinqa.files`).
+def _writing(inputs: Sequence[Path | None], files: Sequence[Path | None] = (),
+             folders: Sequence[Path | None] = ()) -> Iterator[None]:
+    """Run the block with its inputs protected from every writer and its output files and folders claimed.
 
     An output that is an input, or that another run is writing, is refused before any work is done;
-    a file the block writes inside an output folder is checked against the inputs when it is written.
+    a file the block writes inside an output folder is checked against the inputs when it is written
+    (see :mod:`cinqa.files`).
     """
     from cinqa.files import inputs_protected, outputs_claimed
 
-    with inputs_protected(p for p in inputs if p is not None), outputs_claimed(p for p in outputs if p is not None):
+    given = [p for p in inputs if p is not None]
+    with inputs_protected(given), outputs_claimed([p for p in files if p is not None],
+                                                  [p for p in folders if p is not None]):
         yield
 
 
@@ -292,7 +296,7 @@ def validate(
     files = _input_files(paths)
     single = len(files) == 1
     results: list[FileResult] = []
-    with _writing([*files, key_file], [xlsx, csv, html, out]), _progress() as progress:
+    with _writing([*files, key_file], [xlsx, csv, html], [out]), _progress() as progress:
         overall = progress.add_task("Checking returns", total=len(files)) if not single else None
         for path in files:
             result = FileResult(path)
@@ -485,7 +489,7 @@ def tables(
     from cinqa.pseudonymise import pseudonymise_return
 
     key = _load_key(pseudonymise, key_file)
-    with _writing([path, key_file], [out]), _progress() as progress:
+    with _writing([path, key_file], folders=[out]), _progress() as progress:
         for name in (*spec.TABLE_KEYS, ISSUES_NAME):
             output_path(out / f"{name}.{fmt.value}")
         ret = _read(path, year, progress)
@@ -561,7 +565,7 @@ def compare(
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    with _writing([*files, key_file], [out]):
+    with _writing([*files, key_file], folders=[out]):
         returns = []
         with _progress() as progress:
             overall = progress.add_task("Reading returns", total=len(files))

@@ -3,7 +3,7 @@
 Every file is written under a temporary name in its target folder and renamed when complete, so
 an interrupted run never leaves a half-written output behind.
 
-Text is written so that no spreadsheet takes it for a formula: :func:`inert_text` is the one place
+Text is written so that no spreadsheet takes it for a formula: :func:`formula_like` is the one place
 that decides, for CSV here and for the Excel workbooks of :mod:`cinqa.excel`.
 """
 

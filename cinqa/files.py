@@ -45,9 +45,9 @@ def output_path(path: str | Path) -> Path:
     return resolved
 
 
-def unwritable(path: str | Path, exc: OSError) -> OutputError:
-    """Return the error that says an output cannot be written in its folder, and why."""
-    return OutputError(path, f"cannot write in {Path(path).parent} ({exc.strerror or exc})")
+def unwritable(path: str | Path, folder: str | Path, exc: OSError) -> OutputError:
+    """Return the error that says output ``path`` cannot be written in ``folder``, and why."""
+    return OutputError(path, f"cannot write in {folder} ({exc.strerror or exc})")
 
 
 @contextlib.contextmanager
@@ -61,29 +61,29 @@ def inputs_protected(paths: Iterable[str | Path]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def outputs_claimed(paths: Iterable[str | Path]) -> Iterator[list[Path]]:
-    """Claim output paths (files or folders) for the block, refusing any that another run has claimed.
+def outputs_claimed(files: Iterable[str | Path] = (), folders: Iterable[str | Path] = ()) -> Iterator[None]:
+    """Claim output files and folders for the block, refusing any that another run has claimed.
 
-    Each claim is a lock (``flock``) on a hidden file beside the output, ``.<name>.cinqa-lock``,
-    removed when the block ends; the system releases it if the run dies, so a killed run never
-    blocks the next. Yield the outputs checked by :func:`output_path`.
+    Each claim is a lock (``flock``) on a hidden file, beside an output file (``.<name>.cinqa-lock``)
+    or inside an output folder (``.cinqa-lock``, the folder created if need be), removed when the
+    block ends; the system releases it if the run dies, so a killed run never blocks the next.
     """
-    checked = list(dict.fromkeys(output_path(p) for p in paths))
+    outs = [(f, f.parent / f".{f.name}.cinqa-lock") for f in map(output_path, files)]
+    outs += [(d, d / ".cinqa-lock") for d in map(output_path, folders)]
     with contextlib.ExitStack() as stack:
-        for out in checked:
-            stack.enter_context(_claim(out))
-        yield checked
+        for out, lock in dict.fromkeys(outs):
+            stack.enter_context(_claim(out, lock))
+        yield
 
 
 @contextlib.contextmanager
-def _claim(out: Path) -> Iterator[None]:
-    lock = out.parent / f".{out.name}.cinqa-lock"
+def _claim(out: Path, lock: Path) -> Iterator[None]:
     while True:
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
+            lock.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise unwritable(out, exc) from None
+            raise unwritable(out, lock.parent, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -119,7 +119,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except OSError as exc:
-        raise unwritable(path, exc) from None
+        raise unwritable(path, path.parent, exc) from None
     os.close(fd)
     try:
         yield Path(tmp)

@@ -532,17 +532,18 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(tmp_pat
     from cinqa.files import outputs_claimed
 
     (tmp_path / "cin.xml").write_bytes(BASE)
-    target = tmp_path / ("f.csv" if output == "--csv" else "checked")
-    with outputs_claimed([target]):
+    folder = output == "--out"
+    target = tmp_path / ("checked" if folder else "f.csv")
+    with outputs_claimed(folders=[target]) if folder else outputs_claimed([target]):
         done = run_cli(["validate", "cin.xml", output, target], tmp_path, timeout=120)
     err = done.stderr.decode()
     assert done.returncode == 2, err
     assert "another cinqa run is writing" in err and len(err.strip().splitlines()) == 1
-    assert not target.exists()
+    assert (list(target.iterdir()) == []) if folder else not target.exists()
     again = run_cli(["validate", "cin.xml", output, target], tmp_path, timeout=120)
     assert again.returncode in (0, 1), again.stderr.decode()
     assert target.exists()
-    assert [p.name for p in tmp_path.iterdir() if "lock" in p.name] == []
+    assert [p.name for p in tmp_path.rglob("*") if "lock" in p.name] == []
 
 
 def unwritable_folder(tmp_path: Path) -> Path:
