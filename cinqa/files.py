@@ -65,8 +65,9 @@ def outputs_claimed(files: Iterable[str | Path] = (), folders: Iterable[str | Pa
     """Claim output files and folders for the block, refusing any that another run has claimed.
 
     Each claim is a lock (``flock``) on a hidden file, beside an output file (``.<name>.cinqa-lock``)
-    or inside an output folder (``.cinqa-lock``, the folder created if need be), removed when the
-    block ends; the system releases it if the run dies, so a killed run never blocks the next.
+    or inside an output folder (``.cinqa-lock``), removed when the block ends, with any folder made
+    to hold it that is still empty; the system releases a lock if its run dies, so a killed run
+    never blocks the next.
     """
     outs = [(f, f.parent / f".{f.name}.cinqa-lock") for f in map(output_path, files)]
     outs += [(d, d / ".cinqa-lock") for d in map(output_path, folders)]
@@ -78,6 +79,12 @@ def outputs_claimed(files: Iterable[str | Path] = (), folders: Iterable[str | Pa
 
 @contextlib.contextmanager
 def _claim(out: Path, lock: Path) -> Iterator[None]:
+    # Folders made only to hold the lock are removed again if the run wrote nothing into them.
+    created = []
+    folder = lock.parent
+    while not folder.exists():
+        created.append(folder)
+        folder = folder.parent
     while True:
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +111,11 @@ def _claim(out: Path, lock: Path) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 @contextlib.contextmanager
