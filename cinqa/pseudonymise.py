@@ -191,12 +191,18 @@ class Scrubber:
         return values.astype("object").map(self.text, na_action="ignore").astype(values.dtype)
 
     def frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Return a copy of ``df`` with identifiers replaced in every text column."""
+        """Return a copy of ``df`` with identifiers replaced in every text column and every label."""
         out = df.copy()
         for col in out.columns:
             if _is_text(out[col]):
                 out[col] = self.series(out[col])
-        return out
+        return self.labels(out)
+
+    def labels(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Return ``df`` with identifiers replaced in its column and row labels (a cross-table's categories)."""
+        if not self.mapping:
+            return df
+        return df.rename(index=self.text, columns=self.text)
 
     def header(self, header: Header) -> Header:
         """Return a copy of a return's header with identifiers replaced in every text value."""
@@ -315,9 +321,9 @@ def pseudonymise_table(df: pd.DataFrame, key: bytes | Pseudonymiser, scrub: Scru
     """
     p = _pseudonymiser(key)
     out = p.frame(df)
-    if not len(out):
-        return out
     scrub = scrub or Scrubber({})
+    if not len(out):
+        return scrub.labels(out)
     named = out["field"].astype("object") if "field" in out else None
     for col in out.columns:
         if col in (*ID_COLUMNS, *UPN_COLUMNS, *BIRTH_COLUMNS) or not _is_text(out[col]):
@@ -332,7 +338,7 @@ def pseudonymise_table(df: pd.DataFrame, key: bytes | Pseudonymiser, scrub: Scru
                 elif name in BIRTH_COLUMNS:
                     values.iat[i] = _coarse_or_withheld(v)
         out[col] = values.astype(df[col].dtype) if not isinstance(df[col].dtype, pd.CategoricalDtype) else values
-    return out
+    return scrub.labels(out)
 
 
 def _is_text(s: pd.Series) -> bool:
