@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -100,6 +101,8 @@ def _guarded(func: _F) -> _F:
         except CinqaError as exc:
             _die(str(exc))
         except KeyboardInterrupt:
+            # What was stopped mid-way (the report's kernel and its client) would log its death on exit.
+            logging.disable(logging.CRITICAL)
             _die("interrupted; outputs are renamed into place only when complete, so none is half-written",
                  EXIT_INTERRUPTED)
         except OSError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import html
+import logging
 import os
 import re
 import tempfile
@@ -276,6 +277,17 @@ class QAReport:
 
 
 @contextlib.contextmanager
+def _log_level(logger: logging.Logger, level: int) -> Iterator[None]:
+    """Set ``logger``'s level for the duration of the block."""
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+@contextlib.contextmanager
 def _environ(values: dict[str, str | None]) -> Iterator[None]:
     """Set (or, for None, remove) environment variables for the duration of the block."""
     old = {name: os.environ.get(name) for name in values}
@@ -362,7 +374,9 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         # be written under the user's home directory: they go to the temporary folder instead.
         scratch = {name: str(Path(tmp, sub)) for name, sub in (
             ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
-        with _environ({KEY_ENV: key.hex() if key else None, **scratch}):
+        # papermill's client logs a kernel stopped by Ctrl-C on the terminal; its errors are raised, not logged.
+        client_log = logging.getLogger("papermill")
+        with _environ({KEY_ENV: key.hex() if key else None, **scratch}), _log_level(client_log, logging.CRITICAL):
             try:
                 # The kernel's own log (its "running over TCP" warning, its tracebacks when Ctrl-C stops
                 # it mid-message) would reach the user's terminal; what it ran reports its own errors.
