@@ -622,9 +622,9 @@ def synth(
     For testing and training. The same year, size, seed and LA always give the same file;
     --errors injects rule errors into a share of the children and --truth lists them.
     """
-    if year not in spec.SUPPORTED_YEARS:
+    if year not in cinqa.synth.YEARS:
         _die(f"{year!r} is not a census year synth can generate; use one of "
-             f"{spec.SUPPORTED_YEARS[0]} .. {spec.SUPPORTED_YEARS[-1]}")
+             f"{cinqa.synth.YEARS[0]} .. {cinqa.synth.YEARS[-1]}")
     if la not in spec.codes("la", year):
         _die(f"--la {la!r} is not a local authority code in {year}")
     if truth is not None and not errors:

@@ -35,6 +35,7 @@ from cinqa.write import ReturnWriter
 
 __all__ = [
     "SOFTWARE",
+    "YEARS",
     "generate",
     "generate_file",
     "generate_series",
@@ -48,6 +49,8 @@ __all__ = [
     "write_truth",
 ]
 
+YEARS = spec.YEARS
+"""The census years synth generates: every year cinqa reads, provisional ones (2026-27) included."""
 SOFTWARE = "cinqa synth"
 DEFAULT_LA = "931"
 CHUNK = 5000
@@ -62,9 +65,9 @@ def header(year: str, la: str) -> Header:
 
 
 def _check(year: str, la: str) -> None:
-    if year not in spec.SUPPORTED_YEARS:
-        raise ValueError(f"census year {year!r} is not supported; choose one of "
-                         f"{spec.SUPPORTED_YEARS[0]}..{spec.SUPPORTED_YEARS[-1]}")
+    if year not in YEARS:
+        raise ValueError(f"census year {year!r} is not one synth can generate; choose one of "
+                         f"{YEARS[0]}..{YEARS[-1]}")
     if la not in spec.codes("la", year):
         raise ValueError(f"{la!r} is not a local authority code in {year}")
 
@@ -78,7 +81,7 @@ class _Population:
         self.horizon = D.reference_day(last)
         lookback = D.add_years(0, Params(last).scalar("lookback_years"))
         self.window = D.census_start(first) - lookback
-        self.sim = Simulator(self.rnd, self.horizon)
+        self.sim = Simulator(self.rnd, self.horizon, random.Random(f"cinqa.synth.pp:{seed}:{first}:{last}:{la}"))
         self.id_offset = self.rnd.randrange(10_000_000)
         self.upn_offset = self.rnd.randrange(1_000_000_000)
         self.elsewhere = self.sim.p.scalar("upn_issued_elsewhere")
