@@ -277,13 +277,14 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
 
 
 def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la: str = DEFAULT_LA,
-                  years: Sequence[str] = spec.SUPPORTED_YEARS,
-                  series: Sequence[str] = spec.SUPPORTED_YEARS[-4:]) -> list[Path]:
+                  years: Sequence[str] = YEARS, errors_year: str | None = spec.SUPPORTED_YEARS[-1],
+                  series: Sequence[str] = YEARS[-5:]) -> list[Path]:
     """Write the committed samples of one fictional authority.
 
     ``sample-<year>.xml`` for each year (each year's children drawn afresh);
-    ``sample-<last>-errors.xml``, the last year's sample with one fault of every child-level rule
-    of that year, each in a different child, and ``sample-<last>-errors-truth.csv`` saying which;
+    ``sample-<errors_year>-errors.xml``, that year's sample with one fault of every child-level
+    rule of the year, each in a different child, and ``sample-<errors_year>-errors-truth.csv``
+    saying which (the latest supported year, not a provisional one);
     ``series/sample-<year>.xml`` for the ``series`` years, in which the same children recur.
     """
     from cinqa.synth.faults import child_level_rules
@@ -291,15 +292,13 @@ def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la:
 
     folder = Path(folder)
     written = []
-    ret = None
     for year in years:
         ret = generate(year, children, seed, la)
         written.append(write_return(ret, folder / f"sample-{year}.xml"))
-    if ret is not None:
-        year = ret.year
-        bad, truth = inject(ret, child_level_rules(year), seed=seed)
-        path = write_return(bad, folder / f"sample-{year}-errors.xml")
-        written += [path, write_truth(truth, truth_path(path))]
+        if year == errors_year:
+            bad, truth = inject(ret, child_level_rules(year), seed=seed)
+            path = write_return(bad, folder / f"sample-{year}-errors.xml")
+            written += [path, write_truth(truth, truth_path(path))]
     if series:
         for one in generate_series(series, children, seed, la):
             written.append(write_return(one, folder / "series" / f"sample-{one.year}.xml"))
