@@ -502,6 +502,15 @@ def test_synth_real_backend_writes_a_readable_return(tmp_path: Path, workdir: Pa
     assert listing(tmp_path / "synth") == ["s.xml"] and listing(workdir) == []
 
 
+def test_synth_real_backend_writes_a_provisional_year_with_pre_proceedings(tmp_path: Path) -> None:
+    out = tmp_path / "s.xml"
+    result = runner.invoke(app, ["synth", "2026-27", "--children", "400", "--seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ret = cinqa.read_return(out)
+    assert ret.year == "2026-27" and ret.issues.empty and len(ret.children) == 400
+    assert not ret.tables["pre_proceedings"].empty
+
+
 def test_validate_real_backend_pseudonymised_keeps_the_rule_results(tmp_path: Path, workdir: Path,
                                                                     key_file: Path) -> None:
     from cinqa.validate import validate
