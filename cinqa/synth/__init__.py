@@ -13,7 +13,9 @@ national figures in ``params.yaml`` and then photographed as a census year's ret
 A clean return passes every error-level rule of its year, and every query but two that real
 returns raise too and that follow from the national duration figures: 8670Q (an assessment still
 open on 31 March after more than 45 working days) and 8675Q (an enquiry open after more than 15
-working days without a conference), each for well under 1% of children.
+working days without a conference), each for well under 1% of children. A 2026-27 return
+(provisional) also has pre-proceedings modules for about 3% of its children; a return of only a
+few dozen children may have none, which query 8995Q questions.
 """
 
 from __future__ import annotations

@@ -303,7 +303,8 @@ class Injector(NamedTuple):
 INJECTORS: dict[str, Injector] = {}
 """The injector of each rule, keyed by its code as spelt from 2022-23."""
 
-ORDER = {"pre_proceedings": 0, "cp_plans": 0, "cin_plans": 0, "section47": 1, "assessments": 2, "episodes": 3, "children": 4, "return": 5}
+ORDER = {"pre_proceedings": 0, "cp_plans": 0, "cin_plans": 0, "section47": 1, "assessments": 2, "episodes": 3,
+         "children": 4, "return": 5}
 """Order of injection when many rules are asked for: faults needing rarer rows (plans, enquiries)
 choose first, so that they still find an untouched child; return-level faults go last, so that a
 child-level one does not undo them."""
@@ -774,7 +775,8 @@ SETTERS: dict[str, Setter] = {
     "9011": Setter("pre_proceedings", {"PPOutcome": "X"},
                    (lambda f, p: p["has_PPOutcome"] & ~p["has_CourtAppDate"], lambda f, p: p["has_PPOutcome"])),
     "9012": Setter("pre_proceedings", {"CourtAppDate": lambda f, p: p["StepDecisionDate"] - DAY},
-                   (lambda f, p: p["has_CourtAppDate"] & ~p["has_LetterInitCPDate"], lambda f, p: p["has_CourtAppDate"])),
+                   (lambda f, p: p["has_CourtAppDate"] & ~p["has_LetterInitCPDate"],
+                    lambda f, p: p["has_CourtAppDate"])),
     "9013": Setter("pre_proceedings", {"LetterInitCPDate": lambda f, p: p["CourtAppDate"] - DAY},
                    lambda f, p: p["has_LetterInitCPDate"]),
     "9015Q": Setter("pre_proceedings", {"ReviewMeetingsCount": None}, lambda f, p: p["has_InitialPPMeetingDate"]),

@@ -1,11 +1,11 @@
 """Children's histories with children's social care, simulated event by event.
 
 A :class:`Child` carries every episode of need from its first referral to the simulation horizon,
-with all the activity inside (assessments, section 47 enquiries, conferences, plans, reviews) as
-day numbers. Nothing here knows about census returns: :mod:`cinqa.synth.render` takes a snapshot
-of these histories for one census year. Because a history is built forward in time and each
-activity is placed after the one it depends on, the rules about order and overlap hold by
-construction (see the notes beside each step).
+with all the activity inside (assessments, section 47 enquiries, conferences, plans, reviews,
+pre-proceedings) as day numbers. Nothing here knows about census returns: :mod:`cinqa.synth.render`
+takes a snapshot of these histories for one census year. Because a history is built forward in
+time and each activity is placed after the one it depends on, the rules about order and overlap
+hold by construction (see the notes beside each step).
 """
 
 from __future__ import annotations
