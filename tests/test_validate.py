@@ -176,7 +176,7 @@ def test_a_helper_process_that_dies_costs_time_not_results(monkeypatch):
     assert set(shared.gx_result) == set(alone.gx_result)
 
 
-@pytest.mark.parametrize("year", ["2018-19", "2025-26"])
+@pytest.mark.parametrize("year", ["2018-19", "2025-26", "2026-27"])
 def test_each_injected_fault_is_reported_where_its_truth_row_says(year):
     """The synthetic truth names the row cinqa.validate reports (entity, episode, item), not just the child."""
     from cinqa import synth
