@@ -234,7 +234,8 @@ def violations(ret: cinqa.CensusReturn) -> dict[str, set[int]]:
         add("9008", pre, outside("InitialPPMeetingDate"))
         add("9009", pre, outside("StepDecisionDate") | before("StepDecisionDate", "PPStartDate"))
         add("9010Q", pre, pre["FGDMMeetingOffer"].fillna(False).astype(bool) & pre["FGDMMeetingFac"].isna())
-        add("9011", pre, pre["PPOutcome"].notna() & ~pre["PPOutcome"].astype(str).isin(spec.codes("pp_outcome", year)))
+        outcome = pre["PPOutcome"]
+        add("9011", pre, outcome.notna() & ~outcome.astype(str).isin(spec.codes("pp_outcome", year)))
         add("9012", pre, outside("CourtAppDate") | before("CourtAppDate", "StepDecisionDate"))
         add("9013", pre, outside("LetterInitCPDate") | before("LetterInitCPDate", "CourtAppDate"))
         add("9015Q", pre, pre["InitialPPMeetingDate"].notna() & pre["ReviewMeetingsCount"].isna())
