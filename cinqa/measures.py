@@ -960,7 +960,8 @@ def labelled(tidy: pd.DataFrame) -> pd.DataFrame:
     labels = {b.name: spec.code_labels(b.codeset) for b in BREAKDOWNS.values() if b.codeset}
     out["category"] = [f"{c} {labels[b][c]}" if c in labels.get(b, {}) else c
                        for b, c in zip(out["breakdown"], out["category"])]
-    return out[["description", "breakdown", "category", "census_year", "value", "unit", "provisional"]]
+    columns = ["description", "breakdown", "category", "census_year", "value", "unit", "provisional"]
+    return out[columns].reset_index(drop=True)
 
 
 def definitions() -> pd.DataFrame:
