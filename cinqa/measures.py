@@ -613,16 +613,15 @@ _rate("cpp_31_march_rate", "cpp_31_march",
 
 
 # -- pre-proceedings (module 5, 2026-27 on) ----------------------------------------------------
-# Module 5 is new in 2026-27 and provisional (see census.yaml), and DfE has published no statistic
-# on it yet: the definitions below are cinqa's, status I. Each names the items it reads in
+# Module 5 is new in 2026-27 and provisional (see census.yaml), and no DfE definition of a figure
+# on it was found: the definitions below are cinqa's, status I. Each names the items it reads in
 # ``reads``, so every output can say which of them are still provisional.
 
-_PP_SOURCE = ("cinqa's definition on the PreProceedingsandFGDM module (census item numbers N00826-N00835, "
-              "new in 2026-27; not collected before). ")
+_PP_SOURCE = f"cinqa's definition on module 5, {spec.table_nodes()['pre_proceedings'].name}. "
 
 
 def _pp_measure(name: str, description: str, source: str, reads: tuple[str, ...], **kw: object) -> Callable:
-    """Register a pre-proceedings measure: module 5's years, its status and the items it reads."""
+    """Register a pre-proceedings measure: module 5's years, the note on earlier years, the items it reads."""
     return _measure(name, description, _PP_SOURCE + source, years=PRE_PROCEEDINGS_YEARS, reads=reads,
                     note=NOT_COLLECTED_NOTE, **kw)
 
@@ -688,7 +687,7 @@ def _pp_outcomes(d: _Return) -> pd.DataFrame:
              ("PPStartDate", "StepDecisionDate"), unit=CALENDAR_DAYS, aggregate="median")
 def _pp_days_to_step(d: _Return) -> pd.DataFrame:
     p = d.pre_proceedings.copy()
-    p["days"] = (_col(p, "StepDecisionDate", "datetime64[s]") - p["PPStartDate"]).dt.days
+    p["days"] = (_col(p, "StepDecisionDate", "datetime64[s]") - p["as_of"]).dt.days
     return p[(p["days"] >= 0).fillna(False).astype(bool)]
 
 
