@@ -20,7 +20,8 @@ import pandas as pd
 
 from cinqa import spec
 from cinqa.errors import CinqaError
-from cinqa.measures import (ALL, MEASURES, measure_rows, measures, open_episodes, open_plans, sex_of)
+from cinqa.measures import (ALL, MEASURES, NOT_COLLECTED, PRE_PROCEEDINGS, measure_rows, measures, open_episodes,
+                            open_plans, provisional, sex_of)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
 
@@ -50,8 +51,10 @@ HEADLINE = ("referrals", "referrals_rate", "re_referral_share", "referrals_nfa_s
             "cin_31_march_rate", "episodes_starting", "episodes_ending", "assessments_completed",
             "assessments_within_45_days_share", "initial_within_10_days_share", "core_within_35_days_share",
             "s47_enquiries", "icpcs", "icpc_within_15_days_share", "cpp_starts",
-            "cpp_second_or_subsequent_share", "cpp_ends", "cpp_31_march", "cpp_31_march_rate")
+            "cpp_second_or_subsequent_share", "cpp_ends", "cpp_31_march", "cpp_31_march_rate", *PRE_PROCEEDINGS)
 """The measures shown first: one figure each, as in COLLECT's key indicators."""
+NEW = "new"
+"""What the headline shows as the change into the first year a measure is collected."""
 
 _KEY = ["measure", "breakdown", "category", "unit"]
 # Counts below this in both years are not flagged however much they change: small numbers swing.
@@ -611,7 +614,18 @@ def headline(comp: Comparison) -> pd.DataFrame:
     head["order"] = head["measure"].map({m: i for i, m in enumerate(HEADLINE)})
     head = head.sort_values("order", kind="stable")
     head.insert(0, "description", head["measure"].map(desc))
-    return head.drop(columns=["breakdown", "category", "measure", "order"]).round(1).reset_index(drop=True)
+    head = head.round(1)
+    # A measure new in a later year shows as not collected before it and new in it, never as a change from zero.
+    years = comp.years
+    for earlier, year in zip([None, *years], years):
+        before = head["measure"].map(lambda m: year not in MEASURES[m].years)
+        head[year] = head[year].astype("object").mask(before.to_numpy(), NOT_COLLECTED)
+        if earlier is not None:
+            new = head["measure"].map(lambda m: year in MEASURES[m].years and earlier not in MEASURES[m].years)
+            for col in (f"change {year}", f"% change {year}"):
+                head[col] = head[col].astype("object").mask(new.to_numpy(), NEW)
+    head["provisional"] = head["measure"].map(provisional)
+    return head.drop(columns=["breakdown", "category", "measure", "order"]).reset_index(drop=True)
 
 
 def flagged(comp: Comparison) -> pd.DataFrame:

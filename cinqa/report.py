@@ -29,6 +29,8 @@ from cinqa import failures as judge
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
 from cinqa.files import locate_shipped
+from cinqa.measures import (ALL, MEASURES, NOT_COLLECTED, PRE_PROCEEDINGS, PRE_PROCEEDINGS_YEARS, labelled,
+                            measures)
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
                                 return_scrubber)
 from cinqa.read import read_return
@@ -249,6 +251,18 @@ class QAReport:
         if name == "key_indicators":
             return _show().indicators(df, note=note)
         return _show().table(df, note=note)
+
+    def pre_proceedings(self) -> HTML:
+        """Show the pre-proceedings measures and outcomes (2026-27 on), naming the census facts still provisional."""
+        if self.ret.year not in PRE_PROCEEDINGS_YEARS:
+            return _show().callout(f"Pre-proceedings were {NOT_COLLECTED} before {min(PRE_PROCEEDINGS_YEARS)}: "
+                                   f"the {self.ret.year} return has no such module.", "info")
+        tidy = measures(self.ret, names=PRE_PROCEEDINGS)
+        shown = labelled(tidy[tidy["breakdown"].isin([ALL, *MEASURES["pp_outcomes"].breakdowns])])
+        return _show().table(shown.drop(columns="census_year"), max_rows=None, note=(
+            "cinqa's definitions (see cinqa.measures.definitions()). 'provisional' names the module, items and "
+            "codes not yet confirmed from DfE's specification (status I inferred or U unverified in the census "
+            "format); see the README."))
 
     def year_on_year(self) -> HTML:
         """Compare the return with the earlier ones given: headline measures, big changes, continuity."""

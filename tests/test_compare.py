@@ -330,3 +330,21 @@ def _plant(before, after) -> set[tuple[str, str, str]]:
     return {("identity_changed", dob, "PersonBirthDate"), ("child_missing", gone, "LAchildID"),
             ("referral_date_changed", redated, "CINreferralDate"), ("matched_by_upn", "X" + renamed, "LAchildID"),
             ("cpp_missing", plan, "CPPstartDate")}
+
+
+def test_pre_proceedings_measures_are_new_in_2026_27_never_a_change_from_zero(tmp_path):
+    from cinqa.testing import build_return
+
+    comp = compare([build_return(y, None, tmp_path, name=y) for y in ("2025-26", "2026-27")], min_count=0)
+    pp = comp.changes[comp.changes["measure"].str.startswith("pp_")]
+    assert pp.empty and not comp.flagged()["description"].str.contains("pre-proceedings").any()
+    t = comp.table.set_index(["measure", "breakdown", "category"])
+    assert pd.isna(t.loc[("pp_children", "all", "all"), "2025-26"])
+    assert t.loc[("pp_children", "all", "all"), "2026-27"] == 1                # the base child's module
+    head = comp.headline().set_index("description")
+    row = head.loc["Children in pre-proceedings in the year"]
+    assert (row["2025-26"], row["2026-27"], row["change 2026-27"], row["% change 2026-27"]) == (
+        "not collected", 1, "new", "new")
+    assert "StepDecisionDate N00832 (U)" in head.loc["Median days from pre-proceedings start to the step decision",
+                                                     "provisional"]
+    assert head.loc["Referrals in the year", "provisional"] == "" and head.loc["Referrals in the year", "2025-26"] == 1

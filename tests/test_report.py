@@ -29,7 +29,7 @@ SECTIONS = ("Readiness for submission", "The return", "Structural problems", "Va
             "CPP at 31 March by initial and latest category of abuse", "Factors at assessment", "Referral source",
             "Referrals, assessments and plans starting and ending by month",
             "Children with a CPP of two years or more", "CPPs reviewed within timescales",
-            "Children with more than one CPP", "Year on year")
+            "Children with more than one CPP", "Pre-proceedings", "Year on year")
 
 
 def failures(*rows):
@@ -132,6 +132,18 @@ def test_the_latest_return_is_reported_and_the_earlier_one_compared(ret):
     assert qa.ret is ret and qa.previous is old
     assert "2023-24" in qa.title().data and "compared with 2022-23" in qa.title().data
     assert "Give the previous year's return" in report(ret).year_on_year().data
+
+
+def test_pre_proceedings_show_from_2026_27_with_their_provisional_facts(ret, tmp_path):
+    from test_measures import _pre_proceedings_return
+
+    assert "Pre-proceedings were not collected before 2026-27" in report(ret).pre_proceedings().data
+    pp = _pre_proceedings_return(tmp_path)
+    html = unescape(QAReport([pp], validation(pp)).pre_proceedings().data)
+    rows = dict(re.findall(r"<tr><td[^>]*>([^<]+)</td>.*?<td class=\"num\"[^>]*>([^<]+)</td>", html))
+    assert rows["Median days from pre-proceedings start to the step decision"] == "61.0"
+    assert "A outcome A (meaning not confirmed)" in html and "code A (U)" in html
+    assert "StepDecisionDate N00832 (U)" in html and "Children in need" in html
 
 
 def test_external_references_are_found():

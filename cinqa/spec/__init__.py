@@ -264,6 +264,11 @@ def code_labels(codeset: str) -> dict[str, str]:
     return {c: label for c, (label, _, _) in _code_entries(codeset).items()}
 
 
+def code_status(codeset: str, code: str) -> str:
+    """Return how ``code`` of ``codeset`` is known: V verified, I inferred, U unverified."""
+    return _code_entries(codeset)[code][2]
+
+
 def code_years(codeset: str, code: str) -> frozenset[str]:
     """Return the census years in which ``code`` belongs to ``codeset`` (empty if never)."""
     entry = _code_entries(codeset).get(code)
