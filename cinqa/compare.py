@@ -96,10 +96,11 @@ def counted_by(measure: str) -> str | None:
                  if o.records is m.records and o.unit == COUNT and not o.per_population), None)
 
 
-def describe_flags(threshold: float, min_count: float) -> str:
+def describe_flags(threshold: float, min_count: float, rules: Mapping[str, FlagRule] = FLAG_RULES) -> str:
     """Say in words when a change is flagged, as :func:`changes` decides it."""
-    rules = "; ".join(f"{unit}: {rule.why}" for unit, rule in FLAG_RULES.items())
-    return (f"A figure is flagged when it changes by more than {threshold:.0%} from the year before ({rules}); "
+    said = "; ".join(f"{unit}: {rule.why}" for unit, rule in rules.items())
+    return (f"A figure is flagged when it changes by more than {threshold:.0%} from the year before"
+            + (f" ({said}); " if said else "; ") +
             f"a count below {min_count:g} in both years, or a change from zero, is never flagged.")
 
 
@@ -110,12 +111,12 @@ def _consecutive(earlier: str, later: str) -> bool:
 
 
 def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None,
-            min_count: float = MIN_COUNT) -> pd.DataFrame:
+            min_count: float = MIN_COUNT, rules: Mapping[str, FlagRule] = FLAG_RULES) -> pd.DataFrame:
     """Return one row per measure figure and pair of consecutive chosen years with its change.
 
     ``pct_change`` is in percent; ``flag`` is true where ``|pct_change| > threshold * 100`` and the
-    change also passes its unit's rule in ``FLAG_RULES`` (beyond chance for counts, a least
-    change for shares and durations). A change from zero has no percentage and is not flagged,
+    change also passes its unit's rule in ``rules`` (by default :data:`FLAG_RULES`: beyond chance
+    for counts, a least change for shares and durations; a unit without a rule has none). A change from zero has no percentage and is not flagged,
     nor is a count below ``min_count`` in both years (3 becoming 6 doubles, but says little).
     """
     years = sorted(years if years is not None else tidy["census_year"].unique())
@@ -135,14 +136,14 @@ def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | N
     out["change"] = out["later"] - out["earlier"]
     base = out["earlier"].where(out["earlier"] != 0)
     out["pct_change"] = 100 * out["change"] / base
-    out["flag"] = ((out["pct_change"].abs() > 100 * threshold) & _beyond_unit_rule(out, min_count)).fillna(False)
+    out["flag"] = ((out["pct_change"].abs() > 100 * threshold) & _beyond_unit_rule(out, min_count, rules)).fillna(False)
     out["flag"] = out["flag"].astype(bool)
     return out[cols]
 
 
-def _beyond_unit_rule(out: pd.DataFrame, min_count: float) -> pd.Series:
-    """Mark the changes that pass their unit's :data:`FLAG_RULES` (and, for counts, ``min_count``)."""
-    rule = out["unit"].map(FLAG_RULES)
+def _beyond_unit_rule(out: pd.DataFrame, min_count: float, rules: Mapping[str, FlagRule]) -> pd.Series:
+    """Mark the changes that pass their unit's rule in ``rules`` (and, for counts, ``min_count``)."""
+    rule = out["unit"].map(dict(rules))
     floor = rule.map(lambda r: r.min_change if isinstance(r, FlagRule) else 0.0)
     z = rule.map(lambda r: r.chance_z if isinstance(r, FlagRule) and r.chance_z is not None else np.nan)
     counts = out[["earlier", "later"]].copy()
@@ -162,7 +163,7 @@ def _beyond_unit_rule(out: pd.DataFrame, min_count: float) -> pd.Series:
 
 
 def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None,
-               min_count: float = MIN_COUNT) -> pd.DataFrame:
+               min_count: float = MIN_COUNT, rules: Mapping[str, FlagRule] = FLAG_RULES) -> pd.DataFrame:
     """Lay measures out one row per figure, one column per census year, then each change.
 
     After the year columns come ``change <year>`` and ``% change <year>`` (from the year before
@@ -175,7 +176,7 @@ def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] 
     wide = tidy.pivot(index=_KEY, columns="census_year", values="value")
     wide = wide.reindex(pd.MultiIndex.from_frame(order)).reindex(columns=years)
     wide.columns.name = None
-    ch = changes(tidy, threshold, years, min_count).set_index(_KEY)
+    ch = changes(tidy, threshold, years, min_count, rules).set_index(_KEY)
     flag = pd.Series(False, index=wide.index)
     for later in years[1:]:
         part = ch[ch["later_year"] == later]
@@ -504,6 +505,7 @@ class Comparison:
     continuity_summary: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     min_count: float = MIN_COUNT
+    rules: Mapping[str, FlagRule] = field(default_factory=lambda: FLAG_RULES)
     population: float | Mapping[str, float] | None = None
     comparators: pd.DataFrame | None = None
 
@@ -519,12 +521,12 @@ class Comparison:
     @property
     def table(self) -> pd.DataFrame:
         """Measures by census year, with change, % change and ``flag`` (see :func:`wide_table`)."""
-        return wide_table(self.measures, self.threshold, min_count=self.min_count)
+        return wide_table(self.measures, self.threshold, min_count=self.min_count, rules=self.rules)
 
     @property
     def changes(self) -> pd.DataFrame:
         """One row per figure and consecutive pair of years (see :func:`changes`)."""
-        return changes(self.measures, self.threshold, min_count=self.min_count)
+        return changes(self.measures, self.threshold, min_count=self.min_count, rules=self.rules)
 
     def ret(self, year: str) -> CensusReturn:
         """Return the census return of ``year``."""
@@ -625,13 +627,14 @@ def _check_non_negative(name: str, value: Any, example: str) -> None:
 
 def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | Path], threshold: float = 0.2,
             population: float | Mapping[str, float] | None = None, min_count: float = MIN_COUNT,
-            comparators: pd.DataFrame | str | Path | None = None) -> Comparison:
+            comparators: pd.DataFrame | str | Path | None = None,
+            rules: Mapping[str, FlagRule] = FLAG_RULES) -> Comparison:
     """Compare census returns of one LA: measures by year, changes, flags, continuity, national context.
 
     ``returns`` are CensusReturn objects or paths, given as one list or as separate arguments, in
     any order (they are sorted by year). ``threshold`` is the relative change that flags a figure
     (0.2 = 20%; see :data:`FLAG_RULES` for what each unit must also pass); counts below
-    ``min_count`` in both years are never flagged. ``population`` (children under 18: a number,
+    ``min_count`` in both years are never flagged; ``rules`` replaces :data:`FLAG_RULES`. ``population`` (children under 18: a number,
     or census year -> number) adds rates per 10,000 children; it is never estimated, and without
     it a note says the rates are missing. ``comparators`` (the path of an LA's comparators CSV,
     or its table from :func:`cinqa.benchmarks.read_comparators`) joins England in
@@ -694,7 +697,8 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
     summary_cols = ["earlier_year", "later_year", "children_earlier", "children_later", "matched_by_LAchildID",
                     "matched_by_UPN", "only_earlier", "only_later", "open_at_earlier_reference", "findings", "note"]
     return Comparison(
-        returns=rets, threshold=threshold, min_count=min_count, population=population, comparators=comparators,
+        returns=rets, threshold=threshold, min_count=min_count, rules=rules, population=population,
+        comparators=comparators,
         measures=pd.concat(tidy, ignore_index=True),
         continuity=findings,
         continuity_summary=pd.DataFrame(counts, columns=summary_cols),
@@ -767,7 +771,7 @@ def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
         counts = pd.DataFrame(columns=["earlier_year", "later_year", "finding", "meaning", "findings"])
     return {
         "Headline measures": headline(comp),
-        f"Flagged changes (over {comp.threshold:.0%}, beyond chance)": flagged(comp),
+        f"Flagged changes (over {comp.threshold:.0%}{', beyond chance' if comp.rules else ''})": flagged(comp),
         "Continuity between returns": comp.continuity_summary,
         "Continuity findings by type": counts,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cinqa import benchmarks, collect, spec
-from cinqa.compare import MIN_COUNT, Comparison, changes
+from cinqa.compare import FLAG_RULES, MIN_COUNT, Comparison, FlagRule, changes
 from cinqa.errors import CinqaError
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
@@ -370,11 +370,12 @@ def plot_comparison(comp: Comparison, measure: str, breakdown: str = ALL,
                     categories: Sequence[str] | None = None) -> Figure:
     """Draw a measure's series over the compared census years; flagged changes are ringed in red."""
     return plot_measure(comp.measures, measure, breakdown, categories, threshold=comp.threshold,
-                        min_count=comp.min_count)
+                        min_count=comp.min_count, rules=comp.rules)
 
 
 def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None,
-                 threshold: float | None = None, min_count: float = MIN_COUNT) -> Figure:
+                 threshold: float | None = None, min_count: float = MIN_COUNT,
+                 rules: Mapping[str, FlagRule] = FLAG_RULES) -> Figure:
     """Draw one measure's values by census year, one line per category of ``breakdown``; ring the
     values whose change is flagged (see :func:`cinqa.compare.changes`) when ``threshold`` is given."""
     rows = tidy[(tidy["measure"] == measure) & (tidy["breakdown"] == breakdown)]
@@ -395,7 +396,7 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     for i, cat in enumerate(wide):
         ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
     if threshold is not None:
-        ch = changes(rows, threshold, years, min_count)
+        ch = changes(rows, threshold, years, min_count, rules)
         for r in ch[ch["flag"]].itertuples():
             if r.category in wide:
                 ax.plot([years.index(r.later_year)], [r.later], "o", ms=13, mfc="none", mec="red", mew=1.5)

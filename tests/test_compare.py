@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cinqa.compare import FINDINGS, INFORMATION, Comparison, changes, compare, continuity, summarise, wide_table
+from cinqa.compare import (FINDINGS, INFORMATION, Comparison, changes, compare, continuity, describe_flags, summarise,
+                           wide_table)
 from cinqa.errors import CinqaError
 from test_measures import child, episode, make_return
 
@@ -229,8 +230,9 @@ def comp(tmp_path_factory) -> Comparison:
                                                      X=child("X", episode("2023-05-02")),
                                                      Y=child("Y", episode("2023-05-03", source="6")),
                                                      Z=child("Z", episode("2023-05-04", source="6"))))
-    # A handful of children: every count is small, so the small-count floor is off here.
-    return compare([earlier.path, later.path], threshold=0.2, population=50_000, min_count=0)
+    # A handful of children: every count is small, so the small-count floor and the rules beyond
+    # the threshold (chance, least changes) are off here.
+    return compare([earlier.path, later.path], threshold=0.2, population=50_000, min_count=0, rules={})
 
 
 def test_compare_reads_paths_and_exports_every_table(comp):
@@ -265,7 +267,7 @@ def test_children_behind_a_figure_are_marked_by_the_years_they_appear_in(comp):
 
 def test_summary_tables_for_the_report(comp):
     tables = summarise(comp)
-    assert list(tables) == ["Headline measures", "Flagged changes (over 20%, beyond chance)",
+    assert list(tables) == ["Headline measures", "Flagged changes (over 20%)",
                             "Continuity between returns", "Continuity findings by type"]
     head = tables["Headline measures"]
     assert head["description"].iloc[0] == "Referrals in the year"
@@ -447,3 +449,12 @@ def test_the_national_context_lays_every_year_beside_england(tmp_path, earlier):
     path.write_text("comparator,census_year,indicator,value\nN1,2023-24,referrals,3\n", "utf-8")
     with pytest.raises(CinqaError, match="neighbours.csv, line 2: indicator 'referrals'"):
         compare([earlier, later], comparators=path)
+
+
+def test_the_rules_beyond_the_threshold_are_data_a_caller_may_replace(series_sample):
+    strict = compare(series_sample[-2:])
+    loose = compare(series_sample[-2:], rules={})
+    assert loose.changes["flag"].sum() > 10 * max(strict.changes["flag"].sum(), 1)
+    assert "beyond chance" in next(iter(k for k in strict.summary() if k.startswith("Flagged")))
+    assert describe_flags(0.2, 20, {}) == ("A figure is flagged when it changes by more than 20% from the year before; "
+                                           "a count below 20 in both years, or a change from zero, is never flagged.")
