@@ -606,6 +606,9 @@ def compare(
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
     _guard_inputs(files, [])
+    given = {k: v for k, v in (("threshold", threshold), ("min_count", min_count),
+                               ("population", _population(population)), ("comparators", comparators))
+             if v is not None}
     returns = []
     with _progress() as progress:
         overall = progress.add_task("Reading returns", total=len(files))
@@ -613,10 +616,7 @@ def compare(
             returns.append(_read(path, year, progress))
             progress.advance(overall)
         with _step(progress, "Comparing"):
-            kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count),
-                                        ("population", _population(population)), ("comparators", comparators))
-                      if v is not None}
-            result = cinqa.compare(returns, **kwargs)
+            result = cinqa.compare(returns, **given)
     from cinqa.benchmarks import describe_bands, readable
 
     shown = {**result.summary(), "National context": readable(result.national)}

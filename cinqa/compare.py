@@ -10,6 +10,7 @@ or re-dated in the later return, and children who reappear after a gap.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,9 @@ def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | N
 
     ``pct_change`` is in percent; ``flag`` is true where ``|pct_change| > threshold * 100`` and the
     change also passes its unit's rule in ``rules`` (by default :data:`FLAG_RULES`: beyond chance
-    for counts, a least change for shares and durations; a unit without a rule has none). A change from zero has no percentage and is not flagged,
-    nor is a count below ``min_count`` in both years (3 becoming 6 doubles, but says little).
+    for counts, a least change for shares and durations; a unit without a rule has none). A
+    change from zero has no percentage and is not flagged, nor is a count below ``min_count`` in
+    both years (3 becoming 6 doubles, but says little).
     """
     years = sorted(years if years is not None else tidy["census_year"].unique())
     cols = [*_KEY, "earlier_year", "later_year", "earlier", "later", "change", "pct_change", "flag"]
@@ -563,7 +565,7 @@ class Comparison:
         out.insert(0, "census_year", out.pop("census_year"))
         return out.sort_values(["LAchildID", "census_year"], kind="stable").reset_index(drop=True)
 
-    @property
+    @functools.cached_property
     def national(self) -> pd.DataFrame:
         """Each key indicator of every year beside England's figure, the comparators and a band.
 
@@ -633,10 +635,10 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
 
     ``returns`` are CensusReturn objects or paths, given as one list or as separate arguments, in
     any order (they are sorted by year). ``threshold`` is the relative change that flags a figure
-    (0.2 = 20%; see :data:`FLAG_RULES` for what each unit must also pass); counts below
-    ``min_count`` in both years are never flagged; ``rules`` replaces :data:`FLAG_RULES`. ``population`` (children under 18: a number,
-    or census year -> number) adds rates per 10,000 children; it is never estimated, and without
-    it a note says the rates are missing. ``comparators`` (the path of an LA's comparators CSV,
+    (0.2 = 20%; see :data:`FLAG_RULES` for what each unit must also pass, and ``rules`` to replace
+    them); counts below ``min_count`` in both years are never flagged. ``population`` (children
+    under 18: a number, or census year -> number) adds rates per 10,000 children; it is never
+    estimated, and without it a note says the rates are missing. ``comparators`` (the path of an LA's comparators CSV,
     or its table from :func:`cinqa.benchmarks.read_comparators`) joins England in
     ``Comparison.national``. Continuity is checked between each pair of consecutive census
     years; a gap in the years is noted and skipped.

@@ -466,7 +466,8 @@ def plot_benchmarks(table: pd.DataFrame, england: pd.DataFrame | None = None, co
     Indicators the LA has no value for in any year (a rate without a population) are left out.
     """
     england = benchmarks.read_england() if england is None else england
-    names = [n for n in dict.fromkeys(table["indicator"]) if table.loc[table["indicator"] == n, "la_value"].notna().any()]
+    valued = table.dropna(subset=["la_value"])["indicator"]
+    names = [n for n in dict.fromkeys(table["indicator"]) if n in set(valued)]
     if not names:
         raise CinqaError("no indicator of the benchmark table has a value for the LA")
     rows_n = -(-len(names) // columns)

@@ -286,7 +286,8 @@ class QAReport:
     def national_charts(self) -> "Figure | HTML":
         """Draw a small chart per key indicator: the LA's years against England's."""
         if self.national["la_value"].isna().all():
-            return _show().callout("No key indicator has a value for this return, so there is nothing to chart.", "info")
+            return _show().callout("No key indicator has a value for these returns: there is nothing to chart.",
+                                   "info")
         return _show().plot_benchmarks(self.national)
 
     def colophon(self) -> HTML:

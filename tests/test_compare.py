@@ -414,7 +414,8 @@ def test_each_unit_has_its_rule_beyond_the_threshold():
                       _tidy({"2022-23": 20, "2023-24": 30}, "assessment_duration_median").assign(unit="working days")])
     flags = changes(tidy, 0.2).set_index("measure")["flag"]
     assert flags.to_dict() == {"referrals": False, "cin_31_march": True, "referrals_nfa_share": False,
-                               "re_referral_share": True, "icpc_duration_median": False, "assessment_duration_median": True}
+                               "re_referral_share": True, "icpc_duration_median": False,
+                               "assessment_duration_median": True}
 
 
 def test_a_rate_is_judged_by_the_count_it_divides():
