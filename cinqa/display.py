@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,8 @@ import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cinqa import collect, spec
-from cinqa.compare import MIN_COUNT, Comparison, changes
+from cinqa import benchmarks, collect, spec
+from cinqa.compare import FLAG_RULES, MIN_COUNT, Comparison, FlagRule, changes
 from cinqa.errors import CinqaError
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
@@ -370,11 +370,12 @@ def plot_comparison(comp: Comparison, measure: str, breakdown: str = ALL,
                     categories: Sequence[str] | None = None) -> Figure:
     """Draw a measure's series over the compared census years; flagged changes are ringed in red."""
     return plot_measure(comp.measures, measure, breakdown, categories, threshold=comp.threshold,
-                        min_count=comp.min_count)
+                        min_count=comp.min_count, rules=comp.rules)
 
 
 def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None,
-                 threshold: float | None = None, min_count: float = MIN_COUNT) -> Figure:
+                 threshold: float | None = None, min_count: float = MIN_COUNT,
+                 rules: Mapping[str, FlagRule] = FLAG_RULES) -> Figure:
     """Draw one measure's values by census year, one line per category of ``breakdown``; ring the
     values whose change is flagged (see :func:`cinqa.compare.changes`) when ``threshold`` is given."""
     rows = tidy[(tidy["measure"] == measure) & (tidy["breakdown"] == breakdown)]
@@ -395,7 +396,7 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     for i, cat in enumerate(wide):
         ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
     if threshold is not None:
-        ch = changes(rows, threshold, years, min_count)
+        ch = changes(rows, threshold, years, min_count, rules)
         for r in ch[ch["flag"]].itertuples():
             if r.category in wide:
                 ax.plot([years.index(r.later_year)], [r.later], "o", ms=13, mfc="none", mec="red", mew=1.5)
@@ -409,6 +410,75 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     ax.grid(axis="y", alpha=0.3)
     if breakdown != ALL:
         ax.legend(title=breakdown, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    return fig
+
+
+# --- national context ------------------------------------------------------------------------
+
+
+def benchmark_table(frame: pd.DataFrame) -> HTML:
+    """Render a :func:`cinqa.benchmarks.benchmark` table for reading, with how its bands are set."""
+    return table(benchmarks.readable(frame), note=benchmarks.describe_bands())
+
+
+def _draw_benchmark(ax: Any, rows: pd.DataFrame, england: pd.DataFrame, indicator: str, *, small: bool) -> None:
+    """Draw one indicator on ``ax``: England's line over every year it has a figure, the LA's points
+    with their bands as grey bars, flagged points ringed in red."""
+    e = england[england["indicator"] == indicator].dropna(subset=["value"])
+    years = [y for y in spec.YEARS if y in set(rows["census_year"]) | set(e["census_year"])]
+    x = {y: i for i, y in enumerate(years)}
+    ax.plot([x[y] for y in e["census_year"]], e["value"], marker="s", color="0.35", label="England")
+    banded = rows.dropna(subset=["band_low", "band_high"])
+    ax.vlines([x[y] for y in banded["census_year"]], banded["band_low"], banded["band_high"], color="0.8",
+              linewidth=8, label="band")
+    ax.plot([x[y] for y in rows["census_year"]], rows["la_value"], marker="o", color="tab:blue", label="LA")
+    flagged = rows[rows["flag"] != ""]
+    ax.plot([x[y] for y in flagged["census_year"]], flagged["la_value"], "o", ms=13, mfc="none", mec="red",
+            mew=1.5, label=benchmarks.CHECK)
+    ax.set_title(MEASURES[indicator].description, fontsize=8 if small else 10, wrap=True)
+    ax.set_xticks(range(len(years)), years, rotation=45, ha="right", fontsize=7 if small else 8)
+    ax.set_ylabel(MEASURES[indicator].unit, fontsize=8 if small else 10)
+    top = np.nanmax([*rows["la_value"], *rows["band_high"].replace(np.inf, np.nan), *e["value"], 1.0])
+    ax.set_ylim(0, top * 1.1)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _benchmark_rows(table: pd.DataFrame, indicator: str) -> pd.DataFrame:
+    rows = table[table["indicator"] == indicator].sort_values("census_year")
+    if rows.empty:
+        raise CinqaError(f"no benchmark rows for indicator {indicator!r}")
+    return rows
+
+
+def plot_benchmark(table: pd.DataFrame, indicator: str, england: pd.DataFrame | None = None) -> Figure:
+    """Draw ``indicator`` of a :func:`cinqa.benchmarks.benchmark` table: the LA's years, England's, the band."""
+    rows = _benchmark_rows(table, indicator)
+    fig = Figure(figsize=(7, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    _draw_benchmark(ax, rows, benchmarks.read_england() if england is None else england, indicator, small=False)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def plot_benchmarks(table: pd.DataFrame, england: pd.DataFrame | None = None, columns: int = 3) -> Figure:
+    """Draw a small chart per indicator of a :func:`cinqa.benchmarks.benchmark` table, one legend for all.
+
+    Indicators the LA has no value for in any year (a rate without a population) are left out.
+    """
+    england = benchmarks.read_england() if england is None else england
+    valued = table.dropna(subset=["la_value"])["indicator"]
+    names = [n for n in dict.fromkeys(table["indicator"]) if n in set(valued)]
+    if not names:
+        raise CinqaError("no indicator of the benchmark table has a value for the LA")
+    rows_n = -(-len(names) // columns)
+    fig = Figure(figsize=(3.6 * columns, 2.9 * rows_n + 0.4), layout="constrained")
+    axes = fig.subplots(rows_n, columns, squeeze=False).ravel()
+    for ax, name in zip(axes, names):
+        _draw_benchmark(ax, _benchmark_rows(table, name), england, name, small=True)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8, frameon=False)
     return fig
 
 

@@ -345,12 +345,12 @@ class YearOnYearExplorer:
 
     def table(self) -> pd.DataFrame:
         """Return the comparison table for the chosen returns, measures and breakdown."""
-        out = wide_table(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
+        out = wide_table(self._tidy(), self.comp.threshold, self.years, self.comp.min_count, self.comp.rules)
         return out[out["flag"]].reset_index(drop=True) if self.flagged_only.value else out
 
     def flags(self) -> pd.DataFrame:
         """Return the flagged changes between the chosen returns, largest first."""
-        ch = changes(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
+        ch = changes(self._tidy(), self.comp.threshold, self.years, self.comp.min_count, self.comp.rules)
         ch = ch[ch["flag"]]
         return ch.reindex(ch["pct_change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
@@ -378,7 +378,7 @@ class YearOnYearExplorer:
         tidy = tidy[tidy["census_year"].isin(self.years)]
         if chosen and not tidy[tidy["measure"] == chosen[0]].empty:
             fig = show.plot_measure(tidy, chosen[0], self.breakdown_picker.value, threshold=self.comp.threshold,
-                                    min_count=self.comp.min_count)
+                                    min_count=self.comp.min_count, rules=self.comp.rules)
             self.plot_image.value = show.png_bytes(fig)
         else:
             self.plot_image.value = b""

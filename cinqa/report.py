@@ -16,7 +16,8 @@ import html
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from IPython.display import HTML
 import cinqa
 from cinqa import collect
 from cinqa import failures as judge
+from cinqa.benchmarks import benchmark, read_comparators
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
 from cinqa.files import locate_shipped
@@ -116,9 +118,14 @@ class QAReport:
     """
 
     def __init__(self, rets: Sequence[CensusReturn], validation: Validation | None = None, *,
-                 pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False) -> None:
+                 pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False,
+                 population: float | Mapping[str, float] | None = None,
+                 comparators: pd.DataFrame | str | Path | None = None) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
+        self.population = population
+        self.comparators = (read_comparators(comparators) if comparators is not None
+                            and not isinstance(comparators, pd.DataFrame) else comparators)
         ordered = sorted(rets, key=lambda r: r.year)
         self.rets = ordered
         self.ret = ordered[-1]
@@ -131,12 +138,17 @@ class QAReport:
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
-             pseudonymise: bool = False, key: bytes | None = None) -> "QAReport":
+             pseudonymise: bool = False, key: bytes | None = None,
+             population: float | Mapping[str, float] | None = None,
+             comparators: str | Path | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
         ``year`` overrides the census year of the last path given (the return being checked;
         earlier years' returns come first). With ``pseudonymise`` and no ``key`` the key is taken
         from the environment variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used.
+        ``population`` (children under 18: a number, or census year -> number) gives the rates
+        per 10,000 children and ``comparators`` (a CSV of other LAs' figures) joins England in
+        the national context; see :func:`cinqa.benchmarks.benchmark`.
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -144,7 +156,8 @@ class QAReport:
         rets = [read_return(p, year=year if i == last else None) for i, p in enumerate(paths)]
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
-        return cls(rets, pseudonymise=pseudonymise, key=key, key_given=key is not None)
+        return cls(rets, pseudonymise=pseudonymise, key=key, key_given=key is not None, population=population,
+                   comparators=comparators)
 
     # --- identifiers ---
 
@@ -275,6 +288,22 @@ class QAReport:
             parts.append(_show().table(df, title, max_rows=30).data)
         return HTML("\n".join(parts))
 
+    @functools.cached_property
+    def national(self) -> pd.DataFrame:
+        """Each key indicator of the returns given beside England's figure, the comparators and a band."""
+        return benchmark(self.rets, self.population, self.comparators)
+
+    def national_context(self) -> HTML:
+        """Show each key indicator beside England's figure for the same year, the difference and the band."""
+        return _show().benchmark_table(self.national)
+
+    def national_charts(self) -> "Figure | HTML":
+        """Draw a small chart per key indicator: the LA's years against England's."""
+        if self.national["la_value"].isna().all():
+            return _show().callout("No key indicator has a value for these returns: there is nothing to chart.",
+                                   "info")
+        return _show().plot_benchmarks(self.national)
+
     def colophon(self) -> HTML:
         """Say where the definitions come from."""
         return HTML(
@@ -345,12 +374,15 @@ def to_html(nb: Any, title: str) -> str:
 
 
 def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, year: str | None = None,
-                  pseudonymise: bool = False, key: bytes | str | Path | None = None) -> Path:
+                  pseudonymise: bool = False, key: bytes | str | Path | None = None,
+                  population: float | Mapping[str, float] | None = None,
+                  comparators: str | Path | None = None) -> Path:
     """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
 
     The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
     section. ``key`` (bytes, or the path of a key file from ``cinqa.pseudonymise.new_key``) makes
-    pseudonyms stable across reports; without it a one-off key is used.
+    pseudonyms stable across reports; without it a one-off key is used. ``population`` and
+    ``comparators`` feed the national context (see :meth:`QAReport.load`).
     """
     import nbformat
     import papermill
@@ -367,7 +399,9 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         key = load_key(key)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise)}
+    params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise),
+              "population": dict(population) if isinstance(population, Mapping) else population,
+              "comparators": str(Path(comparators).resolve()) if comparators is not None else None}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
         # The key goes to the kernel through its environment so it is never written into a notebook.

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from cinqa import read_return
-from cinqa.errors import ReadError
+from cinqa.errors import CsvError, ReadError
 from cinqa.failures import ERRORED_COLUMNS, FAILURE_COLUMNS, summarise
 from cinqa.report import NOTEBOOK, QAReport, external_references, render_report
 from cinqa.validate import Validation
@@ -29,7 +29,7 @@ SECTIONS = ("Readiness for submission", "The return", "Structural problems", "Va
             "CPP at 31 March by initial and latest category of abuse", "Factors at assessment", "Referral source",
             "Referrals, assessments and plans starting and ending by month",
             "Children with a CPP of two years or more", "CPPs reviewed within timescales",
-            "Children with more than one CPP", "Pre-proceedings", "Year on year")
+            "Children with more than one CPP", "Pre-proceedings", "National context", "Year on year")
 
 
 def failures(*rows):
@@ -162,7 +162,8 @@ def test_the_report_notebook_is_thin():
     for c in code:
         assert not c.outputs
         assert not re.search(r"^\s*(def|class|for|while|if|with)\b", c.source, re.M), c.source
-        assert len(c.source.splitlines()) <= 4
+        # The parameters cell is data, one line per parameter; every other cell is one short call.
+        assert len(c.source.splitlines()) <= 4 or "parameters" in c.metadata.get("tags", [])
 
 
 # --- the rendered file ---
@@ -238,3 +239,38 @@ def test_rendering_does_not_import_matplotlib_in_the_users_process():
     code = "import sys, cinqa.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# --- national context ---
+
+NEIGHBOURS = "comparator,census_year,indicator,value\n" + "".join(
+    f"N{i},2023-24,re_referral_share,{v}\n" for i, v in enumerate((80, 81, 82)))
+
+
+def test_national_context_lays_each_indicator_beside_england(ret):
+    html = unescape(report(ret).national_context().data)
+    assert "Re-referrals within 12 months as a percentage of referrals" in html and "22.4" in html
+    assert "no population given" in html and "not a judgement of practice" in html
+    rates = report(ret, population={"2023-24": 50_000}).national
+    assert rates.loc[rates["indicator"] == "cin_31_march_rate", "la_value"].notna().all()
+    assert type(report(ret).national_charts()).__name__ == "Figure"
+
+
+def test_comparators_join_england_and_a_bad_file_is_refused_with_its_line(ret, tmp_path):
+    path = tmp_path / "neighbours.csv"
+    path.write_text(NEIGHBOURS, "utf-8")
+    html = unescape(report(ret, comparators=path).national_context().data)
+    assert "comparators' median" in html and "check recording" in html
+    path.write_text(NEIGHBOURS.replace(",80", ",eighty"), "utf-8")
+    with pytest.raises(CsvError, match="neighbours.csv, line 2: value 'eighty' is not a number"):
+        report(ret, comparators=path)
+
+
+def test_render_report_passes_the_population_and_comparators_to_the_report(tmp_path):
+    path = tmp_path / "neighbours.csv"
+    path.write_text(NEIGHBOURS, "utf-8")
+    out = render_report(FIXTURES / "cin-2023-24.xml", tmp_path / "r.html", population={"2023-24": 50_000},
+                        comparators=path)
+    text = visible_text(out.read_text(encoding="utf-8"))
+    assert "National context" in text and "comparators' median" in unescape(text)
+    assert "no population given" not in text and "check recording" in text
