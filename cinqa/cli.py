@@ -31,7 +31,7 @@ from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import CinqaError
 from cinqa.returns import issue_lines
-from cinqa.rules import STATUS_WORDS
+from cinqa.rules import STATUS_LEGEND
 from cinqa.validate import Validation
 
 EXIT_BAD_INPUT = 2
@@ -39,7 +39,6 @@ _SHOWN_ISSUES = 20
 EXIT_INTERRUPTED = 130
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_STATUS_LEGEND = "Status: " + ", ".join(f"{k} {v}" for k, v in STATUS_WORDS.items()) + " (how the year's rule is known)."
 
 
 def _examples(*lines: str, note: str | None = None) -> str:
@@ -434,7 +433,7 @@ def _print_single(console: Console, r: FileResult) -> None:
             table.add_row(str(row.rule), str(row.severity), str(row.status), f"{int(row.children):,}",
                           f"{int(row.rows):,}", str(row.message))
         console.print(table)
-        console.print(_STATUS_LEGEND, markup=False)
+        console.print(STATUS_LEGEND, markup=False)
     v = r.verdict
     for line in v.details:
         console.print(line, markup=False)
@@ -677,7 +676,7 @@ def rules(
     shown = [c for c in ("rule", "severity", "entity", "status", "checkable", "message", "note")
              if c in frame] or list(frame.columns)
     _print_frame(console, f"Validation rules, {year}", frame[shown], max_rows=len(frame))
-    console.print(f"{len(frame):,} rules in {year}. {_STATUS_LEGEND}", markup=False)
+    console.print(f"{len(frame):,} rules in {year}. {STATUS_LEGEND}", markup=False)
     if csv is not None:
         from cinqa.export import write_frame
 

@@ -51,6 +51,7 @@ RULE_FACTS = ("status", "note")
 """What :func:`with_rule_facts` adds to a table of rules: how the year's version is known, and its notes."""
 STATUS_WORDS = {"V": "read in a DfE rule list", "I": "inferred from other years", "U": "unverified"}
 """A rule's status (how its version of a year is known) in words."""
+STATUS_LEGEND = "Status: " + ", ".join(f"{k} {v}" for k, v in STATUS_WORDS.items()) + " (how the year's rule is known)."
 FIRST_LISTED_YEAR = "2022-23"
 """The first census year whose rules were read in a DfE rule list; a rule's earlier years are inferred."""
 
