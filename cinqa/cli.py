@@ -35,8 +35,8 @@ from cinqa.rules import STATUS_LEGEND
 from cinqa.validate import Validation
 
 EXIT_BAD_INPUT = 2
-_SHOWN_ISSUES = 20
 EXIT_INTERRUPTED = 130
+_SHOWN_ISSUES = 20
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

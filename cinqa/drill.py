@@ -55,7 +55,8 @@ class DrillDown:
     table), ``.errored`` and ``.ret`` (the :class:`~cinqa.returns.CensusReturn`). With
     ``pseudonymise=True`` every table, timeline and export shows keyed tokens instead of
     identifiers (``key``: 32+ bytes; a one-off random key when omitted). An Excel export's cover
-    gives the verdict on the whole return, whatever is selected.
+    gives the verdict on the whole return, whatever is selected. The selected rows are shown
+    ``page_rows`` at a time (:meth:`turn`), in one of :data:`ORDERS` (:meth:`sort`).
     """
 
     def __init__(self, validation: FailureSource, *, pseudonymise: bool = False, key: bytes | None = None,
@@ -140,7 +141,7 @@ class DrillDown:
         if rule == ALL:
             return ""
         r = self.rules[self.rules["rule"] == rule].iloc[0]
-        out = f"{rule} ({r['severity']}): {r['message']}"
+        out = f"{rule} ({r['severity']}): {str(r['message']).rstrip('.')}."
         if r["status"]:
             out += f" Status {r['status']}: {STATUS_WORDS.get(r['status'], r['status'])} for {self.year}."
         return out + (f" Note: {r['note']}" if r["note"] else "")

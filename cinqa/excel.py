@@ -118,7 +118,7 @@ CHILD_COLUMNS = ("LAchildID", "errors", "queries", "rules", "sheets", "first lin
 
 
 def children_frame(failures: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per child with a failure: its failing rows by severity, its rules and sheets, most errors first."""
+    """Return one row per child with a failure: its rows by severity, its rules and sheets, most errors first."""
     rows = failures[failures["child"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=list(CHILD_COLUMNS))

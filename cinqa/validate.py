@@ -79,7 +79,10 @@ class Validation:
 
     @property
     def rule_summary(self) -> pd.DataFrame:
-        """The summary with each failing rule's status (V, I or U) and note in the year (:func:`cinqa.rules.with_rule_facts`)."""
+        """The summary with each failing rule's status (V, I or U) and note in the year.
+
+        See :func:`cinqa.rules.with_rule_facts`.
+        """
         from cinqa.rules import with_rule_facts
 
         return with_rule_facts(self.summary, self.year)

@@ -301,7 +301,7 @@ def test_rule_info_gives_the_rules_status_and_note(validation):
     d.widget()
     d.controls["rule"].value = "8565"
     info = d.controls["rule_info"].value
-    assert info.startswith("8565 (error): message of 8565 Status V: read in a DfE rule list for 2023-24.")
+    assert info.startswith("8565 (error): message of 8565. Status V: read in a DfE rule list for 2023-24.")
     assert "Note: DfE module ChildProtectionPlans" in info
     d.controls["rule"].value = ALL
     assert d.controls["rule_info"].value == ""
