@@ -258,7 +258,7 @@ def test_validate_one_file_prints_the_summary_and_exits_1_on_errors(fake_validat
     assert tuple(failures.columns) == FAILURE_COLUMNS and len(failures) == 6
     assert failures["values"].iloc[0] == "UPN=A201123456789; PersonBirthDate=2015-06-01"
     wb = openpyxl.load_workbook(xlsx)
-    assert wb.sheetnames == ["About", "Summary", "children", "episodes", "Structural issues"]
+    assert wb.sheetnames == ["About", "Summary", "By child", "children", "episodes", "Structural issues"]
     assert wb["children"]["A2"].value == "C001"
     assert sorted(p.name for p in xlsx.parent.iterdir()) == ["errors.xlsx", "failures.csv"]
     assert digest(RETURN_2324) == checksum and listing(workdir) == []
