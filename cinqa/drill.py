@@ -34,8 +34,10 @@ ALL = "(all)"
 MAX_CHILD_OPTIONS = 500
 PAGE_ROWS = 25
 FAILURE_PAGE_ROWS = 50
-BY_SEVERITY = "severity, then most children"
-BY_LINE = "line in the file"
+NO_CHILD = -1
+"""The child dropdown's "(pick a child)" value: a dropdown set to None shows blank in the browser."""
+BY_SEVERITY = "errors, most children"
+BY_LINE = "file order"
 ORDERS = (BY_SEVERITY, BY_LINE)
 """How the failing rows can be ordered: errors first and the rules that touch most children first, or file order."""
 
@@ -336,12 +338,12 @@ class DrillDown:
             c["rule"].options = self._rule_options(opts["rule"])
             c["rule"].value = self.rule
             kids = self.children().head(MAX_CHILD_OPTIONS)
-            c["child"].options = [("(pick a child)", None)] + [
+            c["child"].options = [("(pick a child)", NO_CHILD)] + [
                 (f"{r.LAchildID} ({r.failures} failing rows: {r.rules})", int(r.child)) for r in kids.itertuples()]
             c["find"].options = [str(v) for v in kids["LAchildID"]]
             if self.child not in set(kids["child"]):
                 self.child = None
-            c["child"].value = self.child
+            self._show_child()
         finally:
             self._updating = False
         rows = self.rows
@@ -377,8 +379,13 @@ class DrillDown:
     def _on_child(self, change: dict[str, Any]) -> None:
         if getattr(self, "_updating", False):
             return
-        self.child = change["new"]
+        self.child = None if change["new"] in (None, NO_CHILD) else change["new"]
         self._show_timeline()
+
+    def _show_child(self) -> None:
+        """Set the child dropdown to the current child, or to its "(pick a child)" line."""
+        listed = {value for _label, value in self.controls["child"].options}
+        self.controls["child"].value = self.child if self.child in listed else NO_CHILD
 
     def _on_find(self, change: dict[str, Any]) -> None:
         text = str(change["new"]).strip()
@@ -386,14 +393,12 @@ class DrillDown:
             return
         if self.find_child(text) is None:
             self.controls["status"].value = f"No child with LAchildID {text!r} in this return."
-        else:
-            options = {value for _label, value in self.controls["child"].options}
-            self._updating = True
-            try:
-                # A child outside the listed ones (or without a failure here) still gets its timeline.
-                self.controls["child"].value = self.child if self.child in options else None
-            finally:
-                self._updating = False
+        self._updating = True
+        try:
+            # A child outside the listed ones (or without a failure here) still gets its timeline.
+            self._show_child()
+        finally:
+            self._updating = False
         self._show_timeline()
 
     def _on_export(self, _button: W.Button) -> None:

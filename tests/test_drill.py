@@ -26,7 +26,7 @@ from openpyxl import load_workbook
 
 import cinqa
 from cinqa import read_return
-from cinqa.drill import ALL, DrillDown, TableBrowser, YearOnYearExplorer
+from cinqa.drill import ALL, BY_LINE, DrillDown, TableBrowser, YearOnYearExplorer
 from cinqa.failures import ERRORED_COLUMNS
 from test_compare import L, comp  # noqa: F401  (comp is a fixture)
 
@@ -212,7 +212,7 @@ def test_widget_shows_the_timeline_of_a_child_picked_before_it_was_built(validat
     d.widget()
     assert d.controls["child"].value == 1 and len(d.outputs["timeline"].outputs) == 1
     d.controls["rule"].value = "8530Q"  # child 1 has no 8530Q failure: dropdown and timeline both clear
-    assert d.controls["child"].value is None and d.outputs["timeline"].outputs == ()
+    assert d.controls["child"].label == "(pick a child)" and d.outputs["timeline"].outputs == ()
     assert d.child is None
 
 
@@ -249,7 +249,7 @@ def test_failures_are_paged_fifty_rows_at_a_time(validation):
 def test_rows_sort_by_severity_then_children_or_by_line(validation):
     d = DrillDown(validation)
     assert d.rows["rule"].tolist() == ["1103", "8565", "8530Q", "8530Q", "8525Q", "2886Q"]
-    assert d.sort("line in the file")["rule"].tolist() == ["2886Q", "8525Q", "1103", "8565", "8530Q", "8530Q"]
+    assert d.sort(BY_LINE)["rule"].tolist() == ["2886Q", "8525Q", "1103", "8565", "8530Q", "8530Q"]
     with pytest.raises(ValueError, match="unknown order"):
         d.sort("colour")
 
@@ -271,7 +271,7 @@ def test_widget_pages_a_20k_row_table_with_previous_and_next(validation):
     c["rule"].value = "8530Q"
     assert c["page"].value == "rows 1-50 of 6,666 (page 1 of 134)"
     c["next"].click()
-    c["order"].value = "line in the file"
+    c["order"].value = BY_LINE
     assert d.page == 1 and d.page_of_rows()["line"].is_monotonic_increasing
 
 
@@ -280,13 +280,14 @@ def test_widget_finds_a_child_by_typing_its_la_child_id(validation):
     d.widget()
     c = d.controls
     assert set(c["find"].options) == {"C001", "C002", "C003"}
+    assert c["child"].label == "(pick a child)"  # not a blank dropdown
     c["find"].value = "C003"
     assert d.child == 3 and c["child"].value == 3
     (png,) = [o["data"]["image/png"] for o in d.outputs["timeline"].outputs]
     assert base64.b64decode(png).startswith(PNG_MAGIC)
     c["find"].value = "nobody"
     assert c["status"].value == "No child with LAchildID 'nobody' in this return."
-    assert d.child is None and d.outputs["timeline"].outputs == ()
+    assert d.child is None and d.outputs["timeline"].outputs == () and c["child"].label == "(pick a child)"
 
 
 def test_pseudonymised_drill_down_finds_a_child_by_its_token(validation):
