@@ -272,7 +272,8 @@ class DrillDown:
         c["entity"] = W.Dropdown(options=opts["entity"], value=self.entity, description="Entity")
         c["rule"] = W.Dropdown(options=self._rule_options(opts["rule"]), value=self.rule, description="Rule",
                                layout=W.Layout(width="60%"))
-        c["order"] = W.ToggleButtons(options=ORDERS, value=self.order, description="Sort by")
+        c["order"] = W.ToggleButtons(options=ORDERS, value=self.order, description="Sort by",
+                                     style={"button_width": "auto"})
         c["rule_info"] = W.HTML()
         c["previous"] = W.Button(description="Previous", icon="arrow-left")
         c["next"] = W.Button(description="Next", icon="arrow-right")
