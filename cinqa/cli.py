@@ -30,10 +30,13 @@ import cinqa
 from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import CinqaError
+from cinqa.returns import issue_lines
+from cinqa.rules import STATUS_LEGEND
 from cinqa.validate import Validation
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+_SHOWN_ISSUES = 20
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -452,16 +455,25 @@ def _print_single(console: Console, r: FileResult) -> None:
     ret = r.ret
     console.print(f"{r.path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children",
                   markup=False)
-    summary = r.validation.summary
+    issues = issue_lines(ret.issues)
+    if issues:
+        # First: a structural error means part of the file may not have been read, whatever follows.
+        console.print(f"{judge.counted(len(issues), 'structural issue')} (lines of {r.path.name}):", markup=False)
+        for line in issues[:_SHOWN_ISSUES]:
+            console.print(f"  {line}", markup=False)
+        if len(issues) > _SHOWN_ISSUES:
+            console.print(f"  ... {len(issues) - _SHOWN_ISSUES:,} more (cinqa tables writes them all)", markup=False)
+    summary = r.validation.rule_summary
     if len(summary):
         table = Table(show_lines=False, header_style="bold")
-        for col, justify in (("rule", "left"), ("severity", "left"), ("children", "right"), ("rows", "right"),
-                             ("message", "left")):
+        for col, justify in (("rule", "left"), ("severity", "left"), ("status", "left"), ("children", "right"),
+                             ("rows", "right"), ("message", "left")):
             table.add_column(col, justify=justify, overflow="fold")
         for row in summary.itertuples(index=False):
-            table.add_row(str(row.rule), str(row.severity), f"{int(row.children):,}", f"{int(row.rows):,}",
-                          str(row.message))
+            table.add_row(str(row.rule), str(row.severity), str(row.status), f"{int(row.children):,}",
+                          f"{int(row.rows):,}", str(row.message))
         console.print(table)
+        console.print(STATUS_LEGEND, markup=False)
     v = r.verdict
     for line in v.details:
         console.print(line, markup=False)
@@ -740,9 +752,10 @@ def rules(
 
     frame = list_rules(year)
     console = _stdout()
-    shown = [c for c in ("rule", "severity", "entity", "checkable", "message") if c in frame] or list(frame.columns)
+    shown = [c for c in ("rule", "severity", "entity", "status", "checkable", "message", "note")
+             if c in frame] or list(frame.columns)
     _print_frame(console, f"Validation rules, {year}", frame[shown], max_rows=len(frame))
-    console.print(f"{len(frame):,} rules in {year}", markup=False)
+    console.print(f"{len(frame):,} rules in {year}. {STATUS_LEGEND}", markup=False)
     if csv is not None:
         from cinqa.export import write_frame
 

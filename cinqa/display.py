@@ -27,7 +27,7 @@ from cinqa.errors import CinqaError
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
 from cinqa.measures import ALL, MEASURES
-from cinqa.returns import CensusReturn
+from cinqa.returns import CensusReturn, issues_first
 
 MAX_ROWS = 200
 DATE_FORMAT = "%d/%m/%Y"
@@ -149,6 +149,15 @@ def verdict_banner(verdict: Verdict, *, notes: Sequence[str] = ()) -> HTML:
     """Render a verdict as a coloured box: its headline, then the sentences it rests on and any ``notes`` (HTML)."""
     lines = [html.escape(line) for line in verdict.details] + list(notes)
     return callout("<br>".join(lines), _VERDICT_LEVELS[verdict.status], str(verdict))
+
+
+def structural_issues(issues: pd.DataFrame) -> HTML:
+    """Render a return's structural issues, errors first with their XML lines, or say that the structure is sound."""
+    if not len(issues):
+        return callout("The file's structure is sound: every element is known, in place and readable.", "ok")
+    return table(issues_first(issues), max_rows=None,
+                 note="Line numbers refer to the XML file. A structural error means part of the file may not have "
+                      "been read or checked.")
 
 
 def _indicator(value: float, unit: str) -> str:

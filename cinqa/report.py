@@ -37,6 +37,7 @@ from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, 
                                 return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
+from cinqa.rules import STATUS_LEGEND, STATUS_WORDS
 from cinqa.validate import Validation, validate
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ NOTEBOOK = locate_notebook()
 KEY_ENV = "CINQA_REPORT_KEY"
 RULE_ROWS = 50
 RULE_COLUMNS = ["LAchildID", "entity", "episode", "item", "values", "line"]
-ISSUE_COLUMNS = ["line", "severity", "table", "LAchildID", "element", "problem", "value"]
 
 # Offline guard: any of these in the HTML means the browser would fetch from the network.
 _EXTERNAL = re.compile(
@@ -211,15 +211,12 @@ class QAReport:
         issues = self.ret.issues
         if self._p and len(issues):
             issues = pseudonymise_issues(issues, self._p, self._scrub)
-        if not len(issues):
-            return _show().callout("The file's structure is sound: every element is known, in place and readable.", "ok")
-        cols = [c for c in ISSUE_COLUMNS if c in issues.columns]
-        return _show().table(issues[cols], note="Line numbers refer to the XML file.")
+        return _show().structural_issues(issues)
 
     def validation_summary(self) -> HTML:
         """Show errors and queries by rule, with the children and rows affected."""
-        summary = self.validation.summary
-        parts = [_show().table(summary, max_rows=None).data if len(summary) else
+        summary = self.validation.rule_summary
+        parts = [_show().table(summary, max_rows=None, note=STATUS_LEGEND).data if len(summary) else
                  _show().callout("No rule failed.", "ok").data]
         errored = self.validation.errored
         if len(errored):
@@ -232,16 +229,20 @@ class QAReport:
         if not len(f):
             return _show().callout("No rule failed.", "ok")
         parts = []
-        for row in self.validation.summary.itertuples(index=False):
+        for row in self.validation.rule_summary.itertuples(index=False):
             rows = f[(f["rule"] == row.rule) & (f["severity"] == row.severity)]
             badge = "#b71c1c" if row.severity == "error" else "#b26a00"
+            status = STATUS_WORDS.get(row.status, "")
             parts.append(
                 f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
                 f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
                 f"{judge.counted(row.rows, 'failing row')}, "
-                f"{judge.counted(row.children, 'child', 'children')}</span></p>")
-            parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows).data)
+                f"{judge.counted(row.children, 'child', 'children')}"
+                + (f"; status {row.status} ({html.escape(status)})" if status else "")
+                + (f"<br>Note: {html.escape(row.note)}" if row.note else "") + "</span></p>")
+            # The rows are a selection of the failures table: its row numbers mean nothing to the reader.
+            parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows, index=False).data)
         return HTML("\n".join(parts))
 
     def distributions(self) -> "Figure":

@@ -10,6 +10,31 @@ import pandas as pd
 from cinqa import spec
 
 ISSUE_COLUMNS = ("line", "severity", "table", "child", "LAchildID", "element", "problem", "value")
+SHOWN_ISSUE_COLUMNS = tuple(c for c in ISSUE_COLUMNS if c != "child")
+"""The columns of the issues table that people read (``child`` is only the return's own ordinal)."""
+
+
+def issues_first(issues: pd.DataFrame) -> pd.DataFrame:
+    """Return the structural issues as people read them: errors first, each in file order, shown columns only."""
+    if not len(issues):
+        return issues.loc[:, [c for c in SHOWN_ISSUE_COLUMNS if c in issues]].reset_index(drop=True)
+    order = pd.DataFrame({"warning": issues["severity"].astype("str").ne("error").to_numpy(),
+                          "line": pd.array(issues["line"], dtype="Int64")})
+    order = order.sort_values(["warning", "line"], kind="stable", na_position="first")
+    return issues.iloc[order.index].loc[:, [c for c in SHOWN_ISSUE_COLUMNS if c in issues]].reset_index(drop=True)
+
+
+def issue_lines(issues: pd.DataFrame) -> list[str]:
+    """Spell each structural issue on one line, errors first: "line 12, error: <problem> (element, LAchildID X)"."""
+    out = []
+    for r in issues_first(issues).to_dict("records"):
+        where = "no line" if pd.isna(r.get("line")) else f"line {int(r['line'])}"
+        # The value is left out when the problem already quotes it.
+        about = [str(r[k]) if k == "element" else f"{k} {r[k]}" for k in ("element", "LAchildID", "value")
+                 if k in r and not pd.isna(r[k]) and str(r[k])
+                 and not (k == "value" and str(r[k]) in str(r["problem"]))]
+        out.append(f"{where}, {r['severity']}: {r['problem']}" + (f" ({', '.join(about)})" if about else ""))
+    return out
 
 
 @dataclass(frozen=True)

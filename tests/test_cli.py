@@ -259,7 +259,7 @@ def test_validate_one_file_prints_the_summary_and_exits_1_on_errors(fake_validat
     assert tuple(failures.columns) == FAILURE_COLUMNS and len(failures) == 6
     assert failures["values"].iloc[0] == "UPN=A201123456789; PersonBirthDate=2015-06-01"
     wb = openpyxl.load_workbook(xlsx)
-    assert wb.sheetnames == ["About", "Summary", "children", "episodes", "Structural issues"]
+    assert wb.sheetnames == ["About", "Summary", "By child", "children", "episodes", "Structural issues"]
     assert wb["children"]["A2"].value == "C001"
     assert sorted(p.name for p in xlsx.parent.iterdir()) == ["errors.xlsx", "failures.csv"]
     assert digest(RETURN_2324) == checksum and listing(workdir) == []
@@ -633,3 +633,26 @@ def test_report_real_backend_pseudonymised_html_holds_no_identifier(tmp_path: Pa
     assert b"<html" in (out / "r.html").read_bytes()[:2000].lower()
     assert_no_identifiers(out)
     assert listing(workdir) == []
+
+
+def test_validate_real_backend_prints_structural_issues_first_with_their_lines(tmp_path: Path) -> None:
+    text = RETURN_2324.read_text("utf-8").replace("<ReferenceDate>2024-03-31</ReferenceDate>",
+                                                  "<ReferenceDate>2023-03-31</ReferenceDate>")
+    bad = tmp_path / "bad.xml"
+    bad.write_text(text.replace("</LAchildID>", "</LAchildID><Shoe>9</Shoe>", 1), "utf-8")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1, result.output
+    out = result.stdout
+    assert "2 structural issues (lines of bad.xml):" in out
+    assert "line 7, error: <ReferenceDate> 2023-03-31 falls in the 2022-23 census" in out
+    assert "unknown element <Shoe>" in out
+    assert out.index("structural issues") < out.index("severity") < out.index("Verdict: Not fully checked")
+
+
+def test_rules_real_backend_shows_status_and_notes() -> None:
+    result = runner.invoke(app, ["rules", "--year", "2012-13"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    head = next(line for line in result.stdout.splitlines() if "severity" in line)
+    assert "status" in head and "note" in head
+    assert "Provisional code and wording" in result.stdout
+    assert "U unverified" in result.stdout

@@ -112,6 +112,39 @@ def test_rule_tables_give_each_rule_a_heading_and_cap_its_rows(ret):
     assert "5 failing rows, 1 child" in html and "Showing the first 3 of 5 rows." in html
 
 
+def test_rule_tables_have_no_unlabelled_index_column(ret):
+    # A rule's rows apart in the failures table: their row numbers are not a range.
+    html = report(ret, QUERY, ERROR, ERROR, QUERY, QUERY).rule_tables().data
+    heads = re.findall(r"<thead><tr>(.*?)</tr></thead>", html)
+    assert len(heads) == 2
+    for head in heads:
+        names = re.findall(r"<th[^>]*>(.*?)</th>", head)
+        assert names == ["LAchildID", "entity", "episode", "item", "values", "line"]
+
+
+def test_rules_show_their_status_and_note_in_the_summary_and_their_tables(ret):
+    qa = report(ret, ERROR, QUERY)
+    summary = qa.validation_summary().data
+    assert "<th" in summary and ">status</th>" in summary and ">note</th>" in summary
+    assert "V read in a DfE rule list" in summary
+    tables = qa.rule_tables().data
+    assert "status V (read in a DfE rule list)" in tables
+    assert "Note: DfE module ChildProtectionPlans" in tables
+
+
+def test_structural_issues_are_listed_errors_first_in_file_order(ret):
+    issues = pd.DataFrame([
+        {"line": 30, "severity": "warning", "table": None, "child": None, "LAchildID": None, "element": "A",
+         "problem": "odd", "value": None},
+        {"line": 40, "severity": "error", "table": None, "child": 2, "LAchildID": "C002", "element": "B",
+         "problem": "bad two", "value": None},
+        {"line": 9, "severity": "error", "table": None, "child": None, "LAchildID": None, "element": "C",
+         "problem": "bad one", "value": None}])
+    html = report(dataclasses.replace(ret, issues=issues)).structural_issues().data
+    assert html.index("bad one") < html.index("bad two") < html.index("odd")
+    assert ">child</th>" not in html and ">line</th>" in html
+
+
 def test_pseudonymised_sections_show_no_identifier(ret):
     qa = report(ret, ERROR, QUERY, pseudonymise=True, key=b"k" * 32)
     text = " ".join(x.data for x in (qa.rule_tables(), qa.view("cpp_reviews_within_timescales"),
