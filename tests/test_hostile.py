@@ -16,7 +16,7 @@ import cinqa.read
 from cinqa import read_return
 from cinqa.errors import ReadError
 from hostile.corpus import (BASE, BASE_FILE, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
-                            replicated_file, truncations)
+                            replicated_file, swap, truncations)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -284,3 +284,32 @@ def test_a_flood_of_other_elements_is_refused_in_bounded_memory(tmp_path):
         read_return(path)
     assert info.value.problem.startswith("more than 16 MiB without a complete <Child> (the last one read was "
                                          "number 1)")
+
+
+# -- labels from data are drawn as text ----------------------------------------------------------
+
+
+def test_labels_from_data_are_drawn_as_plain_text(tmp_path):
+    # A pair of '$' is mathtext to matplotlib, and '\q' is no TeX it knows: drawing would raise.
+    text = swap("<Ethnicity>WBRI", r"<Ethnicity>$\q$").decode("utf-8").replace("<LAchildID>C001<", r"<LAchildID>$\q$1<")
+    path = tmp_path / "dollars.xml"
+    path.write_text(text, encoding="utf-8")
+    ret = read_return(path)
+    assert r"$\q$" in set(ret.children["Ethnicity"].astype(str)) and ret.children["LAchildID"].iat[0] == r"$\q$1"
+    from matplotlib.text import Text
+
+    from cinqa import display
+
+    figures = [display.plot_distributions(ret), display.child_timeline(ret, 1),
+               display.plot_counts(pd.Series({r"$\q$": 1, "$1 and $2": 2}), r"$\q$ counts")]
+    for fig in figures:
+        assert display.png_bytes(fig).startswith(b"\x89PNG")
+    labels = [t.get_text() for fig in figures for ax in fig.axes
+              for t in [*ax.get_yticklabels(), *ax.get_xticklabels()]]
+    labels += [ax.get_title(loc=loc) for fig in figures for ax in fig.axes for loc in ("left", "center")]
+    # What matplotlib draws for a label: the text after its own mathtext preprocessing.
+    drawn = [Text(text=label)._preprocess_math(label) for label in labels if "$" in label]
+    assert {text for text, _ in drawn} == {r"$\q$ (invalid)", r"Child $\q$1, born 06/2015: census year 2023-24 shaded", r"$\q$",
+                                           "$1 and $2", r"$\q$ counts"}
+    assert not any(math for _, math in drawn)
+
