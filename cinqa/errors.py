@@ -20,6 +20,10 @@ class ReadError(CinqaError):
         super().__init__(f"{where}: {problem}")
 
 
+class TableError(CinqaError):
+    """A return's tables lack a column, or hold one of another type, than reading the file gives."""
+
+
 class YearError(CinqaError):
     """A census year is unknown, unsupported or cannot be determined."""
 

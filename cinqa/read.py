@@ -29,7 +29,7 @@ from lxml import etree
 
 from cinqa import spec
 from cinqa.errors import ReadError, YearError
-from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
+from cinqa.returns import ISSUE_COLUMNS, VALUE_DTYPES, CensusReturn, Header
 
 # No DTD, no entity expansion, no network, libxml2's size limits kept (huge_tree=False).
 _SAFE: dict[str, Any] = dict(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
@@ -1133,30 +1133,30 @@ def convert(raw: pd.Series, node: spec.Node, year: str,
         if typed is None:
             # pandas reads "today", "now" and one-digit months even with a format: only xs:date passes.
             ok = raw.astype("object").str.fullmatch(_DATE).fillna(False).to_numpy(dtype=bool)
-            typed = pd.to_datetime(raw.where(ok), format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+            typed = pd.to_datetime(raw.where(ok), format="%Y-%m-%d", errors="coerce").astype(VALUE_DTYPES[t])
         return typed, present & typed.isna().to_numpy()
     if t == "datetime":
         ok = raw.astype("object").str.fullmatch(_DATETIME).fillna(False).to_numpy(dtype=bool)
         typed = pd.to_datetime(raw.where(ok), format="ISO8601", errors="coerce")
         if getattr(typed.dt, "tz", None) is not None:
             typed = typed.dt.tz_localize(None)
-        typed = typed.astype("datetime64[s]")
+        typed = typed.astype(VALUE_DTYPES[t])
         return typed, present & typed.isna().to_numpy()
     if t == "bool":
         if not present.any():
-            return raw.astype("boolean"), present
+            return raw.astype(VALUE_DTYPES[t]), present
         mapped = raw.map(_BOOL_SPELLINGS)
         odd = present & mapped.isna().to_numpy()
         if odd.any():
             mapped[odd] = raw[odd].str.lower().map(_BOOLS)
-        typed = mapped.astype("boolean")
+        typed = mapped.astype(VALUE_DTYPES[t])
         return typed, present & typed.isna().to_numpy()
     if t in ("int", "gyear"):
         # Beyond 18 digits a whole number no longer fits the 64-bit column: it is an issue, not a crash.
         pattern = r"[+-]?\d{1,18}" if t == "int" else r"\d{4}"
         ok = raw.astype("object").str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool) if present.any() \
             else present
-        typed = pd.to_numeric(raw.where(ok), errors="coerce").astype("Int64")
+        typed = pd.to_numeric(raw.where(ok), errors="coerce").astype(VALUE_DTYPES[t])
         return typed, present & ~ok
     if node.codeset:
         valid = spec.codes(node.codeset, year if year in node.years else None)
@@ -1165,7 +1165,7 @@ def convert(raw: pd.Series, node: spec.Node, year: str,
         extra = sorted({str(v) for v in values[present & ~inset]})
         typed = pd.Series(pd.Categorical(raw, categories=[*valid, *extra]), index=raw.index)
         return typed, present & ~inset
-    typed = raw.astype("str")
+    typed = raw.astype(VALUE_DTYPES[t])
     if node.pattern:
         ok = typed.str.fullmatch(node.pattern).fillna(False).to_numpy(dtype=bool)
         return typed, present & ~ok

@@ -313,3 +313,49 @@ def test_labels_from_data_are_drawn_as_plain_text(tmp_path):
                                            "$1 and $2", r"$\q$ counts"}
     assert not any(math for _, math in drawn)
 
+
+# -- tables edited before validating -------------------------------------------------------------
+
+
+def _dropped(ret, table, column):
+    ret.tables[table] = ret.tables[table].drop(columns=[column])
+
+
+def _retyped(ret, table, column, dtype):
+    ret.tables[table][column] = ret.tables[table][column].astype(dtype)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda r: _dropped(r, "episodes", "CINreferralDate"),
+     r"episodes\.CINreferralDate is missing \(a datetime64\[s\] column\)"),
+    (lambda r: _dropped(r, "children", "line"), r"children\.line is missing"),
+    (lambda r: _retyped(r, "children", "PersonBirthDate", "str"), r"children\.PersonBirthDate is str, not datetime64\[s\]"),
+    (lambda r: _retyped(r, "children", "Ethnicity", "str"), r"children\.Ethnicity is str, not category"),
+    (lambda r: _retyped(r, "section47", "ICPCnotRequired", "str"), r"section47\.ICPCnotRequired is str, not boolean"),
+    (lambda r: r.tables.pop("cp_plans"), r"there is no table 'cp_plans'"),
+], ids=["dropped-date", "dropped-line", "date-as-text", "code-as-text", "flag-as-text", "dropped-table"])
+def test_validate_names_each_column_edited_out_of_shape(edit, named):
+    from cinqa import validate
+
+    ret = read_return(BASE_FILE)
+    edit(ret)
+    with pytest.raises(cinqa.errors.CinqaError, match=named) as info:
+        validate(ret)
+    assert str(info.value).startswith("the 2023-24 return's tables are not as read_return gives them: ")
+
+
+def test_validate_lists_every_problem_at_once_and_allows_extra_columns():
+    from cinqa import validate
+
+    ret = read_return(BASE_FILE)
+    ret.tables["children"]["note"] = "checked"
+    clean = validate(ret)
+    _dropped(ret, "episodes", "ReasonForClosure")
+    _retyped(ret, "cp_plans", "CPPstartDate", "object")
+    with pytest.raises(cinqa.errors.CinqaError) as info:
+        validate(ret)
+    assert str(info.value).endswith("episodes.ReasonForClosure is missing (a category column); "
+                                    "cp_plans.CPPstartDate is object, not datetime64[s]")
+    assert len(clean.failures) == len(validate(read_return(BASE_FILE)).failures)
+    with pytest.raises(cinqa.errors.CinqaError, match="validate checks a CensusReturn"):
+        validate(ret.tables)
