@@ -23,13 +23,14 @@ from matplotlib.ticker import MaxNLocator
 
 from cinqa import collect, spec
 from cinqa.compare import MIN_COUNT, Comparison, changes
-from cinqa.errors import CinqaError
+from cinqa.errors import CinqaError, shorten
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
 from cinqa.measures import ALL, MEASURES
 from cinqa.returns import CensusReturn
 
 MAX_ROWS = 200
+MAX_CELL = 200  # characters of a text a table cell shows, then the text's length
 DATE_FORMAT = "%d/%m/%Y"
 FAIL_COLOUR = "#c0392b"
 BAR_COLOUR = "#2c6e9b"
@@ -64,7 +65,7 @@ def _format_value(v: Any) -> str:
         if v.hour or v.minute or v.second:
             return v.strftime(DATE_FORMAT + " %H:%M")
         return v.strftime(DATE_FORMAT)
-    return str(v)
+    return shorten(str(v), MAX_CELL)
 
 
 # Ordinals and XML line numbers are identifiers, not quantities: no thousands separators.

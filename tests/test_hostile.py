@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -15,10 +19,11 @@ import pytest
 import cinqa.read
 from cinqa import read_return
 from cinqa.errors import ReadError
-from hostile.corpus import (BASE, BASE_FILE, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
+from hostile.corpus import (BASE, BASE_FILE, BASE_TEXT, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
                             replicated_file, swap, truncations)
 
 pytestmark = pytest.mark.timeout(60)
+CINQA = str(Path(sys.executable).with_name("cinqa"))
 
 
 class Listener:
@@ -359,3 +364,75 @@ def test_validate_lists_every_problem_at_once_and_allows_extra_columns():
     assert len(clean.failures) == len(validate(read_return(BASE_FILE)).failures)
     with pytest.raises(cinqa.errors.CinqaError, match="validate checks a CensusReturn"):
         validate(ret.tables)
+
+
+# -- values longer than their field can be -------------------------------------------------------
+
+LONG = 2_000_000
+
+
+@pytest.mark.parametrize("old, element, table, column", [
+    ("<Ethnicity>WBRI<", "Ethnicity", "children", "Ethnicity"),
+    ("<Disability>AUT<", "Disability", "disabilities", "Disability"),
+    ("<AssessmentFactors>3A<", "AssessmentFactors", "assessment_factors", "AssessmentFactors"),
+    ("<UPN>A201123456789<", "UPN", "children", "UPN"),
+    ("<PersonBirthDate>2015-06-01<", "PersonBirthDate", "children", "PersonBirthDate"),
+    ("<ReferralNFA>false<", "ReferralNFA", "episodes", "ReferralNFA"),
+], ids=lambda v: v if v.isalpha() else None)
+def test_a_value_longer_than_its_field_is_an_issue_quoted_short(tmp_path, old, element, table, column):
+    path = tmp_path / "long.xml"
+    path.write_bytes(swap(old, f"<{element}>{'W' * LONG}<"))
+    line = BASE_TEXT[:BASE_TEXT.index(old)].count("\n") + 1
+    ret = read_return(path)
+    (issue,) = ret.issues[ret.issues["element"] == element].itertuples()
+    assert issue.line == line and len(issue.value) == LONG  # nothing lost: the issue keeps the value
+    assert f"'{'W' * 60}... (2,000,000 characters)'" in issue.problem and len(issue.problem) < 400
+    assert f"no <{element}> is longer than" in issue.problem
+    longest = max(df[c].astype(str).str.len().max() for df in ret.tables.values() for c in df.columns
+                  if len(df) and df[c].dtype in ("str", "category", "object"))
+    assert longest < 100, f"a table holds a value of {longest} characters"
+    assert ret.tables[table][column].isna().sum() == base_missing(table, column) + 1
+
+
+def base_missing(table, column):
+    return int(read_return(BASE_FILE).tables[table][column].isna().sum())
+
+
+def test_short_invalid_values_stay_in_the_tables_with_their_problem(tmp_path):
+    # Only values too long to quote whole leave the tables: a mistyped code is still there to be checked.
+    path = tmp_path / "short.xml"
+    path.write_bytes(swap("<Ethnicity>WBRI<", "<Ethnicity>WBRIT<"))
+    ret = read_return(path)
+    assert ret.children["Ethnicity"].iat[0] == "WBRIT"
+    (problem,) = ret.issues["problem"]
+    assert problem == ("<Ethnicity> 'WBRIT' is not a valid ethnicity code in 2023-24; no <Ethnicity> is longer "
+                       "than 4 characters")
+
+
+@pytest.mark.timeout(600)
+def test_report_of_a_hostile_but_readable_file_is_written_at_the_usual_cost(tmp_path):
+    # A two-million-character code, and '$' pairs in values that the charts draw, in one readable file.
+    text = BASE_TEXT.replace("<Ethnicity>WBRI", "<Ethnicity>" + "W" * LONG, 1)
+    text = text.replace("<Ethnicity>NOBT", r"<Ethnicity>$\q$", 1).replace("<LAchildID>C002<", r"<LAchildID>$\q$2<")
+    hostile, plain = tmp_path / "hostile.xml", tmp_path / "plain.xml"
+    hostile.write_text(text, encoding="utf-8")
+    plain.write_bytes(BASE)
+    cost = {}
+    for path in (plain, hostile):
+        out = tmp_path / f"{path.stem}.html"
+        done = subprocess.run([CINQA, "report", str(path), "-o", str(out)],
+                              capture_output=True, text=True, timeout=500)
+        assert done.returncode == 0, done.stderr
+        cost[path.stem] = out.stat().st_size
+    # The value is quoted short wherever it is shown: the report is no larger than the plain one's
+    # by more than the issue's row.
+    assert cost["hostile"] < cost["plain"] + 50_000, cost
+
+
+def test_a_header_value_longer_than_its_field_is_left_out_of_the_header(tmp_path):
+    path = tmp_path / "la.xml"
+    path.write_bytes(swap("<LEA>201<", f"<LEA>{'9' * LONG}<"))
+    ret = read_return(path)
+    assert ret.header.la is None
+    (problem,) = ret.issues.loc[ret.issues["element"] == "LEA", "problem"]
+    assert problem.startswith(f"<LEA> '{'9' * 60}... (2,000,000 characters)' is not a valid la code")
