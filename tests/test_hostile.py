@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -436,3 +437,97 @@ def test_a_header_value_longer_than_its_field_is_left_out_of_the_header(tmp_path
     assert ret.header.la is None
     (problem,) = ret.issues.loc[ret.issues["element"] == "LEA", "problem"]
     assert problem.startswith(f"<LEA> '{'9' * 60}... (2,000,000 characters)' is not a valid la code")
+
+
+# -- nothing left behind when a run is stopped ---------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample-2023-24.xml"
+
+
+def _start(args: list[str], tmp: Path) -> subprocess.Popen:
+    """Start ``cinqa ARGS`` with its own system temporary folder ``tmp``."""
+    tmp.mkdir(exist_ok=True)
+    return subprocess.Popen([CINQA, *args], env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc: subprocess.Popen, found, what: str, timeout: float = 400) -> None:
+    stop = time.monotonic() + timeout
+    while not found():
+        assert proc.poll() is None, f"cinqa ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < stop, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def _kernel_running(tmp: Path) -> bool:
+    """Tell whether the report's kernel is at work: the executed notebook shows a cell it ran."""
+    for notebook in tmp.glob("cinqa-run-*/cinqa-report-*/qa-report.ipynb"):
+        with contextlib.suppress(OSError):
+            if re.search(r'"execution_count": \d', notebook.read_text(encoding="utf-8")):
+                return True
+    return False
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """List the processes (the report's kernel, say) whose TMPDIR is ``folder``, as a run sets it."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if f"TMPDIR={folder}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
+
+
+def _exit_status(name: str) -> int:
+    # Ctrl-C is the documented exit status 130; SIGTERM and SIGHUP end the process by that signal.
+    return 130 if name == "SIGINT" else -getattr(signal, name)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_report_stopped_by_a_signal_leaves_nothing_behind(tmp_path, name):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    out.mkdir()
+    proc = _start(["report", str(SAMPLE), "-o", str(out / "report.html")], tmp)
+    _wait_for(proc, lambda: _kernel_running(tmp), "running report kernel")
+    (run,) = tmp.glob("cinqa-run-*")
+    assert run.stat().st_mode & 0o777 == 0o700 and run.name.startswith(f"cinqa-run-{proc.pid}-")
+    assert _processes_in(run), "the kernel is not found by its TMPDIR"
+    proc.send_signal(getattr(signal, name))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == _exit_status(name), err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert list(tmp.iterdir()) == [] and list(out.iterdir()) == []
+    assert _processes_in(run) == []
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_an_output_stopped_half_written_is_removed(tmp_path, name):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    out.mkdir()
+    proc = _start(["synth", "2023-24", "--children", "400000", "-o", str(out / "big.xml")], tmp)
+    _wait_for(proc, lambda: any(p.stat().st_size > 0 for p in out.glob(".big.xml.*.part")), "half-written output")
+    proc.send_signal(getattr(signal, name))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == _exit_status(name), err
+    assert list(tmp.iterdir()) == [] and list(out.iterdir()) == []
+
+
+@pytest.mark.timeout(900)
+def test_the_next_run_removes_what_a_killed_run_left(tmp_path):
+    tmp = tmp_path / "tmp"
+    proc = _start(["synth", "2023-24", "--children", "400000", "-o", str(tmp_path / "big.xml")], tmp)
+    _wait_for(proc, lambda: list(tmp.glob("cinqa-run-*")), "temporary folder")
+    (left,) = tmp.glob("cinqa-run-*")
+    (left / "openpyxl.tmp").write_text("child data")
+    proc.kill()
+    proc.communicate(timeout=60)
+    alive = tmp / f"cinqa-run-{os.getpid()}-running"  # a run still in progress: not to be touched
+    alive.mkdir()
+    done = subprocess.run([CINQA, "rules", "--year", "2023-24"], env={**os.environ, "TMPDIR": str(tmp)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"cinqa: removed {left}, the temporary folder of an earlier run (process {proc.pid}) "
+                           "that was killed before it could clean up\n")
+    assert list(tmp.iterdir()) == [alive]
