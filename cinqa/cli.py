@@ -32,6 +32,7 @@ from cinqa import spec
 from cinqa.errors import CinqaError
 from cinqa.returns import issue_lines
 from cinqa.rules import STATUS_LEGEND
+from cinqa.scratch import private_run
 from cinqa.validate import Validation
 
 EXIT_BAD_INPUT = 2
@@ -92,12 +93,14 @@ def _die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def _guarded(func: _F) -> _F:
-    """Turn cinqa's errors into one line on stderr and an exit status, never a traceback."""
+    """Turn cinqa's errors into one line on stderr and an exit status, never a traceback; run the command in
+    a private temporary folder that is removed however it ends (:func:`cinqa.scratch.private_run`)."""
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with private_run():
+                return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except CinqaError as exc:

@@ -23,16 +23,28 @@ from matplotlib.ticker import MaxNLocator
 
 from cinqa import benchmarks, collect, spec
 from cinqa.compare import FLAG_RULES, MIN_COUNT, Comparison, FlagRule, changes
-from cinqa.errors import CinqaError
+from cinqa.errors import CinqaError, shorten
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
 from cinqa.measures import ALL, MEASURES
 from cinqa.returns import CensusReturn, issues_first
 
 MAX_ROWS = 200
+MAX_CELL = 200  # characters of a text a table cell shows, then the text's length
 DATE_FORMAT = "%d/%m/%Y"
 FAIL_COLOUR = "#c0392b"
 BAR_COLOUR = "#2c6e9b"
+
+
+def plain(text: Any) -> str:
+    """Return ``text`` as a string matplotlib draws as it is, never as mathtext.
+
+    A pair of ``$`` in a label that came from data (a code, an identifier, a category) would
+    otherwise be parsed as mathtext, and fail to draw when it is not valid TeX. Every ``$`` is
+    escaped: with no unescaped ``$`` left, matplotlib draws the text plainly and shows each ``\\$``
+    as ``$``, so the label reads exactly as the data does.
+    """
+    return str(text).replace("$", r"\$")
 
 
 # --- tables --------------------------------------------------------------------------------
@@ -53,7 +65,7 @@ def _format_value(v: Any) -> str:
         if v.hour or v.minute or v.second:
             return v.strftime(DATE_FORMAT + " %H:%M")
         return v.strftime(DATE_FORMAT)
-    return str(v)
+    return shorten(str(v), MAX_CELL)
 
 
 # Ordinals and XML line numbers are identifiers, not quantities: no thousands separators.
@@ -297,7 +309,7 @@ def _bar(ax: Any, counts: pd.Series, title: str, *, horizontal: bool = True) -> 
     counts = counts.astype(float)
     if horizontal:
         ax.barh(range(len(counts)), counts.to_numpy(), color=BAR_COLOUR)
-        ax.set_yticks(range(len(counts)), [str(i) for i in counts.index], fontsize=8)
+        ax.set_yticks(range(len(counts)), [plain(i) for i in counts.index], fontsize=8)
         ax.invert_yaxis()
         for y, v in enumerate(counts.to_numpy()):
             if v:
@@ -306,8 +318,8 @@ def _bar(ax: Any, counts: pd.Series, title: str, *, horizontal: bool = True) -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.bar(range(len(counts)), counts.to_numpy(), color=BAR_COLOUR)
-        ax.set_xticks(range(len(counts)), [str(i) for i in counts.index], fontsize=8, rotation=0)
-    ax.set_title(title, fontsize=10, loc="left")
+        ax.set_xticks(range(len(counts)), [plain(i) for i in counts.index], fontsize=8, rotation=0)
+    ax.set_title(plain(title), fontsize=10, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -403,22 +415,22 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     palette = "tab10" if wide.shape[1] <= 10 else "tab20"
     cmap = matplotlib.colormaps[palette]
     for i, cat in enumerate(wide):
-        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
+        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=plain(cat), color=cmap(i % cmap.N))
     if threshold is not None:
         ch = changes(rows, threshold, years, min_count, rules)
         for r in ch[ch["flag"]].itertuples():
             if r.category in wide:
                 ax.plot([years.index(r.later_year)], [r.later], "o", ms=13, mfc="none", mec="red", mew=1.5)
     m = MEASURES.get(measure)
-    ax.set_title(m.description if m else measure, fontsize=10)
-    ax.set_xticks(x, years)
+    ax.set_title(plain(m.description if m else measure), fontsize=10)
+    ax.set_xticks(x, [plain(y) for y in years])
     ax.set_xlim(-0.25, len(years) - 0.75)
     ax.set_ylabel(rows["unit"].iloc[0])
     top = np.nanmax(wide.to_numpy(dtype=float)) if wide.notna().any().any() else 1.0
     ax.set_ylim(0, max(top, 1.0) * 1.1)
     ax.grid(axis="y", alpha=0.3)
     if breakdown != ALL:
-        ax.legend(title=breakdown, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+        ax.legend(title=plain(breakdown), fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
     return fig
 
 
@@ -598,10 +610,10 @@ def child_timeline(ret: CensusReturn, child: int, failures: pd.DataFrame | None 
                 unplaced.append(f"{f['rule']} {f['message']}")
                 continue
             ax.plot([when], [y], "X", color=FAIL_COLOUR, markersize=11, markeredgecolor="white", zorder=5)
-            ax.annotate(str(f["rule"]), (when, y), xytext=(6, 6), textcoords="offset points", zorder=6,
+            ax.annotate(plain(f["rule"]), (when, y), xytext=(6, 6), textcoords="offset points", zorder=6,
                         fontsize=8, color=FAIL_COLOUR, weight="bold",
                         bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
-    ax.set_yticks(range(len(rows)), [r["name"] for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [plain(r["name"]) for r in rows], fontsize=8)
     ax.set_ylim(len(rows) - 0.4, -1.2)
     ax.set_xlim(lo, hi)
     locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
@@ -610,12 +622,12 @@ def child_timeline(ret: CensusReturn, child: int, failures: pd.DataFrame | None 
     who = label or str(kid["LAchildID"])
     born = kid.get("PersonBirthDate")
     born_text = f", born {born:%m/%Y}" if isinstance(born, pd.Timestamp) and not pd.isna(born) else ""
-    ax.set_title(f"Child {who}{born_text}: census year {ret.year} shaded", fontsize=10, loc="left")
+    ax.set_title(plain(f"Child {who}{born_text}: census year {ret.year} shaded"), fontsize=10, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
     if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if unplaced:
         text = "Also failing: " + "; ".join(sorted(set(unplaced)))
-        fig.text(0.01, 0.005, text[:300], fontsize=8, color=FAIL_COLOUR, va="bottom", wrap=True)
+        fig.text(0.01, 0.005, plain(text[:300]), fontsize=8, color=FAIL_COLOUR, va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.06 if unplaced else 0, 1, 1))
     return fig

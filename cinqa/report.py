@@ -374,6 +374,15 @@ def to_html(nb: Any, title: str) -> str:
     return body
 
 
+def _stop_kernel(kernel: Any) -> None:
+    """Kill the report's kernel if it is still running: a run stopped mid-way (Ctrl-C, SIGTERM) skips
+    the kernel's shutdown, and the kernel must not outlive the temporary folder it works in."""
+    if kernel.has_kernel:
+        process = kernel.provisioner.process
+        process.kill()
+        process.wait(timeout=30)
+
+
 def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, year: str | None = None,
                   pseudonymise: bool = False, key: bytes | str | Path | None = None,
                   population: float | Mapping[str, float] | None = None,
@@ -387,6 +396,7 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     """
     import nbformat
     import papermill
+    from jupyter_client.manager import AsyncKernelManager
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -410,14 +420,17 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         # be written under the user's home directory: they go to the temporary folder instead.
         scratch = {name: str(Path(tmp, sub)) for name, sub in (
             ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
+        kernel = AsyncKernelManager(kernel_name="python3")
         with _environ({KEY_ENV: key.hex() if key else None, **scratch}):
             try:
                 # The kernel's own log (its "running over TCP" warning) would reach the user's terminal.
                 papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",
-                                           progress_bar=False, log_output=False, cwd=tmp,
+                                           progress_bar=False, log_output=False, cwd=tmp, km=kernel,
                                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
             except papermill.PapermillExecutionError as exc:
                 raise CinqaError(f"the QA report failed: {exc.ename}: {exc.evalue}") from None
+            finally:
+                _stop_kernel(kernel)
         nb = nbformat.read(executed, as_version=4)
         _strip_noise(nb)
         names = ", ".join(f.name for f in files)

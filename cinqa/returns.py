@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from cinqa import spec
+from cinqa.errors import TableError
 
 ISSUE_COLUMNS = ("line", "severity", "table", "child", "LAchildID", "element", "problem", "value")
 SHOWN_ISSUE_COLUMNS = tuple(c for c in ISSUE_COLUMNS if c != "child")
@@ -35,6 +36,30 @@ def issue_lines(issues: pd.DataFrame) -> list[str]:
                  and not (k == "value" and str(r[k]) in str(r["problem"]))]
         out.append(f"{where}, {r['severity']}: {r['problem']}" + (f" ({', '.join(about)})" if about else ""))
     return out
+
+VALUE_DTYPES = {"date": "datetime64[s]", "datetime": "datetime64[s]", "bool": "boolean", "int": "Int64",
+                "gyear": "Int64", "str": "str"}
+"""The dtype of a column holding each type of census value (a code column is ``category``)."""
+
+
+def column_dtype(node: spec.Node) -> str:
+    """Return the dtype of the column that ``node``'s values fill."""
+    return "category" if node.codeset else VALUE_DTYPES[node.type]
+
+
+def table_schema(table: str, year: str) -> dict[str, str]:
+    """Map each column that reading a ``year`` return gives ``table`` to its dtype, in column order.
+
+    A column of another year is left out: the reader adds one only when the file has a value for it.
+    """
+    keys = spec.TABLE_KEYS[table]
+    out = {k: "int64" for k in keys} | {"LAchildID": "str"}
+    if spec.has_kind_column(table):
+        out["kind"] = "category"
+    for node in spec.value_columns(table):
+        if year in spec.column_years(table, node.column):
+            out[node.column] = column_dtype(node)
+    return out | {"line": "Int64"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,29 @@ class CensusReturn:
     @property
     def pre_proceedings(self) -> pd.DataFrame:
         return self.tables["pre_proceedings"]
+
+    def check_tables(self) -> None:
+        """Raise :class:`~cinqa.errors.TableError` naming every table, column or dtype that differs from what
+        :func:`cinqa.read_return` gives a return of this year (extra columns are allowed).
+
+        Tables edited in a notebook would otherwise be checked wrongly: a dropped column reads as
+        a missing value in every row, and a date held as text compares as text.
+        """
+        problems: list[str] = []
+        for table in spec.TABLE_KEYS:
+            df = self.tables.get(table)
+            if not isinstance(df, pd.DataFrame):
+                problems.append(f"there is no table {table!r}" if df is None else
+                                f"table {table!r} is a {type(df).__name__}, not a DataFrame")
+                continue
+            for column, dtype in table_schema(table, self.year).items():
+                if column not in df.columns:
+                    problems.append(f"{table}.{column} is missing (a {dtype} column)")
+                elif str(df[column].dtype) != dtype:
+                    problems.append(f"{table}.{column} is {df[column].dtype}, not {dtype}")
+        if problems:
+            raise TableError(f"the {self.year} return's tables are not as read_return gives them: "
+                             + "; ".join(problems))
 
     def sizes(self) -> pd.Series:
         """Return the number of rows of each table."""

@@ -40,7 +40,7 @@ import pandas as pd
 
 from cinqa import failures as table
 from cinqa import spec
-from cinqa.errors import YearError
+from cinqa.errors import TableError, YearError
 from cinqa.returns import CensusReturn, issue_lines, issues_first
 from cinqa.views import ViewBuilder
 
@@ -133,9 +133,14 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
     another folder of rule suites (default: the package's ``expectations/``). ``workers`` is the
     number of processes the view suites may share (default: ``CINQA_WORKERS``, else 2 when the
     machine has two cores or more; a small validation always runs in this process alone).
+    Tables edited since reading must keep every column, with its type, that reading gave them
+    (:meth:`CensusReturn.check_tables`); otherwise a :class:`~cinqa.errors.TableError` names each one.
     """
     from cinqa import rules as registry
 
+    if not isinstance(ret, CensusReturn):
+        raise TableError(f"validate checks a CensusReturn (from cinqa.read_return), not a {type(ret).__name__}")
+    ret.check_tables()
     year = year or ret.year
     if year not in spec.YEARS:
         raise YearError(f"census year {year!r} is not supported; choose one of {', '.join(spec.YEARS)}")
