@@ -31,10 +31,14 @@ import cinqa
 from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import CinqaError
+from cinqa.returns import issue_lines
+from cinqa.rules import STATUS_LEGEND
+from cinqa.scratch import private_run
 from cinqa.validate import Validation
 from cinqa_launch import EXIT_INTERRUPTED
 
 EXIT_BAD_INPUT = 2
+_SHOWN_ISSUES = 20
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -90,12 +94,14 @@ def _die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def _guarded(func: _F) -> _F:
-    """Turn cinqa's errors into one line on stderr and an exit status, never a traceback."""
+    """Turn cinqa's errors into one line on stderr and an exit status, never a traceback; run the command in
+    a private temporary folder that is removed however it ends (:func:`cinqa.scratch.private_run`)."""
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with private_run():
+                return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except CinqaError as exc:
@@ -221,6 +227,46 @@ PseudonymiseOption = Annotated[bool, typer.Option(
 KeyFileOption = Annotated[Path | None, typer.Option(
     "--key-file", "-k", metavar="K", dir_okay=False,
     help="Key file for --pseudonymise; the same key gives the same tokens in every file and year.")]
+PopulationOption = Annotated[list[str] | None, typer.Option(
+    "--population", metavar="N|YEAR=N",
+    help="Children under 18 in the LA, for rates per 10,000 children: one number for every year "
+         "(--population 61200), or one per census year, repeated (--population 2023-24=60900 "
+         "--population 2024-25=61200). Never estimated: without it the rates are left out and say so.")]
+ComparatorsOption = Annotated[Path | None, typer.Option(
+    "--comparators", metavar="FILE", dir_okay=False,
+    help="CSV of other LAs' figures to compare with (columns comparator,census_year,indicator,value), "
+         "shown beside England's.")]
+
+
+def _population(values: Sequence[str] | None) -> float | dict[str, float] | None:
+    """Read --population: one number for every year, or YEAR=N for each year (see PopulationOption)."""
+    if not values:
+        return None
+
+    def number(text: str, given: str) -> float:
+        try:
+            value = float(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            _die(f"--population {given!r}: {text!r} is not a number of children")
+        if not value > 0 or value == float("inf"):
+            _die(f"--population {given!r}: the number of children must be above 0")
+        return value
+
+    if len(values) == 1 and "=" not in values[0]:
+        return number(values[0], values[0])
+    out: dict[str, float] = {}
+    for given in values:
+        year, sep, text = given.partition("=")
+        if not sep:
+            _die(f"--population {given!r}: give one number for every year, or YEAR=N for each year "
+                 "(e.g. --population 2024-25=61200), not both")
+        year = year.strip()
+        if year not in spec.YEARS:
+            _die(f"--population {given!r}: {year!r} is not a census year (spelt like 2024-25)")
+        if year in out:
+            _die(f"--population {given!r}: {year} is given twice")
+        out[year] = number(text.strip(), given)
+    return out
 
 
 # -- validate ---------------------------------------------------------------------------------
@@ -424,16 +470,25 @@ def _print_single(console: Console, r: FileResult) -> None:
     ret = r.shown or r.ret
     console.print(f"{r.path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children",
                   markup=False)
-    summary = r.validation.summary
+    issues = issue_lines(ret.issues)
+    if issues:
+        # First: a structural error means part of the file may not have been read, whatever follows.
+        console.print(f"{judge.counted(len(issues), 'structural issue')} (lines of {r.path.name}):", markup=False)
+        for line in issues[:_SHOWN_ISSUES]:
+            console.print(f"  {line}", markup=False)
+        if len(issues) > _SHOWN_ISSUES:
+            console.print(f"  ... {len(issues) - _SHOWN_ISSUES:,} more (cinqa tables writes them all)", markup=False)
+    summary = r.validation.rule_summary
     if len(summary):
         table = Table(show_lines=False, header_style="bold")
-        for col, justify in (("rule", "left"), ("severity", "left"), ("children", "right"), ("rows", "right"),
-                             ("message", "left")):
+        for col, justify in (("rule", "left"), ("severity", "left"), ("status", "left"), ("children", "right"),
+                             ("rows", "right"), ("message", "left")):
             table.add_column(col, justify=justify, overflow="fold")
         for row in summary.itertuples(index=False):
-            table.add_row(str(row.rule), str(row.severity), f"{int(row.children):,}", f"{int(row.rows):,}",
-                          str(row.message))
+            table.add_row(str(row.rule), str(row.severity), str(row.status), f"{int(row.children):,}",
+                          f"{int(row.rows):,}", str(row.message))
         console.print(table)
+        console.print(STATUS_LEGEND, markup=False)
     v = r.verdict
     for line in v.details:
         console.print(line, markup=False)
@@ -522,18 +577,27 @@ def report(
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
+    population: PopulationOption = None,
+    comparators: ComparatorsOption = None,
 ) -> None:
     """Write a self-contained HTML quality report.
 
-    The report opens offline: it has no links to the internet.
+    The report opens offline: it has no links to the internet. Its national context section lays
+    each key indicator beside England's figure (and --comparators' when given).
     """
     from cinqa.report import render_report
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    with (_writing([*files, key_file], [output]), _progress() as progress,
+    context = {k: v for k, v in (("population", _population(population)), ("comparators", comparators))
+               if v is not None}
+    if comparators is not None:
+        from cinqa.benchmarks import read_comparators
+
+        read_comparators(comparators)  # refuse a bad file here, with its line, not inside the report's kernel
+    with (_writing([*files, key_file, comparators], [output]), _progress() as progress,
           _step(progress, f"Writing the report of {len(files)} file(s)")):
-        render_report(files, output, year=year, pseudonymise=pseudonymise, key=key)
+        render_report(files, output, year=year, pseudonymise=pseudonymise, key=key, **context)
     _stdout().print(f"Wrote {output}", markup=False)
 
 
@@ -541,6 +605,7 @@ def report(
     "cinqa compare cin-2022-23.xml cin-2023-24.xml",
     "cinqa compare returns-la931/ --out comparison/ --threshold 0.1",
     "cinqa compare returns-la931/ --out share/ --pseudonymise --key-file ~/cinqa.key",
+    "cinqa compare returns-la931/ --population 2023-24=60900 --population 2024-25=61200 --comparators neighbours.csv",
 ))
 @_guarded
 def compare(
@@ -557,18 +622,20 @@ def compare(
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
+    population: PopulationOption = None,
+    comparators: ComparatorsOption = None,
 ) -> None:
     """Compare returns year on year.
 
-    Prints headline measures side by side, the changes beyond the threshold and the continuity of
-    children between consecutive years; --out writes every table (continuity findings child by
-    child included) as CSV.
+    Prints headline measures side by side, the flagged changes, the continuity of children between
+    consecutive years and each key indicator beside England's figure; --out writes every table
+    (continuity findings child by child included) as CSV.
     """
     from cinqa.pseudonymise import Pseudonymiser, pseudonymise_table, return_scrubber
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    with _writing([*files, key_file], folders=[out]):
+    with _writing([*files, key_file, comparators], folders=[out]):
         returns = []
         with _progress() as progress:
             overall = progress.add_task("Reading returns", total=len(files))
@@ -578,15 +645,20 @@ def compare(
             p = Pseudonymiser(key) if key is not None else None
             scrub = return_scrubber(returns, p) if p is not None else None
             with _step(progress, "Comparing"):
-                kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
+                given = {k: v for k, v in (("threshold", threshold), ("min_count", min_count),
+                                           ("population", _population(population)), ("comparators", comparators))
+                         if v is not None}
                 try:
-                    result = cinqa.compare(returns, **kwargs)
+                    result = cinqa.compare(returns, **given)
                 except CinqaError as exc:
                     # The reason may quote a return's values (its LA, say).
                     if scrub is None:
                         raise
                     raise CinqaError(scrub.text(str(exc))) from None
-        shown, frames, notes = result.summary(), result.to_frames(), result.notes
+        from cinqa.benchmarks import describe_bands, readable
+
+        shown = {**result.summary(), "National context": readable(result.national)}
+        frames, notes = result.to_frames(), result.notes
         las = [r.header.la for r in returns]
         if p is not None and scrub is not None:
             shown = {n: pseudonymise_table(df, p, scrub) for n, df in shown.items()}
@@ -600,6 +672,7 @@ def compare(
             console.print(f"Note: {note}", markup=False)
         for name, df in shown.items():
             _print_frame(console, name, df)
+        console.print(describe_bands(), markup=False)
         if out is not None:
             from cinqa.export import write_frame
 
@@ -609,14 +682,35 @@ def compare(
 
 
 def _print_frame(console: Console, title: str, df: pd.DataFrame, max_rows: int = 40) -> None:
+    """Print ``df`` as a table whose headers never wrap: only long text columns fold to fit.
+
+    A table of a few rows too wide for the terminal even so (many long headers) is printed turned
+    on its side, one line per column.
+    """
     table = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
-    for col in df.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in df.head(max_rows).itertuples(index=False):
-        table.add_row(*("" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in row))
+    cells = [["" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in row]
+             for row in df.head(max_rows).itertuples(index=False)]
+    least = sum(max(len(str(c)), max((len(r[i]) if " " not in r[i] else min(len(r[i]), _FOLD_AT)
+                                          for r in cells), default=0)) + 3 for i, c in enumerate(df.columns)) + 1
+    if least > console.width and 0 < len(cells) <= _TURN_AT:
+        turned = pd.DataFrame([[str(c), *(r[i] for r in cells)] for i, c in enumerate(df.columns)],
+                              columns=["", *(f"row {n}" for n in range(1, len(cells) + 1))])
+        _print_frame(console, title, turned, max_rows=len(turned))
+        return
+    for i, col in enumerate(df.columns):
+        widest = max((len(row[i]) for row in cells), default=0)
+        words = any(" " in row[i] for row in cells)
+        # Long text (descriptions, notes) folds at its spaces; names and numbers keep one line.
+        table.add_column(str(col), overflow="fold", min_width=len(str(col)), no_wrap=widest <= _FOLD_AT or not words)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
     if len(df) > max_rows:
         console.print(f"... {len(df) - max_rows:,} more rows (use --out to write them all)", markup=False)
+
+
+_FOLD_AT = 20
+_TURN_AT = 6
 
 
 def _file_stem(name: str) -> str:
@@ -646,9 +740,9 @@ def synth(
     For testing and training. The same year, size, seed and LA always give the same file;
     --errors injects rule errors into a share of the children and --truth lists them.
     """
-    if year not in spec.SUPPORTED_YEARS:
+    if year not in cinqa.synth.YEARS:
         _die(f"{year!r} is not a census year synth can generate; use one of "
-             f"{spec.SUPPORTED_YEARS[0]} .. {spec.SUPPORTED_YEARS[-1]}")
+             f"{cinqa.synth.YEARS[0]} .. {cinqa.synth.YEARS[-1]}")
     if la not in spec.codes("la", year):
         _die(f"--la {la!r} is not a local authority code in {year}")
     if truth is not None and not errors:
@@ -686,9 +780,10 @@ def rules(
 
     frame = list_rules(year)
     console = _stdout()
-    shown = [c for c in ("rule", "severity", "entity", "checkable", "message") if c in frame] or list(frame.columns)
+    shown = [c for c in ("rule", "severity", "entity", "status", "checkable", "message", "note")
+             if c in frame] or list(frame.columns)
     _print_frame(console, f"Validation rules, {year}", frame[shown], max_rows=len(frame))
-    console.print(f"{len(frame):,} rules in {year}", markup=False)
+    console.print(f"{len(frame):,} rules in {year}. {STATUS_LEGEND}", markup=False)
     if csv is not None:
         from cinqa.export import write_frame
 

@@ -2,9 +2,12 @@
 
 Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, the verdict on the return,
 how to read the workbook),
-"Summary" (rule, severity, message, children, rows), one sheet per entity holding each failing row
-with the entity's values and the fields the rule reads highlighted, and "Structural issues" (what
-the reader found wrong with the file's structure). Every sheet has a frozen, filterable header row.
+"Summary" (rule, severity, message, the rule's status and note in the year, children, rows),
+"By child" (one row per child with a failure), one sheet per entity holding each failing row with
+a plain-words "why", the entity's values and the fields the rule reads highlighted, and
+"Structural issues" (what the reader found wrong with the file's structure). Every table sheet
+has a frozen, filterable header row, dates as date cells (a missing date is an empty cell), and
+prints landscape, one page wide, with the header row on every page.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from cinqa import spec
 from cinqa.export import formula_like, write_frame
-from cinqa.failures import FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, summarise, verdict
+from cinqa.failures import (FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, rule_order, summarise, verdict,
+                            why)
 from cinqa.files import atomic_path
 from cinqa.returns import ISSUE_COLUMNS, CensusReturn
+from cinqa.rules import RULE_FACTS, STATUS_LEGEND, with_rule_facts
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
 QUERY_FILL = PatternFill("solid", fgColor="FFEB9C")
@@ -70,12 +75,16 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     if issues is None:
         issues = ret.issues if ret is not None else pd.DataFrame()
     judged = verdict(failures, errored, issues) if judged is None else judged
+    shown = [c for c in SUMMARY_COLUMNS if c in summary]
+    if ret is not None:
+        summary = with_rule_facts(summary[shown], ret.year)
+        shown = [c for c in summary.columns if c in SUMMARY_COLUMNS or c in RULE_FACTS]
     # The temporary file is made before any sheet: an unwritable folder fails before openpyxl starts writing.
     with atomic_path(path) as tmp:
         wb = Workbook(write_only=True)
-        used = {"About", "Summary", "Structural issues"}
+        used = {"About", "Summary", CHILD_SHEET, "Structural issues"}
         sheets: list[tuple[str, pd.DataFrame, list[set[str]] | None]] = [
-            ("Summary", summary[[c for c in SUMMARY_COLUMNS if c in summary]], None)]
+            ("Summary", summary[shown], None), (CHILD_SHEET, children_frame(failures), None)]
         for entity, rows in _by_entity(failures):
             frame, fields = _entity_frame(entity, rows, ret)
             name = _sheet_name(entity, used)
@@ -180,6 +189,29 @@ def _notes_sheet(wb: Workbook, notes: Sequence[str], used: set[str]) -> None:
         ws.append([line])
 
 
+CHILD_SHEET = "By child"  # not "Children": Excel sheet names ignore case, and "children" is an entity sheet
+CHILD_COLUMNS = ("LAchildID", "errors", "queries", "rules", "sheets", "first line")
+
+
+def children_frame(failures: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per child with a failure: its rows by severity, its rules and sheets, most errors first."""
+    rows = failures[failures["child"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=list(CHILD_COLUMNS))
+    severity = rows["severity"].astype("str")
+    g = rows.assign(_error=severity.eq("error"), _query=severity.eq("query")).groupby("child", sort=False)
+    out = pd.DataFrame({
+        "LAchildID": g["LAchildID"].first().astype("object"),
+        "errors": g["_error"].sum().astype("int64"),
+        "queries": g["_query"].sum().astype("int64"),
+        "rules": g["rule"].agg(lambda r: ", ".join(sorted(set(map(str, r)), key=rule_order))),
+        "sheets": g["entity"].agg(lambda e: ", ".join(dict.fromkeys(map(str, e)))),
+        "first line": g["line"].min().astype("Int64"),
+    })
+    return out.sort_values(["errors", "queries", "first line"], ascending=[False, False, True],
+                           kind="stable").reset_index(drop=True)
+
+
 def _by_entity(failures: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
     entities = [str(e) for e in failures["entity"].dropna().unique()]
     known = [e for e in _ENTITY_ORDER if e in entities]
@@ -200,6 +232,8 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
         "rule": rows["rule"].astype("object"),
         "severity": rows["severity"].astype("object"),
         "message": rows["message"].astype("object"),
+        "why": pd.Series([why(r, m, v) for r, m, v in zip(rows["rule"], rows["message"], rows["values"])],
+                         index=rows.index, dtype="object"),
     })
     table = ret.tables.get(entity) if ret is not None else None
     joined = pd.DataFrame(index=rows.index)
@@ -233,6 +267,8 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
                 data[col] = data[col].astype("object").where(data[col].notna(), fill)
     if entity == "return":
         out = out.drop(columns=[c for c in ("LAchildID", "line") if out[c].isna().all()])
+    # Filling from the failing values leaves dates as objects: typed again, they are written as date cells.
+    data = data.apply(lambda c: _dates_typed(c) if c.dtype == object else c)
     return pd.concat([out, data], axis=1), fields
 
 
@@ -280,9 +316,13 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
         ws.append([cell, _text_cell(ws, _cap(_safe(value), None))])
     ws.append([])
     guide = [
-        "Summary lists each rule that failed, with the number of children and rows affected.",
+        "Summary lists each rule that failed, with the number of children and rows affected, and the rule's "
+        f"status and note. {STATUS_LEGEND}",
+        f"{CHILD_SHEET} has one row per child with a failure: its errors and queries, its rules and the sheets "
+        "they are on, most errors first.",
         "Each entity sheet (children, episodes, ...) holds one row per failure with that row's values; "
-        "the cells the rule reads are highlighted (red for errors, amber for queries).",
+        "the cells the rule reads are highlighted (red for errors, amber for queries), and 'why' says in "
+        "plain words what the rule read and what it flags.",
         "Use the filter arrows in the header row to pick a rule, a child or a severity; 'line' is the line "
         "of the XML file where the row starts.",
         "Structural issues are problems with the file itself (unknown, misplaced or unreadable elements).",
@@ -301,6 +341,7 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
 def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Sequence[set[str]] | None = None,
                  severity: pd.Series | None = None, full_in: str | None = None) -> WriteOnlyWorksheet:
     ws = wb.create_sheet(name)
+    _print_setup(ws)
     columns = [str(c) for c in frame.columns]
     n = len(frame)
     last = get_column_letter(max(len(columns), 1))
@@ -319,6 +360,7 @@ def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Seq
     values = [_column_values(frame[c], full_in) for c in columns]
     sev = severity.astype("str").tolist() if severity is not None else None
     styles = _highlight_styles(ws)
+    date_style = _date_style(ws)
     for r in range(n):
         marked = highlight[r] if highlight is not None else ()
         out: list[Any] = []
@@ -331,6 +373,10 @@ def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Seq
                 cell.value = v
                 if isinstance(v, str):
                     cell.data_type = "s"  # a value is never a formula, whatever it starts with
+                out.append(cell)
+            elif v is not None and col in dates:
+                cell = WriteOnlyCell(ws, value=v)
+                cell._style = copy.copy(date_style)
                 out.append(cell)
             else:
                 out.append(_text_cell(ws, v))
@@ -345,6 +391,22 @@ def _text_cell(ws: WriteOnlyWorksheet, v: Any) -> Any:
     cell = WriteOnlyCell(ws, value=v)
     cell.data_type = "s"
     return cell
+
+
+def _print_setup(ws: WriteOnlyWorksheet) -> None:
+    """Print the sheet landscape, one page wide and as many long as it needs, the header row on every page."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
+
+
+def _date_style(ws: WriteOnlyWorksheet) -> Any:
+    """Return the style of a date cell that is not highlighted: a date, with no time of day."""
+    cell = WriteOnlyCell(ws)
+    cell.number_format = _DATE_FORMAT
+    return cell._style
 
 
 def _highlight_styles(ws: WriteOnlyWorksheet) -> dict[tuple[bool, bool], Any]:

@@ -17,7 +17,8 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +28,17 @@ from IPython.display import HTML
 import cinqa
 from cinqa import collect
 from cinqa import failures as judge
+from cinqa.benchmarks import benchmark, read_comparators
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
 from cinqa.files import locate_shipped, output_path
+from cinqa.measures import (ALL, MEASURES, NOT_COLLECTED, PRE_PROCEEDINGS, PRE_PROCEEDINGS_YEARS, labelled,
+                            measures)
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
                                 pseudonymise_return, pseudonymise_table, return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
+from cinqa.rules import STATUS_LEGEND, STATUS_WORDS
 from cinqa.validate import Validation, validate
 
 if TYPE_CHECKING:
@@ -49,7 +54,6 @@ NOTEBOOK = locate_notebook()
 KEY_ENV = "CINQA_REPORT_KEY"
 RULE_ROWS = 50
 RULE_COLUMNS = ["LAchildID", "entity", "episode", "item", "values", "line"]
-ISSUE_COLUMNS = ["line", "severity", "table", "LAchildID", "element", "problem", "value"]
 
 # Offline guard: any of these in the HTML means the browser would fetch from the network.
 _EXTERNAL = re.compile(
@@ -115,9 +119,14 @@ class QAReport:
     """
 
     def __init__(self, rets: Sequence[CensusReturn], validation: Validation | None = None, *,
-                 pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False) -> None:
+                 pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False,
+                 population: float | Mapping[str, float] | None = None,
+                 comparators: pd.DataFrame | str | Path | None = None) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
+        self.population = population
+        self.comparators = (read_comparators(comparators) if comparators is not None
+                            and not isinstance(comparators, pd.DataFrame) else comparators)
         ordered = sorted(rets, key=lambda r: r.year)
         self.rets = ordered
         self.ret = ordered[-1]
@@ -132,12 +141,17 @@ class QAReport:
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
-             pseudonymise: bool = False, key: bytes | None = None) -> "QAReport":
+             pseudonymise: bool = False, key: bytes | None = None,
+             population: float | Mapping[str, float] | None = None,
+             comparators: str | Path | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
         ``year`` overrides the census year of the last path given (the return being checked;
         earlier years' returns come first). With ``pseudonymise`` and no ``key`` the key is taken
         from the environment variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used.
+        ``population`` (children under 18: a number, or census year -> number) gives the rates
+        per 10,000 children and ``comparators`` (a CSV of other LAs' figures) joins England in
+        the national context; see :func:`cinqa.benchmarks.benchmark`.
         """
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -145,7 +159,8 @@ class QAReport:
         rets = [read_return(p, year=year if i == last else None) for i, p in enumerate(paths)]
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
-        return cls(rets, pseudonymise=pseudonymise, key=key, key_given=key is not None)
+        return cls(rets, pseudonymise=pseudonymise, key=key, key_given=key is not None, population=population,
+                   comparators=comparators)
 
     # --- identifiers ---
 
@@ -199,15 +214,12 @@ class QAReport:
         issues = self.ret.issues
         if self._p and len(issues):
             issues = pseudonymise_issues(issues, self._p, self._scrub)
-        if not len(issues):
-            return _show().callout("The file's structure is sound: every element is known, in place and readable.", "ok")
-        cols = [c for c in ISSUE_COLUMNS if c in issues.columns]
-        return _show().table(issues[cols], note="Line numbers refer to the XML file.")
+        return _show().structural_issues(issues)
 
     def validation_summary(self) -> HTML:
         """Show errors and queries by rule, with the children and rows affected."""
-        summary = self.validation.summary
-        parts = [_show().table(summary, max_rows=None).data if len(summary) else
+        summary = self.validation.rule_summary
+        parts = [_show().table(summary, max_rows=None, note=STATUS_LEGEND).data if len(summary) else
                  _show().callout("No rule failed.", "ok").data]
         errored = self._frame(self.validation.errored)
         if len(errored):
@@ -220,16 +232,20 @@ class QAReport:
         if not len(f):
             return _show().callout("No rule failed.", "ok")
         parts = []
-        for row in self.validation.summary.itertuples(index=False):
+        for row in self.validation.rule_summary.itertuples(index=False):
             rows = f[(f["rule"] == row.rule) & (f["severity"] == row.severity)]
             badge = "#b71c1c" if row.severity == "error" else "#b26a00"
+            status = STATUS_WORDS.get(row.status, "")
             parts.append(
                 f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
                 f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
                 f"{judge.counted(row.rows, 'failing row')}, "
-                f"{judge.counted(row.children, 'child', 'children')}</span></p>")
-            parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows).data)
+                f"{judge.counted(row.children, 'child', 'children')}"
+                + (f"; status {row.status} ({html.escape(status)})" if status else "")
+                + (f"<br>Note: {html.escape(row.note)}" if row.note else "") + "</span></p>")
+            # The rows are a selection of the failures table: its row numbers mean nothing to the reader.
+            parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows, index=False).data)
         return HTML("\n".join(parts))
 
     def distributions(self) -> "Figure":
@@ -251,6 +267,18 @@ class QAReport:
             return _show().indicators(df, note=note)
         return _show().table(df, note=note)
 
+    def pre_proceedings(self) -> HTML:
+        """Show the pre-proceedings measures and outcomes (2026-27 on), naming the census facts still provisional."""
+        if self.ret.year not in PRE_PROCEEDINGS_YEARS:
+            return _show().callout(f"Pre-proceedings were {NOT_COLLECTED} before {min(PRE_PROCEEDINGS_YEARS)}: "
+                                   f"the {self.ret.year} return has no such module.", "info")
+        tidy = measures(self.ret, names=PRE_PROCEEDINGS)
+        shown = labelled(tidy[tidy["breakdown"].isin([ALL, *MEASURES["pp_outcomes"].breakdowns])])
+        return _show().table(shown.drop(columns="census_year"), max_rows=None, note=(
+            "cinqa's definitions (see cinqa.measures.definitions()). 'provisional' names the module, items and "
+            "codes not yet confirmed from DfE's specification (status I inferred or U unverified in the census "
+            "format); see the README."))
+
     def year_on_year(self) -> HTML:
         """Compare the return with the earlier ones given: headline measures, big changes, continuity."""
         if self.previous is None:
@@ -262,6 +290,22 @@ class QAReport:
         for title, df in comp.summary().items():
             parts.append(_show().table(self._frame(df), title, max_rows=30).data)
         return HTML("\n".join(parts))
+
+    @functools.cached_property
+    def national(self) -> pd.DataFrame:
+        """Each key indicator of the returns given beside England's figure, the comparators and a band."""
+        return benchmark(self.rets, self.population, self.comparators)
+
+    def national_context(self) -> HTML:
+        """Show each key indicator beside England's figure for the same year, the difference and the band."""
+        return _show().benchmark_table(self.national)
+
+    def national_charts(self) -> "Figure | HTML":
+        """Draw a small chart per key indicator: the LA's years against England's."""
+        if self.national["la_value"].isna().all():
+            return _show().callout("No key indicator has a value for these returns: there is nothing to chart.",
+                                   "info")
+        return _show().plot_benchmarks(self.national)
 
     def colophon(self) -> HTML:
         """Say where the definitions come from."""
@@ -343,16 +387,29 @@ def to_html(nb: Any, title: str) -> str:
     return body
 
 
+def _stop_kernel(kernel: Any) -> None:
+    """Kill the report's kernel if it is still running: a run stopped mid-way (Ctrl-C, SIGTERM) skips
+    the kernel's shutdown, and the kernel must not outlive the temporary folder it works in."""
+    if kernel.has_kernel:
+        process = kernel.provisioner.process
+        process.kill()
+        process.wait(timeout=30)
+
+
 def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, year: str | None = None,
-                  pseudonymise: bool = False, key: bytes | str | Path | None = None) -> Path:
+                  pseudonymise: bool = False, key: bytes | str | Path | None = None,
+                  population: float | Mapping[str, float] | None = None,
+                  comparators: str | Path | None = None) -> Path:
     """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
 
     The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
     section. ``key`` (bytes, or the path of a key file from ``cinqa.pseudonymise.new_key``) makes
-    pseudonyms stable across reports; without it a one-off key is used.
+    pseudonyms stable across reports; without it a one-off key is used. ``population`` and
+    ``comparators`` feed the national context (see :meth:`QAReport.load`).
     """
     import nbformat
     import papermill
+    from jupyter_client.manager import AsyncKernelManager
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -366,7 +423,9 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         key = load_key(key)
     out = output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise)}
+    params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise),
+              "population": dict(population) if isinstance(population, Mapping) else population,
+              "comparators": str(Path(comparators).resolve()) if comparators is not None else None}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
         # The key goes to the kernel through its environment so it is never written into a notebook.
@@ -376,15 +435,18 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
             ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
         # papermill's client logs a kernel stopped by Ctrl-C on the terminal; its errors are raised, not logged.
         client_log = logging.getLogger("papermill")
+        kernel = AsyncKernelManager(kernel_name="python3")
         with _environ({KEY_ENV: key.hex() if key else None, **scratch}), _log_level(client_log, logging.CRITICAL):
             try:
                 # The kernel's own log (its "running over TCP" warning, its tracebacks when Ctrl-C stops
                 # it mid-message) would reach the user's terminal; what it ran reports its own errors.
                 papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",
-                                           progress_bar=False, log_output=False, cwd=tmp,
+                                           progress_bar=False, log_output=False, cwd=tmp, km=kernel,
                                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
             except papermill.PapermillExecutionError as exc:
                 raise CinqaError(f"the QA report failed: {exc.ename}: {exc.evalue}") from None
+            finally:
+                _stop_kernel(kernel)
         nb = nbformat.read(executed, as_version=4)
         _strip_noise(nb)
         names = ", ".join(f.name for f in files)

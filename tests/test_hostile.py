@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -17,10 +21,11 @@ import cinqa.pseudonymise
 import cinqa.read
 from cinqa import read_return
 from cinqa.errors import ReadError
-from hostile.corpus import (BASE, BASE_FILE, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
-                            replicated_file, truncations)
+from hostile.corpus import (BASE, BASE_FILE, BASE_TEXT, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
+                            replicated_file, swap, truncations)
 
 pytestmark = pytest.mark.timeout(60)
+CINQA = str(Path(sys.executable).with_name("cinqa"))
 
 
 class Listener:
@@ -598,3 +603,244 @@ def test_ctrl_c_gives_one_line_and_exit_130(tmp_path, command, delay):
     assert proc.returncode == EXIT_INTERRUPTED, text
     assert len(text.strip().splitlines()) == 1 and text.startswith("cinqa: interrupted"), text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml"]
+
+
+# -- labels from data are drawn as text ----------------------------------------------------------
+
+
+def test_labels_from_data_are_drawn_as_plain_text(tmp_path):
+    # A pair of '$' is mathtext to matplotlib, and '\q' is no TeX it knows: drawing would raise.
+    text = swap("<Ethnicity>WBRI", r"<Ethnicity>$\q$").decode("utf-8").replace("<LAchildID>C001<", r"<LAchildID>$\q$1<")
+    path = tmp_path / "dollars.xml"
+    path.write_text(text, encoding="utf-8")
+    ret = read_return(path)
+    assert r"$\q$" in set(ret.children["Ethnicity"].astype(str)) and ret.children["LAchildID"].iat[0] == r"$\q$1"
+    from matplotlib.text import Text
+
+    from cinqa import display
+
+    figures = [display.plot_distributions(ret), display.child_timeline(ret, 1),
+               display.plot_counts(pd.Series({r"$\q$": 1, "$1 and $2": 2}), r"$\q$ counts")]
+    for fig in figures:
+        assert display.png_bytes(fig).startswith(b"\x89PNG")
+    labels = [t.get_text() for fig in figures for ax in fig.axes
+              for t in [*ax.get_yticklabels(), *ax.get_xticklabels()]]
+    labels += [ax.get_title(loc=loc) for fig in figures for ax in fig.axes for loc in ("left", "center")]
+    # What matplotlib draws for a label: the text after its own mathtext preprocessing.
+    drawn = [Text(text=label)._preprocess_math(label) for label in labels if "$" in label]
+    assert {text for text, _ in drawn} == {r"$\q$ (invalid)", r"Child $\q$1, born 06/2015: census year 2023-24 shaded", r"$\q$",
+                                           "$1 and $2", r"$\q$ counts"}
+    assert not any(math for _, math in drawn)
+
+
+# -- tables edited before validating -------------------------------------------------------------
+
+
+def _dropped(ret, table, column):
+    ret.tables[table] = ret.tables[table].drop(columns=[column])
+
+
+def _retyped(ret, table, column, dtype):
+    ret.tables[table][column] = ret.tables[table][column].astype(dtype)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda r: _dropped(r, "episodes", "CINreferralDate"),
+     r"episodes\.CINreferralDate is missing \(a datetime64\[s\] column\)"),
+    (lambda r: _dropped(r, "children", "line"), r"children\.line is missing"),
+    (lambda r: _retyped(r, "children", "PersonBirthDate", "str"), r"children\.PersonBirthDate is str, not datetime64\[s\]"),
+    (lambda r: _retyped(r, "children", "Ethnicity", "str"), r"children\.Ethnicity is str, not category"),
+    (lambda r: _retyped(r, "section47", "ICPCnotRequired", "str"), r"section47\.ICPCnotRequired is str, not boolean"),
+    (lambda r: r.tables.pop("cp_plans"), r"there is no table 'cp_plans'"),
+], ids=["dropped-date", "dropped-line", "date-as-text", "code-as-text", "flag-as-text", "dropped-table"])
+def test_validate_names_each_column_edited_out_of_shape(edit, named):
+    from cinqa import validate
+
+    ret = read_return(BASE_FILE)
+    edit(ret)
+    with pytest.raises(cinqa.errors.CinqaError, match=named) as info:
+        validate(ret)
+    assert str(info.value).startswith("the 2023-24 return's tables are not as read_return gives them: ")
+
+
+def test_validate_lists_every_problem_at_once_and_allows_extra_columns():
+    from cinqa import validate
+
+    ret = read_return(BASE_FILE)
+    ret.tables["children"]["note"] = "checked"
+    clean = validate(ret)
+    _dropped(ret, "episodes", "ReasonForClosure")
+    _retyped(ret, "cp_plans", "CPPstartDate", "object")
+    with pytest.raises(cinqa.errors.CinqaError) as info:
+        validate(ret)
+    assert str(info.value).endswith("episodes.ReasonForClosure is missing (a category column); "
+                                    "cp_plans.CPPstartDate is object, not datetime64[s]")
+    assert len(clean.failures) == len(validate(read_return(BASE_FILE)).failures)
+    with pytest.raises(cinqa.errors.CinqaError, match="validate checks a CensusReturn"):
+        validate(ret.tables)
+
+
+# -- values longer than their field can be -------------------------------------------------------
+
+LONG = 2_000_000
+
+
+@pytest.mark.parametrize("old, element, table, column", [
+    ("<Ethnicity>WBRI<", "Ethnicity", "children", "Ethnicity"),
+    ("<Disability>AUT<", "Disability", "disabilities", "Disability"),
+    ("<AssessmentFactors>3A<", "AssessmentFactors", "assessment_factors", "AssessmentFactors"),
+    ("<UPN>A201123456789<", "UPN", "children", "UPN"),
+    ("<PersonBirthDate>2015-06-01<", "PersonBirthDate", "children", "PersonBirthDate"),
+    ("<ReferralNFA>false<", "ReferralNFA", "episodes", "ReferralNFA"),
+], ids=lambda v: v if v.isalpha() else None)
+def test_a_value_longer_than_its_field_is_an_issue_quoted_short(tmp_path, old, element, table, column):
+    path = tmp_path / "long.xml"
+    path.write_bytes(swap(old, f"<{element}>{'W' * LONG}<"))
+    line = BASE_TEXT[:BASE_TEXT.index(old)].count("\n") + 1
+    ret = read_return(path)
+    (issue,) = ret.issues[ret.issues["element"] == element].itertuples()
+    assert issue.line == line and len(issue.value) == LONG  # nothing lost: the issue keeps the value
+    assert f"'{'W' * 60}... (2,000,000 characters)'" in issue.problem and len(issue.problem) < 400
+    assert f"no <{element}> is longer than" in issue.problem
+    longest = max(df[c].astype(str).str.len().max() for df in ret.tables.values() for c in df.columns
+                  if len(df) and df[c].dtype in ("str", "category", "object"))
+    assert longest < 100, f"a table holds a value of {longest} characters"
+    assert ret.tables[table][column].isna().sum() == base_missing(table, column) + 1
+
+
+def base_missing(table, column):
+    return int(read_return(BASE_FILE).tables[table][column].isna().sum())
+
+
+def test_short_invalid_values_stay_in_the_tables_with_their_problem(tmp_path):
+    # Only values too long to quote whole leave the tables: a mistyped code is still there to be checked.
+    path = tmp_path / "short.xml"
+    path.write_bytes(swap("<Ethnicity>WBRI<", "<Ethnicity>WBRIT<"))
+    ret = read_return(path)
+    assert ret.children["Ethnicity"].iat[0] == "WBRIT"
+    (problem,) = ret.issues["problem"]
+    assert problem == ("<Ethnicity> 'WBRIT' is not a valid ethnicity code in 2023-24; no <Ethnicity> is longer "
+                       "than 4 characters")
+
+
+@pytest.mark.timeout(600)
+def test_report_of_a_hostile_but_readable_file_is_written_at_the_usual_cost(tmp_path):
+    # A two-million-character code, and '$' pairs in values that the charts draw, in one readable file.
+    text = BASE_TEXT.replace("<Ethnicity>WBRI", "<Ethnicity>" + "W" * LONG, 1)
+    text = text.replace("<Ethnicity>NOBT", r"<Ethnicity>$\q$", 1).replace("<LAchildID>C002<", r"<LAchildID>$\q$2<")
+    hostile, plain = tmp_path / "hostile.xml", tmp_path / "plain.xml"
+    hostile.write_text(text, encoding="utf-8")
+    plain.write_bytes(BASE)
+    cost = {}
+    for path in (plain, hostile):
+        out = tmp_path / f"{path.stem}.html"
+        done = subprocess.run([CINQA, "report", str(path), "-o", str(out)],
+                              capture_output=True, text=True, timeout=500)
+        assert done.returncode == 0, done.stderr
+        cost[path.stem] = out.stat().st_size
+    # The value is quoted short wherever it is shown: the report is no larger than the plain one's
+    # by more than the issue's row.
+    assert cost["hostile"] < cost["plain"] + 50_000, cost
+
+
+def test_a_header_value_longer_than_its_field_is_left_out_of_the_header(tmp_path):
+    path = tmp_path / "la.xml"
+    path.write_bytes(swap("<LEA>201<", f"<LEA>{'9' * LONG}<"))
+    ret = read_return(path)
+    assert ret.header.la is None
+    (problem,) = ret.issues.loc[ret.issues["element"] == "LEA", "problem"]
+    assert problem.startswith(f"<LEA> '{'9' * 60}... (2,000,000 characters)' is not a valid la code")
+
+
+# -- nothing left behind when a run is stopped ---------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample-2023-24.xml"
+
+
+def _start(args: list[str], tmp: Path) -> subprocess.Popen:
+    """Start ``cinqa ARGS`` with its own system temporary folder ``tmp``."""
+    tmp.mkdir(exist_ok=True)
+    return subprocess.Popen([CINQA, *args], env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc: subprocess.Popen, found, what: str, timeout: float = 400) -> None:
+    stop = time.monotonic() + timeout
+    while not found():
+        assert proc.poll() is None, f"cinqa ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < stop, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def _kernel_running(tmp: Path) -> bool:
+    """Tell whether the report's kernel is at work: the executed notebook shows a cell it ran."""
+    for notebook in tmp.glob("cinqa-run-*/cinqa-report-*/qa-report.ipynb"):
+        with contextlib.suppress(OSError):
+            if re.search(r'"execution_count": \d', notebook.read_text(encoding="utf-8")):
+                return True
+    return False
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """List the processes (the report's kernel, say) whose TMPDIR is ``folder``, as a run sets it."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if f"TMPDIR={folder}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
+
+
+def _exit_status(name: str) -> int:
+    # Ctrl-C is the documented exit status 130; SIGTERM and SIGHUP end the process by that signal.
+    return 130 if name == "SIGINT" else -getattr(signal, name)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_report_stopped_by_a_signal_leaves_nothing_behind(tmp_path, name):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    out.mkdir()
+    proc = _start(["report", str(SAMPLE), "-o", str(out / "report.html")], tmp)
+    _wait_for(proc, lambda: _kernel_running(tmp), "running report kernel")
+    (run,) = tmp.glob("cinqa-run-*")
+    assert run.stat().st_mode & 0o777 == 0o700 and run.name.startswith(f"cinqa-run-{proc.pid}-")
+    assert _processes_in(run), "the kernel is not found by its TMPDIR"
+    proc.send_signal(getattr(signal, name))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == _exit_status(name), err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert list(tmp.iterdir()) == [] and list(out.iterdir()) == []
+    assert _processes_in(run) == []
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])  # Ctrl-C already unwound, removing the file
+def test_an_output_stopped_half_written_is_removed(tmp_path, name):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    out.mkdir()
+    proc = _start(["synth", "2023-24", "--children", "400000", "-o", str(out / "big.xml")], tmp)
+    _wait_for(proc, lambda: any(p.stat().st_size > 0 for p in out.glob(".big.xml.*.part")), "half-written output")
+    proc.send_signal(getattr(signal, name))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == _exit_status(name), err
+    assert list(tmp.iterdir()) == [] and list(out.iterdir()) == []
+
+
+@pytest.mark.timeout(900)
+def test_the_next_run_removes_what_a_killed_run_left(tmp_path):
+    tmp = tmp_path / "tmp"
+    proc = _start(["synth", "2023-24", "--children", "400000", "-o", str(tmp_path / "big.xml")], tmp)
+    _wait_for(proc, lambda: list(tmp.glob("cinqa-run-*")), "temporary folder")
+    (left,) = tmp.glob("cinqa-run-*")
+    (left / "openpyxl.tmp").write_text("child data")
+    proc.kill()
+    proc.communicate(timeout=60)
+    alive = tmp / f"cinqa-run-{os.getpid()}-running"  # a run still in progress: not to be touched
+    alive.mkdir()
+    done = subprocess.run([CINQA, "rules", "--year", "2023-24"], env={**os.environ, "TMPDIR": str(tmp)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"cinqa: removed {left}, the temporary folder of an earlier run (process {proc.pid}) "
+                           "that was killed before it could clean up\n")
+    assert list(tmp.iterdir()) == [alive]
