@@ -732,8 +732,9 @@ def _readable(df: pd.DataFrame, by_unit: Sequence[str], percent: Sequence[str] =
 def headline(comp: Comparison) -> pd.DataFrame:
     """Return the headline measures (one figure each) by year with their percentage changes, for reading.
 
-    Counts are whole numbers and other figures have one decimal; a figure missing in a year (the
-    measure does not exist then) is None. The absolute changes stay in ``comp.table``.
+    Counts are whole numbers and other figures have one decimal; a figure missing in a year is None,
+    and "not collected" in a year before the measure existed, whose first change is "new". The
+    absolute changes stay in ``comp.table``.
     """
     from cinqa.measures import definitions
 

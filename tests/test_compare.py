@@ -364,7 +364,8 @@ def test_headline_and_flagged_counts_read_as_whole_numbers_and_missing_as_none(t
     assert [type(referrals[y]) for y in ("2012-13", "2013-14")] == [int, int]
     assert str(referrals["2012-13"]) == "1"
     late = head.loc["Assessments completed within 45 working days (%)"]
-    assert late["2012-13"] is None and late["2013-14"] == 100.0
+    # 2012-13 timed initial and core assessments; the single 45-day assessment came the year after.
+    assert late["2012-13"] == "not collected" and late["2013-14"] == 100.0 and late["% change 2013-14"] == "new"
     assert not any(str(c).startswith("change ") for c in head.columns)
 
 
