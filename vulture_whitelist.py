@@ -74,12 +74,15 @@ display.plot_comparison
 report.QAReport.load
 report.QAReport.structural_issues, report.QAReport.validation_summary, report.QAReport.rule_tables
 report.QAReport.assessment_durations, report.QAReport.year_on_year, report.QAReport.colophon
+report.QAReport.national_context, report.QAReport.national_charts
+compare.describe_flags
 
 # Reached through the command line's lazy import of cinqa.report.
 report.render_report
 
 # Public names whose only callers are outside the package: the tests, the benchmarks, docs/rules.md.
 display.plot_distribution  # a single distribution of plot_distributions; tests/test_display.py
+display.plot_benchmark  # a single indicator of plot_benchmarks; tests/test_benchmarks.py
 compare.INFORMATION  # tests/test_compare.py
 returns.CensusReturn.pre_proceedings  # one accessor per table, like the others; tests/test_read.py
 rules.RuleEntry.years_status  # README "What is verified"; tests/test_rules.py

@@ -50,6 +50,8 @@ ENGLAND_YEARS = 5
 TOLERANCE = 0.25
 FLOOR = {PERCENT: 3.0}
 MIN_COMPARATORS = 3
+# The one indicator a lone return under-counts: re-referrals need the referrals of the year before.
+LONE_RETURN_INDICATOR = "re_referral_share"
 
 BENCHMARK_COLUMNS = ("indicator", "description", "unit", "census_year", "la_value", "england_value",
                      "difference", "comparators_median", "comparators_n", "band_low", "band_high", "flag",
@@ -323,7 +325,7 @@ def benchmark(la: object, population: float | Mapping[str, float] | None = None,
             if math.isnan(value) and m.per_population:
                 notes.append("no population given: a rate needs the LA's number of children under 18 "
                              "(population=), which cinqa never estimates")
-            if year in lone:
+            if year in lone and name == LONE_RETURN_INDICATOR:
                 notes.append(f"measured without the return of the year before {year}: re-referrals whose earlier "
                              "referral was before 1 April are missed (see data/benchmarks/README.md)")
             e = eng.loc[(name, year)] if (name, year) in eng.index else None
@@ -349,3 +351,47 @@ def benchmark(la: object, population: float | Mapping[str, float] | None = None,
     out = pd.DataFrame(rows, columns=list(BENCHMARK_COLUMNS))
     return out.astype({c: "float64" for c in ("la_value", "england_value", "difference", "comparators_median",
                                                "band_low", "band_high")})
+
+
+# -- for reading --------------------------------------------------------------------------------
+
+READABLE_COLUMNS = ("indicator", "year", "LA", "England", "difference", "comparators' median", "comparators",
+                    "band", "flag", "note")
+
+
+def describe_bands(tolerance: float = TOLERANCE) -> str:
+    """Say in words how :func:`band_for` sets a band and what the flag means."""
+    floors = "; ".join(f"at least {v:g} {'points' if u == PERCENT else u}" for u, v in FLOOR.items())
+    return (f"Band: the median of the comparators where at least {MIN_COMPARATORS} have a figure, otherwise the "
+            f"range of England's figures over the {ENGLAND_YEARS} census years to the year; either widened by "
+            f"{tolerance:.0%} of its middle value ({floors}). '{CHECK}' marks a value outside its band: a figure far "
+            "from everyone else's is often a recording problem that no validation rule catches. It is not a "
+            "judgement of practice.")
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """Lay a :func:`benchmark` table out for reading: one row per indicator and year, rounded to one decimal.
+
+    The comparators' columns appear only when some indicator has a comparator's figure. ``note``
+    says why a value or England's figure is missing (a rate without a population, a year not yet
+    published) and where a band could not be set.
+    """
+    def one(v: float) -> float | None:
+        return None if pd.isna(v) else round(float(v), 1)
+
+    rows = []
+    for r in table.itertuples(index=False):
+        notes = [r.note] if r.note else []
+        if pd.isna(r.england_value) and r.england_source:
+            notes.append(f"England: {r.england_source}")
+        if pd.isna(r.band_low):
+            notes.append(r.reason)
+        band = "" if pd.isna(r.band_low) else f"{r.band_low:,.1f} to {r.band_high:,.1f}"
+        rows.append({"indicator": r.description, "year": r.census_year, "LA": one(r.la_value),
+                     "England": one(r.england_value), "difference": one(r.difference),
+                     "comparators' median": one(r.comparators_median), "comparators": int(r.comparators_n),
+                     "band": band, "flag": r.flag, "note": "; ".join(notes)})
+    out = pd.DataFrame(rows, columns=list(READABLE_COLUMNS))
+    if not (out["comparators"] > 0).any():
+        out = out.drop(columns=["comparators' median", "comparators"])
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -30,10 +31,14 @@ from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import CinqaError
 from cinqa.progress import bar
+from cinqa.returns import issue_lines
+from cinqa.rules import STATUS_LEGEND
+from cinqa.scratch import private_run
 from cinqa.validate import Validation
+from cinqa_launch import EXIT_INTERRUPTED
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+_SHOWN_ISSUES = 20
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -89,17 +94,21 @@ def _die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def _guarded(func: _F) -> _F:
-    """Turn cinqa's errors into one line on stderr and an exit status, never a traceback."""
+    """Turn cinqa's errors into one line on stderr and an exit status, never a traceback; run the command in
+    a private temporary folder that is removed however it ends (:func:`cinqa.scratch.private_run`)."""
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with private_run():
+                return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except CinqaError as exc:
             _die(str(exc))
         except KeyboardInterrupt:
+            # What was stopped mid-way (the report's kernel and its client) would log its death on exit.
+            logging.disable(logging.CRITICAL)
             _die("interrupted; outputs are renamed into place only when complete, so none is half-written",
                  EXIT_INTERRUPTED)
         except OSError as exc:
@@ -155,12 +164,21 @@ def _load_key(pseudonymise: bool, key_file: Path | None) -> bytes | None:
     return load_key(key_file) if key_file is not None else None
 
 
-def _guard_inputs(inputs: Sequence[Path], outputs: Sequence[Path | None]) -> None:
-    """Refuse an output path that is one of the inputs: inputs are never modified."""
-    resolved = {p.resolve() for p in inputs}
-    for out in outputs:
-        if out is not None and out.resolve() in resolved:
-            _die(f"{out}: this is an input file; choose another output path (inputs are never modified)")
+@contextlib.contextmanager
+def _writing(inputs: Sequence[Path | None], files: Sequence[Path | None] = (),
+             folders: Sequence[Path | None] = ()) -> Iterator[None]:
+    """Run the block with its inputs protected from every writer and its output files and folders claimed.
+
+    An output that is an input, or that another run is writing, is refused before any work is done;
+    a file the block writes inside an output folder is checked against the inputs when it is written
+    (see :mod:`cinqa.files`).
+    """
+    from cinqa.files import inputs_protected, outputs_claimed
+
+    given = [p for p in inputs if p is not None]
+    with inputs_protected(given), outputs_claimed([p for p in files if p is not None],
+                                                  [p for p in folders if p is not None]):
+        yield
 
 
 def _input_files(paths: Sequence[Path]) -> list[Path]:
@@ -201,6 +219,46 @@ PseudonymiseOption = Annotated[bool, typer.Option(
 KeyFileOption = Annotated[Path | None, typer.Option(
     "--key-file", "-k", metavar="K", dir_okay=False,
     help="Key file for --pseudonymise; the same key gives the same tokens in every file and year.")]
+PopulationOption = Annotated[list[str] | None, typer.Option(
+    "--population", metavar="N|YEAR=N",
+    help="Children under 18 in the LA, for rates per 10,000 children: one number for every year "
+         "(--population 61200), or one per census year, repeated (--population 2023-24=60900 "
+         "--population 2024-25=61200). Never estimated: without it the rates are left out and say so.")]
+ComparatorsOption = Annotated[Path | None, typer.Option(
+    "--comparators", metavar="FILE", dir_okay=False,
+    help="CSV of other LAs' figures to compare with (columns comparator,census_year,indicator,value), "
+         "shown beside England's.")]
+
+
+def _population(values: Sequence[str] | None) -> float | dict[str, float] | None:
+    """Read --population: one number for every year, or YEAR=N for each year (see PopulationOption)."""
+    if not values:
+        return None
+
+    def number(text: str, given: str) -> float:
+        try:
+            value = float(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            _die(f"--population {given!r}: {text!r} is not a number of children")
+        if not value > 0 or value == float("inf"):
+            _die(f"--population {given!r}: the number of children must be above 0")
+        return value
+
+    if len(values) == 1 and "=" not in values[0]:
+        return number(values[0], values[0])
+    out: dict[str, float] = {}
+    for given in values:
+        year, sep, text = given.partition("=")
+        if not sep:
+            _die(f"--population {given!r}: give one number for every year, or YEAR=N for each year "
+                 "(e.g. --population 2024-25=61200), not both")
+        year = year.strip()
+        if year not in spec.YEARS:
+            _die(f"--population {given!r}: {year!r} is not a census year (spelt like 2024-25)")
+        if year in out:
+            _die(f"--population {given!r}: {year} is given twice")
+        out[year] = number(text.strip(), given)
+    return out
 
 
 # -- validate ---------------------------------------------------------------------------------
@@ -215,6 +273,8 @@ class FileResult:
     validation: Validation | None = None
     problem: str | None = None
     outputs: list[Path] = field(default_factory=list)
+    shown: cinqa.CensusReturn | None = None
+    """The return as outputs may show it: pseudonymised when asked, else ``ret``."""
 
     @property
     def verdict(self) -> judge.Verdict:
@@ -224,7 +284,7 @@ class FileResult:
         return self.validation.verdict
 
     def row(self) -> dict[str, Any]:
-        v, ret = self.verdict, self.ret
+        v, ret = self.verdict, self.shown or self.ret
         read = self.validation is not None
         return {
             "file": str(self.path),
@@ -246,7 +306,8 @@ class FileResult:
     "cinqa validate la201/ la931/ --csv summary.csv",
     "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
     note="Exit status: 0 no errors (queries allowed); 1 errors found, or the return was not fully checked "
-         "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error.",
+         "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error, or an output "
+         "that cannot be written; 130 interrupted (Ctrl-C).",
 ))
 @_guarded
 def validate(
@@ -275,37 +336,37 @@ def validate(
     """
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    _guard_inputs(files, [xlsx, csv, html])
     single = len(files) == 1
     results: list[FileResult] = []
-    with bar("Checking returns", len(files), unit="file", show=False if single else None) as overall:
-        for path in files:
-            result = FileResult(path)
-            try:
-                result.ret = cinqa.read_return(path, year=year)
-                result.validation = cinqa.validate(result.ret)
-            except CinqaError as exc:
-                if single:
-                    raise
-                result.problem = str(exc)
-                overall.write(f"cinqa: {exc}", file=sys.stderr)
-            results.append(result)
-            overall.update(1)
-    shareable = [_shareable(r, key) for r in results]
-    with _step("Writing outputs"):
-        if single:
-            _write_single(shareable[0], xlsx, csv, key is not None)
-        else:
-            _write_combined(results, xlsx, csv)
-        if out is not None:
-            _write_folder(results, shareable, out, key is not None)
-    if html is not None:
-        from cinqa.report import render_report
+    with _writing([*files, key_file], [xlsx, csv, html], [out]):
+        with bar("Checking returns", len(files), unit="file", show=False if single else None) as overall:
+            for path in files:
+                result = FileResult(path)
+                try:
+                    result.ret = cinqa.read_return(path, year=year)
+                    result.validation = cinqa.validate(result.ret)
+                except CinqaError as exc:
+                    if single:
+                        raise
+                    result.problem = str(exc)
+                    overall.write(f"cinqa: {exc}", file=sys.stderr)
+                results.append(result)
+                overall.update(1)
+        shareable = [_shareable(r, key) for r in results]
+        with _step("Writing outputs"):
+            if single:
+                _write_single(shareable[0], xlsx, csv, key is not None)
+            else:
+                _write_combined(results, xlsx, csv)
+            if out is not None:
+                _write_folder(results, shareable, out, key is not None)
+        if html is not None:
+            from cinqa.report import render_report
 
-        # The report shows these validations; its notebook does not read or validate again.
-        checked = [r for r in results if r.validation is not None]
-        render_report([r.path for r in checked], html, year=year, pseudonymise=key is not None, key=key,
-                      validations=[r.validation for r in checked])
+            # The report shows these validations; its notebook does not read or validate again.
+            checked = [r for r in results if r.validation is not None]
+            render_report([r.path for r in checked], html, year=year, pseudonymise=key is not None, key=key,
+                          validations=[r.validation for r in checked])
     console = _stdout()
     if single:
         _print_single(console, results[0])
@@ -330,7 +391,7 @@ class _Shareable:
 
 
 def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
-    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_identifiers
+    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 
     if result.validation is None or result.ret is None:
         return _Shareable(result, None, None, result.ret)
@@ -338,9 +399,9 @@ def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
     if key is None:
         return _Shareable(result, failures, summary, result.ret)
     p = Pseudonymiser(key)
-    ret = pseudonymise_return(result.ret, p)
-    scrub = p.scrubber(return_identifiers(result.ret))
-    return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, ret)
+    scrub = return_scrubber(result.ret, p)
+    result.shown = pseudonymise_return(result.ret, p, scrub)
+    return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, result.shown)
 
 
 def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymised: bool) -> None:
@@ -389,33 +450,40 @@ def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable]
         while stem in stems or stem == "summary":
             stem, i = f"{s.result.path.stem}-{i}", i + 1
         stems.add(stem)
-        _guard_inputs([r.path for r in results], [out / f"{stem}.xlsx", out / f"{stem}-failures.csv"])
         s.result.outputs = [
             write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
                                pseudonymised=pseudonymised, source=s.result.path.name),
             write_failures_csv(s.failures, out / f"{stem}-failures.csv"),
         ]
     summary = _summary_frame(results)
-    _guard_inputs([r.path for r in results], [out / "summary.csv", out / "summary.xlsx"])
     write_frame(summary, out / "summary.csv", "csv")
     write_table_workbook(out / "summary.xlsx", {"Returns": summary})
 
 
 def _print_single(console: Console, r: FileResult) -> None:
     assert r.ret is not None and r.validation is not None
-    ret = r.ret
+    ret = r.shown or r.ret
     console.print(f"{r.path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children",
                   markup=False)
-    summary = r.validation.summary
+    issues = issue_lines(ret.issues)
+    if issues:
+        # First: a structural error means part of the file may not have been read, whatever follows.
+        console.print(f"{judge.counted(len(issues), 'structural issue')} (lines of {r.path.name}):", markup=False)
+        for line in issues[:_SHOWN_ISSUES]:
+            console.print(f"  {line}", markup=False)
+        if len(issues) > _SHOWN_ISSUES:
+            console.print(f"  ... {len(issues) - _SHOWN_ISSUES:,} more (cinqa tables writes them all)", markup=False)
+    summary = r.validation.rule_summary
     if len(summary):
         table = Table(show_lines=False, header_style="bold")
-        for col, justify in (("rule", "left"), ("severity", "left"), ("children", "right"), ("rows", "right"),
-                             ("message", "left")):
+        for col, justify in (("rule", "left"), ("severity", "left"), ("status", "left"), ("children", "right"),
+                             ("rows", "right"), ("message", "left")):
             table.add_column(col, justify=justify, overflow="fold")
         for row in summary.itertuples(index=False):
-            table.add_row(str(row.rule), str(row.severity), f"{int(row.children):,}", f"{int(row.rows):,}",
-                          str(row.message))
+            table.add_row(str(row.rule), str(row.severity), str(row.status), f"{int(row.children):,}",
+                          f"{int(row.rows):,}", str(row.message))
         console.print(table)
+        console.print(STATUS_LEGEND, markup=False)
     v = r.verdict
     for line in v.details:
         console.print(line, markup=False)
@@ -469,15 +537,19 @@ def tables(
     One file per table, named after it (children.csv, episodes.csv, ..., structural_issues.csv),
     keyed by the ordinals child, episode, ... and carrying LAchildID and the XML line of each row.
     """
-    from cinqa.export import write_tables
+    from cinqa.export import ISSUES_NAME, write_tables
+    from cinqa.files import output_path
     from cinqa.pseudonymise import pseudonymise_return
 
     key = _load_key(pseudonymise, key_file)
-    ret = cinqa.read_return(path, year=year)
-    if key is not None:
-        ret = pseudonymise_return(ret, key)
-    with _step("Writing tables"):
-        written = write_tables(ret, out, fmt.value)
+    with _writing([path, key_file], folders=[out]):
+        for name in (*spec.TABLE_KEYS, ISSUES_NAME):
+            output_path(out / f"{name}.{fmt.value}")
+        ret = cinqa.read_return(path, year=year)
+        if key is not None:
+            ret = pseudonymise_return(ret, key)
+        with _step("Writing tables"):
+            written = write_tables(ret, out, fmt.value)
     console = _stdout()
     console.print(f"{path.name}: LA {ret.header.la or '?'}, {ret.year}, {len(ret.children):,} children, "
                   f"{len(ret.issues):,} structural issues", markup=False)
@@ -500,17 +572,26 @@ def report(
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
+    population: PopulationOption = None,
+    comparators: ComparatorsOption = None,
 ) -> None:
     """Write a self-contained HTML quality report.
 
-    The report opens offline: it has no links to the internet.
+    The report opens offline: it has no links to the internet. Its national context section lays
+    each key indicator beside England's figure (and --comparators' when given).
     """
     from cinqa.report import render_report
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    _guard_inputs(files, [output])
-    render_report(files, output, year=year, pseudonymise=pseudonymise, key=key)
+    context = {k: v for k, v in (("population", _population(population)), ("comparators", comparators))
+               if v is not None}
+    if comparators is not None:
+        from cinqa.benchmarks import read_comparators
+
+        read_comparators(comparators)  # refuse a bad file here, with its line, not inside the report's kernel
+    with _writing([*files, key_file, comparators], [output]):
+        render_report(files, output, year=year, pseudonymise=pseudonymise, key=key, **context)
     _stdout().print(f"Wrote {output}", markup=False)
 
 
@@ -518,6 +599,7 @@ def report(
     "cinqa compare cin-2022-23.xml cin-2023-24.xml",
     "cinqa compare returns-la931/ --out comparison/ --threshold 0.1",
     "cinqa compare returns-la931/ --out share/ --pseudonymise --key-file ~/cinqa.key",
+    "cinqa compare returns-la931/ --population 2023-24=60900 --population 2024-25=61200 --comparators neighbours.csv",
 ))
 @_guarded
 def compare(
@@ -534,56 +616,94 @@ def compare(
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
+    population: PopulationOption = None,
+    comparators: ComparatorsOption = None,
 ) -> None:
     """Compare returns year on year.
 
-    Prints headline measures side by side, the changes beyond the threshold and the continuity of
-    children between consecutive years; --out writes every table (continuity findings child by
-    child included) as CSV.
+    Prints headline measures side by side, the flagged changes, the continuity of children between
+    consecutive years and each key indicator beside England's figure; --out writes every table
+    (continuity findings child by child included) as CSV.
     """
-    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_table, return_identifiers
+    from cinqa.pseudonymise import Pseudonymiser, pseudonymise_table, return_scrubber
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    _guard_inputs(files, [])
-    returns = []
-    with bar("Reading returns", len(files), unit="file") as overall:
-        for path in files:
-            returns.append(cinqa.read_return(path, year=year))
-            overall.update(1)
-    with _step("Comparing"):
-        kwargs = {k: v for k, v in (("threshold", threshold), ("min_count", min_count)) if v is not None}
-        result = cinqa.compare(returns, **kwargs)
-    shown, frames = result.summary(), result.to_frames()
-    if key is not None:
-        p = Pseudonymiser(key)
-        scrub = p.scrubber(sorted({i for r in returns for i in return_identifiers(r)}))
-        shown = {n: pseudonymise_table(df, p, scrub) for n, df in shown.items()}
-        frames = {n: pseudonymise_table(df, p, scrub) for n, df in frames.items()}
-    console = _stdout()
-    console.print(f"Compared {len(returns)} returns: " + ", ".join(f"{r.year} (LA {r.header.la or '?'})"
-                                                                    for r in returns), markup=False)
-    for note in result.notes:
-        console.print(f"Note: {note}", markup=False)
-    for name, df in shown.items():
-        _print_frame(console, name, df)
-    if out is not None:
-        from cinqa.export import write_frame
+    with _writing([*files, key_file, comparators], folders=[out]):
+        returns = []
+        with bar("Reading returns", len(files), unit="file") as overall:
+            for path in files:
+                returns.append(cinqa.read_return(path, year=year))
+                overall.update(1)
+        p = Pseudonymiser(key) if key is not None else None
+        scrub = return_scrubber(returns, p) if p is not None else None
+        with _step("Comparing"):
+            given = {k: v for k, v in (("threshold", threshold), ("min_count", min_count),
+                                       ("population", _population(population)), ("comparators", comparators))
+                     if v is not None}
+            try:
+                result = cinqa.compare(returns, **given)
+            except CinqaError as exc:
+                # The reason may quote a return's values (its LA, say).
+                if scrub is None:
+                    raise
+                raise CinqaError(scrub.text(str(exc))) from None
+        from cinqa.benchmarks import describe_bands, readable
 
-        for name, df in frames.items():
-            path = write_frame(df, out / f"{_file_stem(name)}.csv", "csv")
-            console.print(f"Wrote {path}", markup=False)
+        shown = {**result.summary(), "National context": readable(result.national)}
+        frames, notes = result.to_frames(), result.notes
+        las = [r.header.la for r in returns]
+        if p is not None and scrub is not None:
+            shown = {n: pseudonymise_table(df, p, scrub) for n, df in shown.items()}
+            frames = {n: pseudonymise_table(df, p, scrub) for n, df in frames.items()}
+            notes = [scrub.text(n) for n in notes]
+            las = [scrub.text(la) for la in las]
+        console = _stdout()
+        console.print(f"Compared {len(returns)} returns: " + ", ".join(f"{r.year} (LA {la or '?'})"
+                                                                        for r, la in zip(returns, las)), markup=False)
+        for note in notes:
+            console.print(f"Note: {note}", markup=False)
+        for name, df in shown.items():
+            _print_frame(console, name, df)
+        console.print(describe_bands(), markup=False)
+        if out is not None:
+            from cinqa.export import write_frame
+
+            for name, df in frames.items():
+                path = write_frame(df, out / f"{_file_stem(name)}.csv", "csv")
+                console.print(f"Wrote {path}", markup=False)
 
 
 def _print_frame(console: Console, title: str, df: pd.DataFrame, max_rows: int = 40) -> None:
+    """Print ``df`` as a table whose headers never wrap: only long text columns fold to fit.
+
+    A table of a few rows too wide for the terminal even so (many long headers) is printed turned
+    on its side, one line per column.
+    """
     table = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
-    for col in df.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in df.head(max_rows).itertuples(index=False):
-        table.add_row(*("" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in row))
+    cells = [["" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in row]
+             for row in df.head(max_rows).itertuples(index=False)]
+    least = sum(max(len(str(c)), max((len(r[i]) if " " not in r[i] else min(len(r[i]), _FOLD_AT)
+                                          for r in cells), default=0)) + 3 for i, c in enumerate(df.columns)) + 1
+    if least > console.width and 0 < len(cells) <= _TURN_AT:
+        turned = pd.DataFrame([[str(c), *(r[i] for r in cells)] for i, c in enumerate(df.columns)],
+                              columns=["", *(f"row {n}" for n in range(1, len(cells) + 1))])
+        _print_frame(console, title, turned, max_rows=len(turned))
+        return
+    for i, col in enumerate(df.columns):
+        widest = max((len(row[i]) for row in cells), default=0)
+        words = any(" " in row[i] for row in cells)
+        # Long text (descriptions, notes) folds at its spaces; names and numbers keep one line.
+        table.add_column(str(col), overflow="fold", min_width=len(str(col)), no_wrap=widest <= _FOLD_AT or not words)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
     if len(df) > max_rows:
         console.print(f"... {len(df) - max_rows:,} more rows (use --out to write them all)", markup=False)
+
+
+_FOLD_AT = 20
+_TURN_AT = 6
 
 
 def _file_stem(name: str) -> str:
@@ -613,30 +733,31 @@ def synth(
     For testing and training. The same year, size, seed and LA always give the same file;
     --errors injects rule errors into a share of the children and --truth lists them.
     """
-    if year not in spec.SUPPORTED_YEARS:
+    if year not in cinqa.synth.YEARS:
         _die(f"{year!r} is not a census year synth can generate; use one of "
-             f"{spec.SUPPORTED_YEARS[0]} .. {spec.SUPPORTED_YEARS[-1]}")
+             f"{cinqa.synth.YEARS[0]} .. {cinqa.synth.YEARS[-1]}")
     if la not in spec.codes("la", year):
         _die(f"--la {la!r} is not a local authority code in {year}")
     if truth is not None and not errors:
         _die("--truth lists injected errors; use it with --errors RATE")
-    console = _stdout()
-    if errors:
-        from cinqa.export import write_frame
+    with _writing([], [output, truth]):
+        console = _stdout()
+        if errors:
+            from cinqa.export import write_frame
 
-        with _step(f"Generating {children:,} children for {year}"):
-            ret, faults = cinqa.synth.generate(year, children=children, seed=seed, la=la, errors=errors)
-            cinqa.write_return(ret, output)
+            with _step(f"Generating {children:,} children for {year}"):
+                ret, faults = cinqa.synth.generate(year, children=children, seed=seed, la=la, errors=errors)
+                cinqa.write_return(ret, output)
+                if truth is not None:
+                    write_frame(faults, truth, "csv")
+            console.print(f"Wrote {output} ({len(ret.children):,} children, {len(faults):,} injected errors)",
+                          markup=False)
             if truth is not None:
-                write_frame(faults, truth, "csv")
-        console.print(f"Wrote {output} ({len(ret.children):,} children, {len(faults):,} injected errors)",
-                      markup=False)
-        if truth is not None:
-            console.print(f"Wrote {truth}", markup=False)
-        return
-    # generate_file draws its own progress bar, on a terminal only.
-    written = cinqa.synth.generate_file(output, year, children=children, seed=seed, la=la)
-    console.print(f"Wrote {written or output} ({children:,} children)", markup=False)
+                console.print(f"Wrote {truth}", markup=False)
+            return
+        # generate_file draws its own progress bar, on a terminal only.
+        written = cinqa.synth.generate_file(output, year, children=children, seed=seed, la=la)
+        console.print(f"Wrote {written or output} ({children:,} children)", markup=False)
 
 
 @app.command(epilog=_examples("cinqa rules --year 2023-24", "cinqa rules --year 2024-25 --csv rules.csv"))
@@ -652,13 +773,15 @@ def rules(
 
     frame = list_rules(year)
     console = _stdout()
-    shown = [c for c in ("rule", "severity", "entity", "checkable", "message") if c in frame] or list(frame.columns)
+    shown = [c for c in ("rule", "severity", "entity", "status", "checkable", "message", "note")
+             if c in frame] or list(frame.columns)
     _print_frame(console, f"Validation rules, {year}", frame[shown], max_rows=len(frame))
-    console.print(f"{len(frame):,} rules in {year}", markup=False)
+    console.print(f"{len(frame):,} rules in {year}. {STATUS_LEGEND}", markup=False)
     if csv is not None:
         from cinqa.export import write_frame
 
-        write_frame(frame, csv, "csv")
+        with _writing([], [csv]):
+            write_frame(frame, csv, "csv")
         console.print(f"Wrote {csv}", markup=False)
 
 

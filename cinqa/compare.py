@@ -10,6 +10,7 @@ or re-dated in the later return, and children who reappear after a gap.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ import numpy as np
 import pandas as pd
 
 from cinqa import spec
+from cinqa.benchmarks import benchmark, read_comparators
 from cinqa.errors import CinqaError
-from cinqa.measures import (ALL, MEASURES, measure_rows, measures, open_episodes, open_plans, sex_of)
+from cinqa.measures import (ALL, COUNT, DAYS, MEASURES, NOT_COLLECTED, PERCENT, PRE_PROCEEDINGS, RATE, measure_rows,
+                            measures, open_episodes, open_plans, provisional, sex_of)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
 
@@ -50,12 +53,58 @@ HEADLINE = ("referrals", "referrals_rate", "re_referral_share", "referrals_nfa_s
             "cin_31_march_rate", "episodes_starting", "episodes_ending", "assessments_completed",
             "assessments_within_45_days_share", "initial_within_10_days_share", "core_within_35_days_share",
             "s47_enquiries", "icpcs", "icpc_within_15_days_share", "cpp_starts",
-            "cpp_second_or_subsequent_share", "cpp_ends", "cpp_31_march", "cpp_31_march_rate")
+            "cpp_second_or_subsequent_share", "cpp_ends", "cpp_31_march", "cpp_31_march_rate", *PRE_PROCEEDINGS)
 """The measures shown first: one figure each, as in COLLECT's key indicators."""
+NEW = "new"
+"""What the headline shows as the change into the first year a measure is collected."""
 
 _KEY = ["measure", "breakdown", "category", "unit"]
 # Counts below this in both years are not flagged however much they change: small numbers swing.
 MIN_COUNT = 20
+
+
+@dataclass(frozen=True)
+class FlagRule:
+    """What a change in a figure of one unit must also exceed, beyond the relative threshold, to be flagged."""
+
+    min_change: float = 0.0
+    """The smallest change flagged, in the figure's own unit (percentage points, working days)."""
+    chance_z: float | None = None
+    """For counts: the change must exceed ``chance_z`` times sqrt(earlier + later), the spread two
+    counts of the same underlying level show by chance alone (each roughly Poisson)."""
+    why: str = ""
+
+
+FLAG_RULES: dict[str, FlagRule] = {
+    COUNT: FlagRule(chance_z=3.0, why="and by more than chance explains (three times the square root of "
+                                      "the two counts added)"),
+    RATE: FlagRule(chance_z=3.0, why="and its count by more than chance explains"),
+    PERCENT: FlagRule(min_change=10.0, why="and by 10 percentage points or more"),
+    DAYS: FlagRule(min_change=5.0, why="and by 5 working days or more"),
+}
+"""When a change is flagged, by the figure's unit. Tuned on the synthetic series sample
+(``data/series``, about 200 referrals a year, no change planted): the relative threshold alone
+flagged 80 of its 1,113 year-on-year figures, most of them breakdown counts of 15 to 50 moving
+as such counts do by chance; with these rules it flags one, while a planted change (half the
+assessments late, half the referrals closed with no further action) is still flagged
+(tests/test_compare.py). A rate is judged by the count it divides (:func:`counted_by`)."""
+
+
+def counted_by(measure: str) -> str | None:
+    """Return the count measure whose records a rate measure divides by the population, else None."""
+    m = MEASURES[measure]
+    if not m.per_population:
+        return None
+    return next((o.name for o in MEASURES.values()
+                 if o.records is m.records and o.unit == COUNT and not o.per_population), None)
+
+
+def describe_flags(threshold: float, min_count: float, rules: Mapping[str, FlagRule] = FLAG_RULES) -> str:
+    """Say in words when a change is flagged, as :func:`changes` decides it."""
+    said = "; ".join(f"{unit}: {rule.why}" for unit, rule in rules.items())
+    return (f"A figure is flagged when it changes by more than {threshold:.0%} from the year before"
+            + (f" ({said}); " if said else "; ") +
+            f"a count below {min_count:g} in both years, or a change from zero, is never flagged.")
 
 
 # -- the comparison table ---------------------------------------------------------------------
@@ -65,10 +114,12 @@ def _consecutive(earlier: str, later: str) -> bool:
 
 
 def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None,
-            min_count: float = MIN_COUNT) -> pd.DataFrame:
+            min_count: float = MIN_COUNT, rules: Mapping[str, FlagRule] = FLAG_RULES) -> pd.DataFrame:
     """Return one row per measure figure and pair of consecutive chosen years with its change.
 
-    ``pct_change`` is in percent; ``flag`` is true where ``|pct_change| > threshold * 100``. A
+    ``pct_change`` is in percent; ``flag`` is true where ``|pct_change| > threshold * 100`` and the
+    change also passes its unit's rule in ``rules`` (by default :data:`FLAG_RULES`: beyond chance
+    for counts, a least change for shares and durations; a unit without a rule has none). A
     change from zero has no percentage and is not flagged, nor is a count below ``min_count`` in
     both years (3 becoming 6 doubles, but says little).
     """
@@ -89,13 +140,34 @@ def changes(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | N
     out["change"] = out["later"] - out["earlier"]
     base = out["earlier"].where(out["earlier"] != 0)
     out["pct_change"] = 100 * out["change"] / base
-    big = (out["unit"] != "count") | (out[["earlier", "later"]].abs().max(axis=1) >= min_count)
-    out["flag"] = ((out["pct_change"].abs() > 100 * threshold) & big).fillna(False).astype(bool)
+    out["flag"] = ((out["pct_change"].abs() > 100 * threshold) & _beyond_unit_rule(out, min_count, rules)).fillna(False)
+    out["flag"] = out["flag"].astype(bool)
     return out[cols]
 
 
+def _beyond_unit_rule(out: pd.DataFrame, min_count: float, rules: Mapping[str, FlagRule]) -> pd.Series:
+    """Mark the changes that pass their unit's rule in ``rules`` (and, for counts, ``min_count``)."""
+    rule = out["unit"].map(dict(rules))
+    floor = rule.map(lambda r: r.min_change if isinstance(r, FlagRule) else 0.0)
+    z = rule.map(lambda r: r.chance_z if isinstance(r, FlagRule) and r.chance_z is not None else np.nan)
+    counts = out[["earlier", "later"]].copy()
+    rates = out["unit"] == RATE
+    if rates.any():
+        # A rate moves by chance as its count does: judge the rate by the count's own change.
+        keyed = out.set_index(["measure", "breakdown", "category", "earlier_year", "later_year"])
+        base = out.loc[rates, "measure"].map(counted_by)
+        look = pd.MultiIndex.from_arrays([base, out.loc[rates, "breakdown"], out.loc[rates, "category"],
+                                          out.loc[rates, "earlier_year"], out.loc[rates, "later_year"]])
+        found = keyed[["earlier", "later"]].reindex(look)
+        counts.loc[rates, ["earlier", "later"]] = found.to_numpy()
+    spread = z * np.sqrt(counts["earlier"] + counts["later"])
+    chance = (counts["later"] - counts["earlier"]).abs() > spread.fillna(-1)
+    enough = ~out["unit"].isin([COUNT, RATE]) | (counts.abs().max(axis=1) >= min_count)
+    return (out["change"].abs() >= floor) & chance & enough
+
+
 def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] | None = None,
-               min_count: float = MIN_COUNT) -> pd.DataFrame:
+               min_count: float = MIN_COUNT, rules: Mapping[str, FlagRule] = FLAG_RULES) -> pd.DataFrame:
     """Lay measures out one row per figure, one column per census year, then each change.
 
     After the year columns come ``change <year>`` and ``% change <year>`` (from the year before
@@ -108,7 +180,7 @@ def wide_table(tidy: pd.DataFrame, threshold: float = 0.2, years: Sequence[str] 
     wide = tidy.pivot(index=_KEY, columns="census_year", values="value")
     wide = wide.reindex(pd.MultiIndex.from_frame(order)).reindex(columns=years)
     wide.columns.name = None
-    ch = changes(tidy, threshold, years, min_count).set_index(_KEY)
+    ch = changes(tidy, threshold, years, min_count, rules).set_index(_KEY)
     flag = pd.Series(False, index=wide.index)
     for later in years[1:]:
         part = ch[ch["later_year"] == later]
@@ -437,6 +509,9 @@ class Comparison:
     continuity_summary: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     min_count: float = MIN_COUNT
+    rules: Mapping[str, FlagRule] = field(default_factory=lambda: FLAG_RULES)
+    population: float | Mapping[str, float] | None = None
+    comparators: pd.DataFrame | None = None
 
     @property
     def years(self) -> list[str]:
@@ -450,12 +525,12 @@ class Comparison:
     @property
     def table(self) -> pd.DataFrame:
         """Measures by census year, with change, % change and ``flag`` (see :func:`wide_table`)."""
-        return wide_table(self.measures, self.threshold, min_count=self.min_count)
+        return wide_table(self.measures, self.threshold, min_count=self.min_count, rules=self.rules)
 
     @property
     def changes(self) -> pd.DataFrame:
         """One row per figure and consecutive pair of years (see :func:`changes`)."""
-        return changes(self.measures, self.threshold, min_count=self.min_count)
+        return changes(self.measures, self.threshold, min_count=self.min_count, rules=self.rules)
 
     def ret(self, year: str) -> CensusReturn:
         """Return the census return of ``year``."""
@@ -468,16 +543,20 @@ class Comparison:
                         years: Sequence[str] | None = None) -> pd.DataFrame:
         """Return the records behind a figure in the chosen years, each child marked where it appears.
 
-        ``status`` is "in every year" or "only in <years>", by LAchildID; ``census_year`` says
-        which return a row comes from.
+        For a share these are the records its numerator counts (the referrals with no further
+        action behind the NFA share), not every record of its denominator. ``status`` is "in every
+        year" or "only in <years>", by LAchildID; ``census_year`` says which return a row comes from.
         """
         years = list(years) if years is not None else self.years
+        share = MEASURES[measure].aggregate == "share"
         parts = []
         for y in years:
             r = self.ret(y)
             if y not in MEASURES[measure].years:
                 continue
             rows = measure_rows(r, measure, breakdown, category)
+            if share:
+                rows = rows[rows["hit"].astype(bool)].drop(columns="hit")
             parts.append(rows.assign(census_year=y))
         if not parts:
             return pd.DataFrame(columns=["census_year", "status", "LAchildID"])
@@ -487,6 +566,15 @@ class Comparison:
         out.insert(0, "status", out["LAchildID"].map(status))
         out.insert(0, "census_year", out.pop("census_year"))
         return out.sort_values(["LAchildID", "census_year"], kind="stable").reset_index(drop=True)
+
+    @functools.cached_property
+    def national(self) -> pd.DataFrame:
+        """Each key indicator of every year beside England's figure, the comparators and a band.
+
+        See :func:`cinqa.benchmarks.benchmark`; re-referrals are counted with the year before
+        where its return is here, as the Department counts them.
+        """
+        return benchmark(self.returns, self.population, self.comparators)
 
     def headline(self) -> pd.DataFrame:
         """Return the headline measures by year with their changes (see :func:`headline`)."""
@@ -509,6 +597,7 @@ class Comparison:
             "changes": self.changes,
             "continuity": self.continuity,
             "continuity_summary": self.continuity_summary,
+            "national": self.national,
             "definitions": definitions(),
         }
 
@@ -541,14 +630,20 @@ def _check_non_negative(name: str, value: Any, example: str) -> None:
 
 
 def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | Path], threshold: float = 0.2,
-            population: float | Mapping[str, float] | None = None, min_count: float = MIN_COUNT) -> Comparison:
-    """Compare census returns of one LA: measures by year, changes, flags and continuity.
+            population: float | Mapping[str, float] | None = None, min_count: float = MIN_COUNT,
+            comparators: pd.DataFrame | str | Path | None = None,
+            rules: Mapping[str, FlagRule] = FLAG_RULES) -> Comparison:
+    """Compare census returns of one LA: measures by year, changes, flags, continuity, national context.
 
     ``returns`` are CensusReturn objects or paths, given as one list or as separate arguments, in
     any order (they are sorted by year). ``threshold`` is the relative change that flags a figure
-    (0.2 = 20%); counts below ``min_count`` in both years are never flagged. ``population`` (a number, or census year -> number) adds rates per 10,000
-    children. Continuity is checked between each pair of consecutive census years; a gap in the
-    years is noted and skipped.
+    (0.2 = 20%; see :data:`FLAG_RULES` for what each unit must also pass, and ``rules`` to replace
+    them); counts below ``min_count`` in both years are never flagged. ``population`` (children
+    under 18: a number, or census year -> number) adds rates per 10,000 children; it is never
+    estimated, and without it a note says the rates are missing. ``comparators`` (the path of an LA's comparators CSV,
+    or its table from :func:`cinqa.benchmarks.read_comparators`) joins England in
+    ``Comparison.national``. Continuity is checked between each pair of consecutive census
+    years; a gap in the years is noted and skipped.
     """
     _check_non_negative("threshold", threshold, "fraction such as 0.2")
     _check_non_negative("min_count", min_count, "number such as 20")
@@ -562,6 +657,14 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
             raise CinqaError(f"compare() takes census returns or paths, not {type(r).__name__} "
                              "(give threshold= and population= by name)")
     rets = _load(flat)
+    if comparators is not None and not isinstance(comparators, pd.DataFrame):
+        comparators = read_comparators(comparators)
+    years = [r.year for r in rets]
+    if isinstance(population, Mapping):
+        unknown = sorted(set(population) - set(years))
+        if unknown:
+            raise CinqaError(f"a population is given for {', '.join(map(str, unknown))}, which is not the year of any "
+                             f"return compared ({', '.join(years)})")
     notes: list[str] = []
     for r in rets:
         dupes = r.children["LAchildID"][r.children["LAchildID"].duplicated()].dropna().unique()
@@ -584,6 +687,13 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
         found.append(fnd)
         counts.append({**cnt, "note": ""})
     found.append(reappearances(rets))
+    without = years if population is None else [y for y in years if isinstance(population, Mapping)
+                                                and y not in population]
+    if without:
+        counted = [MEASURES[counted_by(n) or n].description for n in HEADLINE if MEASURES[n].per_population]
+        notes.append(f"No population given for {', '.join(without)}: the rates per 10,000 children of " + ", ".join(
+            d[0].lower() + d[1:] for d in counted) + " are not shown there. Give the number of children under 18 "
+            "in the LA (population=, or --population); cinqa never estimates it")
     order = {name: i for i, name in enumerate(FINDINGS)}
     findings = pd.concat([f for f in found if len(f)] or [found[-1]], ignore_index=True)
     findings = findings.sort_values(["later_year", "finding", "LAchildID"], key=lambda s: s.map(order)
@@ -591,7 +701,8 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
     summary_cols = ["earlier_year", "later_year", "children_earlier", "children_later", "matched_by_LAchildID",
                     "matched_by_UPN", "only_earlier", "only_later", "open_at_earlier_reference", "findings", "note"]
     return Comparison(
-        returns=rets, threshold=threshold, min_count=min_count,
+        returns=rets, threshold=threshold, min_count=min_count, rules=rules, population=population,
+        comparators=comparators,
         measures=pd.concat(tidy, ignore_index=True),
         continuity=findings,
         continuity_summary=pd.DataFrame(counts, columns=summary_cols),
@@ -601,8 +712,30 @@ def compare(*returns: CensusReturn | str | Path | Iterable[CensusReturn | str | 
 
 # -- display ----------------------------------------------------------------------------------
 
+def _readable(df: pd.DataFrame, by_unit: Sequence[str], percent: Sequence[str] = ()) -> pd.DataFrame:
+    """Return ``df`` with figures as they should read: a count's as whole numbers, others to one
+    decimal, missing as None; ``percent`` columns (changes in percent) to one decimal whatever the unit."""
+    out = df.copy()
+    counts = (out["unit"] == COUNT).to_numpy()
+
+    def read(value: Any, whole: bool) -> Any:
+        if pd.isna(value):
+            return None
+        return int(round(value)) if whole else round(float(value), 1)
+
+    for col in [*by_unit, *percent]:
+        whole = counts if col in by_unit else np.zeros(len(out), dtype=bool)
+        out[col] = pd.Series([read(v, w) for v, w in zip(out[col], whole)], index=out.index, dtype="object")
+    return out
+
+
 def headline(comp: Comparison) -> pd.DataFrame:
-    """Return the headline measures (one figure each) by year with their changes, rounded for reading."""
+    """Return the headline measures (one figure each) by year with their percentage changes, for reading.
+
+    Counts are whole numbers and other figures have one decimal; a figure missing in a year is None,
+    and "not collected" in a year before the measure existed, whose first change is "new". The
+    absolute changes stay in ``comp.table``.
+    """
     from cinqa.measures import definitions
 
     table = comp.table
@@ -611,11 +744,24 @@ def headline(comp: Comparison) -> pd.DataFrame:
     head["order"] = head["measure"].map({m: i for i, m in enumerate(HEADLINE)})
     head = head.sort_values("order", kind="stable")
     head.insert(0, "description", head["measure"].map(desc))
-    return head.drop(columns=["breakdown", "category", "measure", "order"]).round(1).reset_index(drop=True)
+    pct = [c for c in head.columns if str(c).startswith("% change ")]
+    head = _readable(head, [y for y in comp.years if y in head], pct)
+    # A measure new in a later year shows as not collected before it and new in it, never as a change from zero.
+    years = comp.years
+    for earlier, year in zip([None, *years], years):
+        before = head["measure"].map(lambda m: year not in MEASURES[m].years)
+        head[year] = head[year].astype("object").mask(before.to_numpy(), NOT_COLLECTED)
+        if earlier is not None:
+            new = head["measure"].map(lambda m: year in MEASURES[m].years and earlier not in MEASURES[m].years)
+            col = f"% change {year}"
+            head[col] = head[col].astype("object").mask(new.to_numpy(), NEW)
+    head["provisional"] = head["measure"].map(provisional)
+    return head.drop(columns=["breakdown", "category", "measure", "order",
+                              *(c for c in head.columns if str(c).startswith("change "))]).reset_index(drop=True)
 
 
 def flagged(comp: Comparison) -> pd.DataFrame:
-    """Return every figure whose change between consecutive years is over the threshold, largest first."""
+    """Return every figure whose change between consecutive years is flagged, largest first, for reading."""
     from cinqa.measures import definitions
 
     desc = definitions().set_index("measure")["description"]
@@ -623,7 +769,8 @@ def flagged(comp: Comparison) -> pd.DataFrame:
     out = ch[ch["flag"]].copy()
     out = out.reindex(out["pct_change"].abs().sort_values(ascending=False, kind="stable").index)
     out.insert(0, "description", out["measure"].map(desc))
-    return out.drop(columns=["flag"]).round(1).reset_index(drop=True)
+    out = out.drop(columns=["flag"])
+    return _readable(out, ["earlier", "later", "change"], ["pct_change"]).reset_index(drop=True)
 
 
 def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
@@ -639,7 +786,7 @@ def summarise(comp: Comparison) -> dict[str, pd.DataFrame]:
         counts = pd.DataFrame(columns=["earlier_year", "later_year", "finding", "meaning", "findings"])
     return {
         "Headline measures": headline(comp),
-        f"Changes over {comp.threshold:.0%} (counts of {comp.min_count:g} or more)": flagged(comp),
+        f"Flagged changes (over {comp.threshold:.0%}{', beyond chance' if comp.rules else ''})": flagged(comp),
         "Continuity between returns": comp.continuity_summary,
         "Continuity findings by type": counts,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,18 +21,30 @@ import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cinqa import collect, spec
-from cinqa.compare import MIN_COUNT, Comparison, changes
-from cinqa.errors import CinqaError
+from cinqa import benchmarks, collect, spec
+from cinqa.compare import FLAG_RULES, MIN_COUNT, Comparison, FlagRule, changes
+from cinqa.errors import CinqaError, shorten
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
 from cinqa.measures import ALL, MEASURES
-from cinqa.returns import CensusReturn
+from cinqa.returns import CensusReturn, issues_first
 
 MAX_ROWS = 200
+MAX_CELL = 200  # characters of a text a table cell shows, then the text's length
 DATE_FORMAT = "%d/%m/%Y"
 FAIL_COLOUR = "#c0392b"
 BAR_COLOUR = "#2c6e9b"
+
+
+def plain(text: Any) -> str:
+    """Return ``text`` as a string matplotlib draws as it is, never as mathtext.
+
+    A pair of ``$`` in a label that came from data (a code, an identifier, a category) would
+    otherwise be parsed as mathtext, and fail to draw when it is not valid TeX. Every ``$`` is
+    escaped: with no unescaped ``$`` left, matplotlib draws the text plainly and shows each ``\\$``
+    as ``$``, so the label reads exactly as the data does.
+    """
+    return str(text).replace("$", r"\$")
 
 
 # --- tables --------------------------------------------------------------------------------
@@ -53,7 +65,7 @@ def _format_value(v: Any) -> str:
         if v.hour or v.minute or v.second:
             return v.strftime(DATE_FORMAT + " %H:%M")
         return v.strftime(DATE_FORMAT)
-    return str(v)
+    return shorten(str(v), MAX_CELL)
 
 
 # Ordinals and XML line numbers are identifiers, not quantities: no thousands separators.
@@ -149,6 +161,15 @@ def verdict_banner(verdict: Verdict, *, notes: Sequence[str] = ()) -> HTML:
     """Render a verdict as a coloured box: its headline, then the sentences it rests on and any ``notes`` (HTML)."""
     lines = [html.escape(line) for line in verdict.details] + list(notes)
     return callout("<br>".join(lines), _VERDICT_LEVELS[verdict.status], str(verdict))
+
+
+def structural_issues(issues: pd.DataFrame) -> HTML:
+    """Render a return's structural issues, errors first with their XML lines, or say that the structure is sound."""
+    if not len(issues):
+        return callout("The file's structure is sound: every element is known, in place and readable.", "ok")
+    return table(issues_first(issues), max_rows=None,
+                 note="Line numbers refer to the XML file. A structural error means part of the file may not have "
+                      "been read or checked.")
 
 
 def _indicator(value: float, unit: str) -> str:
@@ -288,7 +309,7 @@ def _bar(ax: Any, counts: pd.Series, title: str, *, horizontal: bool = True) -> 
     counts = counts.astype(float)
     if horizontal:
         ax.barh(range(len(counts)), counts.to_numpy(), color=BAR_COLOUR)
-        ax.set_yticks(range(len(counts)), [str(i) for i in counts.index], fontsize=8)
+        ax.set_yticks(range(len(counts)), [plain(i) for i in counts.index], fontsize=8)
         ax.invert_yaxis()
         for y, v in enumerate(counts.to_numpy()):
             if v:
@@ -297,8 +318,8 @@ def _bar(ax: Any, counts: pd.Series, title: str, *, horizontal: bool = True) -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.bar(range(len(counts)), counts.to_numpy(), color=BAR_COLOUR)
-        ax.set_xticks(range(len(counts)), [str(i) for i in counts.index], fontsize=8, rotation=0)
-    ax.set_title(title, fontsize=10, loc="left")
+        ax.set_xticks(range(len(counts)), [plain(i) for i in counts.index], fontsize=8, rotation=0)
+    ax.set_title(plain(title), fontsize=10, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -370,11 +391,12 @@ def plot_comparison(comp: Comparison, measure: str, breakdown: str = ALL,
                     categories: Sequence[str] | None = None) -> Figure:
     """Draw a measure's series over the compared census years; flagged changes are ringed in red."""
     return plot_measure(comp.measures, measure, breakdown, categories, threshold=comp.threshold,
-                        min_count=comp.min_count)
+                        min_count=comp.min_count, rules=comp.rules)
 
 
 def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categories: Sequence[str] | None = None,
-                 threshold: float | None = None, min_count: float = MIN_COUNT) -> Figure:
+                 threshold: float | None = None, min_count: float = MIN_COUNT,
+                 rules: Mapping[str, FlagRule] = FLAG_RULES) -> Figure:
     """Draw one measure's values by census year, one line per category of ``breakdown``; ring the
     values whose change is flagged (see :func:`cinqa.compare.changes`) when ``threshold`` is given."""
     rows = tidy[(tidy["measure"] == measure) & (tidy["breakdown"] == breakdown)]
@@ -393,22 +415,91 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     palette = "tab10" if wide.shape[1] <= 10 else "tab20"
     cmap = matplotlib.colormaps[palette]
     for i, cat in enumerate(wide):
-        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=str(cat), color=cmap(i % cmap.N))
+        ax.plot(x, wide[cat].to_numpy(dtype=float), marker="o", label=plain(cat), color=cmap(i % cmap.N))
     if threshold is not None:
-        ch = changes(rows, threshold, years, min_count)
+        ch = changes(rows, threshold, years, min_count, rules)
         for r in ch[ch["flag"]].itertuples():
             if r.category in wide:
                 ax.plot([years.index(r.later_year)], [r.later], "o", ms=13, mfc="none", mec="red", mew=1.5)
     m = MEASURES.get(measure)
-    ax.set_title(m.description if m else measure, fontsize=10)
-    ax.set_xticks(x, years)
+    ax.set_title(plain(m.description if m else measure), fontsize=10)
+    ax.set_xticks(x, [plain(y) for y in years])
     ax.set_xlim(-0.25, len(years) - 0.75)
     ax.set_ylabel(rows["unit"].iloc[0])
     top = np.nanmax(wide.to_numpy(dtype=float)) if wide.notna().any().any() else 1.0
     ax.set_ylim(0, max(top, 1.0) * 1.1)
     ax.grid(axis="y", alpha=0.3)
     if breakdown != ALL:
-        ax.legend(title=breakdown, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+        ax.legend(title=plain(breakdown), fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+    return fig
+
+
+# --- national context ------------------------------------------------------------------------
+
+
+def benchmark_table(frame: pd.DataFrame) -> HTML:
+    """Render a :func:`cinqa.benchmarks.benchmark` table for reading, with how its bands are set."""
+    return table(benchmarks.readable(frame), note=benchmarks.describe_bands())
+
+
+def _draw_benchmark(ax: Any, rows: pd.DataFrame, england: pd.DataFrame, indicator: str, *, small: bool) -> None:
+    """Draw one indicator on ``ax``: England's line over every year it has a figure, the LA's points
+    with their bands as grey bars, flagged points ringed in red."""
+    e = england[england["indicator"] == indicator].dropna(subset=["value"])
+    years = [y for y in spec.YEARS if y in set(rows["census_year"]) | set(e["census_year"])]
+    x = {y: i for i, y in enumerate(years)}
+    ax.plot([x[y] for y in e["census_year"]], e["value"], marker="s", color="0.35", label="England")
+    banded = rows.dropna(subset=["band_low", "band_high"])
+    ax.vlines([x[y] for y in banded["census_year"]], banded["band_low"], banded["band_high"], color="0.8",
+              linewidth=8, label="band")
+    ax.plot([x[y] for y in rows["census_year"]], rows["la_value"], marker="o", color="tab:blue", label="LA")
+    flagged = rows[rows["flag"] != ""]
+    ax.plot([x[y] for y in flagged["census_year"]], flagged["la_value"], "o", ms=13, mfc="none", mec="red",
+            mew=1.5, label=benchmarks.CHECK)
+    ax.set_title(MEASURES[indicator].description, fontsize=8 if small else 10, wrap=True)
+    ax.set_xticks(range(len(years)), years, rotation=45, ha="right", fontsize=7 if small else 8)
+    ax.set_ylabel(MEASURES[indicator].unit, fontsize=8 if small else 10)
+    top = np.nanmax([*rows["la_value"], *rows["band_high"].replace(np.inf, np.nan), *e["value"], 1.0])
+    ax.set_ylim(0, top * 1.1)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _benchmark_rows(table: pd.DataFrame, indicator: str) -> pd.DataFrame:
+    rows = table[table["indicator"] == indicator].sort_values("census_year")
+    if rows.empty:
+        raise CinqaError(f"no benchmark rows for indicator {indicator!r}")
+    return rows
+
+
+def plot_benchmark(table: pd.DataFrame, indicator: str, england: pd.DataFrame | None = None) -> Figure:
+    """Draw ``indicator`` of a :func:`cinqa.benchmarks.benchmark` table: the LA's years, England's, the band."""
+    rows = _benchmark_rows(table, indicator)
+    fig = Figure(figsize=(7, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    _draw_benchmark(ax, rows, benchmarks.read_england() if england is None else england, indicator, small=False)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def plot_benchmarks(table: pd.DataFrame, england: pd.DataFrame | None = None, columns: int = 3) -> Figure:
+    """Draw a small chart per indicator of a :func:`cinqa.benchmarks.benchmark` table, one legend for all.
+
+    Indicators the LA has no value for in any year (a rate without a population) are left out.
+    """
+    england = benchmarks.read_england() if england is None else england
+    valued = table.dropna(subset=["la_value"])["indicator"]
+    names = [n for n in dict.fromkeys(table["indicator"]) if n in set(valued)]
+    if not names:
+        raise CinqaError("no indicator of the benchmark table has a value for the LA")
+    rows_n = -(-len(names) // columns)
+    fig = Figure(figsize=(3.6 * columns, 2.9 * rows_n + 0.4), layout="constrained")
+    axes = fig.subplots(rows_n, columns, squeeze=False).ravel()
+    for ax, name in zip(axes, names):
+        _draw_benchmark(ax, _benchmark_rows(table, name), england, name, small=True)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8, frameon=False)
     return fig
 
 
@@ -519,10 +610,10 @@ def child_timeline(ret: CensusReturn, child: int, failures: pd.DataFrame | None 
                 unplaced.append(f"{f['rule']} {f['message']}")
                 continue
             ax.plot([when], [y], "X", color=FAIL_COLOUR, markersize=11, markeredgecolor="white", zorder=5)
-            ax.annotate(str(f["rule"]), (when, y), xytext=(6, 6), textcoords="offset points", zorder=6,
+            ax.annotate(plain(f["rule"]), (when, y), xytext=(6, 6), textcoords="offset points", zorder=6,
                         fontsize=8, color=FAIL_COLOUR, weight="bold",
                         bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
-    ax.set_yticks(range(len(rows)), [r["name"] for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [plain(r["name"]) for r in rows], fontsize=8)
     ax.set_ylim(len(rows) - 0.4, -1.2)
     ax.set_xlim(lo, hi)
     locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
@@ -531,12 +622,12 @@ def child_timeline(ret: CensusReturn, child: int, failures: pd.DataFrame | None 
     who = label or str(kid["LAchildID"])
     born = kid.get("PersonBirthDate")
     born_text = f", born {born:%m/%Y}" if isinstance(born, pd.Timestamp) and not pd.isna(born) else ""
-    ax.set_title(f"Child {who}{born_text}: census year {ret.year} shaded", fontsize=10, loc="left")
+    ax.set_title(plain(f"Child {who}{born_text}: census year {ret.year} shaded"), fontsize=10, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
     if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if unplaced:
         text = "Also failing: " + "; ".join(sorted(set(unplaced)))
-        fig.text(0.01, 0.005, text[:300], fontsize=8, color=FAIL_COLOUR, va="bottom", wrap=True)
+        fig.text(0.01, 0.005, plain(text[:300]), fontsize=8, color=FAIL_COLOUR, va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.06 if unplaced else 0, 1, 1))
     return fig

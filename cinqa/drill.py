@@ -1,14 +1,16 @@
 """Interactive drill-down for notebooks: from the failures table to a rule, a child, a timeline;
 from a year-on-year change to the children behind it.
 
-The widgets are a thin skin over plain methods (:meth:`DrillDown.select`,
-:meth:`DrillDown.pick_child`, :meth:`DrillDown.export`, :meth:`TableBrowser.page`), so the logic is
-tested without a browser, and the widget callbacks only call those methods and put their results
-into ``Output`` widgets.
+The widgets are a thin skin over plain methods (:meth:`DrillDown.select`, :meth:`DrillDown.turn`,
+:meth:`DrillDown.find_child`, :meth:`DrillDown.pick_child`, :meth:`DrillDown.export`,
+:meth:`TableBrowser.page`), so the logic is tested without a browser, and the widget callbacks
+only call those methods and put their results into ``Output`` widgets. The failures table is shown
+a page at a time, so a return with tens of thousands of failing rows stays usable.
 """
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,14 +24,22 @@ from cinqa import display as show
 from cinqa.compare import HEADLINE, Comparison, changes, wide_table
 from cinqa.excel import write_error_report
 from cinqa.export import write_failures_csv
-from cinqa.failures import FAILURE_COLUMNS, for_display, summarise, verdict
+from cinqa.failures import FAILURE_COLUMNS, for_display, rule_order, summarise, verdict
 from cinqa.measures import ALL as NO_BREAKDOWN, MEASURES
 from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 from cinqa.returns import CensusReturn
+from cinqa.rules import STATUS_WORDS, with_rule_facts
 
 ALL = "(all)"
 MAX_CHILD_OPTIONS = 500
 PAGE_ROWS = 25
+FAILURE_PAGE_ROWS = 50
+NO_CHILD = -1
+"""The child dropdown's "(pick a child)" value: a dropdown set to None shows blank in the browser."""
+BY_SEVERITY = "errors, most children"
+BY_LINE = "file order"
+ORDERS = (BY_SEVERITY, BY_LINE)
+"""How the failing rows can be ordered: errors first and the rules that touch most children first, or file order."""
 
 
 class FailureSource(Protocol):
@@ -47,16 +57,29 @@ class DrillDown:
     table), ``.errored`` and ``.ret`` (the :class:`~cinqa.returns.CensusReturn`). With
     ``pseudonymise=True`` every table, timeline and export shows keyed tokens instead of
     identifiers (``key``: 32+ bytes; a one-off random key when omitted). An Excel export's cover
-    gives the verdict on the whole return, whatever is selected.
+    gives the verdict on the whole return, whatever is selected. The selected rows are shown
+    ``page_rows`` at a time (:meth:`turn`), in one of :data:`ORDERS` (:meth:`sort`).
     """
 
     def __init__(self, validation: FailureSource, *, pseudonymise: bool = False, key: bytes | None = None,
-                 max_rows: int = 200) -> None:
+                 page_rows: int = FAILURE_PAGE_ROWS) -> None:
         self.ret = validation.ret
         missing = [c for c in FAILURE_COLUMNS if c not in validation.failures.columns]
         if missing:
             raise ValueError(f"failures table lacks columns {missing}")
         self.failures = validation.failures.reset_index(drop=True)
+        self.year = getattr(validation, "year", None) or self.ret.year
+        self.rules = with_rule_facts(summarise(self.failures), self.year)
+        # The failing rows in each order, computed once: a selection keeps the order of its rows.
+        rank = {r: i for i, r in enumerate(self._by_severity(self.rules)["rule"])}
+        f = self.failures
+        self._orders = {
+            BY_SEVERITY: pd.DataFrame({"rank": f["rule"].astype("str").map(rank).fillna(len(rank)).to_numpy(),
+                                       "line": pd.array(f["line"], dtype="Int64")})
+            .sort_values(["rank", "line"], kind="stable", na_position="first").index.to_numpy(),
+            BY_LINE: pd.DataFrame({"line": pd.array(f["line"], dtype="Int64")})
+            .sort_values("line", kind="stable", na_position="first").index.to_numpy(),
+        }
         self.verdict = verdict(self.failures, validation.errored, self.ret.issues)
         self.shown = self.failures
         self._label = {int(c): str(i) for c, i in zip(self.ret.children["child"], self.ret.children["LAchildID"])}
@@ -65,7 +88,10 @@ class DrillDown:
             p = self._pseudonymiser
             self.shown = pseudonymise_failures(self.failures, p, return_scrubber(self.ret, p))
             self._label = {c: p.token("LAchildID", v) for c, v in self._label.items()}
-        self.max_rows = max_rows
+        self._by_label = {v: c for c, v in self._label.items()}
+        self.page_rows = page_rows
+        self.page = 1
+        self.order = BY_SEVERITY
         self.severity = self.entity = self.rule = ALL
         self.child: int | None = None
         self._drawn: int | None = None
@@ -84,15 +110,43 @@ class DrillDown:
         return mask
 
     def options(self) -> dict[str, list[str]]:
-        """List the choices open at each level given the choices above it (each list starts with ALL)."""
+        """List the choices open at each level given the choices above it (each list starts with ALL).
+
+        Rules come errors first, then by the number of children they touch, most first.
+        """
         f = self.failures
         def values(mask: pd.Series, column: str) -> list[str]:
             return [ALL] + sorted(str(v) for v in f.loc[mask, column].dropna().unique())
+        open_rules = set(values(self._mask(self.severity, self.entity, ALL), "rule"))
         return {
             "severity": values(self._mask(ALL, ALL, ALL), "severity"),
             "entity": values(self._mask(self.severity, ALL, ALL), "entity"),
-            "rule": values(self._mask(self.severity, self.entity, ALL), "rule"),
+            "rule": [ALL] + [r for r in dict.fromkeys(self._by_severity(self.rules)["rule"]) if r in open_rules],
         }
+
+    @staticmethod
+    def _by_severity(rules: pd.DataFrame) -> pd.DataFrame:
+        key = pd.DataFrame({"warning": rules["severity"].ne("error"), "children": -rules["children"],
+                            "number": rules["rule"].map(rule_order), "rule": rules["rule"]})
+        return rules.loc[key.sort_values(["warning", "children", "number", "rule"], kind="stable").index]
+
+    def rule_label(self, rule: str) -> str:
+        """Label a rule for the dropdown: "8606 — message (n children)"."""
+        if rule == ALL:
+            return ALL
+        r = self.rules[self.rules["rule"] == rule].iloc[0]
+        return f"{rule} — {r['message']} ({r['children']:,} {'child' if r['children'] == 1 else 'children'})"
+
+    def rule_info(self, rule: str | None = None) -> str:
+        """Say what the current (or given) rule is: severity, message, status in the year and note."""
+        rule = self.rule if rule is None else rule
+        if rule == ALL:
+            return ""
+        r = self.rules[self.rules["rule"] == rule].iloc[0]
+        out = f"{rule} ({r['severity']}): {str(r['message']).rstrip('.')}."
+        if r["status"]:
+            out += f" Status {r['status']}: {STATUS_WORDS.get(r['status'], r['status'])} for {self.year}."
+        return out + (f" Note: {r['note']}" if r["note"] else "")
 
     def select(self, *, severity: str | None = None, entity: str | None = None,
                rule: str | None = None) -> pd.DataFrame:
@@ -111,12 +165,46 @@ class DrillDown:
             opts = self.options()
         if self.rule not in opts["rule"]:
             self.rule = ALL
+        self.page = 1
+        return self.rows
+
+    def sort(self, order: str) -> pd.DataFrame:
+        """Order the failing rows by one of :data:`ORDERS`, back on the first page, and return them."""
+        if order not in ORDERS:
+            raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+        self.order = order
+        self.page = 1
         return self.rows
 
     @property
     def rows(self) -> pd.DataFrame:
-        """The failing rows of the current selection (pseudonymised when asked)."""
-        return self.shown[self._mask(self.severity, self.entity, self.rule)]
+        """The failing rows of the current selection, in the current order (pseudonymised when asked)."""
+        order = self._orders[self.order]
+        mask = self._mask(self.severity, self.entity, self.rule).to_numpy()[order]
+        return self.shown.iloc[order[mask]]
+
+    @property
+    def pages(self) -> int:
+        """How many pages the current selection fills (at least one)."""
+        return max(1, -(-len(self.rows) // self.page_rows))
+
+    def turn(self, to: int) -> pd.DataFrame:
+        """Go to page ``to`` (1-based, kept within the pages there are) and return its rows."""
+        self.page = min(max(1, int(to)), self.pages)
+        return self.page_of_rows()
+
+    def page_of_rows(self) -> pd.DataFrame:
+        """Return the rows of the current page of the selection."""
+        start = (self.page - 1) * self.page_rows
+        return self.rows.iloc[start:start + self.page_rows]
+
+    def page_text(self) -> str:
+        """Say which rows the page shows: "rows 51-100 of 16,858"."""
+        n = len(self.rows)
+        if not n:
+            return "no rows"
+        start = (self.page - 1) * self.page_rows
+        return f"rows {start + 1:,}-{min(start + self.page_rows, n):,} of {n:,}"
 
     def summary(self) -> pd.DataFrame:
         """Count failing rows and children per rule in the current selection."""
@@ -134,6 +222,12 @@ class DrillDown:
         out["child"] = out["child"].astype("int64")
         out.insert(1, "LAchildID", out["child"].map(self._label))
         return out.sort_values(["failures", "child"], ascending=[False, True]).reset_index(drop=True)
+
+    def find_child(self, la_child_id: str) -> int | None:
+        """Make the child with this LAchildID (the token, when pseudonymised) current; None when there is none."""
+        child = self._by_label.get(str(la_child_id).strip())
+        self.child = child
+        return child
 
     def pick_child(self, child: int) -> Figure:
         """Make ``child`` (its ordinal in the return) current and draw its timeline with all its failures."""
@@ -176,26 +270,46 @@ class DrillDown:
         c = self.controls
         c["severity"] = W.Dropdown(options=opts["severity"], value=self.severity, description="Severity")
         c["entity"] = W.Dropdown(options=opts["entity"], value=self.entity, description="Entity")
-        c["rule"] = W.Dropdown(options=opts["rule"], value=self.rule, description="Rule")
+        c["rule"] = W.Dropdown(options=self._rule_options(opts["rule"]), value=self.rule, description="Rule",
+                               layout=W.Layout(width="60%"))
+        c["order"] = W.ToggleButtons(options=ORDERS, value=self.order, description="Sort by",
+                                     style={"button_width": "auto"})
+        c["rule_info"] = W.HTML()
+        c["previous"] = W.Button(description="Previous", icon="arrow-left")
+        c["next"] = W.Button(description="Next", icon="arrow-right")
+        c["page"] = W.Label()
         c["child"] = W.Dropdown(options=[], description="Child")
+        c["find"] = W.Combobox(placeholder="type an LAchildID and press Enter", description="Find child",
+                               ensure_option=False, continuous_update=False)
         c["path"] = W.Text(value="failures-selection.xlsx", description="Export to")
         c["export"] = W.Button(description="Export selection", icon="download")
         c["status"] = W.Label()
         self.outputs = {"rows": W.Output(), "timeline": W.Output()}
         for name in ("severity", "entity", "rule"):
             c[name].observe(self._on_filter, names="value")
+        c["order"].observe(self._on_order, names="value")
+        c["previous"].on_click(lambda _b: self._on_turn(-1))
+        c["next"].on_click(lambda _b: self._on_turn(1))
         c["child"].observe(self._on_child, names="value")
+        c["find"].observe(self._on_find, names="value")
         c["export"].on_click(self._on_export)
         self._widget = W.VBox([
-            W.HBox([c["severity"], c["entity"], c["rule"]]),
+            W.HBox([c["severity"], c["entity"]]),
+            c["rule"],
+            c["rule_info"],
+            c["order"],
             c["status"],
+            W.HBox([c["previous"], c["page"], c["next"]]),
             self.outputs["rows"],
-            c["child"],
+            W.HBox([c["child"], c["find"]]),
             self.outputs["timeline"],
             W.HBox([c["path"], c["export"]]),
         ])
         self._refresh()
         return self._widget
+
+    def _rule_options(self, rules: list[str]) -> list[tuple[str, str]]:
+        return [(self.rule_label(r), r) for r in rules]
 
     def _ipython_display_(self) -> None:
         display(self.widget())
@@ -206,29 +320,52 @@ class DrillDown:
         self.select(**{change["owner"].description.lower(): change["new"]})
         self._refresh()
 
+    def _on_order(self, change: dict[str, Any]) -> None:
+        self.sort(change["new"])
+        self._show_page()
+
+    def _on_turn(self, step: int) -> None:
+        self.turn(self.page + step)
+        self._show_page()
+
     def _refresh(self) -> None:
         c = self.controls
         self._updating = True
         try:
             opts = self.options()
-            for name in ("severity", "entity", "rule"):
+            for name in ("severity", "entity"):
                 c[name].options = opts[name]
                 c[name].value = getattr(self, name)
+            c["rule"].options = self._rule_options(opts["rule"])
+            c["rule"].value = self.rule
             kids = self.children().head(MAX_CHILD_OPTIONS)
-            c["child"].options = [("(pick a child)", None)] + [
+            c["child"].options = [("(pick a child)", NO_CHILD)] + [
                 (f"{r.LAchildID} ({r.failures} failing rows: {r.rules})", int(r.child)) for r in kids.itertuples()]
+            c["find"].options = [str(v) for v in kids["LAchildID"]]
             if self.child not in set(kids["child"]):
                 self.child = None
-            c["child"].value = self.child
+            self._show_child()
         finally:
             self._updating = False
         rows = self.rows
+        c["rule_info"].value = html.escape(self.rule_info())
         c["status"].value = (f"{len(rows):,} failing rows, {rows['child'].nunique():,} children"
-                             + (f" (first {MAX_CHILD_OPTIONS} children listed)" if len(kids) == MAX_CHILD_OPTIONS else ""))
+                             + (f" (first {MAX_CHILD_OPTIONS} children listed; find any other by its LAchildID)"
+                                if len(kids) == MAX_CHILD_OPTIONS else ""))
+        self._show_page()
+        self._show_timeline()
+
+    def _show_page(self) -> None:
+        """Show the current page of failing rows, and say which rows they are."""
+        c = self.controls
+        c["page"].value = f"{self.page_text()} (page {self.page:,} of {self.pages:,})"
+        c["previous"].disabled = self.page <= 1
+        c["next"].disabled = self.page >= self.pages
         out = self.outputs["rows"]
         out.outputs = ()
-        out.append_display_data(show.table(for_display(rows[list(FAILURE_COLUMNS)]), max_rows=self.max_rows))
-        self._show_timeline()
+        # The rows' numbers in the failures table mean nothing to the reader: no index column.
+        out.append_display_data(show.table(for_display(self.page_of_rows()[list(FAILURE_COLUMNS)]), max_rows=None,
+                                           index=False))
 
     def _show_timeline(self) -> None:
         """Keep the timeline output in step with the child dropdown: the picked child's, or none."""
@@ -243,7 +380,26 @@ class DrillDown:
     def _on_child(self, change: dict[str, Any]) -> None:
         if getattr(self, "_updating", False):
             return
-        self.child = change["new"]
+        self.child = None if change["new"] in (None, NO_CHILD) else change["new"]
+        self._show_timeline()
+
+    def _show_child(self) -> None:
+        """Set the child dropdown to the current child, or to its "(pick a child)" line."""
+        listed = {value for _label, value in self.controls["child"].options}
+        self.controls["child"].value = self.child if self.child in listed else NO_CHILD
+
+    def _on_find(self, change: dict[str, Any]) -> None:
+        text = str(change["new"]).strip()
+        if not text:
+            return
+        if self.find_child(text) is None:
+            self.controls["status"].value = f"No child with LAchildID {text!r} in this return."
+        self._updating = True
+        try:
+            # A child outside the listed ones (or without a failure here) still gets its timeline.
+            self._show_child()
+        finally:
+            self._updating = False
         self._show_timeline()
 
     def _on_export(self, _button: W.Button) -> None:
@@ -345,12 +501,12 @@ class YearOnYearExplorer:
 
     def table(self) -> pd.DataFrame:
         """Return the comparison table for the chosen returns, measures and breakdown."""
-        out = wide_table(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
+        out = wide_table(self._tidy(), self.comp.threshold, self.years, self.comp.min_count, self.comp.rules)
         return out[out["flag"]].reset_index(drop=True) if self.flagged_only.value else out
 
     def flags(self) -> pd.DataFrame:
         """Return the flagged changes between the chosen returns, largest first."""
-        ch = changes(self._tidy(), self.comp.threshold, self.years, self.comp.min_count)
+        ch = changes(self._tidy(), self.comp.threshold, self.years, self.comp.min_count, self.comp.rules)
         ch = ch[ch["flag"]]
         return ch.reindex(ch["pct_change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
@@ -378,7 +534,7 @@ class YearOnYearExplorer:
         tidy = tidy[tidy["census_year"].isin(self.years)]
         if chosen and not tidy[tidy["measure"] == chosen[0]].empty:
             fig = show.plot_measure(tidy, chosen[0], self.breakdown_picker.value, threshold=self.comp.threshold,
-                                    min_count=self.comp.min_count)
+                                    min_count=self.comp.min_count, rules=self.comp.rules)
             self.plot_image.value = show.png_bytes(fig)
         else:
             self.plot_image.value = b""

@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def shorten(text: str, limit: int) -> str:
+    """Cut ``text`` to its first ``limit`` characters, saying how long it is, so a message or a display
+    quoting a value from a file stays short however long the value."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 class CinqaError(Exception):
     """Base of every error cinqa raises on purpose."""
 
@@ -18,6 +26,10 @@ class ReadError(CinqaError):
         self.problem = problem
         where = f"{self.path}, line {line}" if line else self.path
         super().__init__(f"{where}: {problem}")
+
+
+class TableError(CinqaError):
+    """A return's tables lack a column, or hold one of another type, than reading the file gives."""
 
 
 class YearError(CinqaError):

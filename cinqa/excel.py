@@ -2,9 +2,12 @@
 
 Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, the verdict on the return,
 how to read the workbook),
-"Summary" (rule, severity, message, children, rows), one sheet per entity holding each failing row
-with the entity's values and the fields the rule reads highlighted, and "Structural issues" (what
-the reader found wrong with the file's structure). Every sheet has a frozen, filterable header row.
+"Summary" (rule, severity, message, the rule's status and note in the year, children, rows),
+"By child" (one row per child with a failure), one sheet per entity holding each failing row with
+a plain-words "why", the entity's values and the fields the rule reads highlighted, and
+"Structural issues" (what the reader found wrong with the file's structure). Every table sheet
+has a frozen, filterable header row, dates as date cells (a missing date is an empty cell), and
+prints landscape, one page wide, with the header row on every page.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from cinqa import spec
-from cinqa.failures import FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, summarise, verdict
+from cinqa.export import formula_like, write_frame
+from cinqa.failures import (FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, rule_order, summarise, verdict,
+                            why)
 from cinqa.files import atomic_path
-from cinqa.returns import CensusReturn
+from cinqa.returns import ISSUE_COLUMNS, CensusReturn
+from cinqa.rules import RULE_FACTS, STATUS_LEGEND, with_rule_facts
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
 QUERY_FILL = PatternFill("solid", fgColor="FFEB9C")
@@ -37,10 +43,13 @@ _ERROR_FONT = Font(color="9C0006")
 _QUERY_FONT = Font(color="9C5700")
 _HEADER_FONT = Font(bold=True)
 _MAX_ROWS = 1_048_575  # Excel's sheet limit less the header row
+_MAX_CHARS = 32_767  # Excel's limit on the text in one cell
 _WIDTH_SAMPLE = 500
 _DATE_FORMAT = "yyyy-mm-dd"
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 _ENTITY_ORDER = ("return", *spec.TABLE_KEYS)
+# The structural issues as the workbook shows them: the child's ordinal means nothing to a reader.
+_ISSUE_COLUMNS = tuple(c for c in ISSUE_COLUMNS if c != "child")
 _NODE_ORDER = {n.name: i for i, n in enumerate(spec.nodes())}
 
 
@@ -55,7 +64,8 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     failures, and ``pseudonymised=True`` so the cover says so. The cover's verdict is ``judged``
     (a validation's ``verdict``, when ``failures`` is a selection of it), else the verdict on
     ``failures``, the rules that could not be evaluated (``errored``) and the structural issues.
-    The file is written atomically.
+    A sheet too big for Excel is cut with a note on the cover, and written whole as CSV beside
+    the workbook (see :func:`companion_csv`). The file is written atomically.
     """
     path = Path(path)
     missing = [c for c in FAILURE_COLUMNS if c not in failures]
@@ -65,42 +75,141 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     if issues is None:
         issues = ret.issues if ret is not None else pd.DataFrame()
     judged = verdict(failures, errored, issues) if judged is None else judged
-    wb = Workbook(write_only=True)
-    notes: list[str] = []
-    entity_sheets: list[tuple[str, pd.DataFrame, list[set[str]]]] = []
-    for entity, rows in _by_entity(failures):
-        frame, fields = _entity_frame(entity, rows, ret)
-        if len(frame) > _MAX_ROWS:
-            notes.append(f"Sheet {entity!r} shows the first {_MAX_ROWS:,} of {len(frame):,} failing rows "
-                         "(Excel's limit); the CSV output has them all.")
-            frame, fields = frame.iloc[:_MAX_ROWS], fields[:_MAX_ROWS]
-        entity_sheets.append((entity, frame, fields))
-    _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), notes)
-    _table_sheet(wb, "Summary", summary[[c for c in SUMMARY_COLUMNS if c in summary]])
-    used = {"About", "Summary", "Structural issues"}
-    for entity, frame, fields in entity_sheets:
-        name = _sheet_name(entity, used)
-        used.add(name)
-        _table_sheet(wb, name, frame, highlight=fields, severity=frame["severity"])
-    issue_cols = [c for c in ("line", "severity", "table", "LAchildID", "element", "problem", "value") if c in issues]
-    _table_sheet(wb, "Structural issues", issues[issue_cols] if issue_cols else
-                 pd.DataFrame(columns=["line", "severity", "table", "LAchildID", "element", "problem", "value"]))
+    shown = [c for c in SUMMARY_COLUMNS if c in summary]
+    if ret is not None:
+        summary = with_rule_facts(summary[shown], ret.year)
+        shown = [c for c in summary.columns if c in SUMMARY_COLUMNS or c in RULE_FACTS]
+    # The temporary file is made before any sheet: an unwritable folder fails before openpyxl starts writing.
     with atomic_path(path) as tmp:
+        wb = Workbook(write_only=True)
+        used = {"About", "Summary", CHILD_SHEET, "Structural issues"}
+        sheets: list[tuple[str, pd.DataFrame, list[set[str]] | None]] = [
+            ("Summary", summary[shown], None), (CHILD_SHEET, children_frame(failures), None)]
+        for entity, rows in _by_entity(failures):
+            frame, fields = _entity_frame(entity, rows, ret)
+            name = _sheet_name(entity, used)
+            used.add(name)
+            sheets.append((name, frame, fields))
+        issue_cols = [c for c in _ISSUE_COLUMNS if c in issues]
+        sheets.append(("Structural issues", issues[issue_cols] if issue_cols else
+                       pd.DataFrame(columns=list(_ISSUE_COLUMNS)), None))
+        fitted, notes = _fit_to_excel(path, [(name, frame) for name, frame, _ in sheets])
+        _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), notes)
+        for (name, frame, fields), (_, (shown, full_in)) in zip(sheets, fitted.items()):
+            if fields is None:
+                _table_sheet(wb, name, shown, full_in=full_in)
+            else:
+                _table_sheet(wb, name, shown, highlight=fields[:len(shown)], severity=shown["severity"],
+                             full_in=full_in)
         wb.save(tmp)
     return path
 
 
 def write_table_workbook(path: str | Path, sheets: dict[str, pd.DataFrame]) -> Path:
-    """Write plain tables to a workbook, one sheet each with a frozen, filterable header; atomically."""
-    wb = Workbook(write_only=True)
-    used: set[str] = set()
-    for name, frame in sheets.items():
-        sheet = _sheet_name(name, used)
-        used.add(sheet)
-        _table_sheet(wb, sheet, frame)
+    """Write plain tables to a workbook, one sheet each with a frozen, filterable header; atomically.
+
+    A sheet too big for Excel is cut, a first sheet "Notes" says so, and the sheet is written whole
+    as CSV beside the workbook (see :func:`companion_csv`).
+    """
+    path = Path(path)
+    # The temporary file is made before any sheet: an unwritable folder fails before openpyxl starts writing.
     with atomic_path(path) as tmp:
+        wb = Workbook(write_only=True)
+        used: set[str] = set()
+        named = []
+        for name, frame in sheets.items():
+            sheet = _sheet_name(name, used)
+            used.add(sheet)
+            named.append((sheet, frame))
+        fitted, notes = _fit_to_excel(path, named)
+        if notes:
+            _notes_sheet(wb, notes, used)
+        for sheet, (shown, full_in) in fitted.items():
+            _table_sheet(wb, sheet, shown, full_in=full_in)
         wb.save(tmp)
-    return Path(path)
+    return path
+
+
+def companion_csv(path: str | Path, sheet: str) -> Path:
+    """Name the CSV file beside the workbook ``path`` that holds sheet ``sheet`` whole."""
+    path = Path(path)
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", sheet).strip("-").lower() or "sheet"
+    return path.with_name(f"{path.stem}-{slug}.csv")
+
+
+def _fit_to_excel(path: Path, sheets: Sequence[tuple[str, pd.DataFrame]]
+                  ) -> tuple[dict[str, tuple[pd.DataFrame, str | None]], list[str]]:
+    """Cut each sheet to Excel's limits, writing any sheet that had to be cut whole as CSV beside ``path``.
+
+    Return each sheet's rows to show with the name of the CSV that holds it whole (or None), and
+    the notes that say what was cut.
+    """
+    fitted: dict[str, tuple[pd.DataFrame, str | None]] = {}
+    notes: list[str] = []
+    for name, frame in sheets:
+        longest = _longest_text(frame)
+        if len(frame) <= _MAX_ROWS and longest <= _MAX_CHARS:
+            fitted[name] = (frame, None)
+            continue
+        full = companion_csv(path, name)
+        write_frame(frame, full, "csv")
+        if len(frame) > _MAX_ROWS:
+            notes.append(f"Sheet {name!r} shows the first {_MAX_ROWS:,} of {len(frame):,} rows (Excel's limit); "
+                         f"{full.name}, beside this workbook, has them all.")
+            frame = frame.iloc[:_MAX_ROWS]
+        if longest > _MAX_CHARS:
+            notes.append(f"Sheet {name!r} has values longer than Excel's cell limit of {_MAX_CHARS:,} characters; "
+                         f"they are cut and marked, and {full.name}, beside this workbook, has them whole.")
+        fitted[name] = (frame, full.name)
+    return fitted, notes
+
+
+def _longest_text(frame: pd.DataFrame) -> int:
+    longest = 0
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype.kind not in "biufcmM" and len(s):
+            lengths = s.astype("object").map(lambda v: len(v) if isinstance(v, str) else len(str(v))
+                                             if v is not None and not _missing(v) else 0)
+            longest = max(longest, int(lengths.max()))
+    return longest
+
+
+def _missing(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _notes_sheet(wb: Workbook, notes: Sequence[str], used: set[str]) -> None:
+    ws = wb.create_sheet(_sheet_name("Notes", used))
+    ws.column_dimensions["A"].width = 120
+    for line in notes:
+        ws.append([line])
+
+
+CHILD_SHEET = "By child"  # not "Children": Excel sheet names ignore case, and "children" is an entity sheet
+CHILD_COLUMNS = ("LAchildID", "errors", "queries", "rules", "sheets", "first line")
+
+
+def children_frame(failures: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per child with a failure: its rows by severity, its rules and sheets, most errors first."""
+    rows = failures[failures["child"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=list(CHILD_COLUMNS))
+    severity = rows["severity"].astype("str")
+    g = rows.assign(_error=severity.eq("error"), _query=severity.eq("query")).groupby("child", sort=False)
+    out = pd.DataFrame({
+        "LAchildID": g["LAchildID"].first().astype("object"),
+        "errors": g["_error"].sum().astype("int64"),
+        "queries": g["_query"].sum().astype("int64"),
+        "rules": g["rule"].agg(lambda r: ", ".join(sorted(set(map(str, r)), key=rule_order))),
+        "sheets": g["entity"].agg(lambda e: ", ".join(dict.fromkeys(map(str, e)))),
+        "first line": g["line"].min().astype("Int64"),
+    })
+    return out.sort_values(["errors", "queries", "first line"], ascending=[False, False, True],
+                           kind="stable").reset_index(drop=True)
 
 
 def _by_entity(failures: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
@@ -123,6 +232,8 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
         "rule": rows["rule"].astype("object"),
         "severity": rows["severity"].astype("object"),
         "message": rows["message"].astype("object"),
+        "why": pd.Series([why(r, m, v) for r, m, v in zip(rows["rule"], rows["message"], rows["values"])],
+                         index=rows.index, dtype="object"),
     })
     table = ret.tables.get(entity) if ret is not None else None
     joined = pd.DataFrame(index=rows.index)
@@ -156,6 +267,8 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
                 data[col] = data[col].astype("object").where(data[col].notna(), fill)
     if entity == "return":
         out = out.drop(columns=[c for c in ("LAchildID", "line") if out[c].isna().all()])
+    # Filling from the failing values leaves dates as objects: typed again, they are written as date cells.
+    data = data.apply(lambda c: _dates_typed(c) if c.dtype == object else c)
     return pd.concat([out, data], axis=1), fields
 
 
@@ -200,12 +313,16 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
     for label, value in facts:
         cell = WriteOnlyCell(ws, value=label)
         cell.font = _HEADER_FONT
-        ws.append([cell, _safe(value)])
+        ws.append([cell, _text_cell(ws, _cap(_safe(value), None))])
     ws.append([])
     guide = [
-        "Summary lists each rule that failed, with the number of children and rows affected.",
+        "Summary lists each rule that failed, with the number of children and rows affected, and the rule's "
+        f"status and note. {STATUS_LEGEND}",
+        f"{CHILD_SHEET} has one row per child with a failure: its errors and queries, its rules and the sheets "
+        "they are on, most errors first.",
         "Each entity sheet (children, episodes, ...) holds one row per failure with that row's values; "
-        "the cells the rule reads are highlighted (red for errors, amber for queries).",
+        "the cells the rule reads are highlighted (red for errors, amber for queries), and 'why' says in "
+        "plain words what the rule read and what it flags.",
         "Use the filter arrows in the header row to pick a rule, a child or a severity; 'line' is the line "
         "of the XML file where the row starts.",
         "Structural issues are problems with the file itself (unknown, misplaced or unreadable elements).",
@@ -222,8 +339,9 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
 
 
 def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Sequence[set[str]] | None = None,
-                 severity: pd.Series | None = None) -> WriteOnlyWorksheet:
+                 severity: pd.Series | None = None, full_in: str | None = None) -> WriteOnlyWorksheet:
     ws = wb.create_sheet(name)
+    _print_setup(ws)
     columns = [str(c) for c in frame.columns]
     n = len(frame)
     last = get_column_letter(max(len(columns), 1))
@@ -239,9 +357,10 @@ def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Seq
         cell.fill = HEADER_FILL
         header.append(cell)
     ws.append(header)
-    values = [_column_values(frame[c]) for c in columns]
+    values = [_column_values(frame[c], full_in) for c in columns]
     sev = severity.astype("str").tolist() if severity is not None else None
     styles = _highlight_styles(ws)
+    date_style = _date_style(ws)
     for r in range(n):
         marked = highlight[r] if highlight is not None else ()
         out: list[Any] = []
@@ -255,14 +374,39 @@ def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Seq
                 if isinstance(v, str):
                     cell.data_type = "s"  # a value is never a formula, whatever it starts with
                 out.append(cell)
-            elif isinstance(v, str) and v.startswith("="):
+            elif v is not None and col in dates:
                 cell = WriteOnlyCell(ws, value=v)
-                cell.data_type = "s"
+                cell._style = copy.copy(date_style)
                 out.append(cell)
             else:
-                out.append(v)
+                out.append(_text_cell(ws, v))
         ws.append(out)
     return ws
+
+
+def _text_cell(ws: WriteOnlyWorksheet, v: Any) -> Any:
+    """Return ``v`` as written to a cell: text a spreadsheet would run as a formula becomes a text cell."""
+    if not formula_like(v):
+        return v
+    cell = WriteOnlyCell(ws, value=v)
+    cell.data_type = "s"
+    return cell
+
+
+def _print_setup(ws: WriteOnlyWorksheet) -> None:
+    """Print the sheet landscape, one page wide and as many long as it needs, the header row on every page."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
+
+
+def _date_style(ws: WriteOnlyWorksheet) -> Any:
+    """Return the style of a date cell that is not highlighted: a date, with no time of day."""
+    cell = WriteOnlyCell(ws)
+    cell.number_format = _DATE_FORMAT
+    return cell._style
 
 
 def _highlight_styles(ws: WriteOnlyWorksheet) -> dict[tuple[bool, bool], Any]:
@@ -279,8 +423,11 @@ def _highlight_styles(ws: WriteOnlyWorksheet) -> dict[tuple[bool, bool], Any]:
     return styles
 
 
-def _column_values(s: pd.Series) -> list[Any]:
-    """Return a column's values as plain Python values openpyxl can write; missing becomes None."""
+def _column_values(s: pd.Series, full_in: str | None = None) -> list[Any]:
+    """Return a column's values as plain Python values openpyxl can write; missing becomes None.
+
+    Text past Excel's cell limit is cut, and says so and where (``full_in``) it is whole.
+    """
     if s.dtype.kind == "M":
         # Census dates have no time: as dates, Excel shows them as yyyy-mm-dd without a cell style.
         return [None if pd.isna(v) else pd.Timestamp(v).date() for v in s.tolist()]
@@ -289,8 +436,16 @@ def _column_values(s: pd.Series) -> list[Any]:
         if v is None or (not isinstance(v, str) and pd.isna(v)):
             out.append(None)
         else:
-            out.append(_safe(v))
+            out.append(_cap(_safe(v), full_in))
     return out
+
+
+def _cap(v: Any, full_in: str | None) -> Any:
+    if not isinstance(v, str) or len(v) <= _MAX_CHARS:
+        return v
+    mark = f" [cut at Excel's limit of {_MAX_CHARS:,} characters; {len(v):,} in all" + (
+        f", whole in {full_in}]" if full_in else "]")
+    return v[:_MAX_CHARS - len(mark)] + mark
 
 
 def _safe(v: Any) -> Any:

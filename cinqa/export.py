@@ -2,6 +2,9 @@
 
 Every file is written under a temporary name in its target folder and renamed when complete, so
 an interrupted run never leaves a half-written output behind.
+
+Text is written so that no spreadsheet takes it for a formula: :func:`formula_like` is the one place
+that decides, for CSV here and for the Excel workbooks of :mod:`cinqa.excel`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,36 @@ from cinqa.returns import CensusReturn
 
 FORMATS = ("csv", "parquet")
 ISSUES_NAME = "structural_issues"
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_like(value: object) -> bool:
+    """Say whether ``value`` is text a spreadsheet would read as a formula."""
+    return isinstance(value, str) and value.startswith(FORMULA_STARTS)
+
+
+def inert_text(value: object) -> object:
+    """Return ``value`` with a leading apostrophe when it is text a spreadsheet would run as a formula.
+
+    Spreadsheets show the apostrophe's text as it is; anything that is not such text passes unchanged.
+    """
+    return "'" + value if formula_like(value) else value
+
+
+def inert_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Return ``df`` with :func:`inert_text` applied to every text cell (a copy only when one changes)."""
+    out = df
+    for col in df.columns:
+        s = df[col]
+        if s.dtype.kind in "biufcmM" or not len(s):
+            continue
+        text = s.astype("object")
+        hit = text.map(formula_like)
+        if hit.any():
+            out = df.copy() if out is df else out
+            out[col] = text.where(~hit, text[hit].map(inert_text))
+    return out
 
 
 def write_frame(df: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
@@ -51,7 +84,9 @@ def write_failures_csv(failures: pd.DataFrame, path: str | Path) -> Path:
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     # Census dates carry no time; ISO dates are what spreadsheets and other tools read back best.
-    df.to_csv(path, index=False, date_format="%Y-%m-%d", encoding="utf-8")
+    # CRLF line ends (RFC 4180) make the writer quote any value holding a carriage return, which a
+    # spreadsheet would otherwise take for the end of a row, and what follows it for a new cell.
+    inert_frame(df).to_csv(path, index=False, lineterminator="\r\n", date_format="%Y-%m-%d", encoding="utf-8")
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:

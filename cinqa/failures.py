@@ -88,6 +88,21 @@ def values_text(values: object) -> str:
     return "; ".join(f"{k}={value_text(v)}" for k, v in values.items())
 
 
+def why(rule: str, message: str, values: object) -> str:
+    """Say in plain words why a row failed: what the rule read, then the rule's own message.
+
+    "CPPendDate is empty; CPPstartDate is 2024-05-01. Rule 8935 flags: <message>". A count or flag
+    the check derives (``open_cpps_in_episode``) is spelt with spaces.
+    """
+    facts = []
+    for name, value in (values.items() if isinstance(values, dict) else ()):
+        label = name.replace("_", " ")
+        text = value_text(value)
+        facts.append(f"{label} is empty" if text == MISSING else f"{label} is {text}")
+    said = f"Rule {rule} flags: {message}"
+    return f"{'; '.join(facts)}. {said}" if facts else said
+
+
 def for_display(failures: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of ``failures`` whose ``values`` are text (:func:`values_text`), for a table or a CSV file."""
     out = failures.copy()

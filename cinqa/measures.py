@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ COUNT = "count"
 PERCENT = "percent"
 RATE = "per 10,000 children"
 DAYS = "working days"
+CALENDAR_DAYS = "days"
 
 ALL = "all"
 NOT_RECORDED = "Not recorded"
@@ -38,6 +39,10 @@ MEASURE_COLUMNS = ("measure", "breakdown", "category", "census_year", "value", "
 ALL_YEARS = frozenset(spec.YEARS)
 CONTINUOUS_YEARS = spec.parse_years("2013-14..")
 OLD_YEARS = spec.parse_years("2012-13")
+PRE_PROCEEDINGS_YEARS = spec.table_years("pre_proceedings")
+NOT_COLLECTED = "not collected"
+NOT_COLLECTED_NOTE = (f"{NOT_COLLECTED} before {min(PRE_PROCEEDINGS_YEARS)}: no figure for earlier years, so "
+                      "year on year shows it as new rather than as a change from zero")
 
 # GenderCurrent (to 2023-24) mapped onto Sex (2024-25 on); 0 "not recorded or unborn" and
 # 9 "indeterminate" both become U, the only other value Sex allows.
@@ -110,6 +115,7 @@ class Breakdown:
     categories: Callable[[str], tuple[str, ...]]
     years: frozenset[str] = ALL_YEARS
     level: str = "unit"  # child | episode | unit (a column the measure's records carry)
+    codeset: str | None = None  # the code set whose codes are the categories, for labels and status
 
 
 def _codes(codeset: str) -> Callable[[str], tuple[str, ...]]:
@@ -137,6 +143,8 @@ BREAKDOWNS: dict[str, Breakdown] = {b.name: b for b in (
               lambda y: tuple(f"{a} > {b}" for a in spec.codes("category_of_abuse")
                               for b in spec.codes("category_of_abuse"))),
     Breakdown("cpp_duration", "Length of plan from start to end (DfE D7 bands)", lambda y: CPP_BANDS),
+    Breakdown("pp_outcome", "Outcome of pre-proceedings (PPOutcome)", _codes("pp_outcome"),
+              years=PRE_PROCEEDINGS_YEARS, codeset="pp_outcome"),
 )}
 
 _DEMOGRAPHIC = ("age", "sex", "ethnicity", "disability")
@@ -158,6 +166,7 @@ class Measure:
     status: str = "I"
     note: str = ""
     notes_by_year: Mapping[str, str] = field(default_factory=dict)
+    reads: tuple[str, ...] = ()  # census items the records rest on whose provenance outputs must show
 
 
 MEASURES: dict[str, Measure] = {}
@@ -244,6 +253,15 @@ class _Return:
             _text(_col(e, "ReferralSource"))).fillna(NOT_RECORDED)
         out["primary_need"] = _text(_col(e, "PrimaryNeedCode")).fillna(NOT_RECORDED)
         out["reason_for_closure"] = reason.fillna(NOT_RECORDED)
+        return out
+
+    @cached_property
+    def pre_proceedings(self) -> pd.DataFrame:
+        """Pre-proceedings modules started in the year (rule 9005 allows no other start)."""
+        p = self.ret.pre_proceedings
+        start = _col(p, "PPStartDate", "datetime64[s]")
+        out = p[self.in_year(start)].copy()
+        out["as_of"] = start[out.index]
         return out
 
     @cached_property
@@ -594,6 +612,89 @@ _rate("cpp_31_march_rate", "cpp_31_march",
       "Children subject of a child protection plan at 31 March per 10,000 children")
 
 
+# -- pre-proceedings (module 5, 2026-27 on) ----------------------------------------------------
+# Module 5 is new in 2026-27 and provisional (see census.yaml), and no DfE definition of a figure
+# on it was found: the definitions below are cinqa's, status I. Each names the items it reads in
+# ``reads``, so every output can say which of them are still provisional.
+
+_PP_SOURCE = f"cinqa's definition on module 5, {spec.table_nodes()['pre_proceedings'].name}. "
+
+
+def _pp_measure(name: str, description: str, source: str, reads: tuple[str, ...], **kw: object) -> Callable:
+    """Register a pre-proceedings measure: module 5's years, the note on earlier years, the items it reads."""
+    return _measure(name, description, _PP_SOURCE + source, years=PRE_PROCEEDINGS_YEARS, reads=reads,
+                    note=NOT_COLLECTED_NOTE, **kw)
+
+
+def _recorded(p: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Keep the modules whose yes/no ``column`` is recorded, with ``hit`` its value."""
+    flag = _col(p, column, "boolean")
+    out = p[flag.notna().to_numpy()].copy()
+    out["hit"] = flag[flag.notna()].to_numpy(dtype=bool)
+    return out
+
+
+@_pp_measure("pp_children", "Children in pre-proceedings in the year",
+             "Children with a pre-proceedings module whose PPStartDate (the decision to begin "
+             "pre-proceedings) falls in the census year, as rule 9005 requires of every module; each "
+             "child counted once.", ("PPStartDate",), aggregate="children", breakdowns=_DEMOGRAPHIC)
+def _pp_children(d: _Return) -> pd.DataFrame:
+    return d.pre_proceedings
+
+
+@_pp_measure("pp_children_share", "Children in need in the year who were in pre-proceedings (%)",
+             "Children in pre-proceedings in the year as a percentage of children in need at any point "
+             "in the year (cin_in_year); a child in pre-proceedings with no episode of need in the year "
+             "is in neither count.", ("PPStartDate",), unit=PERCENT, aggregate="share")
+def _pp_children_share(d: _Return) -> pd.DataFrame:
+    kids = _cin_in_year(d).drop_duplicates("child").copy()
+    kids["hit"] = kids["child"].isin(d.pre_proceedings["child"]).to_numpy(dtype=bool)
+    return kids
+
+
+@_pp_measure("pp_fgdm_offered_share", "Pre-proceedings with a family group decision-making meeting offered (%)",
+             "Pre-proceedings started in the year whose letter before proceedings offered an FGDM "
+             "meeting (FGDMMeetingOffer true), as a percentage of those with FGDMMeetingOffer recorded; "
+             "a missing answer (rule 9007) is left out of both counts.",
+             ("PPStartDate", "FGDMMeetingOffer"), unit=PERCENT, aggregate="share")
+def _pp_fgdm_offered(d: _Return) -> pd.DataFrame:
+    return _recorded(d.pre_proceedings, "FGDMMeetingOffer")
+
+
+@_pp_measure("pp_fgdm_held_share", "FGDM meetings offered that were held (%)",
+             "Pre-proceedings started in the year with an FGDM meeting offered whose meeting was "
+             "facilitated (FGDMMeetingFac true), as a percentage of those offered with FGDMMeetingFac "
+             "recorded; a missing answer (query 9010Q) is left out of both counts.",
+             ("PPStartDate", "FGDMMeetingOffer", "FGDMMeetingFac"), unit=PERCENT, aggregate="share")
+def _pp_fgdm_held(d: _Return) -> pd.DataFrame:
+    offered = _recorded(d.pre_proceedings, "FGDMMeetingOffer")
+    return _recorded(offered[offered["hit"]].drop(columns="hit"), "FGDMMeetingFac")
+
+
+@_pp_measure("pp_outcomes", "Pre-proceedings by outcome",
+             "Pre-proceedings started in the year, by PPOutcome (code set CS131); those with no outcome "
+             "recorded yet are 'Not recorded'.", ("PPStartDate", "PPOutcome"), breakdowns=("pp_outcome",))
+def _pp_outcomes(d: _Return) -> pd.DataFrame:
+    p = d.pre_proceedings.copy()
+    p["pp_outcome"] = _text(_col(p, "PPOutcome")).fillna(NOT_RECORDED)
+    return p
+
+
+@_pp_measure("pp_days_to_step_decision_median", "Median days from pre-proceedings start to the step decision",
+             "Median calendar days from PPStartDate to StepDecisionDate (the decision to step up to "
+             "proceedings or down, the outcome of pre-proceedings) of pre-proceedings started in the "
+             "year; those with no decision yet, or a decision dated before the start, are left out.",
+             ("PPStartDate", "StepDecisionDate"), unit=CALENDAR_DAYS, aggregate="median")
+def _pp_days_to_step(d: _Return) -> pd.DataFrame:
+    p = d.pre_proceedings.copy()
+    p["days"] = (_col(p, "StepDecisionDate", "datetime64[s]") - p["as_of"]).dt.days
+    return p[(p["days"] >= 0).fillna(False).astype(bool)]
+
+
+PRE_PROCEEDINGS = tuple(n for n, m in MEASURES.items() if m.years == PRE_PROCEEDINGS_YEARS)
+"""The pre-proceedings measures, in registry order."""
+
+
 # -- helpers that compare.py and collect.py share -----------------------------------------------
 
 def in_census_year(dates: pd.Series, ret: CensusReturn) -> pd.Series:
@@ -808,16 +909,71 @@ def measure_rows(ret: CensusReturn, name: str, breakdown: str = ALL, category: s
     return rows[first + rest].reset_index(drop=True)
 
 
+@cache
+def _item(column: str) -> tuple[spec.Node, spec.Node]:
+    """Return the element that fills ``column`` and the element of its table (the module)."""
+    for table, module in spec.table_nodes().items():
+        for leaf in spec.value_columns(table):
+            if leaf.column == column:
+                return leaf, module
+    raise KeyError(column)
+
+
+def provisional(name: str, breakdown: str = ALL, category: str = ALL) -> str:
+    """Say which census facts behind a figure are provisional (status I or U in census.yaml); "" if none.
+
+    The facts are the module and items the measure ``reads`` and, for a breakdown by a code set,
+    the code counted in ``category``.
+    """
+    m = MEASURES[name]
+    facts: dict[str, str] = {}
+    for column in m.reads:
+        leaf, module = _item(column)
+        facts[f"module {module.name}"] = module.status
+        facts[" ".join(filter(None, (column, leaf.item)))] = leaf.status
+    codeset = BREAKDOWNS[breakdown].codeset if breakdown != ALL else None
+    if codeset and category in spec.codes(codeset):
+        facts[f"code {category}"] = spec.code_status(codeset, category)
+    shaky = [f"{fact} ({status})" for fact, status in facts.items() if status != "V"]
+    return f"provisional: {', '.join(shaky)}" if shaky else ""
+
+
+def _describe_years(years: frozenset[str]) -> str:
+    """Spell a measure's years, marking those read provisionally (after the supported years)."""
+    later = years - frozenset(spec.SUPPORTED_YEARS)
+    if not later:
+        return spec.describe_years(years)
+    which = "" if later == years else f"{spec.describe_years(later)} "
+    return f"{spec.describe_years(years)} ({which}provisional)"
+
+
+def labelled(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Lay out figures of :func:`measures` to read: description, labelled category, value, unit, provisional facts.
+
+    A category of a breakdown by a code set reads "code label" with the label from census.yaml.
+    """
+    desc = {m.name: m.description for m in MEASURES.values()}
+    out = tidy.copy()
+    out.insert(0, "description", out["measure"].map(desc))
+    out["provisional"] = [provisional(*k) for k in zip(out["measure"], out["breakdown"], out["category"])]
+    labels = {b.name: spec.code_labels(b.codeset) for b in BREAKDOWNS.values() if b.codeset}
+    out["category"] = [f"{c} {labels[b][c]}" if c in labels.get(b, {}) else c
+                       for b, c in zip(out["breakdown"], out["category"])]
+    columns = ["description", "breakdown", "category", "census_year", "value", "unit", "provisional"]
+    return out[columns].reset_index(drop=True)
+
+
 def definitions() -> pd.DataFrame:
-    """List every measure with its description, unit, years, breakdowns, source and notes."""
+    """List every measure with its description, unit, years, breakdowns, source, notes and provisional facts."""
     return pd.DataFrame([{
         "measure": m.name,
         "description": m.description,
         "unit": m.unit,
-        "years": spec.describe_years(m.years & frozenset(spec.SUPPORTED_YEARS)),
+        "years": _describe_years(m.years),
         "breakdowns": ", ".join(m.breakdowns),
         "needs_population": m.per_population,
         "status": m.status,
         "source": m.source,
         "note": "; ".join([m.note, *(f"{y}: {t}" for y, t in m.notes_by_year.items())]).strip("; "),
+        "provisional": provisional(m.name),
     } for m in MEASURES.values()])

@@ -19,8 +19,10 @@ How it works
   return gives the same results except the UPN format rules (the token is not a UPN) and rules that
   compare a birth date with another date to the day.
 
-Free text that can repeat a value (a structural issue's ``problem`` and ``value``, a failure's
-text values) is scrubbed too: every identifier of the return found there is replaced by its token.
+Every other string that came from the return passes one scrubbing function, :meth:`Scrubber.text`,
+before any output sees it: every identifier of the return found in it, whatever field it was typed
+into (a code, a header value, a structural issue, a failure's values, a comparison's note), is
+replaced by its token.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import pandas as pd
 
 from cinqa import spec
 from cinqa.errors import CinqaError
-from cinqa.returns import CensusReturn
+from cinqa.returns import CensusReturn, Header
 
 KEY_BYTES = 32
 ID_COLUMNS = ("LAchildID",)
@@ -181,7 +183,33 @@ class Scrubber:
         """Return ``values`` with identifiers replaced in every string."""
         if not self.mapping or values.empty:
             return values.copy()
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            renamed = [self.text(c) for c in values.cat.categories]
+            if len(set(renamed)) == len(renamed):
+                return values.cat.rename_categories(renamed)
+            return values.astype("object").map(self.text, na_action="ignore")
         return values.astype("object").map(self.text, na_action="ignore").astype(values.dtype)
+
+    def frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Return a copy of ``df`` with identifiers replaced in every text column and every label."""
+        out = df.copy()
+        for col in out.columns:
+            if _is_text(out[col]):
+                out[col] = self.series(out[col])
+        return self.labels(out)
+
+    def labels(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Return ``df`` with identifiers replaced in its column and row labels (a cross-table's categories)."""
+        if not self.mapping:
+            return df
+        return df.rename(index=self.text, columns=self.text)
+
+    def header(self, header: Header) -> Header:
+        """Return a copy of a return's header with identifiers replaced in every text value."""
+        text = {f.name: self.text(getattr(header, f.name)) for f in dataclasses.fields(header)
+                if isinstance(getattr(header, f.name), str)}
+        extra = tuple((path, self.text(v)) for path, v in header.extra)
+        return dataclasses.replace(header, **text, extra=extra)
 
 
 def month_start(values: pd.Series) -> pd.Series:
@@ -209,17 +237,24 @@ def return_identifiers(ret: CensusReturn) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def return_scrubber(ret: CensusReturn, key: bytes | Pseudonymiser) -> Scrubber:
-    """Return a :class:`Scrubber` for every identifier of ``ret``."""
-    return _pseudonymiser(key).scrubber(return_identifiers(ret))
+def return_scrubber(rets: CensusReturn | Iterable[CensusReturn], key: bytes | Pseudonymiser) -> Scrubber:
+    """Return a :class:`Scrubber` for every identifier of ``rets`` (one return, or several)."""
+    rets = [rets] if isinstance(rets, CensusReturn) else list(rets)
+    return _pseudonymiser(key).scrubber(sorted({i for r in rets for i in return_identifiers(r)}))
 
 
-def pseudonymise_return(ret: CensusReturn, key: bytes | Pseudonymiser) -> CensusReturn:
-    """Return a pseudonymised copy of ``ret``; ``ret`` itself is left untouched."""
+def pseudonymise_return(ret: CensusReturn, key: bytes | Pseudonymiser, scrub: Scrubber | None = None) -> CensusReturn:
+    """Return a pseudonymised copy of ``ret``; ``ret`` itself is left untouched.
+
+    Identifier columns become tokens, birth dates the first of their month, and ``scrub`` (by
+    default :func:`return_scrubber` of ``ret``) clears identifiers from every other text, the
+    header's included.
+    """
     p = _pseudonymiser(key)
-    scrub = p.scrubber(return_identifiers(ret))
-    tables = {name: p.frame(df) for name, df in ret.tables.items()}
-    return dataclasses.replace(ret, tables=tables, issues=pseudonymise_issues(ret.issues, p, scrub))
+    scrub = scrub or return_scrubber(ret, p)
+    tables = {name: scrub.frame(p.frame(df)) for name, df in ret.tables.items()}
+    return dataclasses.replace(ret, header=scrub.header(ret.header), tables=tables,
+                               issues=pseudonymise_issues(ret.issues, p, scrub))
 
 
 def pseudonymise_issues(issues: pd.DataFrame, key: bytes | Pseudonymiser,
@@ -268,9 +303,9 @@ def pseudonymise_failures(failures: pd.DataFrame, key: bytes | Pseudonymiser,
     :func:`return_scrubber`) replaces any other mention of the return's identifiers in text values.
     """
     p = _pseudonymiser(key)
-    out = p.frame(failures)
+    scrub = scrub or Scrubber({})
+    out = scrub.frame(p.frame(failures))
     if "values" in out and len(out):
-        scrub = scrub or Scrubber({})
         out["values"] = pd.Series([_pseudonymise_values(v, p, scrub) for v in out["values"]], index=out.index,
                                   dtype=failures["values"].dtype)
     return out
@@ -286,9 +321,9 @@ def pseudonymise_table(df: pd.DataFrame, key: bytes | Pseudonymiser, scrub: Scru
     """
     p = _pseudonymiser(key)
     out = p.frame(df)
-    if not len(out):
-        return out
     scrub = scrub or Scrubber({})
+    if not len(out):
+        return scrub.labels(out)
     named = out["field"].astype("object") if "field" in out else None
     for col in out.columns:
         if col in (*ID_COLUMNS, *UPN_COLUMNS, *BIRTH_COLUMNS) or not _is_text(out[col]):
@@ -303,7 +338,7 @@ def pseudonymise_table(df: pd.DataFrame, key: bytes | Pseudonymiser, scrub: Scru
                 elif name in BIRTH_COLUMNS:
                     values.iat[i] = _coarse_or_withheld(v)
         out[col] = values.astype(df[col].dtype) if not isinstance(df[col].dtype, pd.CategoricalDtype) else values
-    return out
+    return scrub.labels(out)
 
 
 def _is_text(s: pd.Series) -> bool:

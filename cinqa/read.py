@@ -28,9 +28,9 @@ import pandas as pd
 from lxml import etree
 
 from cinqa import spec
-from cinqa.errors import ReadError, YearError
+from cinqa.errors import ReadError, YearError, shorten
 from cinqa.progress import bar
-from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
+from cinqa.returns import ISSUE_COLUMNS, VALUE_DTYPES, CensusReturn, Header
 
 # No DTD, no entity expansion, no network, libxml2's size limits kept (huge_tree=False).
 _SAFE: dict[str, Any] = dict(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
@@ -43,6 +43,7 @@ _BOOL_SPELLINGS = {**_BOOLS, "TRUE": True, "FALSE": False, "True": True, "False"
 _PROLOGUE_BYTES = 65536
 _MAX_VALUE = 10_000_000  # libxml2's limit on a text node or attribute value without huge_tree
 _TOO_LARGE = "a value is too large to be a census value"
+_QUOTE = 60  # a problem quotes this many characters of a value at most, then gives its length
 # What may come before the root element besides a DOCTYPE: spaces, the XML declaration and other
 # processing instructions, and comments (a DOCTYPE quoted inside one of these is no declaration).
 _PROLOGUE_ITEM = re.compile(r"[ \t\r\n]+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
@@ -676,7 +677,7 @@ class _Reader:
         if text and (node.type == "str" or node.codeset is not None or raw.strip(_XML_SPACE) != text):
             self._issue(_srcline(sub), "error", None, child, node.name,
                         f"<{node.name}> has spaces around its value, which the census format does not allow; "
-                        f"it is read as '{text}'", raw)
+                        f"it is read as {_quote(text)}", raw)
 
     def _mojibake(self, elements: Any, child_of: Any) -> None:
         """Warn of values that look decoded with the wrong encoding (``child_of`` as in :meth:`_stray`)."""
@@ -707,7 +708,8 @@ class _Reader:
             row = self._redirected_row(sn, sub, keys, counters)[0]
         if row[col] is not None:
             self._issue(_srcline(sub), "error", None, child, sn.name,
-                        f"<{sn.name}> appears more than once; the first value ({row[col]}) is kept", text)
+                        f"<{sn.name}> appears more than once; the first value "
+                        f"({shorten(row[col], _QUOTE)}) is kept", text)
             return
         row[col] = text
         self.texts.append(text)
@@ -958,12 +960,17 @@ class _Reader:
         if bad is not None and bad.any():
             key_cols = [ctx.data[k] for k in spec.TABLE_KEYS[ctx.table]]
             located = ctx.table not in _LIST_TABLES  # a list item's row line is already the value's line
+            unquotable = []
             for i in np.flatnonzero(bad):
                 v = raw.iat[i]
                 if located:
                     self.pending.append((len(self.issues), tuple(int(c[i]) for c in key_cols), node.column))
                 self._issue(int(ctx.line[i]) or None, "error", ctx.table, int(ctx.data["child"][i]), node.name,
                             _bad_value_problem(node, str(v), year), v)
+                if _unquotable(node, str(v)):
+                    unquotable.append(i)
+            if unquotable:
+                typed = _without(typed, unquotable)
         return typed
 
     def _bad_rows(self, df: pd.DataFrame, mask: np.ndarray, table: str, node: spec.Node, problem: str) -> None:
@@ -994,6 +1001,8 @@ class _Reader:
             if bad is not None and bad.any():
                 self._issue(self.header_lines.get(node.name, self.header_line), "error", "header", None, node.name,
                             _bad_value_problem(node, raw, year), raw)
+                if _unquotable(node, raw):
+                    typed = _without(typed, [0])
             v = typed.iat[0]
             if node.type == "datetime" and not pd.isna(v):
                 v = pd.Timestamp(raw)  # keep a UTC offset the file gives (columns drop it)
@@ -1145,30 +1154,30 @@ def convert(raw: pd.Series, node: spec.Node, year: str,
         if typed is None:
             # pandas reads "today", "now" and one-digit months even with a format: only xs:date passes.
             ok = raw.astype("object").str.fullmatch(_DATE).fillna(False).to_numpy(dtype=bool)
-            typed = pd.to_datetime(raw.where(ok), format="%Y-%m-%d", errors="coerce").astype("datetime64[s]")
+            typed = pd.to_datetime(raw.where(ok), format="%Y-%m-%d", errors="coerce").astype(VALUE_DTYPES[t])
         return typed, present & typed.isna().to_numpy()
     if t == "datetime":
         ok = raw.astype("object").str.fullmatch(_DATETIME).fillna(False).to_numpy(dtype=bool)
         typed = pd.to_datetime(raw.where(ok), format="ISO8601", errors="coerce")
         if getattr(typed.dt, "tz", None) is not None:
             typed = typed.dt.tz_localize(None)
-        typed = typed.astype("datetime64[s]")
+        typed = typed.astype(VALUE_DTYPES[t])
         return typed, present & typed.isna().to_numpy()
     if t == "bool":
         if not present.any():
-            return raw.astype("boolean"), present
+            return raw.astype(VALUE_DTYPES[t]), present
         mapped = raw.map(_BOOL_SPELLINGS)
         odd = present & mapped.isna().to_numpy()
         if odd.any():
             mapped[odd] = raw[odd].str.lower().map(_BOOLS)
-        typed = mapped.astype("boolean")
+        typed = mapped.astype(VALUE_DTYPES[t])
         return typed, present & typed.isna().to_numpy()
     if t in ("int", "gyear"):
         # Beyond 18 digits a whole number no longer fits the 64-bit column: it is an issue, not a crash.
         pattern = r"[+-]?\d{1,18}" if t == "int" else r"\d{4}"
         ok = raw.astype("object").str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool) if present.any() \
             else present
-        typed = pd.to_numeric(raw.where(ok), errors="coerce").astype("Int64")
+        typed = pd.to_numeric(raw.where(ok), errors="coerce").astype(VALUE_DTYPES[t])
         return typed, present & ~ok
     if node.codeset:
         valid = spec.codes(node.codeset, year if year in node.years else None)
@@ -1177,7 +1186,7 @@ def convert(raw: pd.Series, node: spec.Node, year: str,
         extra = sorted({str(v) for v in values[present & ~inset]})
         typed = pd.Series(pd.Categorical(raw, categories=[*valid, *extra]), index=raw.index)
         return typed, present & ~inset
-    typed = raw.astype("str")
+    typed = raw.astype(VALUE_DTYPES[t])
     if node.pattern:
         ok = typed.str.fullmatch(node.pattern).fillna(False).to_numpy(dtype=bool)
         return typed, present & ~ok
@@ -1221,24 +1230,61 @@ def _iso_dates(raw: pd.Series, present: np.ndarray) -> pd.Series | None:
     return pd.Series(days.astype("datetime64[s]"), index=raw.index)
 
 
+def _quote(value: str) -> str:
+    """Quote ``value`` for a problem's text: whole, or its first characters and its length when long."""
+    return f"'{shorten(value, _QUOTE)}'"
+
+
+def _unquotable(node: spec.Node, value: str) -> bool:
+    """Tell whether ``value`` is longer than ``node``'s values can be and too long to quote whole.
+
+    Such a value is kept only in its issue: in a table it would reach every display and output
+    (a chart's labels, a workbook's cells) and make their cost grow with its length.
+    """
+    limit = node.max_length
+    return limit is not None and len(value) > max(limit, _QUOTE)
+
+
+def _without(typed: pd.Series, rows: list[int]) -> pd.Series:
+    """Return ``typed`` with the values at positions ``rows`` missing (a code leaves the categories too)."""
+    if isinstance(typed.dtype, pd.CategoricalDtype):
+        gone = set(typed.iloc[rows].dropna())
+        return typed.cat.remove_categories([c for c in typed.cat.categories if c in gone])
+    typed = typed.copy()
+    typed.iloc[rows] = None
+    return typed
+
+
 def _bad_value_problem(node: spec.Node, value: str, year: str) -> str:
+    """Say what is wrong with ``value`` as a value of ``node`` in ``year``, quoting it (cut when long)."""
+    problem = _bad_value_text(node, value, year)
+    limit = node.max_length
+    if limit is not None and len(value) > limit:
+        problem += f"; no <{node.name}> is longer than {limit} characters"
+        if _unquotable(node, value):
+            problem += ", so the value is kept only in this issue, not in the tables"
+    return problem
+
+
+def _bad_value_text(node: spec.Node, value: str, year: str) -> str:
+    quoted = _quote(value)
     t = node.type
     if t == "date":
-        return f"<{node.name}> '{value}' is not a valid date (YYYY-MM-DD)"
+        return f"<{node.name}> {quoted} is not a valid date (YYYY-MM-DD)"
     if t == "datetime":
-        return f"<{node.name}> '{value}' is not a valid date and time"
+        return f"<{node.name}> {quoted} is not a valid date and time"
     if t == "bool":
-        return f"<{node.name}> '{value}' is not true, false, 1 or 0"
+        return f"<{node.name}> {quoted} is not true, false, 1 or 0"
     if t in ("int", "gyear"):
-        return f"<{node.name}> '{value}' is not {'a whole number' if t == 'int' else 'a four-digit year'}"
+        return f"<{node.name}> {quoted} is not {'a whole number' if t == 'int' else 'a four-digit year'}"
     if node.codeset:
-        problem = f"<{node.name}> '{value}' is not a valid {node.codeset.replace('_', ' ')} code in {year}"
+        problem = f"<{node.name}> {quoted} is not a valid {node.codeset.replace('_', ' ')} code in {year}"
         other = spec.code_years(node.codeset, value) & node.years
         if other:
             return problem + f" (it is valid in {spec.describe_years(other)})"
         near = [c for c in spec.codes(node.codeset, year) if c.lower() == value.lower()]
         return problem + (f" (did you mean '{near[0]}'?)" if near else "")
-    return f"<{node.name}> '{value}' does not match the pattern {node.pattern}"
+    return f"<{node.name}> {quoted} does not match the pattern {node.pattern}"
 
 
 def _line(df: pd.DataFrame, i: int) -> int | None:

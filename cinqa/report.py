@@ -14,11 +14,13 @@ import contextlib
 import dataclasses
 import datetime as dt
 import html
+import logging
 import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,15 +30,19 @@ from IPython.display import HTML
 import cinqa
 from cinqa import collect
 from cinqa import failures as judge
+from cinqa.benchmarks import benchmark, read_comparators
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
-from cinqa.files import locate_shipped
+from cinqa.files import locate_shipped, output_path
+from cinqa.measures import (ALL, MEASURES, NOT_COLLECTED, PRE_PROCEEDINGS, PRE_PROCEEDINGS_YEARS, labelled,
+                            measures)
 from cinqa.progress import ENV as PROGRESS_ENV
 from cinqa.progress import bar
 from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, pseudonymise_issues,
-                                return_scrubber)
+                                pseudonymise_return, pseudonymise_table, return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
+from cinqa.rules import STATUS_LEGEND, STATUS_WORDS
 from cinqa.validate import Validation, validate
 
 if TYPE_CHECKING:
@@ -66,7 +72,6 @@ NOTEBOOK = locate_notebook()
 KEY_ENV = "CINQA_REPORT_KEY"
 RULE_ROWS = 50
 RULE_COLUMNS = ["LAchildID", "entity", "episode", "item", "values", "line"]
-ISSUE_COLUMNS = ["line", "severity", "table", "LAchildID", "element", "problem", "value"]
 
 # Offline guard: any of these in the HTML means the browser would fetch from the network.
 _EXTERNAL = re.compile(
@@ -132,9 +137,14 @@ class QAReport:
     """
 
     def __init__(self, rets: Sequence[CensusReturn], validation: Validation | None = None, *,
-                 pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False) -> None:
+                 pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False,
+                 population: float | Mapping[str, float] | None = None,
+                 comparators: pd.DataFrame | str | Path | None = None) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
+        self.population = population
+        self.comparators = (read_comparators(comparators) if comparators is not None
+                            and not isinstance(comparators, pd.DataFrame) else comparators)
         ordered = by_year(rets)
         self.rets = ordered
         self.ret = ordered[-1]
@@ -143,18 +153,25 @@ class QAReport:
         self.generated = dt.datetime.now()
         self._p = Pseudonymiser(key or os.urandom(32)) if pseudonymise else None
         self._key_given = key_given
-        self._scrub = return_scrubber(self.ret, self._p) if self._p else None
+        # Identifiers of every return given, so an earlier year's child typed into this one is caught too.
+        self._scrub = return_scrubber(ordered, self._p) if self._p else None
+        self.shown = pseudonymise_return(self.ret, self._p, self._scrub) if self._p else self.ret
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
-             pseudonymise: bool = False, key: bytes | None = None, checked: str | Path | None = None) -> "QAReport":
+             pseudonymise: bool = False, key: bytes | None = None, checked: str | Path | None = None,
+             population: float | Mapping[str, float] | None = None,
+             comparators: str | Path | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
         ``year`` overrides the census year of the last path given (the return being checked;
         earlier years' returns come first). ``checked`` is the file :func:`render_report` saves
         the returns and their validation in, so the report's kernel neither reads nor validates
         them again. With ``pseudonymise`` and no ``key`` the key is taken from the environment
-        variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used.
+        variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used. ``population`` (children
+        under 18: a number, or census year -> number) gives the rates per 10,000 children and
+        ``comparators`` (a CSV of other LAs' figures) joins England in the national context; see
+        :func:`cinqa.benchmarks.benchmark`.
         """
         if checked is not None:
             # Written by render_report into its own private temporary folder, never by anyone else.
@@ -164,12 +181,13 @@ class QAReport:
             rets, validation = read_returns(paths, year), None
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
-        return cls(rets, validation, pseudonymise=pseudonymise, key=key, key_given=key is not None)
+        return cls(rets, validation, pseudonymise=pseudonymise, key=key, key_given=key is not None,
+                   population=population, comparators=comparators)
 
     # --- identifiers ---
 
     def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        return self._p.frame(df) if self._p else df
+        return pseudonymise_table(df, self._p, self._scrub) if self._p else df
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -181,7 +199,7 @@ class QAReport:
 
     def title(self) -> HTML:
         """Say which return this is, when and how the report was made."""
-        r, h = self.ret, self.ret.header
+        r, h = self.shown, self.shown.header
         bits = [f"Local authority <b>{html.escape(str(h.la or '?'))}</b>",
                 f"census year <b>{r.year}</b> ({r.census_start:%d %B %Y} to {r.reference_date:%d %B %Y})"]
         if r.path:
@@ -207,7 +225,7 @@ class QAReport:
 
     def header_facts(self) -> HTML:
         """Show the header facts of the return."""
-        return _show().table(_show().header_facts(self.ret))
+        return _show().table(_show().header_facts(self.shown))
 
     def sizes(self) -> HTML:
         """Show how many rows each table of the return has."""
@@ -218,17 +236,14 @@ class QAReport:
         issues = self.ret.issues
         if self._p and len(issues):
             issues = pseudonymise_issues(issues, self._p, self._scrub)
-        if not len(issues):
-            return _show().callout("The file's structure is sound: every element is known, in place and readable.", "ok")
-        cols = [c for c in ISSUE_COLUMNS if c in issues.columns]
-        return _show().table(issues[cols], note="Line numbers refer to the XML file.")
+        return _show().structural_issues(issues)
 
     def validation_summary(self) -> HTML:
         """Show errors and queries by rule, with the children and rows affected."""
-        summary = self.validation.summary
-        parts = [_show().table(summary, max_rows=None).data if len(summary) else
+        summary = self.validation.rule_summary
+        parts = [_show().table(summary, max_rows=None, note=STATUS_LEGEND).data if len(summary) else
                  _show().callout("No rule failed.", "ok").data]
-        errored = self.validation.errored
+        errored = self._frame(self.validation.errored)
         if len(errored):
             parts.append(_show().table(errored, "Rules that could not be evaluated").data)
         return HTML("\n".join(parts))
@@ -239,32 +254,34 @@ class QAReport:
         if not len(f):
             return _show().callout("No rule failed.", "ok")
         parts = []
-        for row in self.validation.summary.itertuples(index=False):
+        for row in self.validation.rule_summary.itertuples(index=False):
             rows = f[(f["rule"] == row.rule) & (f["severity"] == row.severity)]
             badge = "#b71c1c" if row.severity == "error" else "#b26a00"
+            status = STATUS_WORDS.get(row.status, "")
             parts.append(
                 f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
                 f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
                 f"{judge.counted(row.rows, 'failing row')}, "
-                f"{judge.counted(row.children, 'child', 'children')}</span></p>")
-            parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows).data)
+                f"{judge.counted(row.children, 'child', 'children')}"
+                + (f"; status {row.status} ({html.escape(status)})" if status else "")
+                + (f"<br>Note: {html.escape(row.note)}" if row.note else "") + "</span></p>")
+            # The rows are a selection of the failures table: its row numbers mean nothing to the reader.
+            parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows, index=False).data)
         return HTML("\n".join(parts))
 
     def distributions(self) -> "Figure":
         """Draw the distributions that matter, as small multiples."""
-        return _show().plot_distributions(self.ret)
+        return _show().plot_distributions(self.shown)
 
     def assessment_durations(self) -> "Figure":
         """Draw completed assessments by working days taken."""
-        return _show().plot_assessment_durations(self.ret)
+        return _show().plot_assessment_durations(self.shown)
 
     def view(self, name: str) -> HTML:
         """Show the COLLECT view ``name`` (see :data:`cinqa.collect.VIEWS`) as a table."""
         v = collect.VIEWS[name]
-        df = collect.build_view(self.ret, name)
-        if v.child_level:
-            df = self._frame(df)
+        df = self._frame(collect.build_view(self.ret, name))
         note = f"Modelled on COLLECT report {v.report}, '{v.title}' (DfE report specification 2019-20)."
         if v.note:
             note = f"{v.note} {note}"
@@ -272,16 +289,45 @@ class QAReport:
             return _show().indicators(df, note=note)
         return _show().table(df, note=note)
 
+    def pre_proceedings(self) -> HTML:
+        """Show the pre-proceedings measures and outcomes (2026-27 on), naming the census facts still provisional."""
+        if self.ret.year not in PRE_PROCEEDINGS_YEARS:
+            return _show().callout(f"Pre-proceedings were {NOT_COLLECTED} before {min(PRE_PROCEEDINGS_YEARS)}: "
+                                   f"the {self.ret.year} return has no such module.", "info")
+        tidy = measures(self.ret, names=PRE_PROCEEDINGS)
+        shown = labelled(tidy[tidy["breakdown"].isin([ALL, *MEASURES["pp_outcomes"].breakdowns])])
+        return _show().table(shown.drop(columns="census_year"), max_rows=None, note=(
+            "cinqa's definitions (see cinqa.measures.definitions()). 'provisional' names the module, items and "
+            "codes not yet confirmed from DfE's specification (status I inferred or U unverified in the census "
+            "format); see the README."))
+
     def year_on_year(self) -> HTML:
         """Compare the return with the earlier ones given: headline measures, big changes, continuity."""
         if self.previous is None:
             return _show().callout("Give the previous year's return as well to see the year-on-year comparison "
                                 "(for example <code>cinqa report LAST.xml THIS.xml -o report.html</code>).", "info")
         comp = compare(self.rets)
-        parts = [_show().callout(html.escape(n), "warn").data for n in comp.notes]
+        notes = [self._scrub.text(n) for n in comp.notes] if self._scrub else comp.notes
+        parts = [_show().callout(html.escape(n), "warn").data for n in notes]
         for title, df in comp.summary().items():
-            parts.append(_show().table(df, title, max_rows=30).data)
+            parts.append(_show().table(self._frame(df), title, max_rows=30).data)
         return HTML("\n".join(parts))
+
+    @functools.cached_property
+    def national(self) -> pd.DataFrame:
+        """Each key indicator of the returns given beside England's figure, the comparators and a band."""
+        return benchmark(self.rets, self.population, self.comparators)
+
+    def national_context(self) -> HTML:
+        """Show each key indicator beside England's figure for the same year, the difference and the band."""
+        return _show().benchmark_table(self.national)
+
+    def national_charts(self) -> "Figure | HTML":
+        """Draw a small chart per key indicator: the LA's years against England's."""
+        if self.national["la_value"].isna().all():
+            return _show().callout("No key indicator has a value for these returns: there is nothing to chart.",
+                                   "info")
+        return _show().plot_benchmarks(self.national)
 
     def colophon(self) -> HTML:
         """Say where the definitions come from."""
@@ -294,6 +340,17 @@ class QAReport:
 
 
 # --- rendering ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _log_level(logger: logging.Logger, level: int) -> Iterator[None]:
+    """Set ``logger``'s level for the duration of the block."""
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 @contextlib.contextmanager
@@ -352,9 +409,20 @@ def to_html(nb: Any, title: str) -> str:
     return body
 
 
+def _stop_kernel(kernel: Any) -> None:
+    """Kill the report's kernel if it is still running: a run stopped mid-way (Ctrl-C, SIGTERM) skips
+    the kernel's shutdown, and the kernel must not outlive the temporary folder it works in."""
+    if kernel.has_kernel:
+        process = kernel.provisioner.process
+        process.kill()
+        process.wait(timeout=30)
+
+
 def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, year: str | None = None,
                   pseudonymise: bool = False, key: bytes | str | Path | None = None,
-                  validations: Sequence[Validation] | None = None, progress: bool | None = None) -> Path:
+                  validations: Sequence[Validation] | None = None, progress: bool | None = None,
+                  population: float | Mapping[str, float] | None = None,
+                  comparators: str | Path | None = None) -> Path:
     """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
 
     The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
@@ -364,10 +432,12 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     them as they are. Without them the returns are read and the latest validated here, before the
     notebook runs; either way the notebook's kernel reads and validates nothing. Reading,
     validating and the notebook's cells show progress where someone can see it (``progress``:
-    see :func:`cinqa.progress.shown`).
+    see :func:`cinqa.progress.shown`). ``population`` and ``comparators`` feed the national
+    context (see :meth:`QAReport.load`).
     """
     import nbformat
     import papermill
+    from jupyter_client.manager import AsyncKernelManager
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -381,7 +451,7 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         raise CinqaError(f"{NOTEBOOK}: the report notebook is missing; reinstall cinqa")
     if isinstance(key, (str, Path)):
         key = load_key(key)
-    out = Path(out)
+    out = output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if validations is None:
         rets = read_returns(files, year, progress)
@@ -389,7 +459,9 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     else:
         rets = [v.ret for v in validations]
         validation = next(v for v in validations if v.ret is by_year(rets)[-1])
-    params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise)}
+    params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise),
+              "population": dict(population) if isinstance(population, Mapping) else population,
+              "comparators": str(Path(comparators).resolve()) if comparators is not None else None}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
         # The kernel takes the returns and their validation from here; the folder is this user's alone.
@@ -405,16 +477,23 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
             ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"), ("JUPYTER_RUNTIME_DIR", "runtime"))}
         # The notebook's cells (and papermill's injected parameters), then the conversion to HTML.
         cells = sum(1 for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code") + 2
+        # papermill's client logs a kernel stopped by Ctrl-C on the terminal; its errors are raised, not logged.
+        client_log = logging.getLogger("papermill")
+        kernel = AsyncKernelManager(kernel_name="python3")
         with _environ({KEY_ENV: key.hex() if key else None, PROGRESS_ENV: "0", **scratch}), \
+                _log_level(client_log, logging.CRITICAL), \
                 bar("Writing the report", cells, unit="step", show=progress) as counter:
             try:
-                # The kernel's own log (its "running over TCP" warning) would reach the user's terminal.
+                # The kernel's own log (its "running over TCP" warning, its tracebacks when Ctrl-C stops
+                # it mid-message) would reach the user's terminal; what it ran reports its own errors.
                 papermill.execute_notebook(str(NOTEBOOK), str(executed), parameters=params, kernel_name="python3",
-                                           progress_bar=False, log_output=False, cwd=tmp,
-                                           extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                                           progress_bar=False, log_output=False, cwd=tmp, km=kernel,
+                                           extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
                                            on_cell_executed=lambda **_: counter.update(1))
             except papermill.PapermillExecutionError as exc:
                 raise CinqaError(f"the QA report failed: {exc.ename}: {exc.evalue}") from None
+            finally:
+                _stop_kernel(kernel)
             nb = nbformat.read(executed, as_version=4)
             _strip_noise(nb)
             names = ", ".join(f.name for f in files)

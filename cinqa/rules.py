@@ -46,7 +46,12 @@ SEVERITIES = ("error", "query")
 _GX_SEVERITY = {"error": "critical", "query": "warning"}
 _STATUS_ORDER = ("V", "I", "U")
 _DATE_TOKEN = re.compile(r"^\$census_(start|end)(.*)$")
-LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "status", "checkable", "reason")
+LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "status", "note", "checkable", "reason")
+RULE_FACTS = ("status", "note")
+"""What :func:`with_rule_facts` adds to a table of rules: how the year's version is known, and its notes."""
+STATUS_WORDS = {"V": "read in a DfE rule list", "I": "inferred from other years", "U": "unverified"}
+"""A rule's status (how its version of a year is known) in words."""
+STATUS_LEGEND = "Status: " + ", ".join(f"{k} {v}" for k, v in STATUS_WORDS.items()) + " (how the year's rule is known)."
 FIRST_LISTED_YEAR = "2022-23"
 """The first census year whose rules were read in a DfE rule list; a rule's earlier years are inferred."""
 
@@ -63,14 +68,14 @@ class Rule:
     years: frozenset[str]
     years_text: str
 
-    def listing(self, status: str, reason: str | None = None) -> dict[str, Any]:
+    def listing(self, status: str, reason: str | None = None, note: str = "") -> dict[str, Any]:
         """Return the rule as a row of :func:`list_rules`.
 
         ``status`` says how the year's version is known (see :meth:`RuleEntry.status`); a ``reason``
-        says why the rule cannot be checked.
+        says why the rule cannot be checked; ``note`` is what the suite says about how it is read.
         """
         return {"rule": self.rule, "severity": self.severity, "message": self.message, "entity": self.entity,
-                "fields": list(self.fields), "years": self.years_text, "status": status,
+                "fields": list(self.fields), "years": self.years_text, "status": status, "note": note,
                 "checkable": reason is None, "reason": reason or ""}
 
 
@@ -83,6 +88,11 @@ class RuleEntry(Rule):
     kwargs: dict[str, Any] = field(hash=False, compare=False)
     meta: dict[str, Any] = field(hash=False, compare=False)
     position: int = 0
+
+    @property
+    def note(self) -> str:
+        """What the suite says about how this version of the rule is read (empty when nothing)."""
+        return str(self.meta.get("note") or "")
 
     @property
     def years_status(self) -> str:
@@ -188,15 +198,17 @@ def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
 
     Columns: rule, severity, message, entity, fields (comma-separated), years, status (the least
     certain of the rule's expectations in ``year``: V, I or U, see :meth:`RuleEntry.status`),
-    checkable, reason.
+    note (the notes of its expectations in ``year``, each once), checkable, reason.
     """
     rows: dict[str, dict[str, Any]] = {}
     for e in rules_for_year(year, directory):
         row = rows.get(e.rule)
         if row is None:
-            rows[e.rule] = e.listing(e.status(year))
+            rows[e.rule] = e.listing(e.status(year), note=e.note)
             continue
         row["status"] = max(row["status"], e.status(year), key=_STATUS_ORDER.index)
+        if e.note and e.note not in row["note"]:
+            row["note"] = f"{row['note']} {e.note}".strip()
         if e.entity not in row["entity"].split(", "):
             row["entity"] += f", {e.entity}"
         row["fields"] += [f for f in e.fields if f not in row["fields"]]
@@ -207,6 +219,21 @@ def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
     df["fields"] = df["fields"].map(", ".join)
     df["checkable"] = df["checkable"].astype(bool)
     return df.sort_values("rule", key=lambda s: s.map(_rule_sort_key), kind="stable").reset_index(drop=True)
+
+
+def with_rule_facts(frame: pd.DataFrame, year: str, directory: str | Path | None = None) -> pd.DataFrame:
+    """Return a copy of ``frame`` (which has a ``rule`` column) with each rule's status and note in ``year``.
+
+    The columns :data:`RULE_FACTS` go after ``message`` when there is one, else at the end; a rule
+    the year does not list gets empty text.
+    """
+    listed = list_rules(year, directory).set_index("rule")
+    out = frame.drop(columns=[c for c in RULE_FACTS if c in frame]).copy()
+    at = list(out.columns).index("message") + 1 if "message" in out else len(out.columns)
+    for i, col in enumerate(RULE_FACTS):
+        values = out["rule"].astype("str").map(listed[col]).fillna("")
+        out.insert(at + i, col, pd.Series(values.to_numpy(dtype=object), index=out.index, dtype="str"))
+    return out
 
 
 def _rule_sort_key(rule: str) -> tuple[int, str]:

@@ -26,6 +26,7 @@ with a row condition. So that what GX does per expectation stays small:
 from __future__ import annotations
 
 import copy
+import html
 import multiprocessing
 import os
 import time
@@ -39,9 +40,9 @@ import pandas as pd
 
 from cinqa import failures as table
 from cinqa import spec
-from cinqa.errors import YearError
+from cinqa.errors import TableError, YearError
 from cinqa.progress import bar
-from cinqa.returns import CensusReturn
+from cinqa.returns import CensusReturn, issue_lines, issues_first
 from cinqa.views import ViewBuilder
 
 _RESULT_FORMAT = {
@@ -52,6 +53,8 @@ _RESULT_FORMAT = {
     # With ``row`` as the index this gives [{"row": [3, 17, ...]}] instead of a dict per row.
     "exclude_unexpected_values": True,
 }
+_REPR_ISSUES = 10
+_REPR_HTML_ROWS = 50
 _PARALLEL_MIN_EXPECTATIONS = 24
 """Below this many expectations a helper process costs more than it saves."""
 
@@ -75,12 +78,52 @@ class Validation:
         """Whether the return is ready to submit (see :func:`cinqa.failures.verdict`)."""
         return table.verdict(self.failures, self.errored, self.ret.issues)
 
+    @property
+    def rule_summary(self) -> pd.DataFrame:
+        """The summary with each failing rule's status (V, I or U) and note in the year.
+
+        See :func:`cinqa.rules.with_rule_facts`.
+        """
+        from cinqa.rules import with_rule_facts
+
+        return with_rule_facts(self.summary, self.year)
+
     def __repr__(self) -> str:
         errors = int((self.summary["severity"] == "error").sum())
         queries = int((self.summary["severity"] == "query").sum())
-        return (f"<Validation {self.year}: {len(self.checked)} rules checked, {len(self.failures)} failing rows "
+        head = (f"<Validation {self.year}: {len(self.checked)} rules checked, {len(self.failures)} failing rows "
                 f"({errors} error rules, {queries} query rules), {len(self.errored)} rules errored; "
-                f"verdict: {self.verdict}>")
+                f"verdict: {self.verdict}")
+        issues = issue_lines(self.ret.issues)
+        if not issues:
+            return head + ">"
+        # Structural issues come first: a file that was not fully read makes every count below a lower bound.
+        shown = issues[:_REPR_ISSUES] + ([f"... {len(issues) - _REPR_ISSUES:,} more"]
+                                         if len(issues) > _REPR_ISSUES else [])
+        return (f"{head};\n{table.counted(len(issues), 'structural issue')} (line numbers of the XML file):\n"
+                + "\n".join(f"  {line}" for line in shown) + ">")
+
+    def _repr_html_(self) -> str:
+        """Show the verdict, the structural issues with their lines, then the failing rules (for notebooks)."""
+        v = self.verdict
+        parts = [f"<p><b>{html.escape(str(v))}</b>: census year {self.year}, {len(self.checked)} rules checked, "
+                 f"{len(self.failures):,} failing rows.</p>"]
+        parts += [f"<p>{html.escape(line)}</p>" for line in v.details]
+        issues = issues_first(self.ret.issues)
+        if len(issues):
+            parts.append(f"<p><b>{table.counted(len(issues), 'structural issue')}</b> (lines of the XML file; "
+                         f"errors first):</p>")
+            parts.append(_html_frame(issues.head(_REPR_HTML_ROWS)))
+            if len(issues) > _REPR_HTML_ROWS:
+                parts.append(f"<p>... and {len(issues) - _REPR_HTML_ROWS:,} more (see <code>.ret.issues</code>).</p>")
+        if len(self.summary):
+            parts.append(_html_frame(self.rule_summary))
+        return "\n".join(parts)
+
+
+def _html_frame(df: pd.DataFrame) -> str:
+    """Write a table as HTML without its index, missing values blank."""
+    return df.astype("object").where(df.notna(), "").to_html(index=False, escape=True, border=0)
 
 
 def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str] | None = None,
@@ -93,9 +136,14 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
     number of processes the view suites may share (default: ``CINQA_WORKERS``, else 2 when the
     machine has two cores or more; a small validation always runs in this process alone). A bar
     counts the rules run where someone can see it (``progress``: see :func:`cinqa.progress.shown`).
+    Tables edited since reading must keep every column, with its type, that reading gave them
+    (:meth:`CensusReturn.check_tables`); otherwise a :class:`~cinqa.errors.TableError` names each one.
     """
     from cinqa import rules as registry
 
+    if not isinstance(ret, CensusReturn):
+        raise TableError(f"validate checks a CensusReturn (from cinqa.read_return), not a {type(ret).__name__}")
+    ret.check_tables()
     year = year or ret.year
     if year not in spec.YEARS:
         raise YearError(f"census year {year!r} is not supported; choose one of {', '.join(spec.YEARS)}")

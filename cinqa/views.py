@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from cinqa import spec, workdays
-from cinqa.returns import CensusReturn
+from cinqa.returns import VALUE_DTYPES, CensusReturn
 
 VIEW_TABLES: dict[str, str | None] = {
     "header": None,
@@ -58,7 +58,8 @@ _NFA_ACTIVITY_DATES = _ACTIVITY_DATES[:5]
 # The episode's columns that the rules of most of its modules read.
 _EPISODE_FACTS = ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA")
 
-_DTYPES = {"date": "datetime64[s]", "datetime": "datetime64[s]", "bool": "boolean", "int": "Int64"}
+# A column another year's return lacks is filled as missing values of its type (text and codes: objects).
+_DTYPES = {t: VALUE_DTYPES[t] for t in ("date", "datetime", "bool", "int")}
 _UNITS = "WD|D|W|M|Y"
 OFFSET_STEP = rf"[+-]\d+(?:{_UNITS})"
 """One step of a date offset as a regular expression: ``-45WD``, ``+9M`` (an offset is one or more)."""

@@ -13,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from cinqa import benchmarks, spec, synth
-from cinqa.benchplot import plot_benchmark
+from cinqa.display import benchmark_table, plot_benchmark, plot_benchmarks
 from cinqa.errors import CinqaError, CsvError
 from cinqa.measures import MEASURES, measures
 
@@ -215,7 +215,8 @@ def test_rates_without_a_population_say_so_and_are_never_estimated(series) -> No
 def test_a_lone_return_says_re_referrals_are_under_counted(series) -> None:
     _, ret = series
     table = benchmarks.benchmark(ret)
-    assert table["note"].str.contains("measured without the return of the year before").all()
+    lone = table["note"].str.contains("measured without the return of the year before")
+    assert table.loc[lone, "indicator"].tolist() == ["re_referral_share"]
 
 
 def test_a_measures_table_is_accepted_but_not_with_a_population(series) -> None:
@@ -241,3 +242,29 @@ def test_the_chart_shows_englands_years_and_the_las(series) -> None:
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["England", "LA", "check recording"]
     with pytest.raises(CinqaError, match="no benchmark rows"):
         plot_benchmark(table, "referrals")
+
+
+def test_a_small_chart_per_indicator_with_a_value_and_one_legend(series) -> None:
+    previous, ret = series
+    table = benchmarks.benchmark([previous, late_assessments(ret)])
+    fig = plot_benchmarks(table)
+    drawn = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    with_value = [MEASURES[n].description for n in benchmarks.indicators()
+                  if table.loc[table["indicator"] == n, "la_value"].notna().any()]
+    assert drawn == with_value and "Children in need at 31 March per 10,000 children" not in drawn
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["England", "band", "LA", benchmarks.CHECK]
+    with pytest.raises(CinqaError, match="no indicator of the benchmark table has a value"):
+        plot_benchmarks(table.assign(la_value=float("nan")))
+
+
+def test_the_table_for_reading_says_why_a_figure_is_missing(series, tmp_path: Path) -> None:
+    previous, ret = series
+    shown = benchmarks.readable(benchmarks.benchmark([previous, late_assessments(ret)]))
+    assert list(shown.columns) == ["indicator", "year", "LA", "England", "difference", "band", "flag", "note"]
+    row = shown[(shown["indicator"] == MEASURES["assessments_within_45_days_share"].description)
+                & (shown["year"] == YEAR)].iloc[0]
+    assert row["flag"] == benchmarks.CHECK and row["England"] == 85.7 and row["band"].endswith(" to 100.0")
+    rate = shown[shown["indicator"] == MEASURES["cin_31_march_rate"].description]
+    assert rate["LA"].isna().all() and rate["note"].str.contains("no population given").all()
+    html = benchmark_table(benchmarks.benchmark([previous, ret], comparators=write(tmp_path, GOOD))).data
+    assert "comparators&#x27; median" in html and "not a judgement of practice" in html

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cinqa
+import cinqa.benchmarks
 import cinqa.report
 import cinqa.rules
 from cinqa.cli import app
@@ -258,7 +259,7 @@ def test_validate_one_file_prints_the_summary_and_exits_1_on_errors(fake_validat
     assert tuple(failures.columns) == FAILURE_COLUMNS and len(failures) == 6
     assert failures["values"].iloc[0] == "UPN=A201123456789; PersonBirthDate=2015-06-01"
     wb = openpyxl.load_workbook(xlsx)
-    assert wb.sheetnames == ["About", "Summary", "children", "episodes", "Structural issues"]
+    assert wb.sheetnames == ["About", "Summary", "By child", "children", "episodes", "Structural issues"]
     assert wb["children"]["A2"].value == "C001"
     assert sorted(p.name for p in xlsx.parent.iterdir()) == ["errors.xlsx", "failures.csv"]
     assert digest(RETURN_2324) == checksum and listing(workdir) == []
@@ -426,7 +427,7 @@ def test_report_calls_render_report(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_compare_prints_and_writes_the_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     frame = pd.DataFrame({"measure": ["referrals"], "2022-23": [10], "2023-24": [12]})
     comparison = types.SimpleNamespace(summary=lambda: {"measures": frame}, to_frames=lambda: {"measures": frame},
-                                       notes=[])
+                                       notes=[], national=NO_BENCHMARKS)
     calls = fake_function(monkeypatch, cinqa, "compare", result=comparison)
     result = runner.invoke(app, ["compare", str(RETURN_1213), str(RETURN_2324), "--out", str(tmp_path / "c"),
                                  "--threshold", "0.2"])
@@ -435,6 +436,79 @@ def test_compare_prints_and_writes_the_tables(tmp_path: Path, monkeypatch: pytes
     assert [r.year for r in args[0]] == ["2012-13", "2023-24"] and kwargs == {"threshold": 0.2}
     assert "referrals" in result.stdout
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "c" / "measures.csv"), frame)
+
+
+NO_BENCHMARKS = pd.DataFrame(columns=list(cinqa.benchmarks.BENCHMARK_COLUMNS))
+
+
+def fake_comparison(shown: dict[str, pd.DataFrame]) -> types.SimpleNamespace:
+    return types.SimpleNamespace(summary=lambda: shown, to_frames=lambda: shown, notes=[], national=NO_BENCHMARKS)
+
+
+@pytest.mark.parametrize(("given", "population"), [
+    (["61200"], 61200.0),
+    (["61,200"], 61200.0),
+    (["2012-13=60900", "--population", "2023-24=61_200"], {"2012-13": 60900.0, "2023-24": 61200.0}),
+])
+def test_compare_takes_one_population_or_one_per_year_and_a_comparators_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: list[str], population: Any) -> None:
+    calls = fake_function(monkeypatch, cinqa, "compare", result=fake_comparison({}))
+    neighbours = tmp_path / "n.csv"
+    result = runner.invoke(app, ["compare", str(RETURN_1213), str(RETURN_2324), "--population", *given,
+                                 "--comparators", str(neighbours)])
+    assert result.exit_code == 0, result.output
+    (_, kwargs), = calls
+    assert kwargs == {"population": population, "comparators": neighbours}
+
+
+@pytest.mark.parametrize(("given", "problem"), [
+    (["lots"], "--population 'lots': 'lots' is not a number of children"),
+    (["0"], "--population '0': the number of children must be above 0"),
+    (["2023-24=61200", "--population", "61200"], "give one number for every year, or YEAR=N for each year"),
+    (["2023-4=61200"], "'2023-4' is not a census year"),
+    (["2023-24=1", "--population", "2023-24=2"], "2023-24 is given twice"),
+])
+def test_a_bad_population_exits_2_saying_what_is_wrong(monkeypatch: pytest.MonkeyPatch, given: list[str],
+                                                        problem: str) -> None:
+    calls = fake_function(monkeypatch, cinqa, "compare", result=fake_comparison({}))
+    result = runner.invoke(app, ["compare", str(RETURN_2324), "--population", *given])
+    assert result.exit_code == 2 and problem in result.stderr and calls == []
+
+
+def test_report_passes_the_population_and_refuses_a_bad_comparators_file(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_function(monkeypatch, cinqa.report, "render_report")
+    neighbours = tmp_path / "n.csv"
+    neighbours.write_text("comparator,census_year,indicator,value\nN1,2023-24,re_referral_share,21\n", "utf-8")
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(RETURN_2324), "-o", str(out), "--population", "2023-24=61200",
+                                 "--comparators", str(neighbours)])
+    assert result.exit_code == 0, result.output
+    (_, kwargs), = calls
+    assert kwargs["population"] == {"2023-24": 61200.0} and kwargs["comparators"] == neighbours
+    neighbours.write_text("comparator,census_year,indicator,value\nN1,2023-24,referrals,21\n", "utf-8")
+    result = runner.invoke(app, ["report", str(RETURN_2324), "-o", str(tmp_path / "s.html"), "--comparators",
+                                 str(neighbours)])
+    assert result.exit_code == 2 and "n.csv, line 2: indicator 'referrals' is not one of" in result.stderr
+    assert len(calls) == 1
+
+
+def test_compare_tables_fit_the_terminal_without_wrapping_a_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    years = ["2022-23", "2023-24", "2024-25", "2025-26"]
+    wide = pd.DataFrame([{"description": "Re-referrals within 12 months as a percentage of referrals",
+                          "unit": "percent", **{y: 15.7 for y in years},
+                          **{f"{k} {y}": -8.4 for y in years[1:] for k in ("change", "% change")}, "flag": True}])
+    many = pd.DataFrame([{name: 319 for name in ("earlier_year", "later_year", "children_earlier", "children_later",
+                                                 "matched_by_LAchildID", "matched_by_UPN", "only_earlier",
+                                                 "only_later", "open_at_earlier_reference", "findings")}] * 3)
+    fake_function(monkeypatch, cinqa, "compare", result=fake_comparison({"Headline": wide, "Continuity": many}))
+    result = runner.invoke(app, ["compare", str(RETURN_2324)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 160
+    for header in [*wide.columns, *many.columns]:
+        assert any(header in line for line in lines), header
+    assert any("percentage of" in line for line in lines) and "Re-referrals within 12 months" in result.stdout
 
 
 def test_synth_passes_its_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -514,6 +588,15 @@ def test_synth_real_backend_writes_a_readable_return(tmp_path: Path, workdir: Pa
     assert listing(tmp_path / "synth") == ["s.xml"] and listing(workdir) == []
 
 
+def test_synth_real_backend_writes_a_provisional_year_with_pre_proceedings(tmp_path: Path) -> None:
+    out = tmp_path / "s.xml"
+    result = runner.invoke(app, ["synth", "2026-27", "--children", "400", "--seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ret = cinqa.read_return(out)
+    assert ret.year == "2026-27" and ret.issues.empty and len(ret.children) == 400
+    assert not ret.tables["pre_proceedings"].empty
+
+
 def test_validate_real_backend_pseudonymised_keeps_the_rule_results(tmp_path: Path, workdir: Path,
                                                                     key_file: Path) -> None:
     from cinqa.validate import validate
@@ -588,3 +671,26 @@ def test_an_output_extension_is_matched_whatever_its_case(tmp_path: Path, fake_v
     result = runner.invoke(app, ["validate", str(RETURN_2324), "--xlsx", str(tmp_path / "ERRORS.XLSX")])
     assert result.exit_code == 1, result.output
     assert (tmp_path / "ERRORS.XLSX").is_file()
+
+
+def test_validate_real_backend_prints_structural_issues_first_with_their_lines(tmp_path: Path) -> None:
+    text = RETURN_2324.read_text("utf-8").replace("<ReferenceDate>2024-03-31</ReferenceDate>",
+                                                  "<ReferenceDate>2023-03-31</ReferenceDate>")
+    bad = tmp_path / "bad.xml"
+    bad.write_text(text.replace("</LAchildID>", "</LAchildID><Shoe>9</Shoe>", 1), "utf-8")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1, result.output
+    out = result.stdout
+    assert "2 structural issues (lines of bad.xml):" in out
+    assert "line 7, error: <ReferenceDate> 2023-03-31 falls in the 2022-23 census" in out
+    assert "unknown element <Shoe>" in out
+    assert out.index("structural issues") < out.index("severity") < out.index("Verdict: Not fully checked")
+
+
+def test_rules_real_backend_shows_status_and_notes() -> None:
+    result = runner.invoke(app, ["rules", "--year", "2012-13"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    head = next(line for line in result.stdout.splitlines() if "severity" in line)
+    assert "status" in head and "note" in head
+    assert "Provisional code and wording" in result.stdout
+    assert "U unverified" in result.stdout

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cinqa.compare import FINDINGS, INFORMATION, Comparison, changes, compare, continuity, summarise, wide_table
+from cinqa.compare import (FINDINGS, INFORMATION, Comparison, changes, compare, continuity, describe_flags, summarise,
+                           wide_table)
 from cinqa.errors import CinqaError
 from test_measures import child, episode, make_return
 
@@ -155,7 +156,7 @@ def test_years_that_are_not_consecutive_are_compared_without_continuity(tmp_path
     comp = compare([a, b])
     assert comp.continuity.empty
     assert "not consecutive" in comp.notes[0]
-    assert list(comp.continuity_summary["note"]) == comp.notes
+    assert list(comp.continuity_summary["note"]) == comp.notes[:1]
     assert pd.isna(comp.continuity_summary["findings"].iloc[0])
     assert "change 2023-24" in comp.table.columns
 
@@ -177,10 +178,10 @@ def _tidy(values: dict[str, float], measure: str = "referrals") -> pd.DataFrame:
 
 
 def test_change_and_flags_against_the_threshold():
-    tidy = pd.concat([_tidy({"2021-22": 100, "2022-23": 125, "2023-24": 120}),
+    tidy = pd.concat([_tidy({"2021-22": 1000, "2022-23": 1250, "2023-24": 1200}),
                       _tidy({"2021-22": 0, "2022-23": 7, "2023-24": 7}, "cpp_starts")])
     wide = wide_table(tidy, threshold=0.2).set_index("measure")
-    assert wide.loc["referrals", "change 2022-23"] == 25
+    assert wide.loc["referrals", "change 2022-23"] == 250
     assert wide.loc["referrals", "% change 2022-23"] == 25
     assert wide.loc["referrals", "% change 2023-24"] == pytest.approx(-4)
     assert bool(wide.loc["referrals", "flag"]) is True
@@ -192,14 +193,14 @@ def test_change_and_flags_against_the_threshold():
 
 
 def test_small_counts_are_not_flagged_however_much_they_change():
-    tidy = pd.concat([_tidy({"2022-23": 3, "2023-24": 9}, "cpp_starts"),
-                      _tidy({"2022-23": 15, "2023-24": 20}, "referrals")])
+    tidy = pd.concat([_tidy({"2022-23": 1, "2023-24": 15}, "cpp_starts"),
+                      _tidy({"2022-23": 6, "2023-24": 40}, "referrals")])
     flags = changes(tidy, 0.2).set_index("measure")["flag"]
-    assert not flags["cpp_starts"] and flags["referrals"]          # 20 reaches the default floor of 20
-    flags = changes(tidy, 0.2, min_count=25).set_index("measure")["flag"]
+    assert not flags["cpp_starts"] and flags["referrals"]          # 40 reaches the default floor of 20
+    flags = changes(tidy, 0.2, min_count=45).set_index("measure")["flag"]
     assert not flags.any()
     assert changes(tidy, 0.2, min_count=0)["flag"].all()
-    rate = _tidy({"2022-23": 3, "2023-24": 9}, "cpp_rate").assign(unit="percent")
+    rate = _tidy({"2022-23": 1, "2023-24": 15}, "cpp_rate").assign(unit="percent")
     assert changes(rate, 0.2)["flag"].all()                        # the floor is for counts only
 
 
@@ -229,14 +230,16 @@ def comp(tmp_path_factory) -> Comparison:
                                                      X=child("X", episode("2023-05-02")),
                                                      Y=child("Y", episode("2023-05-03", source="6")),
                                                      Z=child("Z", episode("2023-05-04", source="6"))))
-    # A handful of children: every count is small, so the small-count floor is off here.
-    return compare([earlier.path, later.path], threshold=0.2, population=50_000, min_count=0)
+    # A handful of children: every count is small, so the small-count floor and the rules beyond
+    # the threshold (chance, least changes) are off here.
+    return compare([earlier.path, later.path], threshold=0.2, population=50_000, min_count=0, rules={})
 
 
 def test_compare_reads_paths_and_exports_every_table(comp):
     assert comp.years == [E, L] and comp.la == "201"
     frames = comp.to_frames()
-    assert set(frames) == {"table", "measures", "changes", "continuity", "continuity_summary", "definitions"}
+    assert set(frames) == {"table", "measures", "changes", "continuity", "continuity_summary", "national",
+                           "definitions"}
     assert all(isinstance(f, pd.DataFrame) for f in frames.values())
     assert "cin_31_march_rate" in set(comp.measures["measure"])
     assert "flagged" in repr(comp)
@@ -264,8 +267,8 @@ def test_children_behind_a_figure_are_marked_by_the_years_they_appear_in(comp):
 
 def test_summary_tables_for_the_report(comp):
     tables = summarise(comp)
-    assert list(tables) == ["Headline measures", "Changes over 20% (counts of 0 or more)", "Continuity between returns",
-                            "Continuity findings by type"]
+    assert list(tables) == ["Headline measures", "Flagged changes (over 20%)",
+                            "Continuity between returns", "Continuity findings by type"]
     head = tables["Headline measures"]
     assert head["description"].iloc[0] == "Referrals in the year"
     assert head["flag"].dtype == bool
@@ -330,3 +333,147 @@ def _plant(before, after) -> set[tuple[str, str, str]]:
     return {("identity_changed", dob, "PersonBirthDate"), ("child_missing", gone, "LAchildID"),
             ("referral_date_changed", redated, "CINreferralDate"), ("matched_by_upn", "X" + renamed, "LAchildID"),
             ("cpp_missing", plan, "CPPstartDate")}
+
+
+def test_pre_proceedings_measures_are_new_in_2026_27_never_a_change_from_zero(tmp_path):
+    from cinqa.testing import build_return
+
+    comp = compare([build_return(y, None, tmp_path, name=y) for y in ("2025-26", "2026-27")], min_count=0)
+    pp = comp.changes[comp.changes["measure"].str.startswith("pp_")]
+    assert pp.empty and not comp.flagged()["description"].str.contains("pre-proceedings").any()
+    t = comp.table.set_index(["measure", "breakdown", "category"])
+    assert pd.isna(t.loc[("pp_children", "all", "all"), "2025-26"])
+    assert t.loc[("pp_children", "all", "all"), "2026-27"] == 1                # the base child's module
+    head = comp.headline().set_index("description")
+    row = head.loc["Children in pre-proceedings in the year"]
+    assert (row["2025-26"], row["2026-27"], row["% change 2026-27"]) == ("not collected", 1, "new")
+    assert "StepDecisionDate N00832 (U)" in head.loc["Median days from pre-proceedings start to the step decision",
+                                                     "provisional"]
+    assert head.loc["Referrals in the year", "provisional"] == "" and head.loc["Referrals in the year", "2025-26"] == 1
+
+
+# -- reading the comparison: whole counts, the numerator of a share, few false alarms --------------
+
+
+def test_headline_and_flagged_counts_read_as_whole_numbers_and_missing_as_none(tmp_path):
+    old = make_return(tmp_path, "2012-13", child("A", episode("2012-06-01")))
+    new = make_return(tmp_path, "2013-14", child("A", episode("2012-06-01", assessments=(
+        ("2013-05-01", "2013-06-03", ("3A",)),))))
+    head = compare([old, new], min_count=0).headline().set_index("description")
+    referrals = head.loc["Referrals in the year"]
+    assert [type(referrals[y]) for y in ("2012-13", "2013-14")] == [int, int]
+    assert str(referrals["2012-13"]) == "1"
+    late = head.loc["Assessments completed within 45 working days (%)"]
+    # 2012-13 timed initial and core assessments; the single 45-day assessment came the year after.
+    assert late["2012-13"] == "not collected" and late["2013-14"] == 100.0 and late["% change 2013-14"] == "new"
+    assert not any(str(c).startswith("change ") for c in head.columns)
+
+
+def test_children_behind_a_share_are_the_records_its_numerator_counts(tmp_path):
+    a = make_return(tmp_path, E, child("A", episode("2022-05-01", nfa=True)), child("B", episode("2022-06-01")))
+    b = make_return(tmp_path, L, child("A", episode("2023-05-01")), child("C", episode("2023-06-01", nfa=True)),
+                    child("D", episode("2023-07-01")))
+    comp = compare([a, b])
+    rows = comp.children_behind("referrals_nfa_share")
+    assert list(zip(rows["census_year"], rows["LAchildID"])) == [(E, "A"), (L, "C")]
+    assert len(comp.children_behind("referrals")) == 5
+
+
+def _late(ret, every: int = 2):
+    """Return a copy of ``ret`` in which every ``every``-th assessment started 100 days before its authorisation."""
+    import dataclasses
+
+    a = ret.assessments.copy()
+    late = a["AssessmentAuthorisationDate"].notna() & (pd.Series(range(len(a)), index=a.index) % every == 0)
+    a.loc[late, "AssessmentActualStartDate"] = a.loc[late, "AssessmentAuthorisationDate"] - pd.Timedelta(days=100)
+    return dataclasses.replace(ret, tables={**ret.tables, "assessments": a})
+
+
+def _all_nfa(ret, every: int = 2):
+    """Return a copy of ``ret`` in which every ``every``-th referral of the year ended in no further action."""
+    import dataclasses
+
+    e = ret.episodes.copy()
+    in_year = e["CINreferralDate"] >= ret.census_start
+    chosen = in_year & (pd.Series(range(len(e)), index=e.index) % every == 0)
+    e.loc[chosen, "ReferralNFA"] = True
+    return dataclasses.replace(ret, tables={**ret.tables, "episodes": e})
+
+
+@pytest.fixture(scope="module")
+def series_sample():
+    from pathlib import Path
+
+    from cinqa.read import read_return
+
+    return [read_return(p) for p in sorted((Path(__file__).parents[1] / "data" / "series").glob("*.xml"))]
+
+
+def test_the_clean_series_sample_flags_few_changes(series_sample):
+    comp = compare(series_sample)
+    assert len(comp.changes) > 1000
+    assert comp.changes["flag"].sum() <= 3, comp.flagged().to_string()
+
+
+def test_a_change_planted_in_the_series_is_still_flagged(series_sample):
+    *earlier, last = series_sample
+    comp = compare([*earlier, _all_nfa(_late(last))])
+    flagged = comp.changes[comp.changes["flag"] & (comp.changes["later_year"] == last.year)
+                           & (comp.changes["breakdown"] == "all")]
+    assert {"assessments_within_45_days_share", "referrals_nfa", "referrals_nfa_share"} <= set(flagged["measure"])
+
+
+def test_each_unit_has_its_rule_beyond_the_threshold():
+    tidy = pd.concat([_tidy({"2022-23": 100, "2023-24": 125}, "referrals"),          # +25%: within chance
+                      _tidy({"2022-23": 1000, "2023-24": 1250}, "cin_31_march"),     # +25%: beyond it
+                      _tidy({"2022-23": 5, "2023-24": 8}, "referrals_nfa_share").assign(unit="percent"),
+                      _tidy({"2022-23": 50, "2023-24": 30}, "re_referral_share").assign(unit="percent"),
+                      _tidy({"2022-23": 2, "2023-24": 3}, "icpc_duration_median").assign(unit="working days"),
+                      _tidy({"2022-23": 20, "2023-24": 30}, "assessment_duration_median").assign(unit="working days")])
+    flags = changes(tidy, 0.2).set_index("measure")["flag"]
+    assert flags.to_dict() == {"referrals": False, "cin_31_march": True, "referrals_nfa_share": False,
+                               "re_referral_share": True, "icpc_duration_median": False,
+                               "assessment_duration_median": True}
+
+
+def test_a_rate_is_judged_by_the_count_it_divides():
+    count = _tidy({"2022-23": 100, "2023-24": 125}, "referrals")
+    rate = _tidy({"2022-23": 100, "2023-24": 125}, "referrals_rate").assign(unit="per 10,000 children")
+    assert not changes(pd.concat([count, rate]), 0.2)["flag"].any()
+    big = count.assign(value=[1000, 1250])
+    assert changes(pd.concat([big, rate]), 0.2).set_index("measure")["flag"].to_dict() == {
+        "referrals": True, "referrals_rate": True}
+
+
+def test_without_a_population_a_note_says_the_rates_are_missing(tmp_path, earlier):
+    later = make_return(tmp_path, L, *later_children())
+    assert any("No population given for 2022-23, 2023-24" in n for n in compare([earlier, later]).notes)
+    some = compare([earlier, later], population={E: 50_000})
+    assert any("No population given for 2023-24:" in n for n in some.notes)
+    assert not any("population" in n for n in compare([earlier, later], population=50_000).notes)
+    with pytest.raises(CinqaError, match="population is given for 2021-22, which is not the year of any return"):
+        compare([earlier, later], population={"2021-22": 50_000})
+
+
+def test_the_national_context_lays_every_year_beside_england(tmp_path, earlier):
+    later = make_return(tmp_path, L, *later_children())
+    path = tmp_path / "neighbours.csv"
+    path.write_text("comparator,census_year,indicator,value\n"
+                    + "".join(f"N{i},{L},re_referral_share,{v}\n" for i, v in enumerate((20, 21, 22))), "utf-8")
+    national = compare([earlier, later], population=50_000, comparators=path).national
+    assert set(national["census_year"]) == {E, L}
+    row = national.set_index(["indicator", "census_year"]).loc[("re_referral_share", L)]
+    assert row["comparators_median"] == 21 and row["england_value"] == 22.4
+    assert national.loc[national["indicator"] == "cin_31_march_rate", "la_value"].notna().all()
+    path.write_text("comparator,census_year,indicator,value\nN1,2023-24,referrals,3\n", "utf-8")
+    with pytest.raises(CinqaError, match="neighbours.csv, line 2: indicator 'referrals'"):
+        compare([earlier, later], comparators=path)
+
+
+def test_the_rules_beyond_the_threshold_are_data_a_caller_may_replace(series_sample):
+    strict = compare(series_sample[-2:])
+    loose = compare(series_sample[-2:], rules={})
+    assert loose.changes["flag"].sum() > 10 * max(strict.changes["flag"].sum(), 1)
+    assert "beyond chance" in next(iter(k for k in strict.summary() if k.startswith("Flagged")))
+    assert describe_flags(0.2, 20, {}) == ("A figure is flagged when it changes by more than 20% from the year before; "
+                                           "a count below 20 in both years, or a change from zero, is never flagged.")

@@ -26,7 +26,7 @@ from openpyxl import load_workbook
 
 import cinqa
 from cinqa import read_return
-from cinqa.drill import ALL, DrillDown, TableBrowser, YearOnYearExplorer
+from cinqa.drill import ALL, BY_LINE, DrillDown, TableBrowser, YearOnYearExplorer
 from cinqa.failures import ERRORED_COLUMNS
 from test_compare import L, comp  # noqa: F401  (comp is a fixture)
 
@@ -118,8 +118,9 @@ def test_export_csv_and_excel_of_the_selection(validation, tmp_path):
     d.select(severity="error")
     csv = d.export(tmp_path / "sel.csv")
     exported = pd.read_csv(csv, dtype=str)
-    assert exported["rule"].tolist() == ["8565", "1103"]
-    assert exported["values"].tolist() == ["CPPstartDate=2023-11-15", "AssessmentActualStartDate=2023-04-04"]
+    # In the drill-down's order: errors first, then most children, then rule number.
+    assert exported["rule"].tolist() == ["1103", "8565"]
+    assert exported["values"].tolist() == ["AssessmentActualStartDate=2023-04-04", "CPPstartDate=2023-11-15"]
     xlsx = d.export(tmp_path / "sel.xlsx")
     wb = load_workbook(xlsx, read_only=True)
     assert "Summary" in wb.sheetnames
@@ -161,7 +162,10 @@ def test_widget_picking_a_rule_shows_its_failing_children(validation):
     d = DrillDown(validation)
     d.widget()
     c = d.controls
-    assert c["rule"].options == (ALL, "1103", "2886Q", "8525Q", "8530Q", "8565")
+    # Errors first, then the rules touching most children; each labelled with its message and children.
+    assert [v for _, v in c["rule"].options] == [ALL, "1103", "8565", "8530Q", "8525Q", "2886Q"]
+    assert dict(c["rule"].options)["8530Q — message of 8530Q (2 children)"] == "8530Q"
+    assert dict(c["rule"].options)["2886Q — message of 2886Q (0 children)"] == "2886Q"
     c["rule"].value = "8530Q"
     table = html_of(d.outputs["rows"])
     assert "C002" in table and "C003" in table and "C001" not in table
@@ -177,7 +181,7 @@ def test_widget_severity_narrows_the_other_dropdowns(validation):
     c = d.controls
     c["rule"].value = "8530Q"
     c["severity"].value = "error"
-    assert c["rule"].value == ALL and c["rule"].options == (ALL, "1103", "8565")
+    assert c["rule"].value == ALL and [v for _, v in c["rule"].options] == [ALL, "1103", "8565"]
     assert c["entity"].options == (ALL, "assessments", "cp_plans")
     assert "8530Q" not in html_of(d.outputs["rows"]) and "8565" in html_of(d.outputs["rows"])
 
@@ -208,7 +212,7 @@ def test_widget_shows_the_timeline_of_a_child_picked_before_it_was_built(validat
     d.widget()
     assert d.controls["child"].value == 1 and len(d.outputs["timeline"].outputs) == 1
     d.controls["rule"].value = "8530Q"  # child 1 has no 8530Q failure: dropdown and timeline both clear
-    assert d.controls["child"].value is None and d.outputs["timeline"].outputs == ()
+    assert d.controls["child"].label == "(pick a child)" and d.outputs["timeline"].outputs == ()
     assert d.child is None
 
 
@@ -218,6 +222,90 @@ def test_widget_is_built_once_and_shown_by_ipython_display(validation, monkeypat
     monkeypatch.setattr("cinqa.drill.display", shown.append)
     d._ipython_display_()
     assert shown == [d.widget()]
+
+
+# --- at scale: paging, sorting, finding a child, what a rule is ---
+
+def many(validation, n):
+    """The fixture's validation with its failing rows repeated to ``n`` rows, each on a line of its own."""
+    f = validation.failures
+    big = f.iloc[[i % len(f) for i in range(n)]].reset_index(drop=True)
+    big["line"] = pd.array(range(1, n + 1), dtype="Int64")
+    return types.SimpleNamespace(failures=big, ret=validation.ret, errored=validation.errored)
+
+
+def test_failures_are_paged_fifty_rows_at_a_time(validation):
+    d = DrillDown(many(validation, 120))
+    assert (d.page_rows, d.pages, d.page_text()) == (50, 3, "rows 1-50 of 120")
+    assert len(d.page_of_rows()) == 50
+    assert len(d.turn(3)) == 20 and d.page_text() == "rows 101-120 of 120"
+    assert d.turn(9) is not None and d.page == 3
+    assert d.turn(0) is not None and d.page == 1
+    d.turn(2)
+    d.select(rule="8530Q")  # a new selection starts on its first page
+    assert d.page == 1 and d.page_text() == "rows 1-40 of 40"
+
+
+def test_rows_sort_by_severity_then_children_or_by_line(validation):
+    d = DrillDown(validation)
+    assert d.rows["rule"].tolist() == ["1103", "8565", "8530Q", "8530Q", "8525Q", "2886Q"]
+    assert d.sort(BY_LINE)["rule"].tolist() == ["2886Q", "8525Q", "1103", "8565", "8530Q", "8530Q"]
+    with pytest.raises(ValueError, match="unknown order"):
+        d.sort("colour")
+
+
+def test_widget_pages_a_20k_row_table_with_previous_and_next(validation):
+    d = DrillDown(many(validation, 20_000))
+    d.widget()
+    c = d.controls
+    assert c["page"].value == "rows 1-50 of 20,000 (page 1 of 400)"
+    assert c["previous"].disabled and not c["next"].disabled
+    assert html_of(d.outputs["rows"]).count("<tr>") == 51  # the header and fifty rows, not 20,000
+    c["next"].click()
+    assert c["page"].value == "rows 51-100 of 20,000 (page 2 of 400)" and not c["previous"].disabled
+    # Errors first: 1103 (every sixth row from line 2) fills the first pages.
+    assert d.page_of_rows()["rule"].eq("1103").all() and d.page_of_rows()["line"].iloc[0] == 2 + 6 * 50
+    assert '<td class="num">302</td>' in html_of(d.outputs["rows"])
+    c["previous"].click()
+    assert c["page"].value.startswith("rows 1-50 of")
+    c["rule"].value = "8530Q"
+    assert c["page"].value == "rows 1-50 of 6,666 (page 1 of 134)"
+    c["next"].click()
+    c["order"].value = BY_LINE
+    assert d.page == 1 and d.page_of_rows()["line"].is_monotonic_increasing
+
+
+def test_widget_finds_a_child_by_typing_its_la_child_id(validation):
+    d = DrillDown(validation)
+    d.widget()
+    c = d.controls
+    assert set(c["find"].options) == {"C001", "C002", "C003"}
+    assert c["child"].label == "(pick a child)"  # not a blank dropdown
+    c["find"].value = "C003"
+    assert d.child == 3 and c["child"].value == 3
+    (png,) = [o["data"]["image/png"] for o in d.outputs["timeline"].outputs]
+    assert base64.b64decode(png).startswith(PNG_MAGIC)
+    c["find"].value = "nobody"
+    assert c["status"].value == "No child with LAchildID 'nobody' in this return."
+    assert d.child is None and d.outputs["timeline"].outputs == () and c["child"].label == "(pick a child)"
+
+
+def test_pseudonymised_drill_down_finds_a_child_by_its_token(validation):
+    d = DrillDown(validation, pseudonymise=True, key=b"k" * 32)
+    token = d.children().set_index("child").loc[2, "LAchildID"]
+    assert token != "C002" and d.find_child(token) == 2
+    assert d.find_child("C002") is None  # the identifier itself is not shown, nor found
+
+
+def test_rule_info_gives_the_rules_status_and_note(validation):
+    d = DrillDown(validation)
+    d.widget()
+    d.controls["rule"].value = "8565"
+    info = d.controls["rule_info"].value
+    assert info.startswith("8565 (error): message of 8565. Status V: read in a DfE rule list for 2023-24.")
+    assert "Note: DfE module ChildProtectionPlans" in info
+    d.controls["rule"].value = ALL
+    assert d.controls["rule_info"].value == ""
 
 
 # --- the table browser ---

@@ -61,7 +61,7 @@ def rows_of(ws: openpyxl.worksheet.worksheet.Worksheet) -> list[dict[str, object
 
 
 def test_sheets_come_in_reading_order(workbook: openpyxl.Workbook) -> None:
-    assert workbook.sheetnames == ["About", "Summary", "return", "children", "episodes", "cp_reviews",
+    assert workbook.sheetnames == ["About", "Summary", "By child", "return", "children", "episodes", "cp_reviews",
                                    "Structural issues"]
 
 
@@ -76,7 +76,7 @@ def test_cover_names_the_file_and_says_it_is_not_pseudonymised(workbook: openpyx
 
 def test_summary_has_one_row_per_rule_errors_first(workbook: openpyxl.Workbook) -> None:
     summary = rows_of(workbook["Summary"])
-    assert list(summary[0]) == ["rule", "severity", "message", "children", "rows"]
+    assert list(summary[0]) == ["rule", "severity", "message", "status", "note", "children", "rows"]
     assert [r["rule"] for r in summary] == ["1510", "2060", "8606", "2886Q", "8525Q"]
     row = next(r for r in summary if r["rule"] == "8606")
     assert (row["children"], row["rows"]) == (1, 2)
@@ -137,7 +137,7 @@ def test_structural_issues_sheet_lists_the_reader_issues(ret: cinqa.CensusReturn
                            "problem": ["unknown element <Colour> inside <Child>"], "value": ["blue"]})
     path = write_error_report(tmp_path / "e.xlsx", failures_frame().iloc[:0], ret, issues=issues)
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["About", "Summary", "Structural issues"]
+    assert wb.sheetnames == ["About", "Summary", "By child", "Structural issues"]
     (row,) = rows_of(wb["Structural issues"])
     assert row["problem"] == "unknown element <Colour> inside <Child>" and row["line"] == 7
 
@@ -190,3 +190,60 @@ def test_a_value_holding_separators_reaches_its_cell_unchanged(ret: cinqa.Census
     path = write_error_report(tmp_path / "s.xlsx", failures)
     (row,) = rows_of(openpyxl.load_workbook(path)["episodes"])
     assert (row["ReferralSource"], row["CINreferralDate"]) == ("A; B=C", dt.datetime(2023, 4, 3))
+
+
+def test_summary_gives_each_rule_its_status_and_note_in_the_year(workbook: openpyxl.Workbook) -> None:
+    summary = {r["rule"]: r for r in rows_of(workbook["Summary"])}
+    assert summary["8606"]["status"] == "V"
+    assert summary["8606"]["note"] == "Measured from the date of birth, or the expected date of birth when there is none."
+    assert summary["8525Q"]["note"] is None  # no note: an empty cell
+    guide = " ".join(str(r[1]) for r in workbook["About"].iter_rows(values_only=True) if r and len(r) > 1 and r[1])
+    assert "V read in a DfE rule list, I inferred from other years, U unverified" in guide
+
+
+def test_why_says_in_plain_words_what_the_rule_read(workbook: openpyxl.Workbook) -> None:
+    children = rows_of(workbook["children"])
+    query = next(r for r in children if r["rule"] == "8525Q")
+    assert query["why"] == ("PersonBirthDate is empty; ExpectedPersonBirthDate is 2024-06-20. Rule 8525Q flags: "
+                            "Either Date of Birth or Expected Date of Birth must be provided (but not both)")
+    (row,) = rows_of(workbook["return"])
+    assert row["why"].startswith("children without gender is 7. Rule 2886Q flags: Percentage of children")
+    header = [c.value for c in workbook["episodes"][1]]
+    assert header[:5] == ["LAchildID", "rule", "severity", "message", "why"]
+
+
+def test_dates_are_date_cells_and_a_missing_date_is_an_empty_cell(workbook: openpyxl.Workbook) -> None:
+    seen = 0
+    for name in ("children", "episodes", "cp_reviews"):
+        ws = workbook[name]
+        header = [c.value for c in ws[1]]
+        for col, name_ in enumerate(header, start=1):
+            if not str(name_).endswith("Date"):
+                continue
+            for (cell,) in ws.iter_rows(min_row=2, min_col=col, max_col=col):
+                assert not isinstance(cell.value, str), (name, name_, cell.value)
+                if cell.value is not None:
+                    seen += 1
+                    assert cell.is_date and cell.number_format == "yyyy-mm-dd", (name, name_, cell.number_format)
+                    assert (cell.value.hour, cell.value.minute, cell.value.second) == (0, 0, 0)
+    assert seen >= 8
+    c002 = next(r for r in rows_of(workbook["children"]) if r["LAchildID"] == "C002")
+    assert c002["PersonBirthDate"] is None and c002["ExpectedPersonBirthDate"] == dt.datetime(2024, 6, 20)
+
+
+def test_every_table_sheet_prints_landscape_one_page_wide_with_its_header(workbook: openpyxl.Workbook) -> None:
+    for name in workbook.sheetnames[1:]:
+        ws = workbook[name]
+        assert ws.page_setup.orientation == "landscape", name
+        assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 0), name
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, name
+        assert ws.print_title_rows == "$1:$1", name
+
+
+def test_by_child_sheet_has_one_row_per_child_most_errors_first(workbook: openpyxl.Workbook) -> None:
+    rows = rows_of(workbook["By child"])
+    assert [(r["LAchildID"], r["errors"], r["queries"], r["rules"], r["sheets"], r["first line"]) for r in rows] == [
+        ("C001", 2, 0, "8606", "episodes", 34),
+        ("C003", 2, 0, "1510, 2060", "children, cp_reviews", 101),
+        ("C002", 0, 1, "8525Q", "children", 84),
+    ]

@@ -37,7 +37,7 @@ import cinqa
 from cinqa import read_return, spec
 from cinqa.errors import ReadError
 from cinqa.failures import FAILURE_COLUMNS
-from cinqa.returns import ISSUE_COLUMNS, CensusReturn
+from cinqa.returns import ISSUE_COLUMNS, CensusReturn, column_dtype
 from test_read import loaded_values, normal_xml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,9 +264,6 @@ def build_noted(case: tuple[str, list[Any], str, list[Any]]) -> bytes:
 
 # -- what must hold -----------------------------------------------------------------------------
 
-TYPES = {"date": "datetime64[s]", "bool": "boolean", "int": "Int64", "gyear": "Int64", "str": "str"}
-
-
 @cache
 def expected_dtypes(table: str, year: str) -> dict[str, tuple[str, frozenset[str]]]:
     """Map each value column a table may have in ``year`` to its dtype (and, for codes, the year's codes)."""
@@ -278,7 +275,7 @@ def expected_dtypes(table: str, year: str) -> dict[str, tuple[str, frozenset[str
             valid = spec.codes(node.codeset, year if year in node.years else None)
             out[node.column] = ("category", frozenset(valid))
         else:
-            out[node.column] = (TYPES[node.type], frozenset())
+            out[node.column] = (column_dtype(node), frozenset())
     return out
 
 

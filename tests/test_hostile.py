@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import cinqa.pseudonymise
 import cinqa.read
 from cinqa import read_return
 from cinqa.errors import ReadError
-from hostile.corpus import (BASE, BASE_FILE, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
-                            replicated_file, truncations)
+from hostile.corpus import (BASE, BASE_FILE, BASE_TEXT, CASES, NO_LINE, Case, Context, huge_attribute_file, huge_text_file,
+                            replicated_file, swap, truncations)
 
 pytestmark = pytest.mark.timeout(60)
+CINQA = str(Path(sys.executable).with_name("cinqa"))
 
 
 class Listener:
@@ -284,3 +291,556 @@ def test_a_flood_of_other_elements_is_refused_in_bounded_memory(tmp_path):
         read_return(path)
     assert info.value.problem.startswith("more than 16 MiB without a complete <Child> (the last one read was "
                                          "number 1)")
+
+
+# -- outputs shared under --pseudonymise ------------------------------------------------------------
+
+PLANTED_RUNS = {
+    "validate": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--csv", "{out}/v.csv", "--html", "{out}/v.html"],
+    "validate-folder": ["validate", "{folder}", "--out", "{out}/checked"],
+    "tables-csv": ["tables", "{planted}", "--out", "{out}/csv"],
+    "tables-parquet": ["tables", "{planted}", "--out", "{out}/parquet", "--format", "parquet"],
+    "report": ["report", "{earlier}", "{planted}", "-o", "{out}/r.html"],
+    "compare": ["compare", "{earlier}", "{planted}", "--out", "{out}/yoy"],
+}
+
+
+def output_texts(folder: Path) -> dict[str, str]:
+    """Every output under ``folder`` as text: workbooks unzipped member by member, Parquet read back."""
+    import zipfile
+
+    found: dict[str, str] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        found[str(path)] = raw.decode("utf-8", "replace")
+        if path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as z:
+                for member in z.namelist():
+                    found[f"{path}!{member}"] = z.read(member).decode("utf-8", "replace")
+        elif path.suffix == ".parquet":
+            found[f"{path}!table"] = pd.read_parquet(path).astype(str).to_csv()
+    return found
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("run", list(PLANTED_RUNS))
+def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, run):
+    import subprocess
+    import sys
+
+    from hostile.planted import planted_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, earlier, ids = planted_files(folder)
+    key = tmp_path / "k.key"
+    cinqa.pseudonymise.new_key(key)
+    out = tmp_path / "out"
+    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier}
+    args = [a.format(**fill) for a in PLANTED_RUNS[run]] + ["--pseudonymise", "--key-file", str(key)]
+    done = subprocess.run([sys.executable, "-c", "from cinqa.cli import app; app()", *args], capture_output=True,
+                          timeout=840, cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    texts = {"stdout": done.stdout.decode(), "stderr": done.stderr.decode(), **output_texts(out)}
+    assert len(texts) > 2
+    leaks = [(where, i) for where, text in texts.items() for i in ids if i in text]
+    assert leaks == []
+
+
+def test_pseudonymised_report_charts_hold_no_planted_identifier(tmp_path):
+    import matplotlib.text
+
+    from cinqa.report import QAReport
+    from hostile.planted import planted_return
+
+    data, ids = planted_return()
+    planted = tmp_path / "planted.xml"
+    planted.write_bytes(data)
+    qa = QAReport.load([planted], pseudonymise=True, key=b"k" * 32)
+    labels = [t.get_text() for fig in (qa.distributions(), qa.assessment_durations())
+              for t in fig.findobj(matplotlib.text.Text)]
+    assert any(labels)
+    assert [i for i in ids if any(i in label for label in labels)] == []
+
+
+# -- text that a spreadsheet would run as a formula ---------------------------------------------------
+
+FORMULA_RUNS = {
+    "validate": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--csv", "{out}/v.csv"],
+    "validate-folder": ["validate", "{folder}", "--out", "{out}/checked", "--xlsx", "{out}/s.xlsx",
+                        "--csv", "{out}/s.csv"],
+    "tables": ["tables", "{planted}", "--out", "{out}/csv"],
+    "compare": ["compare", "{earlier}", "{planted}", "--out", "{out}/yoy"],
+}
+
+
+def run_cli(args: list[str], cwd: Path, **kwargs):
+    """Run the command line in a process of its own, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "from cinqa.cli import app; app()", *map(str, args)],
+                          capture_output=True, cwd=cwd, **kwargs)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("run", list(FORMULA_RUNS))
+def test_no_output_cell_is_a_formula(tmp_path, run):
+    import csv
+    import zipfile
+
+    from cinqa.export import FORMULA_STARTS
+    from hostile.planted import FORMULAS, planted_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, earlier, _ = planted_files(folder, FORMULAS)
+    out = tmp_path / "out"
+    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier}
+    done = run_cli([a.format(**fill) for a in FORMULA_RUNS[run]], tmp_path, timeout=540)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    cells, sheets = [], []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        if path.suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                cells += [(path.name, c) for row in csv.reader(fh) for c in row]
+        elif path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as z:
+                sheets += [(f"{path.name}!{m}", z.read(m).decode()) for m in z.namelist() if m.startswith("xl/")]
+    live = [(f, c) for f, c in cells if c.startswith(FORMULA_STARTS) and not _is_number(c)]
+    assert live == []
+    assert any(f in c for _, c in cells for f in FORMULAS) or sheets, "the planted formulas reached no output"
+    formulas = [name for name, xml in sheets if "worksheets/" in name and re.search(r"<(?:\w+:)?f[ >]", xml)]
+    assert formulas == []
+    if sheets:
+        assert any("=1+2" in xml for _, xml in sheets)
+
+
+# -- Excel's limits ------------------------------------------------------------------------------------
+
+EMPTY_FAILURES = pd.DataFrame({c: pd.Series([], dtype="object") for c in
+                               ("rule", "severity", "message", "entity", "child", "LAchildID", "episode", "item",
+                                "fields", "values", "line")})
+
+
+def issues_frame(n: int, problem: str = "unknown element <X> inside <Child>") -> pd.DataFrame:
+    return pd.DataFrame({"line": pd.array(range(1, n + 1), dtype="Int64"), "severity": "warning",
+                         "table": "children", "LAchildID": "C001", "element": "X", "problem": problem,
+                         "value": [f"v{i}" for i in range(n)]})
+
+
+def test_a_sheet_past_excels_rows_is_cut_with_a_note_and_written_whole_beside(tmp_path, monkeypatch):
+    import openpyxl
+
+    import cinqa.excel
+    from cinqa.failures import FAILURE_COLUMNS
+
+    # Excel's real limit is a million rows; the same code path is exercised with a small one.
+    monkeypatch.setattr(cinqa.excel, "_MAX_ROWS", 5)
+    out = tmp_path / "errors.xlsx"
+    cinqa.excel.write_error_report(out, EMPTY_FAILURES[list(FAILURE_COLUMNS)], issues=issues_frame(12))
+    wb = openpyxl.load_workbook(out, read_only=True)
+    rows = list(wb["Structural issues"].iter_rows(values_only=True))
+    assert len(rows) == 1 + 5
+    about = " ".join(str(v) for row in wb["About"].iter_rows(values_only=True) for v in row if v)
+    full = cinqa.excel.companion_csv(out, "Structural issues")
+    assert full.name in about and "12" in about
+    assert pd.read_csv(full)["value"].tolist() == [f"v{i}" for i in range(12)]
+
+
+def test_a_table_workbook_past_excels_rows_is_cut_with_a_note_and_written_whole_beside(tmp_path, monkeypatch):
+    import openpyxl
+
+    import cinqa.excel
+
+    monkeypatch.setattr(cinqa.excel, "_MAX_ROWS", 3)
+    out = tmp_path / "summary.xlsx"
+    cinqa.excel.write_table_workbook(out, {"Returns": pd.DataFrame({"file": [f"f{i}.xml" for i in range(7)]})})
+    wb = openpyxl.load_workbook(out, read_only=True)
+    assert len(list(wb["Returns"].iter_rows(values_only=True))) == 1 + 3
+    notes = " ".join(str(v) for row in wb[wb.sheetnames[0]].iter_rows(values_only=True) for v in row if v)
+    full = cinqa.excel.companion_csv(out, "Returns")
+    assert full.name in notes
+    assert len(pd.read_csv(full)) == 7
+
+
+def test_a_value_past_excels_cell_limit_is_cut_visibly_and_kept_whole_beside(tmp_path):
+    import openpyxl
+
+    import cinqa.excel
+    from cinqa.failures import FAILURE_COLUMNS
+
+    long = "x" * 40_000 + "END"
+    out = tmp_path / "errors.xlsx"
+    cinqa.excel.write_error_report(out, EMPTY_FAILURES[list(FAILURE_COLUMNS)], issues=issues_frame(2, long))
+    wb = openpyxl.load_workbook(out, read_only=True)
+    cells = [v for row in wb["Structural issues"].iter_rows(values_only=True) for v in row if isinstance(v, str)]
+    cut = [v for v in cells if v.startswith("xxx")]
+    full = cinqa.excel.companion_csv(out, "Structural issues")
+    assert len(cut) == 2
+    assert all(len(v) <= 32_767 and "cut at Excel's limit" in v and full.name in v for v in cut)
+    assert pd.read_csv(full)["problem"].tolist() == [long, long]
+
+
+# -- where outputs go: never over an input, never two runs at once, no stray folders -------------------
+
+OVERWRITES = {
+    # (command, where the input is put, in the folder "d")
+    "tables-own-input": (["tables", "{d}/children.csv", "--out", "{d}"], "children.csv"),
+    "tables-hard-link": (["tables", "{d}/cin.xml", "--out", "{d}/t"], "cin.xml"),
+    "compare-own-input": (["compare", "{d}/table.csv", "--out", "{d}"], "table.csv"),
+    "validate-key-file": (["validate", "{d}/cin.xml", "--csv", "{d}/k.key", "--pseudonymise", "-k", "{d}/k.key"],
+                          "cin.xml"),
+    "report-key-file": (["report", "{d}/cin.xml", "-o", "{d}/k.key", "--pseudonymise", "-k", "{d}/k.key"],
+                        "cin.xml"),
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("case", list(OVERWRITES))
+def test_no_command_writes_over_its_inputs(tmp_path, case):
+    args, name = OVERWRITES[case]
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / name).write_bytes(BASE)
+    cinqa.pseudonymise.new_key(d / "k.key")
+    if case == "tables-hard-link":
+        (d / "t").mkdir()
+        os.link(d / name, d / "t" / "children.csv")
+    before = {p.name: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    done = run_cli([a.format(d=d) for a in args], tmp_path, timeout=240)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "input file" in err and len(err.strip().splitlines()) == 1, err
+    assert {p.name: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+def test_an_output_path_through_a_missing_folder_and_back_creates_no_folder(tmp_path):
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    done = run_cli(["tables", "cin.xml", "--out", "stray/../tables"], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert (tmp_path / "tables" / "children.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml", "tables"]
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("output", ["--csv", "--out"])
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(tmp_path, output):
+    from cinqa.files import outputs_claimed
+
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    folder = output == "--out"
+    target = tmp_path / ("checked" if folder else "f.csv")
+    with outputs_claimed(folders=[target]) if folder else outputs_claimed([target]):
+        done = run_cli(["validate", "cin.xml", output, target], tmp_path, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "another cinqa run is writing" in err and len(err.strip().splitlines()) == 1
+    assert not target.exists()
+    again = run_cli(["validate", "cin.xml", output, target], tmp_path, timeout=120)
+    assert again.returncode in (0, 1), again.stderr.decode()
+    assert target.exists()
+    assert [p.name for p in tmp_path.rglob("*") if "lock" in p.name] == []
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder no output can be written into: read-only, or (as root, whom modes do not stop) in sysfs."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        folder = Path("/sys/cinqa-read-only")
+    with pytest.raises(OSError):
+        (folder / "probe").mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("args", [["validate", "cin.xml", "--xlsx", "{ro}/e.xlsx"],
+                                  ["validate", "cin.xml", "--out", "{ro}"],
+                                  ["tables", "cin.xml", "--out", "{ro}/t"],
+                                  ["report", "cin.xml", "-o", "{ro}/r.html"]], ids=lambda a: a[0] + a[2])
+def test_a_read_only_output_folder_gives_one_line_and_exit_2(tmp_path, args):
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    ro = unwritable_folder(tmp_path)
+    done = run_cli([a.format(ro=ro) for a in args], tmp_path, timeout=540)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"cinqa: {ro}") and "part" not in err and "lock" not in err, err
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("command, delay", [("validate", 0.5), ("validate", 1.5), ("report", 12.0)],
+                         ids=["validate-while-loading", "validate-while-loading-later", "report-while-rendering"])
+def test_ctrl_c_gives_one_line_and_exit_130(tmp_path, command, delay):
+    import subprocess
+    import sys
+    import time
+
+    from cinqa_launch import EXIT_INTERRUPTED
+
+    (tmp_path / "cin.xml").write_bytes(BASE)
+    output = ["--xlsx", "e.xlsx"] if command == "validate" else ["-o", "r.html"]
+    # The installed console script, as a user starts it; its own process group gets the Ctrl-C, kernel and all.
+    cli = Path(sys.executable).parent / "cinqa"
+    proc = subprocess.Popen([cli, command, "cin.xml", *output], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    text = err.decode()
+    assert proc.returncode == EXIT_INTERRUPTED, text
+    assert len(text.strip().splitlines()) == 1 and text.startswith("cinqa: interrupted"), text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml"]
+
+
+# -- labels from data are drawn as text ----------------------------------------------------------
+
+
+def test_labels_from_data_are_drawn_as_plain_text(tmp_path):
+    # A pair of '$' is mathtext to matplotlib, and '\q' is no TeX it knows: drawing would raise.
+    text = swap("<Ethnicity>WBRI", r"<Ethnicity>$\q$").decode("utf-8").replace("<LAchildID>C001<", r"<LAchildID>$\q$1<")
+    path = tmp_path / "dollars.xml"
+    path.write_text(text, encoding="utf-8")
+    ret = read_return(path)
+    assert r"$\q$" in set(ret.children["Ethnicity"].astype(str)) and ret.children["LAchildID"].iat[0] == r"$\q$1"
+    from matplotlib.text import Text
+
+    from cinqa import display
+
+    figures = [display.plot_distributions(ret), display.child_timeline(ret, 1),
+               display.plot_counts(pd.Series({r"$\q$": 1, "$1 and $2": 2}), r"$\q$ counts")]
+    for fig in figures:
+        assert display.png_bytes(fig).startswith(b"\x89PNG")
+    labels = [t.get_text() for fig in figures for ax in fig.axes
+              for t in [*ax.get_yticklabels(), *ax.get_xticklabels()]]
+    labels += [ax.get_title(loc=loc) for fig in figures for ax in fig.axes for loc in ("left", "center")]
+    # What matplotlib draws for a label: the text after its own mathtext preprocessing.
+    drawn = [Text(text=label)._preprocess_math(label) for label in labels if "$" in label]
+    assert {text for text, _ in drawn} == {r"$\q$ (invalid)", r"Child $\q$1, born 06/2015: census year 2023-24 shaded", r"$\q$",
+                                           "$1 and $2", r"$\q$ counts"}
+    assert not any(math for _, math in drawn)
+
+
+# -- tables edited before validating -------------------------------------------------------------
+
+
+def _dropped(ret, table, column):
+    ret.tables[table] = ret.tables[table].drop(columns=[column])
+
+
+def _retyped(ret, table, column, dtype):
+    ret.tables[table][column] = ret.tables[table][column].astype(dtype)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda r: _dropped(r, "episodes", "CINreferralDate"),
+     r"episodes\.CINreferralDate is missing \(a datetime64\[s\] column\)"),
+    (lambda r: _dropped(r, "children", "line"), r"children\.line is missing"),
+    (lambda r: _retyped(r, "children", "PersonBirthDate", "str"), r"children\.PersonBirthDate is str, not datetime64\[s\]"),
+    (lambda r: _retyped(r, "children", "Ethnicity", "str"), r"children\.Ethnicity is str, not category"),
+    (lambda r: _retyped(r, "section47", "ICPCnotRequired", "str"), r"section47\.ICPCnotRequired is str, not boolean"),
+    (lambda r: r.tables.pop("cp_plans"), r"there is no table 'cp_plans'"),
+], ids=["dropped-date", "dropped-line", "date-as-text", "code-as-text", "flag-as-text", "dropped-table"])
+def test_validate_names_each_column_edited_out_of_shape(edit, named):
+    from cinqa import validate
+
+    ret = read_return(BASE_FILE)
+    edit(ret)
+    with pytest.raises(cinqa.errors.CinqaError, match=named) as info:
+        validate(ret)
+    assert str(info.value).startswith("the 2023-24 return's tables are not as read_return gives them: ")
+
+
+def test_validate_lists_every_problem_at_once_and_allows_extra_columns():
+    from cinqa import validate
+
+    ret = read_return(BASE_FILE)
+    ret.tables["children"]["note"] = "checked"
+    clean = validate(ret)
+    _dropped(ret, "episodes", "ReasonForClosure")
+    _retyped(ret, "cp_plans", "CPPstartDate", "object")
+    with pytest.raises(cinqa.errors.CinqaError) as info:
+        validate(ret)
+    assert str(info.value).endswith("episodes.ReasonForClosure is missing (a category column); "
+                                    "cp_plans.CPPstartDate is object, not datetime64[s]")
+    assert len(clean.failures) == len(validate(read_return(BASE_FILE)).failures)
+    with pytest.raises(cinqa.errors.CinqaError, match="validate checks a CensusReturn"):
+        validate(ret.tables)
+
+
+# -- values longer than their field can be -------------------------------------------------------
+
+LONG = 2_000_000
+
+
+@pytest.mark.parametrize("old, element, table, column", [
+    ("<Ethnicity>WBRI<", "Ethnicity", "children", "Ethnicity"),
+    ("<Disability>AUT<", "Disability", "disabilities", "Disability"),
+    ("<AssessmentFactors>3A<", "AssessmentFactors", "assessment_factors", "AssessmentFactors"),
+    ("<UPN>A201123456789<", "UPN", "children", "UPN"),
+    ("<PersonBirthDate>2015-06-01<", "PersonBirthDate", "children", "PersonBirthDate"),
+    ("<ReferralNFA>false<", "ReferralNFA", "episodes", "ReferralNFA"),
+], ids=lambda v: v if v.isalpha() else None)
+def test_a_value_longer_than_its_field_is_an_issue_quoted_short(tmp_path, old, element, table, column):
+    path = tmp_path / "long.xml"
+    path.write_bytes(swap(old, f"<{element}>{'W' * LONG}<"))
+    line = BASE_TEXT[:BASE_TEXT.index(old)].count("\n") + 1
+    ret = read_return(path)
+    (issue,) = ret.issues[ret.issues["element"] == element].itertuples()
+    assert issue.line == line and len(issue.value) == LONG  # nothing lost: the issue keeps the value
+    assert f"'{'W' * 60}... (2,000,000 characters)'" in issue.problem and len(issue.problem) < 400
+    assert f"no <{element}> is longer than" in issue.problem
+    longest = max(df[c].astype(str).str.len().max() for df in ret.tables.values() for c in df.columns
+                  if len(df) and df[c].dtype in ("str", "category", "object"))
+    assert longest < 100, f"a table holds a value of {longest} characters"
+    assert ret.tables[table][column].isna().sum() == base_missing(table, column) + 1
+
+
+def base_missing(table, column):
+    return int(read_return(BASE_FILE).tables[table][column].isna().sum())
+
+
+def test_short_invalid_values_stay_in_the_tables_with_their_problem(tmp_path):
+    # Only values too long to quote whole leave the tables: a mistyped code is still there to be checked.
+    path = tmp_path / "short.xml"
+    path.write_bytes(swap("<Ethnicity>WBRI<", "<Ethnicity>WBRIT<"))
+    ret = read_return(path)
+    assert ret.children["Ethnicity"].iat[0] == "WBRIT"
+    (problem,) = ret.issues["problem"]
+    assert problem == ("<Ethnicity> 'WBRIT' is not a valid ethnicity code in 2023-24; no <Ethnicity> is longer "
+                       "than 4 characters")
+
+
+@pytest.mark.timeout(600)
+def test_report_of_a_hostile_but_readable_file_is_written_at_the_usual_cost(tmp_path):
+    # A two-million-character code, and '$' pairs in values that the charts draw, in one readable file.
+    text = BASE_TEXT.replace("<Ethnicity>WBRI", "<Ethnicity>" + "W" * LONG, 1)
+    text = text.replace("<Ethnicity>NOBT", r"<Ethnicity>$\q$", 1).replace("<LAchildID>C002<", r"<LAchildID>$\q$2<")
+    hostile, plain = tmp_path / "hostile.xml", tmp_path / "plain.xml"
+    hostile.write_text(text, encoding="utf-8")
+    plain.write_bytes(BASE)
+    cost = {}
+    for path in (plain, hostile):
+        out = tmp_path / f"{path.stem}.html"
+        done = subprocess.run([CINQA, "report", str(path), "-o", str(out)],
+                              capture_output=True, text=True, timeout=500)
+        assert done.returncode == 0, done.stderr
+        cost[path.stem] = out.stat().st_size
+    # The value is quoted short wherever it is shown: the report is no larger than the plain one's
+    # by more than the issue's row.
+    assert cost["hostile"] < cost["plain"] + 50_000, cost
+
+
+def test_a_header_value_longer_than_its_field_is_left_out_of_the_header(tmp_path):
+    path = tmp_path / "la.xml"
+    path.write_bytes(swap("<LEA>201<", f"<LEA>{'9' * LONG}<"))
+    ret = read_return(path)
+    assert ret.header.la is None
+    (problem,) = ret.issues.loc[ret.issues["element"] == "LEA", "problem"]
+    assert problem.startswith(f"<LEA> '{'9' * 60}... (2,000,000 characters)' is not a valid la code")
+
+
+# -- nothing left behind when a run is stopped ---------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample-2023-24.xml"
+
+
+def _start(args: list[str], tmp: Path) -> subprocess.Popen:
+    """Start ``cinqa ARGS`` with its own system temporary folder ``tmp``."""
+    tmp.mkdir(exist_ok=True)
+    return subprocess.Popen([CINQA, *args], env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc: subprocess.Popen, found, what: str, timeout: float = 400) -> None:
+    stop = time.monotonic() + timeout
+    while not found():
+        assert proc.poll() is None, f"cinqa ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < stop, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def _kernel_running(tmp: Path) -> bool:
+    """Tell whether the report's kernel is at work: the executed notebook shows a cell it ran."""
+    for notebook in tmp.glob("cinqa-run-*/cinqa-report-*/qa-report.ipynb"):
+        with contextlib.suppress(OSError):
+            if re.search(r'"execution_count": \d', notebook.read_text(encoding="utf-8")):
+                return True
+    return False
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """List the processes (the report's kernel, say) whose TMPDIR is ``folder``, as a run sets it."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if f"TMPDIR={folder}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
+
+
+def _exit_status(name: str) -> int:
+    # Ctrl-C is the documented exit status 130; SIGTERM and SIGHUP end the process by that signal.
+    return 130 if name == "SIGINT" else -getattr(signal, name)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_report_stopped_by_a_signal_leaves_nothing_behind(tmp_path, name):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    out.mkdir()
+    proc = _start(["report", str(SAMPLE), "-o", str(out / "report.html")], tmp)
+    _wait_for(proc, lambda: _kernel_running(tmp), "running report kernel")
+    (run,) = tmp.glob("cinqa-run-*")
+    assert run.stat().st_mode & 0o777 == 0o700 and run.name.startswith(f"cinqa-run-{proc.pid}-")
+    assert _processes_in(run), "the kernel is not found by its TMPDIR"
+    proc.send_signal(getattr(signal, name))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == _exit_status(name), err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert list(tmp.iterdir()) == [] and list(out.iterdir()) == []
+    assert _processes_in(run) == []
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])  # Ctrl-C already unwound, removing the file
+def test_an_output_stopped_half_written_is_removed(tmp_path, name):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    out.mkdir()
+    proc = _start(["synth", "2023-24", "--children", "400000", "-o", str(out / "big.xml")], tmp)
+    _wait_for(proc, lambda: any(p.stat().st_size > 0 for p in out.glob(".big.xml.*.part")), "half-written output")
+    proc.send_signal(getattr(signal, name))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == _exit_status(name), err
+    assert list(tmp.iterdir()) == [] and list(out.iterdir()) == []
+
+
+@pytest.mark.timeout(900)
+def test_the_next_run_removes_what_a_killed_run_left(tmp_path):
+    tmp = tmp_path / "tmp"
+    proc = _start(["synth", "2023-24", "--children", "400000", "-o", str(tmp_path / "big.xml")], tmp)
+    _wait_for(proc, lambda: list(tmp.glob("cinqa-run-*")), "temporary folder")
+    (left,) = tmp.glob("cinqa-run-*")
+    (left / "openpyxl.tmp").write_text("child data")
+    proc.kill()
+    proc.communicate(timeout=60)
+    alive = tmp / f"cinqa-run-{os.getpid()}-running"  # a run still in progress: not to be touched
+    alive.mkdir()
+    done = subprocess.run([CINQA, "rules", "--year", "2023-24"], env={**os.environ, "TMPDIR": str(tmp)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"cinqa: removed {left}, the temporary folder of an earlier run (process {proc.pid}) "
+                           "that was killed before it could clean up\n")
+    assert list(tmp.iterdir()) == [alive]

@@ -394,3 +394,67 @@ def test_no_module_but_measures_writes_a_timescale_or_a_band_label():
                 if any("TIMESCALE" in ast.unparse(t) for t in targets):
                     found.append(f"{where} defines {ast.unparse(targets[0])}")
     assert not found, "\n".join(found)
+
+
+# -- pre-proceedings (2026-27 on) -------------------------------------------------------------------
+
+def _pp(child: int, start: str, offer: bool | None, held: bool | None, step: str | None, outcome: str | None) -> dict:
+    return {"child": child, "PPStartDate": start, "FGDMMeetingOffer": offer, "FGDMMeetingFac": held,
+            "StepDecisionDate": step, "PPOutcome": outcome}
+
+
+def _pre_proceedings_return(tmp_path: Path) -> CensusReturn:
+    """Five children in need in 2026-27; children 1, 2 and 4 start pre-proceedings in the year."""
+    from cinqa.testing import build_return
+
+    return build_return("2026-27", {"children": [{}] * 5, "pre_proceedings": [
+        _pp(1, "2026-05-01", True, True, "2026-08-21", "A"),    # 112 days to the step decision
+        _pp(1, "2026-10-01", False, None, None, None),          # no decision or outcome yet
+        _pp(2, "2026-06-01", True, False, "2026-06-11", "B"),   # 10 days
+        _pp(3, "2026-03-31", True, True, "2026-04-10", "C"),    # started last year: not counted
+        _pp(4, "2026-07-01", None, None, "2026-06-30", "C"),    # decision before the start: not timed
+    ]}, tmp_path)
+
+
+def test_pre_proceedings_measures_count_what_started_in_the_year(tmp_path):
+    ret = _pre_proceedings_return(tmp_path)
+    m = measures(ret)
+    assert value(m, "pp_children") == 3
+    assert value(m, "pp_children_share") == pytest.approx(100 * 3 / 5)
+    assert value(m, "pp_fgdm_offered_share") == pytest.approx(100 * 2 / 3)   # child 4's offer not recorded
+    assert value(m, "pp_fgdm_held_share") == 50                               # of the two offered
+    assert value(m, "pp_outcomes") == 4
+    assert [value(m, "pp_outcomes", "pp_outcome", c) for c in ("A", "B", "C", "Not recorded")] == [1, 1, 1, 1]
+    assert value(m, "pp_days_to_step_decision_median") == 61                  # (112 + 10) / 2
+    assert m.loc[m["measure"] == "pp_days_to_step_decision_median", "unit"].iloc[0] == "days"
+    assert set(measure_rows(ret, "pp_children")["LAchildID"]) == {"C1", "C2", "C4"}
+    held = measure_rows(ret, "pp_fgdm_held_share")
+    assert held[["LAchildID", "hit"]].values.tolist() == [["C1", True], ["C2", False]]
+
+
+def test_pre_proceedings_measures_exist_from_2026_27_only(tmp_path):
+    from cinqa.testing import build_return
+
+    before = measures(build_return("2025-26", None, tmp_path, name="before"))
+    assert not before["measure"].str.startswith("pp_").any()
+    d = definitions().set_index("measure")
+    assert d.loc["pp_children", "years"] == "2026-27 (provisional)"
+    assert d.loc["referrals", "years"] == "2012-13..2026-27 (2026-27 provisional)"
+    assert d.loc["pp_children", "note"].startswith("not collected before 2026-27")
+    with pytest.raises(CinqaError, match="does not exist in 2025-26"):
+        measure_rows(build_return("2025-26", None, tmp_path, name="again"), "pp_children")
+
+
+def test_pre_proceedings_figures_say_which_census_facts_are_provisional(tmp_path):
+    from cinqa.measures import labelled, provisional
+
+    assert provisional("referrals") == ""
+    median = provisional("pp_days_to_step_decision_median")
+    assert "module PreProceedingsandFGDM (I)" in median and "StepDecisionDate N00832 (U)" in median
+    assert "PPStartDate N00826 (I)" in median and "PPOutcome" not in median
+    assert "code A (U)" in provisional("pp_outcomes", "pp_outcome", "A")
+    assert "code" not in provisional("pp_outcomes", "pp_outcome", "Not recorded")
+    shown = labelled(measures(_pre_proceedings_return(tmp_path), names=["pp_outcomes"]))
+    row = shown[shown["category"].str.startswith("A ")].iloc[0]
+    assert row["category"] == "A outcome A (meaning not confirmed)" and "code A (U)" in row["provisional"]
+    assert row["description"] == "Pre-proceedings by outcome" and row["value"] == 1

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cinqa import rules, spec
@@ -223,3 +224,34 @@ def test_pre_proceedings_queries_are_queries_and_say_fgdm(tmp_path):
     empty = validate(build_return("2026-27", {"pre_proceedings": []}, tmp_path, name="none")).summary
     message = empty.set_index("rule").loc["8995Q", "message"]
     assert "(pre-proceedings and FGDM)" in message and "FGM" not in message
+
+
+def test_list_rules_shows_each_rules_status_and_note():
+    listed = rules.list_rules("2012-13").set_index("rule")
+    assert listed.loc["CA-1103", "status"] == "U"
+    assert listed.loc["CA-1103", "note"].startswith("Provisional code and wording")
+    assert listed.loc["8500", "note"] == ""
+
+
+def test_a_rule_with_two_versions_in_a_year_lists_both_notes_once(tmp_path):
+    suite = {"name": "children", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "LAchildID"},
+         "meta": {"rule": "8500", "message": "m", "severity": "error", "years": "2023-24", "entity": "children",
+                  "fields": ["LAchildID"], "note": "First."}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "UPN"},
+         "meta": {"rule": "8500", "message": "m", "severity": "error", "years": "2023-24", "entity": "children",
+                  "fields": ["UPN"], "note": "Second."}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "Sex"},
+         "meta": {"rule": "8500", "message": "m", "severity": "error", "years": "2023-24", "entity": "children",
+                  "fields": ["Sex"], "note": "First."}}]}
+    (tmp_path / "children.json").write_text(json.dumps(suite), "utf-8")
+    assert rules.list_rules("2023-24", tmp_path)["note"].tolist() == ["First. Second."]
+
+
+def test_with_rule_facts_puts_status_and_note_after_the_message():
+    frame = pd.DataFrame({"rule": ["CA-1103", "nope"], "severity": ["error", "error"], "message": ["a", "b"],
+                          "rows": [1, 2]})
+    out = rules.with_rule_facts(frame, "2012-13")
+    assert list(out.columns) == ["rule", "severity", "message", "status", "note", "rows"]
+    assert out["status"].tolist() == ["U", ""]
+    assert out["note"].iloc[0].startswith("Provisional") and out["note"].iloc[1] == ""

@@ -220,6 +220,28 @@ def violations(ret: cinqa.CensusReturn) -> dict[str, set[int]]:
     n_conf = int(s47["DateOfInitialCPC"].between(S, R).sum() + ep["DateOfInitialCPC"].between(S, R).sum())
     out["2883"] = {0} if n_starts > n_conf else set()  # a return-level rule: child 0 stands for the return
 
+    pre = ret.tables["pre_proceedings"]
+    if year in spec.table_years("pre_proceedings"):
+        def outside(column: str) -> pd.Series:
+            return pre[column].notna() & ~pre[column].between(S, R)
+
+        def before(column: str, earlier: str) -> pd.Series:
+            return pre[column] < pre[earlier]
+
+        add("9005", pre, outside("PPStartDate"))
+        add("9006", pre, outside("LBPSentDate") | before("LBPSentDate", "PPStartDate"))
+        add("9007", pre, pre["LBPSentDate"].notna() & pre["FGDMMeetingOffer"].isna())
+        add("9008", pre, outside("InitialPPMeetingDate"))
+        add("9009", pre, outside("StepDecisionDate") | before("StepDecisionDate", "PPStartDate"))
+        add("9010Q", pre, pre["FGDMMeetingOffer"].fillna(False).astype(bool) & pre["FGDMMeetingFac"].isna())
+        outcome = pre["PPOutcome"]
+        add("9011", pre, outcome.notna() & ~outcome.astype(str).isin(spec.codes("pp_outcome", year)))
+        add("9012", pre, outside("CourtAppDate") | before("CourtAppDate", "StepDecisionDate"))
+        add("9013", pre, outside("LetterInitCPDate") | before("LetterInitCPDate", "CourtAppDate"))
+        add("9015Q", pre, pre["InitialPPMeetingDate"].notna() & pre["ReviewMeetingsCount"].isna())
+        out["8995Q"] = {0} if pre.empty else set()
+        out["9000Q"] = {0} if pre["PPStartDate"].isna().all() else set()
+
     if "CINPlanStartDate" not in pl:
         return out
     pp = with_ep(pl)
@@ -265,7 +287,7 @@ def test_the_checker_sees_a_hand_made_fault():
 # -- format ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("year", spec.SUPPORTED_YEARS)
+@pytest.mark.parametrize("year", synth.YEARS)
 def test_every_year_writes_and_reads_back_unchanged(year, tmp_path):
     ret = synth.generate(year, children=80, seed=3)
     back = cinqa.read_return(cinqa.write_return(ret, tmp_path / "r.xml"))
@@ -275,7 +297,7 @@ def test_every_year_writes_and_reads_back_unchanged(year, tmp_path):
         pd.testing.assert_frame_equal(table.drop(columns="line"), back.tables[name].drop(columns="line"), obj=name)
 
 
-@pytest.mark.parametrize("year", spec.SUPPORTED_YEARS)
+@pytest.mark.parametrize("year", synth.YEARS)
 def test_a_clean_return_breaks_no_rule(year):
     ret = synth.generate(year, children=250, seed=7)
     found = {rule: sorted(kids)[:5] for rule, kids in violations(ret).items() if kids and rule not in NATURAL_QUERIES}
@@ -349,9 +371,12 @@ def test_committed_samples_are_what_the_command_makes(tmp_path):
     written = cinqa.write_return(synth.generate("2025-26", children=300, seed=2026), tmp_path / "s.xml")
     assert written.read_bytes() == (ROOT / "data" / "sample-2025-26.xml").read_bytes(), \
         "data/ is stale: run .venv/bin/python -m cinqa.synth samples data/"
-    for year in spec.SUPPORTED_YEARS:
+    written = cinqa.write_return(synth.generate("2026-27", children=300, seed=2026), tmp_path / "p.xml")
+    assert written.read_bytes() == (ROOT / "data" / "sample-2026-27.xml").read_bytes(), \
+        "data/ is stale: run .venv/bin/python -m cinqa.synth samples data/"
+    for year in synth.YEARS:
         assert (ROOT / "data" / f"sample-{year}.xml").is_file()
-    for year in spec.SUPPORTED_YEARS[-4:]:
+    for year in synth.YEARS[-5:]:
         assert (ROOT / "data" / "series" / f"sample-{year}.xml").is_file()
     assert sum(p.stat().st_size for p in (ROOT / "data").rglob("*")) < 15e6
     truth = synth.read_truth(ROOT / "data" / "sample-2025-26-errors-truth.csv")
@@ -427,6 +452,42 @@ def _check_shares(children: int) -> None:
     assert off == {}, f"share (generated, parameter) outside tolerance: {off}"
 
 
+def test_pre_proceedings_are_a_minority_following_protection_work_in_order():
+    ret = synth.generate("2026-27", children=3000, seed=5)
+    S, R = ret.census_start, ret.reference_date
+    pp = ret.tables["pre_proceedings"]
+    assert 0.02 <= pp["child"].nunique() / len(ret.children) <= 0.04
+    assert pp["child"].isin(ret.cp_plans["child"]).mean() >= 0.75
+    e = pp.merge(ret.episodes, on=["child", "episode"])
+    steps = ["PPStartDate", "LBPSentDate", "InitialPPMeetingDate", "StepDecisionDate", "CourtAppDate",
+             "LetterInitCPDate"]
+    for i, earlier in enumerate(["CINreferralDate", *steps]):
+        for later in steps[i:]:
+            assert not (e[later] < e[earlier]).any(), f"{later} before {earlier}"
+    for step in steps:
+        assert e[step].dropna().between(S, R).all(), step
+        assert not (e["CINclosureDate"] < e[step]).any(), f"episode closed before {step}"
+    during = pp.merge(ret.cp_plans, on=["child", "episode"])
+    assert (during["PPStartDate"] > during["CPPstartDate"]).groupby(during["child"]).any().all()
+    days = (pp["StepDecisionDate"] - pp["PPStartDate"]).dt.days.dropna()
+    assert 56 <= days.median() <= 182
+    # an outcome once the decision to step up or down is taken; a court application only after stepping up
+    assert (pp["PPOutcome"].notna() == pp["StepDecisionDate"].notna()).all()
+    assert set(pp["PPOutcome"].dropna().astype(str)) == set(spec.codes("pp_outcome", ret.year))
+    proceedings = Params(spec.end_year(ret.year)).shares("pp_outcome_code")["proceedings"]
+    assert (pp.loc[pp["CourtAppDate"].notna(), "PPOutcome"].astype(str) == proceedings).all()
+    assert pp["CourtAppDate"].notna().sum() >= 5
+    # FGDM is offered in the letter before proceedings, and held after most offers
+    letter = pp["LBPSentDate"].notna()
+    assert (pp["FGDMMeetingOffer"].notna() == letter).all()
+    offered = pp["FGDMMeetingOffer"].fillna(False).astype(bool)
+    assert 0.6 <= offered[letter].mean() <= 0.95
+    assert 0.35 <= pp.loc[offered, "FGDMMeetingFac"].astype(bool).mean() <= 0.85
+    assert (pp["ReviewMeetingsCount"].notna() == pp["InitialPPMeetingDate"].notna()).all()
+    assert pp["ReviewMeetingsCount"].max() >= 2
+    assert synth.generate("2025-26", children=300, seed=5).tables["pre_proceedings"].empty
+
+
 def test_key_shares_match_the_parameter_table():
     _check_shares(20_000)
 
@@ -468,7 +529,7 @@ def test_series_needs_consecutive_years():
 all_child_level = faults.child_level_rules  # test_validate injects the same rules
 
 
-@pytest.mark.parametrize("year", ["2012-13", "2018-19", "2021-22", "2025-26"])
+@pytest.mark.parametrize("year", ["2012-13", "2018-19", "2021-22", "2025-26", "2026-27"])
 def test_each_fault_breaks_its_rule_at_the_named_row(year):
     ret = synth.generate(year, children=600, seed=2026)
     codes = all_child_level(year)
@@ -554,7 +615,7 @@ def test_severity_spelling_follows_the_year():
 # -- against the rule suites ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("year", ["2025-26"])
+@pytest.mark.parametrize("year", ["2025-26", "2026-27"])
 def test_validator_finds_no_error_in_a_clean_return(year):
     result = cinqa.validate(synth.generate(year, children=300, seed=21))
     if len(result.errored):
@@ -563,7 +624,7 @@ def test_validator_finds_no_error_in_a_clean_return(year):
     assert errors.empty, errors[["rule", "LAchildID", "values"]].head(10).to_string()
 
 
-@pytest.mark.parametrize("year", [pytest.param("2012-13", marks=pytest.mark.slow), "2025-26"])
+@pytest.mark.parametrize("year", [pytest.param("2012-13", marks=pytest.mark.slow), "2025-26", "2026-27"])
 def test_validator_finds_every_injected_fault(year):
     bad, truth = synth.generate(year, children=600, seed=2026, errors=all_child_level(year))
     result = cinqa.validate(bad)
@@ -579,6 +640,19 @@ def test_validator_finds_every_injected_fault(year):
         if hit.empty:
             missed.append((t["rule"], t["LAchildID"]))
     assert missed == []
+
+
+def test_the_clean_samples_give_no_error_and_only_the_natural_queries():
+    for year in ("2025-26", "2026-27"):
+        failures = cinqa.validate(cinqa.read_return(ROOT / "data" / f"sample-{year}.xml")).failures
+        assert set(failures["rule"]) <= NATURAL_QUERIES, (year, sorted(set(failures["rule"])))
+
+
+def test_validator_finds_the_return_level_pre_proceedings_faults():
+    for code in ("8995Q", "9000Q"):
+        bad, truth = synth.generate("2026-27", children=300, seed=2026, errors=[code])
+        assert list(truth["rule"]) == [code] and code in broken(bad)
+        assert code in set(cinqa.validate(bad).failures["rule"]), code
 
 
 def test_parameter_table_says_where_each_number_comes_from():

@@ -176,7 +176,7 @@ def test_a_helper_process_that_dies_costs_time_not_results(monkeypatch):
     assert set(shared.gx_result) == set(alone.gx_result)
 
 
-@pytest.mark.parametrize("year", ["2018-19", "2025-26"])
+@pytest.mark.parametrize("year", ["2018-19", "2025-26", "2026-27"])
 def test_each_injected_fault_is_reported_where_its_truth_row_says(year):
     """The synthetic truth names the row cinqa.validate reports (entity, episode, item), not just the child."""
     from cinqa import synth
@@ -190,3 +190,31 @@ def test_each_injected_fault_is_reported_where_its_truth_row_says(year):
     wanted = truth[keys].astype(object).where(truth[keys].notna(), None).itertuples(index=False, name=None)
     missing = [row for row in wanted if row not in reported]
     assert missing == []
+
+
+def _structurally_bad(tmp_path):
+    """Write the 2023-24 fixture with a ReferenceDate of another census year and an unknown element."""
+    text = (FIXTURES / "cin-2023-24.xml").read_text("utf-8")
+    text = text.replace("<ReferenceDate>2024-03-31</ReferenceDate>", "<ReferenceDate>2023-03-31</ReferenceDate>")
+    text = text.replace("</LAchildID>", "</LAchildID><Shoe>9</Shoe>", 1)
+    path = tmp_path / "bad.xml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_repr_and_html_show_structural_issues_first_with_their_lines(tmp_path):
+    v = validate(cinqa.read_return(_structurally_bad(tmp_path)))
+    text = repr(v)
+    assert "2 structural issues" in text
+    assert "line 7, error: <ReferenceDate> 2023-03-31 falls in the 2022-23 census" in text
+    assert "unknown element <Shoe>" in text
+    shown = v._repr_html_()
+    assert shown.index("structural issues") < shown.index("<th>rule</th>")
+    assert "<td>7</td>" in shown and "&lt;Shoe&gt;" in shown
+    assert "Not fully checked" in shown
+
+
+def test_html_repr_gives_each_failing_rule_its_status_and_note(result_2023):
+    shown = result_2023._repr_html_()
+    assert "<th>status</th>" in shown and "<th>note</th>" in shown
+    assert list(result_2023.rule_summary.columns) == [*SUMMARY_COLUMNS[:3], "status", "note", *SUMMARY_COLUMNS[3:]]

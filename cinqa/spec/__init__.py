@@ -29,6 +29,10 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {t: tuple(k) for t, k in _RAW["tables"]
 
 _YEAR_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
+VALUE_LENGTHS: dict[str, int] = {"date": 10, "bool": 5, "int": 19, "gyear": 4}
+"""The most characters a value of each type can have as the reader accepts it (YYYY-MM-DD, "false",
+a sign and 18 digits, YYYY); a code is at most as long as its code set's longest code."""
+
 
 def year_from_reference(end_year: int) -> str:
     """Return the census year ending 31 March of ``end_year`` (2023 -> ``"2022-23"``)."""
@@ -83,6 +87,7 @@ class Node:
     status: str = "V"
     note: str | None = None
     pattern: str | None = None
+    length: int | None = None  # the most characters a text value can have, where the format says
     aliases: tuple[str, ...] = ()
     row: dict[str, str] | None = None
     fixed: dict[str, str] = field(default_factory=dict)
@@ -93,6 +98,15 @@ class Node:
     def codeset(self) -> str | None:
         """Name of the code set of a ``code:`` leaf."""
         return self.type[5:] if self.type.startswith("code:") else None
+
+    @property
+    def max_length(self) -> int | None:
+        """Return the most characters a value of this leaf can have (None: the format sets no limit)."""
+        if self.length is not None:
+            return self.length
+        if self.codeset:
+            return longest_code(self.codeset)
+        return VALUE_LENGTHS.get(self.type)
 
     @property
     def column(self) -> str:
@@ -128,6 +142,7 @@ def _build(raw: dict[str, Any], parent: str | None, parent_years: frozenset[str]
         status=raw.get("status", "V"),
         note=raw.get("note"),
         pattern=raw.get("pattern"),
+        length=raw.get("length"),
         aliases=tuple(raw.get("aliases", ())),
         row=raw.get("row"),
         fixed=dict(raw.get("fixed", {})),
@@ -261,9 +276,20 @@ def codes(codeset: str, year: str | None = None) -> tuple[str, ...]:
 
 
 @cache
+def longest_code(codeset: str) -> int:
+    """Return the length of the longest code ``codeset`` has in any year."""
+    return max(map(len, codes(codeset)))
+
+
+@cache
 def code_labels(codeset: str) -> dict[str, str]:
     """Return each code's label, for display."""
     return {c: label for c, (label, _, _) in _code_entries(codeset).items()}
+
+
+def code_status(codeset: str, code: str) -> str:
+    """Return how ``code`` of ``codeset`` is known: V verified, I inferred, U unverified."""
+    return _code_entries(codeset)[code][2]
 
 
 def code_years(codeset: str, code: str) -> frozenset[str]:

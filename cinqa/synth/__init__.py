@@ -13,7 +13,9 @@ national figures in ``params.yaml`` and then photographed as a census year's ret
 A clean return passes every error-level rule of its year, and every query but two that real
 returns raise too and that follow from the national duration figures: 8670Q (an assessment still
 open on 31 March after more than 45 working days) and 8675Q (an enquiry open after more than 15
-working days without a conference), each for well under 1% of children.
+working days without a conference), each for well under 1% of children. A 2026-27 return
+(provisional) also has pre-proceedings modules for about 3% of its children; a return of only a
+few dozen children may have none, which query 8995Q questions.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from cinqa.write import ReturnWriter
 
 __all__ = [
     "SOFTWARE",
+    "YEARS",
     "generate",
     "generate_file",
     "generate_series",
@@ -48,6 +51,8 @@ __all__ = [
     "write_truth",
 ]
 
+YEARS = spec.YEARS
+"""The census years synth generates: every year cinqa reads, provisional ones (2026-27) included."""
 SOFTWARE = "cinqa synth"
 DEFAULT_LA = "931"
 CHUNK = 5000
@@ -62,9 +67,9 @@ def header(year: str, la: str) -> Header:
 
 
 def _check(year: str, la: str) -> None:
-    if year not in spec.SUPPORTED_YEARS:
-        raise ValueError(f"census year {year!r} is not supported; choose one of "
-                         f"{spec.SUPPORTED_YEARS[0]}..{spec.SUPPORTED_YEARS[-1]}")
+    if year not in YEARS:
+        raise ValueError(f"census year {year!r} is not one synth can generate; choose one of "
+                         f"{YEARS[0]}..{YEARS[-1]}")
     if la not in spec.codes("la", year):
         raise ValueError(f"{la!r} is not a local authority code in {year}")
 
@@ -78,7 +83,7 @@ class _Population:
         self.horizon = D.reference_day(last)
         lookback = D.add_years(0, Params(last).scalar("lookback_years"))
         self.window = D.census_start(first) - lookback
-        self.sim = Simulator(self.rnd, self.horizon)
+        self.sim = Simulator(self.rnd, self.horizon, random.Random(f"cinqa.synth.pp:{seed}:{first}:{last}:{la}"))
         self.id_offset = self.rnd.randrange(10_000_000)
         self.upn_offset = self.rnd.randrange(1_000_000_000)
         self.elsewhere = self.sim.p.scalar("upn_issued_elsewhere")
@@ -271,13 +276,14 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
 
 
 def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la: str = DEFAULT_LA,
-                  years: Sequence[str] = spec.SUPPORTED_YEARS,
-                  series: Sequence[str] = spec.SUPPORTED_YEARS[-4:]) -> list[Path]:
+                  years: Sequence[str] = YEARS, errors_year: str | None = spec.SUPPORTED_YEARS[-1],
+                  series: Sequence[str] = YEARS[-5:]) -> list[Path]:
     """Write the committed samples of one fictional authority.
 
     ``sample-<year>.xml`` for each year (each year's children drawn afresh);
-    ``sample-<last>-errors.xml``, the last year's sample with one fault of every child-level rule
-    of that year, each in a different child, and ``sample-<last>-errors-truth.csv`` saying which;
+    ``sample-<errors_year>-errors.xml``, that year's sample with one fault of every child-level
+    rule of the year, each in a different child, and ``sample-<errors_year>-errors-truth.csv``
+    saying which (the latest supported year, not a provisional one);
     ``series/sample-<year>.xml`` for the ``series`` years, in which the same children recur.
     """
     from cinqa.synth.faults import child_level_rules
@@ -285,15 +291,13 @@ def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la:
 
     folder = Path(folder)
     written = []
-    ret = None
     for year in years:
         ret = generate(year, children, seed, la)
         written.append(write_return(ret, folder / f"sample-{year}.xml"))
-    if ret is not None:
-        year = ret.year
-        bad, truth = inject(ret, child_level_rules(year), seed=seed)
-        path = write_return(bad, folder / f"sample-{year}-errors.xml")
-        written += [path, write_truth(truth, truth_path(path))]
+        if year == errors_year:
+            bad, truth = inject(ret, child_level_rules(year), seed=seed)
+            path = write_return(bad, folder / f"sample-{year}-errors.xml")
+            written += [path, write_truth(truth, truth_path(path))]
     if series:
         for one in generate_series(series, children, seed, la):
             written.append(write_return(one, folder / "series" / f"sample-{one.year}.xml"))

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from cinqa import spec
-from cinqa.synth import DEFAULT_LA, generate_file, parameter_table, write_samples
+from cinqa.synth import DEFAULT_LA, YEARS, generate_file, parameter_table, write_samples
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     samples.add_argument("--seed", type=int, default=2026)
     big = sub.add_parser("file", help="write one (large) return, streaming")
     big.add_argument("path", type=Path)
-    big.add_argument("--year", default=spec.SUPPORTED_YEARS[-1], choices=spec.SUPPORTED_YEARS)
+    big.add_argument("--year", default=spec.SUPPORTED_YEARS[-1], choices=YEARS)
     big.add_argument("--children", type=int, required=True)
     big.add_argument("--seed", type=int, default=0)
     big.add_argument("--la", default=DEFAULT_LA)

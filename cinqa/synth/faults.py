@@ -50,10 +50,6 @@ NOT_INJECTABLE: dict[str, tuple[str | None, str]] = {
     **dict.fromkeys(("1103", "2991Q", "8608", "8696", "8736", "8825Q", "8867"), ("2012-13", _NOT_TRIED_2012_13)),
     **dict.fromkeys(("CA-1103", "IA-8670Q", "CA-8670Q"),
                     ("2012-13", "a provisional 2012-13 initial/core assessment rule; no injector written yet")),
-    **dict.fromkeys(("8995Q", "9000Q", "9005", "9006", "9007", "9008", "9009", "9010Q", "9011", "9012", "9013",
-                     "9015Q"),
-                    ("2026-27", "a provisional 2026-27 pre-proceedings rule; synth writes no pre-proceedings "
-                                "module yet")),
 }
 """Rules of the suites that are not injected: code (either spelling) -> (its years, None for every
 year, and the reason)."""
@@ -307,7 +303,8 @@ class Injector(NamedTuple):
 INJECTORS: dict[str, Injector] = {}
 """The injector of each rule, keyed by its code as spelt from 2022-23."""
 
-ORDER = {"cp_plans": 0, "cin_plans": 0, "section47": 1, "assessments": 2, "episodes": 3, "children": 4, "return": 5}
+ORDER = {"pre_proceedings": 0, "cp_plans": 0, "cin_plans": 0, "section47": 1, "assessments": 2, "episodes": 3,
+         "children": 4, "return": 5}
 """Order of injection when many rules are asked for: faults needing rarer rows (plans, enquiries)
 choose first, so that they still find an untouched child; return-level faults go last, so that a
 child-level one does not undo them."""
@@ -562,9 +559,19 @@ def _plans(f: Faults) -> pd.DataFrame:
     return p
 
 
+def _pre_proceedings(f: Faults) -> pd.DataFrame:
+    pp = _with_episode(f, "pre_proceedings", ())
+    for column in ("PPStartDate", "LBPSentDate", "InitialPPMeetingDate", "StepDecisionDate", "CourtAppDate",
+                   "LetterInitCPDate", "PPOutcome", "ReviewMeetingsCount"):
+        pp["has_" + column] = pp[column].notna()
+    pp["offered"] = pp["FGDMMeetingOffer"].fillna(False).astype(bool)
+    return pp
+
+
 FACTS: dict[str, Callable[[Faults], pd.DataFrame]] = {
     "children": _kids, "episodes": lambda f: f.ep, "section47": _s47, "assessments": _assessments,
     "cp_plans": _cpp, "cin_plans": _plans, "assessment_factors": lambda f: f.t["assessment_factors"],
+    "pre_proceedings": _pre_proceedings,
 }
 
 
@@ -749,6 +756,30 @@ SETTERS: dict[str, Setter] = {
     "4013": Setter("cin_plans", {"CINPlanEndDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
     "4015": Setter("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINreferralDate"] - DAY},
                    lambda f, p: (p["cin_plan"] == 1) & (p["n_cpp"] == 0)),
+    # -- pre-proceedings: each fault moves one date before the step it must follow, or out of the
+    # year, keeping every other order; rows with fewer later steps are chosen first, leaving the
+    # rarer court applications to the rules that need them
+    "9005": Setter("pre_proceedings", {"PPStartDate": lambda f, p: f.start - 7 * DAY},
+                   (lambda f, p: p["has_PPStartDate"] & ~p["has_StepDecisionDate"], lambda f, p: p["has_PPStartDate"])),
+    "9006": Setter("pre_proceedings", {"LBPSentDate": lambda f, p: p["PPStartDate"] - DAY},
+                   lambda f, p: p["has_LBPSentDate"] & (p["PPStartDate"] > f.start)),
+    "9007": Setter("pre_proceedings", {"FGDMMeetingOffer": None},
+                   lambda f, p: p["has_LBPSentDate"] & p["FGDMMeetingOffer"].notna()),
+    "9008": Setter("pre_proceedings", {"InitialPPMeetingDate": lambda f, p: f.ref + 7 * DAY},
+                   (lambda f, p: p["has_InitialPPMeetingDate"] & ~p["has_StepDecisionDate"],
+                    lambda f, p: p["has_InitialPPMeetingDate"])),
+    "9009": Setter("pre_proceedings", {"StepDecisionDate": lambda f, p: p["PPStartDate"] - DAY},
+                   (lambda f, p: p["has_StepDecisionDate"] & ~p["has_CourtAppDate"] & (p["PPStartDate"] > f.start),
+                    lambda f, p: p["has_StepDecisionDate"] & (p["PPStartDate"] > f.start))),
+    "9010Q": Setter("pre_proceedings", {"FGDMMeetingFac": None}, lambda f, p: p["offered"]),
+    "9011": Setter("pre_proceedings", {"PPOutcome": "X"},
+                   (lambda f, p: p["has_PPOutcome"] & ~p["has_CourtAppDate"], lambda f, p: p["has_PPOutcome"])),
+    "9012": Setter("pre_proceedings", {"CourtAppDate": lambda f, p: p["StepDecisionDate"] - DAY},
+                   (lambda f, p: p["has_CourtAppDate"] & ~p["has_LetterInitCPDate"],
+                    lambda f, p: p["has_CourtAppDate"])),
+    "9013": Setter("pre_proceedings", {"LetterInitCPDate": lambda f, p: p["CourtAppDate"] - DAY},
+                   lambda f, p: p["has_LetterInitCPDate"]),
+    "9015Q": Setter("pre_proceedings", {"ReviewMeetingsCount": None}, lambda f, p: p["has_InitialPPMeetingDate"]),
 }
 """The faults that set values of one chosen row, by rule (spelt as from 2022-23)."""
 
@@ -1338,6 +1369,26 @@ def _more_plans_than_conferences(f: Faults) -> None:
         removed += 1
     f.fault(None, "return", f"removed {removed} DateOfInitialCPC: {starts} plans start, "
             f"{conferences - removed} conferences")
+
+
+@injector("8995Q", "return")
+def _no_pre_proceedings(f: Faults) -> None:
+    """Remove every pre-proceedings module (no child then has a PPStartDate either: 9000Q fails too)."""
+    n = f.drop("pre_proceedings", f.t["pre_proceedings"]["child"].notna())
+    if not n:
+        raise Unfit
+    f.fault(None, "return", f"removed all {n} PreProceedingsandFGDM modules")
+
+
+@injector("9000Q", "return")
+def _no_pre_proceedings_start(f: Faults) -> None:
+    pp = f.t["pre_proceedings"]
+    started = pp.index[pp["PPStartDate"].notna()]
+    if not len(started):
+        raise Unfit
+    for label in started:
+        f.set("pre_proceedings", label, "PPStartDate", None)
+    f.fault(None, "return", f"PPStartDate removed from all {len(started)} PreProceedingsandFGDM modules")
 
 
 @injector("2886Q", "return")

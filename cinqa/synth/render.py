@@ -56,6 +56,7 @@ class Snapshot:
         self.has_factors = year in spec.table_years("assessment_factors")
         self.has_plans = year in spec.table_years("cin_plans")
         self.continuous = year in spec.column_years("assessments", "AssessmentInternalReviewDate")
+        self.has_pre_proceedings = year in spec.table_years("pre_proceedings")
         self.cols: dict[str, Columns] = {t: {} for t in spec.TABLE_KEYS}
         self.n = 0
 
@@ -166,6 +167,30 @@ class Snapshot:
                     j += 1
                     self._row("cp_reviews", child=c, episode=n, cpp=k, review=j, LAchildID=cid,
                               CPPreviewDate=rv)
+        if self.has_pre_proceedings:
+            self._pre_proceedings(c, n, cid, e)
+
+    def _pre_proceedings(self, c: int, n: int, cid: str, e: Episode) -> None:
+        """Add the episode's pre-proceedings that started this year, as known on 31 March."""
+        start, ref = self.start, self.ref
+
+        def known(d: int | None) -> int | None:
+            return d if d is not None and d <= ref else None
+
+        k = 0
+        for pp in e.pre_proceedings:
+            if not start <= pp.start <= ref:
+                continue
+            k += 1
+            letter, meeting, step = known(pp.letter), known(pp.meeting), known(pp.step)
+            self._row("pre_proceedings", child=c, episode=n, pre_proceedings=k, LAchildID=cid,
+                      PPStartDate=pp.start, LBPSentDate=letter,
+                      FGDMMeetingOffer=pp.offered if letter is not None else None,
+                      FGDMMeetingFac=pp.held if letter is not None else None,
+                      InitialPPMeetingDate=meeting,
+                      ReviewMeetingsCount=None if meeting is None else sum(d <= ref for d in pp.reviews),
+                      StepDecisionDate=step, PPOutcome=pp.outcome if step is not None else None,
+                      CourtAppDate=known(pp.court), LetterInitCPDate=known(pp.letter_init))
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Return the collected rows as typed tables."""

@@ -1,11 +1,11 @@
 """Children's histories with children's social care, simulated event by event.
 
 A :class:`Child` carries every episode of need from its first referral to the simulation horizon,
-with all the activity inside (assessments, section 47 enquiries, conferences, plans, reviews) as
-day numbers. Nothing here knows about census returns: :mod:`cinqa.synth.render` takes a snapshot
-of these histories for one census year. Because a history is built forward in time and each
-activity is placed after the one it depends on, the rules about order and overlap hold by
-construction (see the notes beside each step).
+with all the activity inside (assessments, section 47 enquiries, conferences, plans, reviews,
+pre-proceedings) as day numbers. Nothing here knows about census returns: :mod:`cinqa.synth.render`
+takes a snapshot of these histories for one census year. Because a history is built forward in
+time and each activity is placed after the one it depends on, the rules about order and overlap
+hold by construction (see the notes beside each step).
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from cinqa.synth.params import Params, Pick
 
 WORKING_TOGETHER_2013 = D.day(2013, 4, 1)
 """Assessments starting before this day follow the initial/core model of 2012-13."""
+
+PRE_PROCEEDINGS_FROM = D.census_start(spec.end_year(min(spec.table_years("pre_proceedings"))))
+"""Pre-proceedings start on or after this day: the first census year with module 5 (earlier
+pre-proceedings would fall outside any return that can hold them, rule 9005)."""
 
 UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
 THREE_MONTHS = 89
@@ -81,11 +85,40 @@ class CinPlan:
         self.end = end
 
 
+class PreProceedings:
+    """Pre-proceedings under the Public Law Outline, from the decision to start them to their outcome.
+
+    Every date after ``start`` may be None (that step never happened); ``reviews`` are the days of
+    the review meetings after the initial one, and ``outcome`` is a PPOutcome code.
+    """
+
+    __slots__ = ("start", "letter", "offered", "held", "meeting", "reviews", "step", "outcome", "court",
+                 "letter_init")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.letter: int | None = None
+        self.offered: bool | None = None
+        self.held: bool | None = None
+        self.meeting: int | None = None
+        self.reviews: list[int] = []
+        self.step: int | None = None
+        self.outcome: str | None = None
+        self.court: int | None = None
+        self.letter_init: int | None = None
+
+    @property
+    def last(self) -> int:
+        """Return the day of the last step taken."""
+        return max(d for d in (self.start, self.letter, self.meeting, self.step, self.court, self.letter_init)
+                   if d is not None)
+
+
 class Episode:
     """One episode of need, from referral to closure (``closure`` None: an NFA left undated)."""
 
     __slots__ = ("referral", "source", "need", "nfa", "closure", "reason", "outcome",
-                 "assessments", "enquiries", "protection", "plans")
+                 "assessments", "enquiries", "protection", "plans", "pre_proceedings")
 
     def __init__(self, referral: int) -> None:
         self.referral = referral
@@ -99,6 +132,7 @@ class Episode:
         self.enquiries: list[Enquiry] = []
         self.protection: list[ProtectionPlan] = []
         self.plans: list[CinPlan] = []
+        self.pre_proceedings: list[PreProceedings] = []
 
 
 @dataclass(eq=False)
@@ -202,10 +236,15 @@ class YearDraws:
 
 
 class Simulator:
-    """Build children's histories up to ``horizon`` (a day number), reproducibly from ``rnd``."""
+    """Build children's histories up to ``horizon`` (a day number), reproducibly from ``rnd``.
 
-    def __init__(self, rnd: random.Random, horizon: int) -> None:
+    Pre-proceedings draw from their own stream, ``pp_rnd``, so that adding them left every history
+    before 2026-27 as it was.
+    """
+
+    def __init__(self, rnd: random.Random, horizon: int, pp_rnd: random.Random | None = None) -> None:
         self.rnd = rnd
+        self.pp_rnd = pp_rnd if pp_rnd is not None else random.Random(f"cinqa.synth.pp:{horizon}")
         self.horizon = horizon
         self.cal = D.calendar()
         p = Params(D.census_end_year(horizon))
@@ -257,6 +296,22 @@ class Simulator:
         self.reason = p.pick("closure_reason").draw
         self.nin_lag = p.bands("not_in_need_closure_lag_wd").draw
         self.closure_wd = p.scalar("closure_on_working_day")
+        self.pp_per_cpp = p.scalar("pp_per_cpp")
+        self.pp_without_cpp = p.scalar("pp_without_cpp")
+        self.pp_after_start = p.bands("pp_after_cpp_start_days").draw
+        self.pp_recent = int(p.scalar("pp_recent_plan_days"))
+        self.pp_letter = p.scalar("pp_letter_share")
+        self.pp_letter_wd = p.bands("pp_letter_lag_wd").draw
+        self.fgdm_offered = p.scalar("fgdm_offered_share")
+        self.fgdm_held = p.scalar("fgdm_held_share")
+        self.pp_meeting = p.scalar("pp_meeting_share")
+        self.pp_meeting_wd = p.bands("pp_meeting_lag_wd").draw
+        self.pp_review_days = p.bands("pp_review_interval_days").draw
+        self.pp_days = p.bands("pp_duration_days").draw
+        self.pp_course = p.pick("pp_course").draw
+        self.pp_code = {k: str(v) for k, v in p.shares("pp_outcome_code").items()}
+        self.pp_court_days = p.bands("pp_court_lag_days").draw
+        self.pp_letter_init_wd = p.bands("pp_letter_init_lag_wd").draw
         self._years: dict[int, YearDraws] = {}
 
     def year(self, d: int) -> YearDraws:
@@ -479,9 +534,11 @@ class Simulator:
                 closure = self._reassessment(ep, closure, busy)
         if plan is not None:
             ep.plans.append(plan)
+        self._pre_proceedings(ep, closure)
         # closed on or after every activity of the episode (rules 8565, 8867, 8868)
         last_activity = max([closure, *(p.end for p in ep.plans), *(c.end for c in ep.protection),
-                             *(a.auth for a in ep.assessments), *(e.done for e in ep.enquiries)])
+                             *(a.auth for a in ep.assessments), *(e.done for e in ep.enquiries),
+                             *(pp.last for pp in ep.pre_proceedings)])
         if r.random() < self.closure_wd:
             last_activity = cal.next(last_activity)
         ep.closure = last_activity
@@ -489,6 +546,52 @@ class Simulator:
             if p.end > ep.closure or p.end == closure:
                 p.end = ep.closure
         ep.reason = self._reason(child, ep.closure)
+
+    def _pre_proceedings(self, ep: Episode, closure: int) -> None:
+        """Maybe start pre-proceedings during (or just after) a protection plan, or during a CIN plan.
+
+        Only pre-proceedings starting from :data:`PRE_PROCEEDINGS_FROM` up to the horizon are
+        simulated; the episode stays open until their last step.
+        """
+        if closure < PRE_PROCEEDINGS_FROM:
+            return
+        r = self.pp_rnd
+        if ep.protection:
+            chance, plans = self.pp_per_cpp, [(c.start, c.end + self.pp_recent) for c in ep.protection]
+        else:
+            chance, plans = self.pp_without_cpp, [(p.start, p.end) for p in ep.plans]
+        for first, last in plans:
+            if last < PRE_PROCEEDINGS_FROM or first > self.horizon or r.random() >= chance:
+                continue
+            start = self.cal.next(first + self.pp_after_start(r))
+            if PRE_PROCEEDINGS_FROM <= start <= min(last, self.horizon):
+                ep.pre_proceedings.append(self._pp_steps(start))
+            return
+
+    def _pp_steps(self, start: int) -> PreProceedings:
+        """Draw the steps of pre-proceedings started on ``start``, each on or after the one before."""
+        r, cal = self.pp_rnd, self.cal
+        pp = PreProceedings(start)
+        step = start + self.pp_days(r)
+        if r.random() < self.pp_letter:
+            pp.letter = cal.add(start, self.pp_letter_wd(r))
+            pp.offered = r.random() < self.fgdm_offered
+            if pp.offered:
+                pp.held = r.random() < self.fgdm_held
+            if r.random() < self.pp_meeting:
+                pp.meeting = cal.add(pp.letter, self.pp_meeting_wd(r))
+                step = max(step, cal.add(pp.meeting, 10))
+                review = pp.meeting + self.pp_review_days(r)
+                while review < step:
+                    pp.reviews.append(cal.next(review))
+                    review += self.pp_review_days(r)
+        pp.step = cal.next(step)
+        course = str(self.pp_course(r))
+        pp.outcome = self.pp_code[course]
+        if course == "proceedings":
+            pp.court = cal.next(pp.step + self.pp_court_days(r))
+            pp.letter_init = cal.add(pp.court, self.pp_letter_init_wd(r))
+        return pp
 
     def _second_enquiry(self, child: Child, ep: Episode, closure: int, plan: CinPlan | None,
                         busy: int) -> tuple[int, CinPlan | None, ProtectionPlan | None]:
