@@ -497,9 +497,10 @@ OVERWRITES = {
     "tables-own-input": (["tables", "{d}/children.csv", "--out", "{d}"], "children.csv"),
     "tables-hard-link": (["tables", "{d}/cin.xml", "--out", "{d}/t"], "cin.xml"),
     "compare-own-input": (["compare", "{d}/table.csv", "--out", "{d}"], "table.csv"),
-    "validate-key-file": (["validate", "{d}/cin.xml", "--csv", "{d}/k.key", "--pseudonymise", "-k", "{d}/k.key"],
+    # The key files are named as the outputs would be, so the extension check lets them through to the guard.
+    "validate-key-file": (["validate", "{d}/cin.xml", "--csv", "{d}/k.csv", "--pseudonymise", "-k", "{d}/k.csv"],
                           "cin.xml"),
-    "report-key-file": (["report", "{d}/cin.xml", "-o", "{d}/k.key", "--pseudonymise", "-k", "{d}/k.key"],
+    "report-key-file": (["report", "{d}/cin.xml", "-o", "{d}/k.html", "--pseudonymise", "-k", "{d}/k.html"],
                         "cin.xml"),
 }
 
@@ -511,7 +512,8 @@ def test_no_command_writes_over_its_inputs(tmp_path, case):
     d = tmp_path / "d"
     d.mkdir()
     (d / name).write_bytes(BASE)
-    cinqa.pseudonymise.new_key(d / "k.key")
+    key = args[args.index("-k") + 1].format(d=d) if "-k" in args else str(d / "k.key")
+    cinqa.pseudonymise.new_key(Path(key))
     if case == "tables-hard-link":
         (d / "t").mkdir()
         os.link(d / name, d / "t" / "children.csv")
