@@ -33,7 +33,7 @@ from cinqa.export import formula_like, write_frame
 from cinqa.failures import (FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, rule_order, summarise, verdict,
                             why)
 from cinqa.files import atomic_path
-from cinqa.returns import ISSUE_COLUMNS, CensusReturn
+from cinqa.returns import SHOWN_ISSUE_COLUMNS, CensusReturn
 from cinqa.rules import RULE_FACTS, STATUS_LEGEND, with_rule_facts
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
@@ -48,8 +48,6 @@ _WIDTH_SAMPLE = 500
 _DATE_FORMAT = "yyyy-mm-dd"
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 _ENTITY_ORDER = ("return", *spec.TABLE_KEYS)
-# The structural issues as the workbook shows them: the child's ordinal means nothing to a reader.
-_ISSUE_COLUMNS = tuple(c for c in ISSUE_COLUMNS if c != "child")
 _NODE_ORDER = {n.name: i for i, n in enumerate(spec.nodes())}
 
 
@@ -90,9 +88,9 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
             name = _sheet_name(entity, used)
             used.add(name)
             sheets.append((name, frame, fields))
-        issue_cols = [c for c in _ISSUE_COLUMNS if c in issues]
+        issue_cols = [c for c in SHOWN_ISSUE_COLUMNS if c in issues]
         sheets.append(("Structural issues", issues[issue_cols] if issue_cols else
-                       pd.DataFrame(columns=list(_ISSUE_COLUMNS)), None))
+                       pd.DataFrame(columns=list(SHOWN_ISSUE_COLUMNS)), None))
         fitted, notes = _fit_to_excel(path, [(name, frame) for name, frame, _ in sheets])
         _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), notes)
         for (name, frame, fields), (_, (shown, full_in)) in zip(sheets, fitted.items()):
