@@ -13,6 +13,8 @@ sheet, the notebooks) takes its :class:`Verdict` from :func:`verdict`, so they c
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,8 @@ FAILURE_DTYPES = {"rule": "str", "severity": "str", "message": "str", "entity": 
                   "line": "Int64"}
 SUMMARY_COLUMNS = ("rule", "severity", "message", "children", "rows")
 ERRORED_COLUMNS = ("rule", "entity", "expectation", "error")
+IDENTITY_COLUMNS = ("rule", "LAchildID", "row", "values_hash")
+"""What names one failure across runs of a return, without any of its values (:func:`identity`)."""
 MISSING = "(missing)"
 """How a missing value is spelt in :func:`values_text`."""
 
@@ -133,6 +137,39 @@ def summarise(failures: pd.DataFrame) -> pd.DataFrame:
     out["children"] = out["children"].astype("int64")
     out["rows"] = out["rows"].astype("int64")
     return out.loc[:, list(SUMMARY_COLUMNS)].reset_index(drop=True)
+
+
+def row_key(entity: object, episode: object, item: object) -> str:
+    """Name the failing row within its child: "children", "disabilities 1", "episodes 2", "cp_plans 2.1".
+
+    The numbers are the episode's and the item's places in the return, so a failure keeps its key
+    from one run to the next as long as the child's earlier records stay as they were.
+    """
+    places = [str(int(n)) for n in (episode, item) if n is not None and n is not pd.NA]
+    return f"{entity} {'.'.join(places)}" if places else str(entity)
+
+
+def values_hash(values: object) -> str:
+    """Return a short digest of a failure's values: equal values give equal digests, and none can be read back."""
+    if not isinstance(values, dict):
+        return ""
+    canonical = json.dumps({k: value_text(v) for k, v in sorted(values.items())}, ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def identity(failures: pd.DataFrame) -> pd.DataFrame:
+    """Return, per failure, what names it across runs (:data:`IDENTITY_COLUMNS`): rule, child, row key, values digest.
+
+    The run history and the query explanations match failures between runs on rule, LAchildID and
+    row; a changed ``values_hash`` means the same row now fails on different values. A child's own
+    row (entity "children") is keyed without its place in the file, which changes as children come and go.
+    """
+    rows = [row_key(e, ep, None if e == "children" else it)
+            for e, ep, it in zip(failures["entity"], failures["episode"], failures["item"], strict=True)]
+    return pd.DataFrame({"rule": failures["rule"].astype("str"), "LAchildID": failures["LAchildID"].astype("str"),
+                         "row": pd.Series(rows, index=failures.index, dtype="str"),
+                         "values_hash": pd.Series([values_hash(v) for v in failures["values"]], index=failures.index,
+                                                  dtype="str")})
 
 
 # -- the verdict ----------------------------------------------------------------------------

@@ -138,3 +138,19 @@ def test_values_text_spells_dates_flags_and_missing_values() -> None:
     assert judge.values_text(values) == "CINreferralDate=2025-04-01; ReferralNFA=false; CINclosureDate=(missing); n=3"
     shown = judge.for_display(pd.DataFrame({"rule": ["8500"], "values": [values]}))
     assert shown["values"].tolist() == [judge.values_text(values)]
+
+
+def test_identity_names_each_failure_by_rule_child_and_row_without_its_values() -> None:
+    failures = pd.DataFrame({
+        "rule": ["8750", "8794", "8930", "8930"], "entity": ["children", "disabilities", "cp_plans", "cp_plans"],
+        "LAchildID": ["A1", "A1", "B2", "B2"], "episode": pd.array([None, None, 2, 2], dtype="Int64"),
+        "item": pd.array([18, 1, 1, 1], dtype="Int64"),
+        "values": [{"Sex": "M", "PersonBirthDate": None}, {"Disability": "AUT"},
+                   {"CPPendDate": dt.date(2026, 4, 13)}, {"CPPendDate": dt.date(2026, 4, 14)}]})
+    ids = judge.identity(failures)
+    assert list(ids.columns) == list(judge.IDENTITY_COLUMNS)
+    assert list(ids["row"]) == ["children", "disabilities 1", "cp_plans 2.1", "cp_plans 2.1"]
+    hashes = list(ids["values_hash"])
+    assert hashes[2] != hashes[3] and len(set(hashes)) == 4
+    assert judge.values_hash({"b": 1, "a": None}) == judge.values_hash({"a": None, "b": 1})
+    assert not any("2026" in h or "AUT" in h for h in hashes)
