@@ -3,7 +3,8 @@
 Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, the verdict on the return,
 how to read the workbook),
 "Summary" (rule, severity, message, the rule's status and note in the year, children, rows),
-"By child" (one row per child with a failure), one sheet per entity holding each failing row with
+"By child" (one row per child with a failure), with a lookup of children to teams one sheet per
+team (that team's rows of "By child", with the child's worker; see :mod:`cinqa.teams`), one sheet per entity holding each failing row with
 a plain-words "why", the entity's values and the fields the rule reads highlighted, and
 "Structural issues" (what the reader found wrong with the file's structure). Every table sheet
 has a frozen, filterable header row, dates as date cells (a missing date is an empty cell), and
@@ -30,11 +31,12 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from cinqa import spec
 from cinqa.export import formula_like, write_frame
-from cinqa.failures import (FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, field_names, rule_order, summarise, verdict,
-                            why)
+from cinqa.failures import (FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, counted, field_names, rule_order, summarise,
+                            verdict, why)
 from cinqa.files import atomic_path
 from cinqa.returns import SHOWN_ISSUE_COLUMNS, CensusReturn
 from cinqa.rules import RULE_FACTS, STATUS_LEGEND, with_rule_facts
+from cinqa.teams import NO_TEAM, TeamLookup, join_teams, lookup, team_counts, without_workers
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
 QUERY_FILL = PatternFill("solid", fgColor="FFEB9C")
@@ -46,7 +48,8 @@ _MAX_ROWS = 1_048_575  # Excel's sheet limit less the header row
 _MAX_CHARS = 32_767  # Excel's limit on the text in one cell
 _WIDTH_SAMPLE = 500
 _DATE_FORMAT = "yyyy-mm-dd"
-_BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
+_BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
+_RESERVED_SHEETS = ("history",)  # Excel keeps this name, in any case, for its own use
 _ENTITY_ORDER = ("return", *spec.TABLE_KEYS)
 _NODE_ORDER = {n.name: i for i, n in enumerate(spec.nodes())}
 
@@ -54,7 +57,8 @@ _NODE_ORDER = {n.name: i for i, n in enumerate(spec.nodes())}
 def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusReturn | None = None, *,
                        summary: pd.DataFrame | None = None, issues: pd.DataFrame | None = None,
                        errored: Sized = (), judged: Verdict | None = None, pseudonymised: bool = False,
-                       source: str | None = None, generated_at: dt.datetime | None = None) -> Path:
+                       source: str | None = None, generated_at: dt.datetime | None = None,
+                       teams: TeamLookup | str | Path | None = None) -> Path:
     """Write the Excel error report for ``failures`` (a :mod:`cinqa.failures` table) to ``path``.
 
     ``ret`` supplies each failing row's other values, the file's facts and its structural issues
@@ -64,6 +68,11 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     ``failures``, the rules that could not be evaluated (``errored``) and the structural issues.
     A sheet too big for Excel is cut with a note on the cover, and written whole as CSV beside
     the workbook (see :func:`companion_csv`). The file is written atomically.
+
+    ``teams`` (a :class:`cinqa.teams.TeamLookup` or its CSV file) adds one sheet per team with a
+    failing child, and the teams with their counts on the cover; pass it pseudonymised together
+    with pseudonymised failures (:func:`cinqa.teams.pseudonymise_teams`). With ``pseudonymised``
+    no worker is named.
     """
     path = Path(path)
     missing = [c for c in FAILURE_COLUMNS if c not in failures]
@@ -81,18 +90,32 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     with atomic_path(path) as tmp:
         wb = Workbook(write_only=True)
         used = {"About", "Summary", CHILD_SHEET, "Structural issues"}
+        by_child = children_frame(failures)
         sheets: list[tuple[str, pd.DataFrame, list[set[str]] | None]] = [
-            ("Summary", summary[shown], None), (CHILD_SHEET, children_frame(failures), None)]
+            ("Summary", summary[shown], None), (CHILD_SHEET, by_child, None)]
         for entity, rows in _by_entity(failures):
             frame, fields = _entity_frame(entity, rows, ret)
             name = _sheet_name(entity, used)
             used.add(name)
             sheets.append((name, frame, fields))
+        listed, told = None, ()
+        if teams is not None:
+            team_lookup = lookup(teams)
+            team_lookup = without_workers(team_lookup) if pseudonymised else team_lookup
+            named = {}
+            # Named after the entity sheets, so a team called "episodes" never renames theirs.
+            for team, frame in team_frames(by_child, team_lookup):
+                named[team] = _sheet_name(team, used)
+                used.add(named[team])
+                sheets.insert(2 + len(named) - 1, (named[team], frame, None))
+            listed = team_counts(failures, team_lookup).assign(sheet=lambda c: c["team"].map(named))
+            told = team_lookup.changes
         issue_cols = [c for c in SHOWN_ISSUE_COLUMNS if c in issues]
         sheets.append(("Structural issues", issues[issue_cols] if issue_cols else
                        pd.DataFrame(columns=list(SHOWN_ISSUE_COLUMNS)), None))
         fitted, notes = _fit_to_excel(path, [(name, frame) for name, frame, _ in sheets])
-        _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), notes)
+        _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), [*notes, *told],
+               listed)
         for (name, frame, fields), (_, (shown, full_in)) in zip(sheets, fitted.items()):
             if fields is None:
                 _table_sheet(wb, name, shown, full_in=full_in)
@@ -210,6 +233,20 @@ def children_frame(failures: pd.DataFrame) -> pd.DataFrame:
                            kind="stable").reset_index(drop=True)
 
 
+def team_frames(by_child: pd.DataFrame, teams: TeamLookup) -> list[tuple[str, pd.DataFrame]]:
+    """Return each team's sheet: its rows of the "By child" sheet (:func:`children_frame`), with team and worker.
+
+    Teams come in name order, and the children the lookup does not list last, as :data:`NO_TEAM`;
+    a team with no child to fix has no sheet. The worker column is left out when no child has one.
+    """
+    joined = join_teams(by_child, teams)
+    front = ["team", "LAchildID", *(["worker"] if teams.has_workers else [])]
+    joined = joined[front + [c for c in by_child.columns if c not in front]]
+    present = set(joined["team"])
+    order = [t for t in teams.teams() if t in present] + ([NO_TEAM] if NO_TEAM in present else [])
+    return [(team, joined[joined["team"] == team].reset_index(drop=True)) for team in order]
+
+
 def _by_entity(failures: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
     entities = [str(e) for e in failures["entity"].dropna().unique()]
     known = [e for e in _ENTITY_ORDER if e in entities]
@@ -283,7 +320,7 @@ def _field_order(name: str) -> tuple[int, str]:
 
 
 def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymised: bool, source: str | None,
-           generated_at: dt.datetime, notes: Sequence[str]) -> None:
+           generated_at: dt.datetime, notes: Sequence[str], teams: pd.DataFrame | None = None) -> None:
     ws = wb.create_sheet("About")
     ws.column_dimensions["A"].width = 24
     ws.column_dimensions["B"].width = 90
@@ -313,6 +350,8 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
         cell.font = _HEADER_FONT
         ws.append([cell, _text_cell(ws, _cap(_safe(value), None))])
     ws.append([])
+    if teams is not None:
+        _cover_teams(ws, teams)
     guide = [
         "Summary lists each rule that failed, with the number of children and rows affected, and the rule's "
         f"status and note. {STATUS_LEGEND}",
@@ -324,6 +363,8 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
         "Use the filter arrows in the header row to pick a rule, a child or a severity; 'line' is the line "
         "of the XML file where the row starts.",
         "Structural issues are problems with the file itself (unknown, misplaced or unreadable elements).",
+        *([f"Each team's sheet holds its rows of {CHILD_SHEET}, with the child's worker where the lookup names one; "
+           f"children the lookup does not list are on {NO_TEAM!r}."] if teams is not None else []),
         *notes,
     ]
     head = WriteOnlyCell(ws, value="How to read this workbook")
@@ -334,6 +375,22 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
         cell = WriteOnlyCell(ws, value=line)
         cell.alignment = wrap
         ws.append([None, cell])
+
+
+def _cover_teams(ws: WriteOnlyWorksheet, teams: pd.DataFrame) -> None:
+    """List each team on the cover with its counts and the sheet that holds its children."""
+    head = WriteOnlyCell(ws, value="Teams")
+    head.font = _HEADER_FONT
+    ws.append([head])
+    for row in teams.itertuples(index=False):
+        if row.children or row.errors or row.queries:
+            said = (f"{counted(row.children, 'child', 'children')} to fix: {counted(row.errors, 'error')}, "
+                    f"{counted(row.queries, 'query', 'queries')}")
+            said += f"; sheet {row.sheet!r}" if isinstance(row.sheet, str) else ""
+        else:
+            said = "nothing to fix"
+        ws.append([_text_cell(ws, _safe(row.team)), _text_cell(ws, _safe(said))])
+    ws.append([])
 
 
 def _table_sheet(wb: Workbook, name: str, frame: pd.DataFrame, *, highlight: Sequence[set[str]] | None = None,
@@ -465,9 +522,14 @@ def _width(name: str, s: pd.Series, is_date: bool) -> float:
 
 
 def _sheet_name(entity: str, used: set[str]) -> str:
-    base = _BAD_SHEET_CHARS.sub("_", entity)[:31] or "entity"
+    """Name a sheet as Excel allows: 31 characters at most, none it forbids, no apostrophe at either end,
+    no formula's first character, and unique among ``used`` ignoring case, as Excel compares them."""
+    base = _BAD_SHEET_CHARS.sub("_", entity)[:31].strip("'") or "entity"
+    if formula_like(base):
+        base = "_" + base[1:]
+    taken = {u.casefold() for u in used} | set(_RESERVED_SHEETS)
     name, i = base, 2
-    while name in used:
+    while name.casefold() in taken:
         suffix = f" ({i})"
         name, i = base[: 31 - len(suffix)] + suffix, i + 1
     return name

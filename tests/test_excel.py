@@ -14,6 +14,7 @@ import cinqa
 from cinqa.excel import ERROR_FILL, QUERY_FILL, write_error_report
 from cinqa.failures import FAILURE_COLUMNS, summarise
 from cinqa.pseudonymise import pseudonymise_failures, pseudonymise_return, return_scrubber
+from cinqa.teams import NO_TEAM, pseudonymise_teams, read_teams
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cin-2023-24.xml"
 
@@ -247,3 +248,100 @@ def test_by_child_sheet_has_one_row_per_child_most_errors_first(workbook: openpy
         ("C003", 2, 0, "1510, 2060", "children, cp_reviews", 101),
         ("C002", 0, 1, "8525Q", "children", 84),
     ]
+
+
+# --- worklists by team ---
+
+TEAMS = "LAchildID,team,worker\nC001,East,Ann Smith\nC002,West,Bo Jones\nC009,Adoption,Cy Lee\n"
+
+
+@pytest.fixture(scope="module")
+def team_workbook(ret: cinqa.CensusReturn, tmp_path_factory: pytest.TempPathFactory) -> openpyxl.Workbook:
+    folder = tmp_path_factory.mktemp("teams")
+    (folder / "teams.csv").write_text(TEAMS, encoding="utf-8")
+    path = write_error_report(folder / "errors.xlsx", failures_frame(), ret, teams=folder / "teams.csv")
+    return openpyxl.load_workbook(path)
+
+
+def test_without_a_lookup_the_workbook_has_no_team_sheet_nor_team_list(workbook: openpyxl.Workbook) -> None:
+    assert workbook.sheetnames == ["About", "Summary", "By child", "return", "children", "episodes", "cp_reviews",
+                                   "Structural issues"]
+    assert not any(r[0] == "Teams" for r in workbook["About"].iter_rows(values_only=True))
+
+
+def test_each_team_gets_a_sheet_after_by_child_the_children_without_a_team_last(team_workbook) -> None:
+    assert team_workbook.sheetnames == ["About", "Summary", "By child", "East", "West", NO_TEAM, "return",
+                                        "children", "episodes", "cp_reviews", "Structural issues"]
+
+
+def test_a_team_sheet_is_its_rows_of_by_child_with_the_worker(team_workbook) -> None:
+    by_child = rows_of(team_workbook["By child"])
+    east, west, none = (rows_of(team_workbook[n]) for n in ("East", "West", NO_TEAM))
+    assert [(r["team"], r["LAchildID"], r["worker"]) for r in east + west + none] == [
+        ("East", "C001", "Ann Smith"), ("West", "C002", "Bo Jones"), (NO_TEAM, "C003", None)]
+    for row in east + west + none:
+        # Every column of the By child sheet, whatever its builder gives, is on the team's sheet too.
+        (same,) = [r for r in by_child if r["LAchildID"] == row["LAchildID"]]
+        assert {k: row[k] for k in same} == same
+    assert list(east[0]) == ["team", "LAchildID", "worker", *[k for k in by_child[0] if k != "LAchildID"]]
+
+
+def test_team_sheets_freeze_filter_and_print_like_by_child(team_workbook) -> None:
+    for name in ("East", "West", NO_TEAM):
+        ws = team_workbook[name]
+        assert ws.freeze_panes == "B2" and ws.auto_filter.ref.startswith("A1:"), name
+        assert ws.page_setup.orientation == "landscape" and ws.print_title_rows == "$1:$1", name
+
+
+def test_the_cover_lists_every_team_with_its_counts_and_sheet(team_workbook) -> None:
+    rows = [r for r in team_workbook["About"].iter_rows(values_only=True) if r and r[0]]
+    start = next(i for i, r in enumerate(rows) if r[0] == "Teams")
+    assert [r[:2] for r in rows[start + 1:start + 5]] == [
+        ("Adoption", "nothing to fix"),
+        ("East", "1 child to fix: 2 errors, 0 queries; sheet 'East'"),
+        ("West", "1 child to fix: 0 errors, 1 query; sheet 'West'"),
+        (NO_TEAM, f"1 child to fix: 2 errors, 1 query; sheet '{NO_TEAM}'"),
+    ]
+
+
+def test_team_sheet_names_keep_to_excels_limits_and_stay_unique(ret: cinqa.CensusReturn, tmp_path: Path) -> None:
+    long = "Children's Social Care / Safeguarding North"
+    teams = tmp_path / "teams.csv"
+    teams.write_text(f'LAchildID,team\nC001,"{long} A"\nC002,"{long} B"\nC003,EPISODES\n', encoding="utf-8")
+    path = write_error_report(tmp_path / "t.xlsx", failures_frame(), ret, teams=teams)
+    names = openpyxl.load_workbook(path).sheetnames
+    assert names[3:6] == ["Children's Social Care _ Safegu", "Children's Social Care _ Sa (2)", "EPISODES (2)"]
+    assert "episodes" in names  # the entity sheet keeps its name; the team's gives way
+    assert len({n.casefold() for n in names}) == len(names) and max(map(len, names)) <= 31
+
+
+def test_a_formula_like_team_name_is_text_and_its_sheet_name_is_not_a_formula(ret: cinqa.CensusReturn,
+                                                                               tmp_path: Path) -> None:
+    formula = '=HYPERLINK("http://example.invalid","x")'
+    teams = tmp_path / "teams.csv"
+    teams.write_text('LAchildID,team\nC001,"=HYPERLINK(""http://example.invalid"",""x"")"\nC002,\'History\'\n',
+                     encoding="utf-8")
+    path = write_error_report(tmp_path / "f.xlsx", failures_frame(), ret, teams=teams)
+    wb = openpyxl.load_workbook(path)
+    names = wb.sheetnames
+    assert names[3:5] == ["History (2)", '_HYPERLINK("http___example.inva']
+    assert wb[names[4]]["A2"].value == formula and wb[names[4]]["A2"].data_type == "s"
+    (label,) = [row[0] for row in wb["About"].iter_rows() if row[0].value == formula]
+    assert label.data_type == "s"
+
+
+def test_a_pseudonymised_workbook_names_no_worker(ret: cinqa.CensusReturn, tmp_path: Path) -> None:
+    key = bytes(range(32))
+    scrub = return_scrubber(ret, key)
+    failures = pseudonymise_failures(failures_frame(), key, scrub)
+    (tmp_path / "teams.csv").write_text(TEAMS, encoding="utf-8")
+    teams = pseudonymise_teams(read_teams(tmp_path / "teams.csv"), key, scrub)
+    path = write_error_report(tmp_path / "p.xlsx", failures, pseudonymise_return(ret, key), pseudonymised=True,
+                              teams=teams)
+    wb = openpyxl.load_workbook(path)
+    assert [r["LAchildID"] for r in rows_of(wb["East"])] == [teams.table["LAchildID"].iloc[0]]
+    assert not any("worker" in rows_of(wb[n])[0] for n in ("East", "West", NO_TEAM))
+    with zipfile.ZipFile(path) as z:
+        blob = b"".join(z.read(n) for n in z.namelist())
+    for value in ("C001", "C002", "C003", "Ann Smith", "Bo Jones"):
+        assert value.encode() not in blob, value
