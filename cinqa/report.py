@@ -43,6 +43,7 @@ from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, 
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
 from cinqa.rules import STATUS_LEGEND, STATUS_WORDS
+from cinqa.teams import NO_TEAM, TeamLookup, lookup, pseudonymise_teams, team_counts
 from cinqa.validate import Validation, validate
 
 if TYPE_CHECKING:
@@ -133,13 +134,15 @@ class QAReport:
 
     ``validation`` is the latest return's validation (validated here when not given). Each public
     method returns one displayable object for one notebook cell. Child identifiers in every table
-    are replaced by keyed tokens when ``pseudonymise`` is on.
+    are replaced by keyed tokens when ``pseudonymise`` is on. ``teams`` (the LA's lookup of
+    children to teams, see :mod:`cinqa.teams`) adds the failures counted by team.
     """
 
     def __init__(self, rets: Sequence[CensusReturn], validation: Validation | None = None, *,
                  pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False,
                  population: float | Mapping[str, float] | None = None,
-                 comparators: pd.DataFrame | str | Path | None = None) -> None:
+                 comparators: pd.DataFrame | str | Path | None = None,
+                 teams: TeamLookup | str | Path | None = None) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
         self.population = population
@@ -156,12 +159,13 @@ class QAReport:
         # Identifiers of every return given, so an earlier year's child typed into this one is caught too.
         self._scrub = return_scrubber(ordered, self._p) if self._p else None
         self.shown = pseudonymise_return(self.ret, self._p, self._scrub) if self._p else self.ret
+        self.teams = lookup(teams) if teams is not None else None
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
              pseudonymise: bool = False, key: bytes | None = None, checked: str | Path | None = None,
              population: float | Mapping[str, float] | None = None,
-             comparators: str | Path | None = None) -> "QAReport":
+             comparators: str | Path | None = None, teams: str | Path | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
         ``year`` overrides the census year of the last path given (the return being checked;
@@ -171,7 +175,7 @@ class QAReport:
         variable ``CINQA_REPORT_KEY`` (hex), else a one-off key is used. ``population`` (children
         under 18: a number, or census year -> number) gives the rates per 10,000 children and
         ``comparators`` (a CSV of other LAs' figures) joins England in the national context; see
-        :func:`cinqa.benchmarks.benchmark`.
+        :func:`cinqa.benchmarks.benchmark`. ``teams`` is the LA's lookup of children to teams (CSV).
         """
         if checked is not None:
             # Written by render_report into its own private temporary folder, never by anyone else.
@@ -182,7 +186,7 @@ class QAReport:
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
         return cls(rets, validation, pseudonymise=pseudonymise, key=key, key_given=key is not None,
-                   population=population, comparators=comparators)
+                   population=population, comparators=comparators, teams=teams)
 
     # --- identifiers ---
 
@@ -269,6 +273,19 @@ class QAReport:
             # The rows are a selection of the failures table: its row numbers mean nothing to the reader.
             parts.append(_show().table(judge.for_display(rows[RULE_COLUMNS]), max_rows=max_rows, index=False).data)
         return HTML("\n".join(parts))
+
+    def by_team(self) -> HTML | None:
+        """Count the failures by team from the LA's lookup (:func:`cinqa.teams.team_counts`); nothing without one."""
+        if self.teams is None:
+            return None
+        teams = pseudonymise_teams(self.teams, self._p, self._scrub) if self._p else self.teams
+        counts = team_counts(self.failures, teams)
+        note = (f"Teams from {Path(self.teams.path).name}: failing rows (errors, queries) and children with a "
+                f"failure, by the team the lookup gives each child. {NO_TEAM} counts the children the lookup "
+                "does not list, and failures of the return as a whole.")
+        notes = [_show().callout(html.escape(n), "warn").data for n in teams.changes]
+        return HTML("\n".join(["<h2 id='Failures-by-team'>Failures by team</h2>", *notes,
+                               _show().table(counts, max_rows=None, index=False, note=note).data]))
 
     def distributions(self) -> "Figure":
         """Draw the distributions that matter, as small multiples."""
@@ -372,8 +389,13 @@ def _environ(values: dict[str, str | None]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+OPTIONAL = "optional"
+"""The tag of a report cell whose section is shown only when asked for (the teams): showing nothing, it is dropped."""
+
+
 def _strip_noise(nb: Any) -> None:
-    """Drop what must not reach the reader: stderr, widget views (progress bars), parameter cells."""
+    """Drop what must not reach the reader: stderr, widget views (progress bars), parameter cells, and optional
+    sections not asked for, so that the report without them is the report as it was before they existed."""
     nb.metadata.pop("widgets", None)
     keep = []
     for cell in nb.cells:
@@ -384,6 +406,8 @@ def _strip_noise(nb: Any) -> None:
             cell.outputs = [o for o in cell.outputs
                             if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
                             and "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+            if OPTIONAL in tags and not cell.outputs:
+                continue
         keep.append(cell)
     nb.cells = keep
 
@@ -422,7 +446,7 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
                   pseudonymise: bool = False, key: bytes | str | Path | None = None,
                   validations: Sequence[Validation] | None = None, progress: bool | None = None,
                   population: float | Mapping[str, float] | None = None,
-                  comparators: str | Path | None = None) -> Path:
+                  comparators: str | Path | None = None, teams: str | Path | None = None) -> Path:
     """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
 
     The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
@@ -433,7 +457,8 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     notebook runs; either way the notebook's kernel reads and validates nothing. Reading,
     validating and the notebook's cells show progress where someone can see it (``progress``:
     see :func:`cinqa.progress.shown`). ``population`` and ``comparators`` feed the national
-    context (see :meth:`QAReport.load`).
+    context (see :meth:`QAReport.load`); ``teams``, the LA's lookup of children to teams (CSV),
+    adds the failures by team.
     """
     import nbformat
     import papermill
@@ -461,7 +486,8 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
         validation = next(v for v in validations if v.ret is by_year(rets)[-1])
     params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise),
               "population": dict(population) if isinstance(population, Mapping) else population,
-              "comparators": str(Path(comparators).resolve()) if comparators is not None else None}
+              "comparators": str(Path(comparators).resolve()) if comparators is not None else None,
+              "teams": str(Path(teams).resolve()) if teams is not None else None}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
         # The kernel takes the returns and their validation from here; the folder is this user's alone.

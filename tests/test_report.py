@@ -16,7 +16,8 @@ import pytest
 from cinqa import read_return
 from cinqa.errors import CsvError, ReadError
 from cinqa.failures import ERRORED_COLUMNS, FAILURE_COLUMNS, summarise
-from cinqa.report import NOTEBOOK, QAReport, external_references, render_report
+from cinqa.report import NOTEBOOK, QAReport, _strip_noise, external_references, render_report
+from cinqa.teams import NO_TEAM
 from cinqa.validate import Validation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,6 +230,20 @@ def test_render_report_writes_one_self_contained_html_file(rendered):
     assert "Local authority 931" in text and "census year 2025-26" in text
     links, ids = set(re.findall(r'href="#([^"]+)"', page)), set(re.findall(r'id="([^"]+)"', page))
     assert "Readiness-for-submission" in links and links <= ids  # the contents line leads somewhere
+    # Without a lookup of teams the report is as it was before teams existed: not even an empty cell.
+    assert "cell-teams" not in page and "by team" not in text
+
+
+def test_an_optional_cell_that_shows_nothing_is_dropped_and_one_that_shows_something_kept():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("qa.by_team()", metadata={"tags": ["optional"]}),
+        nbformat.v4.new_code_cell("qa.by_team()", metadata={"tags": ["optional"]}, outputs=[
+            nbformat.v4.new_output("display_data", {"text/html": "<h2>Failures by team</h2>"})]),
+        nbformat.v4.new_code_cell("import x")])
+    _strip_noise(nb)
+    assert [(c.source, len(c.outputs)) for c in nb.cells] == [("qa.by_team()", 1), ("import x", 0)]
 
 
 def test_render_report_shows_no_code_and_no_kernel_noise(rendered):
@@ -316,11 +331,55 @@ def test_comparators_join_england_and_a_bad_file_is_refused_with_its_line(ret, t
         report(ret, comparators=path)
 
 
-def test_render_report_passes_the_population_and_comparators_to_the_report(tmp_path):
+def test_render_report_passes_the_population_comparators_and_teams_to_the_report(tmp_path):
     path = tmp_path / "neighbours.csv"
     path.write_text(NEIGHBOURS, "utf-8")
+    teams = tmp_path / "teams.csv"
+    teams.write_text(TEAMS, "utf-8")
     out = render_report(FIXTURES / "cin-2023-24.xml", tmp_path / "r.html", population={"2023-24": 50_000},
-                        comparators=path)
+                        comparators=path, teams=teams)
     text = visible_text(out.read_text(encoding="utf-8"))
     assert "National context" in text and "comparators' median" in unescape(text)
     assert "no population given" not in text and "check recording" in text
+    assert "Failures by team" in text and "Teams from teams.csv" in text and "Ann Smith" not in text
+
+
+# --- failures by team ---
+
+TEAMS = "LAchildID,team,worker\nC001,East,Ann Smith\nC002, West,Bo Jones\nC009,Adoption,\n"
+QUERY_C002 = ("8525Q", "query", "Either Date of Birth or Expected Date of Birth", "children", 2, "C002", None, None,
+              "PersonBirthDate", {"PersonBirthDate": None}, 40)
+QUERY_C003 = (*QUERY_C002[:4], 3, "C003", *QUERY_C002[6:])
+RETURN_QUERY = ("2886Q", "query", "Percentage of children with no gender recorded", "return", None, None, None,
+                None, "GenderCurrent", {"children_without_gender": 7}, None)
+
+
+def team_rows(page: str) -> list[list[str]]:
+    rows = re.findall(r"<tr>(.*?)</tr>", page, flags=re.S)
+    cells = [[unescape(c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, flags=re.S)] for r in rows]
+    return [c for c in cells if c]
+
+
+def test_failures_are_counted_by_team_with_the_children_not_in_the_lookup_listed(ret, tmp_path):
+    teams = tmp_path / "teams.csv"
+    teams.write_text(TEAMS, "utf-8")
+    page = report(ret, ERROR, QUERY, QUERY_C002, QUERY_C003, RETURN_QUERY, teams=teams).by_team().data
+    assert "Failures by team" in page
+    assert team_rows(page) == [["team", "children", "errors", "queries"], ["Adoption", "0", "0", "0"],
+                               ["East", "1", "1", "1"], ["West", "1", "0", "1"], [NO_TEAM, "1", "0", "2"]]
+    assert "spaces or line breaks around team removed on line 3" in page
+
+
+def test_without_a_lookup_there_is_no_team_section(ret):
+    assert report(ret, ERROR, QUERY).by_team() is None
+
+
+def test_pseudonymised_counts_by_team_are_the_same_and_name_no_child_nor_worker(ret, tmp_path):
+    teams = tmp_path / "teams.csv"
+    teams.write_text(TEAMS.replace("Adoption", "Adoption C003"), "utf-8")
+    rows = (ERROR, QUERY, QUERY_C002, QUERY_C003, RETURN_QUERY)
+    plain = team_rows(report(ret, *rows, teams=teams).by_team().data)
+    page = report(ret, *rows, teams=teams, pseudonymise=True, key=bytes(range(32))).by_team().data
+    shared = team_rows(page)
+    assert [r[1:] for r in shared] == [r[1:] for r in plain] and shared[2:] == plain[2:]
+    assert shared[1][0].startswith("Adoption P") and not any(i in page for i in (*IDS, "Ann Smith", "Bo Jones"))
