@@ -228,6 +228,23 @@ ComparatorsOption = Annotated[Path | None, typer.Option(
     "--comparators", metavar="FILE", dir_okay=False,
     help="CSV of other LAs' figures to compare with (columns comparator,census_year,indicator,value), "
          "shown beside England's.")]
+TeamsOption = Annotated[Path | None, typer.Option(
+    "--teams", metavar="FILE", dir_okay=False,
+    help="The LA's CSV of children to teams (columns LAchildID, team and optionally worker): a worklist sheet per "
+         "team in the Excel report, failures counted by team in the HTML report. With --pseudonymise no worker "
+         "is named.")]
+
+
+def _read_teams(teams: Path | None) -> Any:
+    """Read --teams before any work, so a bad file is refused with its line; say what reading changed."""
+    if teams is None:
+        return None
+    from cinqa.teams import read_teams
+
+    found = read_teams(teams)
+    for change in found.changes:
+        _stderr().print(f"cinqa: note: {change}", markup=False)
+    return found
 
 
 def _population(values: Sequence[str] | None) -> float | dict[str, float] | None:
@@ -305,6 +322,7 @@ class FileResult:
     "cinqa validate returns/ --out checked/",
     "cinqa validate la201/ la931/ --csv summary.csv",
     "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
+    "cinqa validate cin.xml --xlsx worklists.xlsx --teams teams.csv",
     note="Exit status: 0 no errors (queries allowed); 1 errors found, or the return was not fully checked "
          "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error, or an output "
          "that cannot be written; 130 interrupted (Ctrl-C).",
@@ -328,6 +346,7 @@ def validate(
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
+    teams: TeamsOption = None,
 ) -> None:
     """Check returns against the DfE rules and summarise the failures.
 
@@ -337,8 +356,12 @@ def validate(
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
     single = len(files) == 1
+    if teams is not None and not ((single and xlsx is not None) or out is not None or html is not None):
+        _die("--teams adds worklists to the Excel report of one file (--xlsx), to each file's report in --out, "
+             "and to --html; add one of them")
+    lookup = _read_teams(teams)
     results: list[FileResult] = []
-    with _writing([*files, key_file], [xlsx, csv, html], [out]):
+    with _writing([*files, key_file, teams], [xlsx, csv, html], [out]):
         with bar("Checking returns", len(files), unit="file", show=False if single else None) as overall:
             for path in files:
                 result = FileResult(path)
@@ -352,7 +375,7 @@ def validate(
                     overall.write(f"cinqa: {exc}", file=sys.stderr)
                 results.append(result)
                 overall.update(1)
-        shareable = [_shareable(r, key) for r in results]
+        shareable = [_shareable(r, key, lookup) for r in results]
         with _step("Writing outputs"):
             if single:
                 _write_single(shareable[0], xlsx, csv, key is not None)
@@ -366,7 +389,8 @@ def validate(
             # The report shows these validations; its notebook does not read or validate again.
             checked = [r for r in results if r.validation is not None]
             render_report([r.path for r in checked], html, year=year, pseudonymise=key is not None, key=key,
-                          validations=[r.validation for r in checked])
+                          validations=[r.validation for r in checked],
+                          **({"teams": teams} if teams is not None else {}))
     console = _stdout()
     if single:
         _print_single(console, results[0])
@@ -388,20 +412,25 @@ class _Shareable:
     failures: pd.DataFrame | None
     summary: pd.DataFrame | None
     ret: cinqa.CensusReturn | None
+    teams: Any = None
+    """The lookup of children to teams (--teams), pseudonymised with the rest."""
 
 
-def _shareable(result: FileResult, key: bytes | None) -> _Shareable:
+def _shareable(result: FileResult, key: bytes | None, teams: Any = None) -> _Shareable:
     from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 
     if result.validation is None or result.ret is None:
         return _Shareable(result, None, None, result.ret)
     failures, summary = result.validation.failures, result.validation.summary
     if key is None:
-        return _Shareable(result, failures, summary, result.ret)
+        return _Shareable(result, failures, summary, result.ret, teams)
+    from cinqa.teams import pseudonymise_teams
+
     p = Pseudonymiser(key)
     scrub = return_scrubber(result.ret, p)
     result.shown = pseudonymise_return(result.ret, p, scrub)
-    return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, result.shown)
+    return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, result.shown,
+                      pseudonymise_teams(teams, p, scrub) if teams is not None else None)
 
 
 def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymised: bool) -> None:
@@ -412,7 +441,7 @@ def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymi
         from cinqa.excel import write_error_report
 
         write_error_report(xlsx, s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
-                           pseudonymised=pseudonymised, source=s.result.path.name)
+                           pseudonymised=pseudonymised, source=s.result.path.name, teams=s.teams)
     if csv is not None:
         from cinqa.export import write_failures_csv
 
@@ -452,7 +481,7 @@ def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable]
         stems.add(stem)
         s.result.outputs = [
             write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
-                               pseudonymised=pseudonymised, source=s.result.path.name),
+                               pseudonymised=pseudonymised, source=s.result.path.name, teams=s.teams),
             write_failures_csv(s.failures, out / f"{stem}-failures.csv"),
         ]
     summary = _summary_frame(results)
@@ -574,6 +603,7 @@ def report(
     key_file: KeyFileOption = None,
     population: PopulationOption = None,
     comparators: ComparatorsOption = None,
+    teams: TeamsOption = None,
 ) -> None:
     """Write a self-contained HTML quality report.
 
@@ -584,13 +614,14 @@ def report(
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
-    context = {k: v for k, v in (("population", _population(population)), ("comparators", comparators))
-               if v is not None}
+    context = {k: v for k, v in (("population", _population(population)), ("comparators", comparators),
+                                 ("teams", teams)) if v is not None}
     if comparators is not None:
         from cinqa.benchmarks import read_comparators
 
         read_comparators(comparators)  # refuse a bad file here, with its line, not inside the report's kernel
-    with _writing([*files, key_file, comparators], [output]):
+    _read_teams(teams)
+    with _writing([*files, key_file, comparators, teams], [output]):
         render_report(files, output, year=year, pseudonymise=pseudonymise, key=key, **context)
     _stdout().print(f"Wrote {output}", markup=False)
 

@@ -493,6 +493,83 @@ def test_report_passes_the_population_and_refuses_a_bad_comparators_file(tmp_pat
     assert len(calls) == 1
 
 
+# -- --teams ----------------------------------------------------------------------------------------
+
+TEAMS = "LAchildID,team,worker\nC001,East,Ann Smith\nC002,West ,Bo Jones\n"
+
+
+def teams_file(tmp_path: Path, text: str = TEAMS) -> Path:
+    path = tmp_path / "teams.csv"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_validate_teams_adds_a_sheet_per_team_and_says_what_reading_the_lookup_changed(
+        fake_validate: list, tmp_path: Path) -> None:
+    xlsx = tmp_path / "w.xlsx"
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--xlsx", str(xlsx), "--teams",
+                                 str(teams_file(tmp_path))])
+    assert result.exit_code == 1, result.output
+    assert "cinqa: note: teams.csv: spaces or line breaks around team removed on line 3" in result.stderr
+    wb = openpyxl.load_workbook(xlsx)
+    assert wb.sheetnames == ["About", "Summary", "By child", "East", "West", "(no team in the lookup)", "children",
+                             "episodes", "Structural issues"]
+    assert [r[:3] for r in wb["East"].iter_rows(values_only=True)] == [("team", "LAchildID", "worker"),
+                                                                       ("East", "C001", "Ann Smith")]
+
+
+def test_validate_teams_in_a_folder_gives_each_files_report_its_team_sheets(fake_validate: list,
+                                                                             tmp_path: Path) -> None:
+    out = tmp_path / "checked"
+    result = runner.invoke(app, ["validate", str(batch_folder(tmp_path)), "--out", str(out), "--teams",
+                                 str(teams_file(tmp_path))])
+    assert result.exit_code == 1, result.output
+    assert "West" in openpyxl.load_workbook(out / "a-201-2023-24.xlsx").sheetnames
+
+
+def test_validate_teams_pseudonymised_names_no_child_nor_worker(fake_validate: list, tmp_path: Path,
+                                                                 key_file: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--xlsx", str(out / "p.xlsx"), "--teams",
+                                 str(teams_file(tmp_path)), "--pseudonymise", "-k", str(key_file)])
+    assert result.exit_code == 1, result.output
+    assert "East" in openpyxl.load_workbook(out / "p.xlsx").sheetnames
+    assert_no_identifiers(out)
+    assert not any(b"Ann Smith" in blob or b"Bo Jones" in blob for blob in output_bytes(out).values())
+
+
+@pytest.mark.parametrize("args", [["--csv", "f.csv"], []])
+def test_teams_without_an_output_it_feeds_is_a_usage_error(fake_validate: list, tmp_path: Path, args: list[str],
+                                                           workdir: Path) -> None:
+    result = runner.invoke(app, ["validate", str(RETURN_2324), *args, "--teams", str(teams_file(tmp_path))])
+    assert result.exit_code == 2 and "--teams adds worklists to the Excel report" in result.stderr
+    assert listing(workdir) == [] and fake_validate == []
+
+
+def test_a_bad_teams_file_is_refused_with_its_line_before_any_work(fake_validate: list, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = teams_file(tmp_path, "LAchildID,team\nC001,East\nC002,\n")
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--xlsx", str(tmp_path / "w.xlsx"), "--teams",
+                                 str(bad)])
+    assert result.exit_code == 2 and f"cinqa: {bad}, line 3: team is blank" in result.stderr
+    assert fake_validate == [] and not (tmp_path / "w.xlsx").exists()
+    calls = fake_function(monkeypatch, cinqa.report, "render_report")
+    result = runner.invoke(app, ["report", str(RETURN_2324), "-o", str(tmp_path / "r.html"), "--teams", str(bad)])
+    assert result.exit_code == 2 and "teams.csv, line 3: team is blank" in result.stderr and calls == []
+
+
+def test_report_and_validate_html_pass_the_teams_to_the_report(fake_validate: list, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_function(monkeypatch, cinqa.report, "render_report")
+    teams = teams_file(tmp_path)
+    result = runner.invoke(app, ["report", str(RETURN_2324), "-o", str(tmp_path / "r.html"), "--teams", str(teams)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["validate", str(RETURN_2324), "--html", str(tmp_path / "v.html"), "--teams",
+                                 str(teams)])
+    assert result.exit_code == 1, result.output
+    assert [kwargs["teams"] for _, kwargs in calls] == [teams, teams]
+
+
 def test_compare_tables_fit_the_terminal_without_wrapping_a_header(monkeypatch: pytest.MonkeyPatch) -> None:
     years = ["2022-23", "2023-24", "2024-25", "2025-26"]
     wide = pd.DataFrame([{"description": "Re-referrals within 12 months as a percentage of referrals",
