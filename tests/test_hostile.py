@@ -297,6 +297,8 @@ def test_a_flood_of_other_elements_is_refused_in_bounded_memory(tmp_path):
 
 PLANTED_RUNS = {
     "validate": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--csv", "{out}/v.csv", "--html", "{out}/v.html"],
+    "validate-teams": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--html", "{out}/v.html", "--teams",
+                       "{teams}"],
     "validate-folder": ["validate", "{folder}", "--out", "{out}/checked"],
     "tables-csv": ["tables", "{planted}", "--out", "{out}/csv"],
     "tables-parquet": ["tables", "{planted}", "--out", "{out}/parquet", "--format", "parquet"],
@@ -328,15 +330,17 @@ def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, run):
     import subprocess
     import sys
 
-    from hostile.planted import planted_files
+    from hostile.planted import planted_files, planted_teams
 
     folder = tmp_path / "in"
     folder.mkdir()
     planted, earlier, ids = planted_files(folder)
+    # Workers' names are personal data too: a pseudonymised output names none.
+    ids += planted_teams(tmp_path / "teams.csv", ids)
     key = tmp_path / "k.key"
     cinqa.pseudonymise.new_key(key)
     out = tmp_path / "out"
-    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier}
+    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
     args = [a.format(**fill) for a in PLANTED_RUNS[run]] + ["--pseudonymise", "--key-file", str(key)]
     done = subprocess.run([sys.executable, "-c", "from cinqa.cli import app; app()", *args], capture_output=True,
                           timeout=840, cwd=tmp_path)
@@ -367,6 +371,7 @@ def test_pseudonymised_report_charts_hold_no_planted_identifier(tmp_path):
 
 FORMULA_RUNS = {
     "validate": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--csv", "{out}/v.csv"],
+    "validate-teams": ["validate", "{planted}", "--xlsx", "{out}/v.xlsx", "--teams", "{teams}"],
     "validate-folder": ["validate", "{folder}", "--out", "{out}/checked", "--xlsx", "{out}/s.xlsx",
                         "--csv", "{out}/s.csv"],
     "tables": ["tables", "{planted}", "--out", "{out}/csv"],
@@ -398,13 +403,14 @@ def test_no_output_cell_is_a_formula(tmp_path, run):
     import zipfile
 
     from cinqa.export import FORMULA_STARTS
-    from hostile.planted import FORMULAS, planted_files
+    from hostile.planted import FORMULAS, planted_files, planted_teams
 
     folder = tmp_path / "in"
     folder.mkdir()
-    planted, earlier, _ = planted_files(folder, FORMULAS)
+    planted, earlier, ids = planted_files(folder, FORMULAS)
+    planted_teams(tmp_path / "teams.csv", ids, FORMULAS)
     out = tmp_path / "out"
-    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier}
+    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
     done = run_cli([a.format(**fill) for a in FORMULA_RUNS[run]], tmp_path, timeout=540)
     assert done.returncode in (0, 1), done.stderr.decode()
     cells, sheets = [], []

@@ -86,3 +86,22 @@ def planted_files(folder: Path, payloads: Sequence[str] | None = None) -> tuple[
     cinqa.write_return(dataclasses.replace(ret, header=dataclasses.replace(ret.header, year=2023,
                                                                            reference_date=None)), earlier)
     return later, earlier, ids
+
+
+def planted_teams(path: Path, ids: Sequence[str], teams: Sequence[str] | None = None) -> list[str]:
+    """Write a lookup of the planted children to teams and workers at ``path``; return the workers' names.
+
+    Each team is named after another child's identifier (or, with ``teams``, those texts are the
+    teams), so a team name needs scrubbing; the workers' names are staff's personal data, which no
+    pseudonymised output may hold.
+    """
+    import csv
+
+    children = [i for i in ids if i.startswith("PLANTLA")]
+    workers = [f"Wrkr Plantedname{n}" for n in range(1, len(children) + 1)]
+    names = list(teams) if teams else [f"Team of {children[n - 1]}" for n in range(len(children))]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["LAchildID", "team", "worker"])
+        out.writerows([child, names[n % len(names)], worker] for n, (child, worker) in enumerate(zip(children, workers)))
+    return workers
