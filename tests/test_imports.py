@@ -20,7 +20,7 @@ PRESENTATION = ("matplotlib", "ipywidgets", "IPython")
 """Top-level packages that only cinqa.display, cinqa.drill and the report may import."""
 
 COMPUTING = [name for name in ("cinqa", "cinqa.read", "cinqa.views", "cinqa.rules", "cinqa.validate",
-                               "cinqa.measures", "cinqa.compare", "cinqa.collect", "cinqa.failures")
+                               "cinqa.measures", "cinqa.compare", "cinqa.collect", "cinqa.failures", "cinqa.teams")
              if importlib.util.find_spec(name) is not None]
 
 
