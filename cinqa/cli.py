@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import pandas as pd
 import typer
@@ -36,6 +36,9 @@ from cinqa.rules import STATUS_LEGEND
 from cinqa.scratch import private_run
 from cinqa.validate import Validation
 from cinqa_launch import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from cinqa.teams import TeamLookup
 
 EXIT_BAD_INPUT = 2
 _SHOWN_ISSUES = 20
@@ -235,7 +238,7 @@ TeamsOption = Annotated[Path | None, typer.Option(
          "is named.")]
 
 
-def _read_teams(teams: Path | None) -> Any:
+def _read_teams(teams: Path | None) -> TeamLookup | None:
     """Read --teams before any work, so a bad file is refused with its line; say what reading changed."""
     if teams is None:
         return None
@@ -412,11 +415,11 @@ class _Shareable:
     failures: pd.DataFrame | None
     summary: pd.DataFrame | None
     ret: cinqa.CensusReturn | None
-    teams: Any = None
+    teams: TeamLookup | None = None
     """The lookup of children to teams (--teams), pseudonymised with the rest."""
 
 
-def _shareable(result: FileResult, key: bytes | None, teams: Any = None) -> _Shareable:
+def _shareable(result: FileResult, key: bytes | None, teams: TeamLookup | None = None) -> _Shareable:
     from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 
     if result.validation is None or result.ret is None:
