@@ -3,9 +3,10 @@
 Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, the verdict on the return,
 how to read the workbook),
 "Summary" (rule, severity, message, the rule's status and note in the year, children, rows),
-"By child" (one row per child with a failure), with a lookup of children to teams one sheet per
-team (that team's rows of "By child", with the child's worker; see :mod:`cinqa.teams`), one sheet per entity holding each failing row with
-a plain-words "why", the entity's values and the fields the rule reads highlighted, and
+"By child" (one row per child with a failure), given a lookup of children to teams one sheet per
+team (that team's rows of "By child", with the child's worker; see :mod:`cinqa.teams`), one sheet
+per entity holding each failing row with a plain-words "why", the entity's values and the fields
+the rule reads highlighted, and
 "Structural issues" (what the reader found wrong with the file's structure). Every table sheet
 has a frozen, filterable header row, dates as date cells (a missing date is an empty cell), and
 prints landscape, one page wide, with the header row on every page.
