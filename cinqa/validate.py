@@ -128,7 +128,9 @@ def _html_frame(df: pd.DataFrame) -> str:
 
 def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str] | None = None,
              expectations: str | Path | None = None, workers: int | None = None,
-             progress: bool | None = None) -> Validation:
+             progress: bool | None = None,
+             runner: Callable[[dict[str, Any], dict[str, pd.DataFrame], Callable[[int], Any]], dict[str, Any]]
+             | None = None) -> Validation:
     """Check ``ret`` against every DfE rule of census ``year`` (default: the return's own year).
 
     ``rules`` limits the check to those rule codes (``["8525Q", "8600"]``); ``expectations`` is
@@ -138,6 +140,8 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
     counts the rules run where someone can see it (``progress``: see :func:`cinqa.progress.shown`).
     Tables edited since reading must keep every column, with its type, that reading gave them
     (:meth:`CensusReturn.check_tables`); otherwise a :class:`~cinqa.errors.TableError` names each one.
+    ``runner`` runs the suites over the views instead of :func:`run_suites`, taking its ``tick``
+    (:mod:`cinqa.spark`'s).
     """
     from cinqa import rules as registry
 
@@ -163,7 +167,8 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
         counter.reset(total=sum(len(p.entries) for p in plans.values()))
         counter.set_description(f"Validating {label}")
         clock = time.perf_counter()
-        results = run_suites(plans, views, workers, counter.update)
+        results = (run_suites(plans, views, workers, counter.update) if runner is None
+                   else runner(plans, views, counter.update))
         seconds["gx"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
