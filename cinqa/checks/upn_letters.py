@@ -37,7 +37,7 @@ def check_letters(upns: pd.Series) -> pd.Series:
 
 
 def right_check_letter(upns: pd.Series) -> pd.Series:
-    """Tell which UPNs have the check letter their characters 2-13 call for, or cannot be weighed for other reasons."""
+    """Tell which UPNs have their check letter, or cannot be weighed for a reason another rule reports."""
     s = upns.astype("str")
     weighable = checkable(s)
     right = (s.str.slice(0, 1) == check_letters(s)).fillna(False).astype(bool)
