@@ -48,6 +48,9 @@ def session(master: str = "local[*]", app_name: str = "cinqa") -> Any:
         # A local session needs no network beyond this machine: bind to loopback only.
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     spark = builder.getOrCreate()
+    # Spark's warnings (native Hadoop libraries, host names) are no news to a census user.
+    spark.sparkContext.setLogLevel("ERROR")
+    # A session that already existed ignored the builder: its runtime settings are set on it.
     for key, value in SETTINGS.items():
         if not key.startswith("spark.ui."):
             spark.conf.set(key, value)
