@@ -400,7 +400,10 @@ def _raised(result: Any) -> str | None:
 # -- tidy tables ----------------------------------------------------------------------------
 
 
-def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame],
+          keys: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Turn GX results into the failures table and the rules that errored; ``keys`` are view
+    columns put first on each failure (a pooled run's census_year and la)."""
     parts: list[pd.DataFrame] = []
     errored: list[dict[str, Any]] = []
     for name, res in results.items():
@@ -431,13 +434,16 @@ def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.D
                 rows = _rows(found)
             failing.append((meta, rows, _tested_columns(cfg.kwargs)))
         if failing:
-            parts.append(_failure_rows(view, failing))
-    failures = (pd.concat(parts, ignore_index=True) if parts else _empty_failures())
+            parts.append(_failure_rows(view, failing, keys))
+    failures = (pd.concat(parts, ignore_index=True) if parts else _empty_failures(keys))
     if len(failures):
         failures = (failures.drop_duplicates(["rule", "entity", "_row"])
                     .sort_values(["line", "_order", "_row"], na_position="first", kind="stable"))
     failures = failures.drop(columns=["_row", "_order"]).reset_index(drop=True)
-    return table.typed(failures), pd.DataFrame(errored, columns=list(table.ERRORED_COLUMNS))
+    typed = table.typed(failures)
+    if keys:
+        typed = pd.concat([failures.loc[:, list(keys)], typed], axis=1)
+    return typed, pd.DataFrame(errored, columns=list(table.ERRORED_COLUMNS))
 
 
 def _rows(found: list[Any]) -> np.ndarray:
@@ -459,7 +465,8 @@ def _tested_columns(kwargs: dict[str, Any]) -> list[str]:
     return out
 
 
-def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.ndarray, list[str]]]) -> pd.DataFrame:
+def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.ndarray, list[str]]],
+                  keys: tuple[str, ...] = ()) -> pd.DataFrame:
     """Build the failure rows of one view: for each failing expectation (meta, view rows, tested
     columns), its rows with their locator and ``values`` (a dict per row of the fields shown);
     the view's rows are taken once for all, and each shown column made plain Python values once."""
@@ -470,7 +477,7 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
         shows.append([c for c in show if c in view.columns])
     counts = np.array([len(rows) for _, rows, _ in failing], dtype="int64")
     shown = list(dict.fromkeys(c for show in shows for c in show))
-    needed = list(dict.fromkeys(["row", "child", "LAchildID", "episode", "item", "line", *shown]))
+    needed = list(dict.fromkeys(["row", *keys, "child", "LAchildID", "episode", "item", "line", *shown]))
     # Only the columns the failures show: taking whole (wide) view rows costs more than the rest.
     sub = view.iloc[np.concatenate([rows for _, rows, _ in failing]), [view.columns.get_loc(c) for c in needed]]
     plain = {c: table.plain_values(sub[c]) for c in shown}
@@ -486,6 +493,7 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
 
     metas = [meta for meta, _, _ in failing]
     return pd.DataFrame({
+        **{k: sub[k].array for k in keys},
         "rule": each([str(m["rule"]) for m in metas]),
         "severity": each([m["severity"] for m in metas]),
         "message": each([m["message"] for m in metas]),
@@ -502,5 +510,5 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
     })
 
 
-def _empty_failures() -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in (*table.FAILURE_COLUMNS, "_row", "_order")})
+def _empty_failures(keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in (*keys, *table.FAILURE_COLUMNS, "_row", "_order")})
