@@ -69,6 +69,11 @@ def session(master: str = "local[*]", app_name: str = "cinqa") -> Any:
 
 def to_spark(frame: pd.DataFrame, spark: Any) -> Any:
     """Hand a pandas frame to Spark through Arrow, its columns keeping their names and types."""
+    arrow = [c for c in frame.columns if isinstance(frame[c].dtype, (pd.StringDtype, pd.ArrowDtype))]
+    if arrow:
+        # pyspark 4.1 takes one Arrow array per column: text stacked from several returns, or read
+        # from Parquet, is held in several chunks, which it refuses.
+        frame = frame.assign(**{c: pd.array(frame[c].to_numpy(dtype=object), dtype=frame[c].dtype) for c in arrow})
     return spark.createDataFrame(frame)
 
 

@@ -73,7 +73,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.filterwarnings("ignore:rule .*: no child of this return fits the fault")
+@pytest.mark.filterwarnings("ignore:.*no child of this return fits the fault:UserWarning")
 def test_a_pooled_store_fails_on_spark_as_each_return_does_on_pandas(spark, store: Path):
     from cinqa.pool import pooled_returns, read_pooled
     from cinqa.spark import validate_store
