@@ -80,7 +80,8 @@ def on_spark(store: Path, spark: object) -> tuple[float, float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 200000], help="children per store")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[20000, 200000],
+                        help="children per store (none: only the pooled run)")
     parser.add_argument("--las", type=int, default=4, help="LAs each store's children are shared over")
     parser.add_argument("--year", default="2025-26")
     parser.add_argument("--pooled-las", type=int, default=10, help="LAs per year of the pooled run (0: none)")
@@ -112,9 +113,10 @@ def main() -> None:
         emit(f"Spark local / pandas, {size:,} children over {args.las} LAs", f"{s_wall / p_wall:.1f}x",
              "pooled data only", "spark.py")
 
-    print("\n| children | LAs | pandas s (CPU s) | Spark s (CPU s) | Spark / pandas | same failing rows | "
-          "Spark: views / GX / failures s | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    if rows:
+        print("\n| children | LAs | pandas s (CPU s) | Spark s (CPU s) | Spark / pandas | same failing rows | "
+              "Spark: views / GX / failures s | load |")
+        print("|---|---|---|---|---|---|---|---|")
     for size, las, pw, pc, sw, sc, ratio, same, secs, when in rows:
         print(f"| {size:,} | {las} | {pw:.1f} ({pc:.0f}) | {sw:.1f} ({sc:.0f}) | {ratio:.1f}x | {same} | "
               f"{secs['views']:.1f} / {secs['gx']:.1f} / {secs['failures']:.1f} | {when} |")

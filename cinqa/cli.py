@@ -676,8 +676,8 @@ def _pool(files: list[Path], out: Path, fmt: TableFormat | None, year: str | Non
     for census_year, la, path in pooled.written:
         again = " (replacing the one in the store)" if (census_year, la) in pooled.replaced else ""
         console.print(f"{path.name}: LA {la}, {census_year}{again}", markup=False)
-    for path, problem in pooled.skipped:
-        typer.echo(f"cinqa: skipped {path}: {problem}", err=True)
+    for _, problem in pooled.skipped:
+        typer.echo(f"cinqa: {problem} (not pooled)", err=True)
     console.print(f"Pooled {len(pooled.written)} of {len(files)} returns into {out}", markup=False)
     if pooled.skipped:
         raise typer.Exit(1)
