@@ -8,7 +8,7 @@ children (1% of them given an injected fault) is validated twice in this run: by
 LA-year read back from the store and checked by ``cinqa.validate`` in turn (the baseline), and by
 ``cinqa.spark.validate_store`` on one Spark session (its start is timed apart). The ratio is
 Spark's wall time over pandas'; both saw the same machine. Then a pooled run over ``--pooled-las``
-LAs in each of two consecutive years (20 LA-years by default) prints its summary per LA and year.
+LAs in each of ``--pooled-years`` years (20 LA-years by default) prints its summary per LA and year.
 Wall and CPU seconds are printed with the load average: CPU counts this process and its children
 (Spark's JVM and Python workers), the steadier figure on a shared machine.
 """
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--year", default="2025-26")
     parser.add_argument("--pooled-las", type=int, default=10, help="LAs per year of the pooled run (0: none)")
     parser.add_argument("--pooled-children", type=int, default=500, help="children per LA-year of the pooled run")
+    parser.add_argument("--pooled-years", type=int, default=2, help="consecutive census years of the pooled run")
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--dir", type=Path, default=None, help="keep the stores here (default: a temporary folder)")
     args = parser.parse_args()
@@ -123,8 +124,8 @@ def main() -> None:
 
     if args.pooled_las:
         end = spec.end_year(args.year)
-        years = [f"{end - 2}-{str(end - 1)[2:]}", args.year]
-        store = folder / f"pooled-{args.pooled_las}x{len(years)}"
+        years = [f"{end - 1 - k}-{str(end - k)[2:]}" for k in reversed(range(args.pooled_years))]
+        store = folder / f"pooled-{args.pooled_las}x{len(years)}-{args.pooled_children}"
         for year in years:
             make_store(store, year, sorted(spec.codes("la", year))[:args.pooled_las], args.pooled_children)
         wall, cpu, result = on_spark(store, spark)
