@@ -1,7 +1,9 @@
 """Run the census suites on Spark, with the same rules and the same failures table as pandas.
 
 The views are built by :mod:`cinqa.views` in pandas, one return at a time, and handed to Spark
-through Arrow; Great Expectations then runs each view's suite on its Spark execution engine, where
+through Arrow (:func:`validate` for one return; :func:`validate_store` stacks every LA of a census
+year from a pooled store, :mod:`cinqa.pool`, and runs the suites once over them); Great
+Expectations then runs each view's suite on its Spark execution engine, where
 the custom expectations of :mod:`cinqa.checks` have Spark forms beside their pandas ones. The
 failing rows come back as view row numbers and are turned into the failures table by the same code
 as a pandas validation, so the two engines cannot disagree on how a failure is reported.
