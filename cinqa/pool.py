@@ -15,8 +15,9 @@ that was written. Spark must read ``la`` as text (``931``, ``202``, ``050``):
 A file that cannot be read, or whose header names no LA, is skipped with its reason and the rest
 are pooled: one bad return among a hundred should not stop the others, and the command that pools
 them says which were left out and exits non-zero. Pooling an LA-year that is already in the store
-replaces it (a corrected return is resubmitted); two files of one LA-year in one run are refused
-before anything is written, since which to keep is not cinqa's to guess.
+replaces it (a corrected return is resubmitted); a second file of an LA-year already pooled in the
+same run stops the run, naming both files, since which to keep is not cinqa's to guess (the LA-years
+written before it stay in the store).
 """
 
 from __future__ import annotations
