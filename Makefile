@@ -14,7 +14,7 @@ endif
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-venv: $(VENV)/.installed hooks ## Create .venv and install cinqa with test and bench extras
+venv: $(VENV)/.installed hooks ## Create .venv and install cinqa with test, bench and spark extras
 
 hooks: ## Strip notebook outputs on `git add` (the git filter .gitattributes names; see cinqa/notebooks.py)
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
@@ -25,7 +25,7 @@ hooks: ## Strip notebook outputs on `git add` (the git filter .gitattributes nam
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test,bench]'
+	$(BIN)/python -m pip install -e '.[test,bench,spark]'
 	touch $@
 
 test: venv ## Run the tests (and notebooks with nbval, once there are any)

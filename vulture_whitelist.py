@@ -27,6 +27,7 @@ for provider in (bounds.MulticolumnValuesBetweenColumns, calendar.ColumnValuesWe
                  upn.ColumnValuesValidUpnCheckLetter, upn.ColumnValuesWellFormedUpn):
     provider.condition_metric_name
     provider._pandas
+    provider._spark
 bounds.MulticolumnValuesBetweenColumns.condition_domain_keys
 bounds.MulticolumnValuesBetweenColumns.condition_value_keys
 codes.ColumnValuesPresentAndInSet.condition_value_keys

@@ -319,6 +319,13 @@ class FileResult:
         }
 
 
+class Engine(str, Enum):
+    """Where ``cinqa validate`` runs the rules."""
+
+    pandas = "pandas"
+    spark = "spark"
+
+
 @app.command(epilog=_examples(
     "cinqa validate cin-2023-24.xml",
     "cinqa validate cin-2023-24.xml --xlsx errors.xlsx --csv failures.csv",
@@ -326,6 +333,7 @@ class FileResult:
     "cinqa validate la201/ la931/ --csv summary.csv",
     "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
     "cinqa validate cin.xml --xlsx worklists.xlsx --teams teams.csv",
+    "cinqa validate store/ --engine spark --out checked/   (a store pooled by cinqa tables)",
     note="Exit status: 0 no errors (queries allowed); 1 errors found, or the return was not fully checked "
          "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error, or an output "
          "that cannot be written; 130 interrupted (Ctrl-C).",
@@ -350,12 +358,22 @@ def validate(
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
     teams: TeamsOption = None,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", help="pandas checks XML files; spark checks a pooled store (cinqa tables FILES --out STORE).")
+    ] = Engine.pandas,
+    master: Annotated[str, typer.Option(
+        "--master", metavar="URL", help="With --engine spark: the Spark master (local[*], spark://host:7077, ...).")
+    ] = "local[*]",
 ) -> None:
     """Check returns against the DfE rules and summarise the failures.
 
     Prints a summary of the failing rules (one file) or one line per file (several files or a
     folder of returns from several LAs and years), and writes the outputs asked for.
     """
+    if engine is Engine.spark:
+        _validate_store(paths, csv, out, master, refused={"--xlsx": xlsx, "--html": html, "--year": year,
+                                                         "--pseudonymise": pseudonymise or None, "--teams": teams})
+        return
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
     single = len(files) == 1
@@ -405,6 +423,50 @@ def validate(
     code = max(r.verdict.exit_code for r in results)
     if code:
         raise typer.Exit(code)
+
+
+def _validate_store(paths: list[Path], csv: Path | None, out: Path | None, master: str,
+                    refused: dict[str, Any]) -> None:
+    """Validate the pooled store of ``paths`` on Spark; print and write the per-LA-year summary."""
+    from cinqa.export import write_failures_csv, write_frame
+    from cinqa.pool import pooled_returns
+
+    given = [name for name, value in refused.items() if value]
+    if given:
+        _die(f"{', '.join(given)} cannot be used with --engine spark: it writes --csv (the summary per LA and year) "
+             f"and --out (summary, failures and unevaluated rules as CSV); pseudonymise when pooling (cinqa tables)")
+    if len(paths) != 1 or not paths[0].is_dir():
+        _die("--engine spark checks one pooled store: a folder written by cinqa tables FILES --out STORE")
+    store = paths[0]
+    pooled_returns(store)
+    with _writing([store], [csv], [out]):
+        with _step(f"Starting Spark ({master})"):
+            from cinqa.spark import session, validate_store
+
+            spark = session(master)
+        result = validate_store(store, spark=spark)
+        with _step("Writing outputs"):
+            if csv is not None:
+                write_frame(result.summary, csv, "csv")
+            if out is not None:
+                write_frame(result.summary, out / "summary.csv", "csv")
+                write_failures_csv(result.failures, out / "failures.csv")
+                write_frame(result.errored, out / "not_evaluated.csv", "csv")
+    console = _stdout()
+    table = Table(title=f"{store}: {len(result.summary)} returns", title_justify="left")
+    for column in result.summary.columns:
+        table.add_column(column.replace("_", " "), justify="left" if column in ("census_year", "la", "status")
+                         else "right")
+    for row in result.summary.itertuples(index=False):
+        table.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
+    console.print(table)
+    for _, row in result.errored.drop_duplicates(["census_year", "rule"]).iterrows():
+        console.print(f"{row['census_year']} rule {row['rule']} could not be evaluated: {row['error']}", markup=False)
+    for p in [p for p in (csv, out) if p is not None]:
+        console.print(f"Wrote {p}", markup=False)
+    statuses = set(result.summary["status"])
+    if statuses & {judge.ERRORS, judge.NOT_FULLY_CHECKED}:
+        raise typer.Exit(1)
 
 
 @dataclass
@@ -553,18 +615,24 @@ class TableFormat(str, Enum):
 @app.command(epilog=_examples(
     "cinqa tables cin-2023-24.xml --out tables/",
     "cinqa tables cin-2023-24.xml --out tables/ --format parquet --pseudonymise --key-file ~/cinqa.key",
+    "cinqa tables returns/ --out store/ --pseudonymise --key-file ~/cinqa.key",
+    note="Several files, or a folder, are pooled into one Parquet store partitioned by census year and LA "
+         "(store/children/census_year=2024-25/la=931/...), which cinqa validate --engine spark checks. A file "
+         "that cannot be read is named and skipped, the others are pooled, and the exit status is 1.",
 ))
 @_guarded
 def tables(
-    path: Annotated[Path, typer.Argument(metavar="FILE", help="A census XML file.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_FOLDER",
+                                                help="A census XML file; or several, or folders of them, to pool.")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", file_okay=False,
                                       help="Folder to write the tables to (created if needed).")],
-    fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="File format of the tables.")] = TableFormat.csv,
+    fmt: Annotated[TableFormat | None, typer.Option(
+        "--format", "-f", help="File format of the tables (default: csv; a pooled store is parquet).")] = None,
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
 ) -> None:
-    """Write a return's tables and structural issues as CSV or Parquet.
+    """Write a return's tables and structural issues as CSV or Parquet, or pool many returns.
 
     One file per table, named after it (children.csv, episodes.csv, ..., structural_issues.csv),
     keyed by the ordinals child, episode, ... and carrying LAchildID and the XML line of each row.
@@ -574,6 +642,10 @@ def tables(
     from cinqa.pseudonymise import pseudonymise_return
 
     key = _load_key(pseudonymise, key_file)
+    if len(paths) > 1 or paths[0].is_dir():
+        _pool(_input_files(paths), out, fmt, year, key)
+        return
+    path, fmt = paths[0], fmt or TableFormat.csv
     with _writing([path, key_file], folders=[out]):
         for name in (*spec.TABLE_KEYS, ISSUES_NAME):
             output_path(out / f"{name}.{fmt.value}")
@@ -587,6 +659,28 @@ def tables(
                   f"{len(ret.issues):,} structural issues", markup=False)
     for p in written:
         console.print(f"Wrote {p}", markup=False)
+
+
+def _pool(files: list[Path], out: Path, fmt: TableFormat | None, year: str | None, key: bytes | None) -> None:
+    """Pool ``files`` into the Parquet store ``out``; name each file skipped and exit 1 if any was."""
+    from cinqa.pool import pool_returns
+    from cinqa.pseudonymise import pseudonymise_return
+
+    if fmt not in (None, TableFormat.parquet):
+        _die("a pooled store is written as Parquet only: leave out --format, or give --format parquet")
+    with _writing(files, folders=[out]):
+        with bar("Pooling returns", len(files), unit="file") as counter:
+            pooled = pool_returns(files, out, year=year, tick=counter.update,
+                                  prepare=None if key is None else (lambda ret: pseudonymise_return(ret, key)))
+    console = _stdout()
+    for census_year, la, path in pooled.written:
+        again = " (replacing the one in the store)" if (census_year, la) in pooled.replaced else ""
+        console.print(f"{path.name}: LA {la}, {census_year}{again}", markup=False)
+    for _, problem in pooled.skipped:
+        typer.echo(f"cinqa: {problem} (not pooled)", err=True)
+    console.print(f"Pooled {len(pooled.written)} of {len(files)} returns into {out}", markup=False)
+    if pooled.skipped:
+        raise typer.Exit(1)
 
 
 # -- report, compare, synth, rules ----------------------------------------------------------

@@ -132,7 +132,9 @@ def _html_frame(df: pd.DataFrame) -> str:
 
 def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str] | None = None,
              expectations: str | Path | None = None, workers: int | None = None,
-             progress: bool | None = None) -> Validation:
+             progress: bool | None = None,
+             runner: Callable[[dict[str, Any], dict[str, pd.DataFrame], Callable[[int], Any]], dict[str, Any]]
+             | None = None) -> Validation:
     """Check ``ret`` against every DfE rule of census ``year`` (default: the return's own year).
 
     ``rules`` limits the check to those rule codes (``["8525Q", "8600"]``); ``expectations`` is
@@ -142,6 +144,8 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
     counts the rules run where someone can see it (``progress``: see :func:`cinqa.progress.shown`).
     Tables edited since reading must keep every column, with its type, that reading gave them
     (:meth:`CensusReturn.check_tables`); otherwise a :class:`~cinqa.errors.TableError` names each one.
+    ``runner`` runs the suites over the views instead of :func:`run_suites`, taking its ``tick``
+    (:mod:`cinqa.spark`'s).
     """
     from cinqa import rules as registry
 
@@ -167,7 +171,8 @@ def validate(ret: CensusReturn, year: str | None = None, *, rules: Iterable[str]
         counter.reset(total=sum(len(p.entries) for p in plans.values()))
         counter.set_description(f"Validating {label}")
         clock = time.perf_counter()
-        results = run_suites(plans, views, workers, counter.update)
+        results = (run_suites(plans, views, workers, counter.update) if runner is None
+                   else runner(plans, views, counter.update))
         seconds["gx"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -460,7 +465,10 @@ def _raised(result: Any) -> str | None:
 # -- tidy tables ----------------------------------------------------------------------------
 
 
-def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame],
+          keys: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Turn GX results into the failures table and the rules that errored; ``keys`` are view
+    columns put first on each failure (a pooled run's census_year and la)."""
     parts: list[pd.DataFrame] = []
     errored: list[dict[str, Any]] = []
     for name, res in results.items():
@@ -491,13 +499,16 @@ def _tidy(results: dict[str, Any], views: dict[str, pd.DataFrame]) -> tuple[pd.D
                 rows = _rows(found)
             failing.append((meta, rows, _tested_columns(cfg.kwargs)))
         if failing:
-            parts.append(_failure_rows(view, failing))
-    failures = (pd.concat(parts, ignore_index=True) if parts else _empty_failures())
+            parts.append(_failure_rows(view, failing, keys))
+    failures = (pd.concat(parts, ignore_index=True) if parts else _empty_failures(keys))
     if len(failures):
         failures = (failures.drop_duplicates(["rule", "entity", "_row"])
                     .sort_values(["line", "_order", "_row"], na_position="first", kind="stable"))
     failures = failures.drop(columns=["_row", "_order"]).reset_index(drop=True)
-    return table.typed(failures), pd.DataFrame(errored, columns=list(table.ERRORED_COLUMNS))
+    typed = table.typed(failures)
+    if keys:
+        typed = pd.concat([failures.loc[:, list(keys)], typed], axis=1)
+    return typed, pd.DataFrame(errored, columns=list(table.ERRORED_COLUMNS))
 
 
 def _rows(found: list[Any]) -> np.ndarray:
@@ -519,7 +530,8 @@ def _tested_columns(kwargs: dict[str, Any]) -> list[str]:
     return out
 
 
-def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.ndarray, list[str]]]) -> pd.DataFrame:
+def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.ndarray, list[str]]],
+                  keys: tuple[str, ...] = ()) -> pd.DataFrame:
     """Build the failure rows of one view: for each failing expectation (meta, view rows, tested
     columns), its rows with their locator and ``values`` (a dict per row of the fields shown);
     the view's rows are taken once for all, and each shown column made plain Python values once."""
@@ -530,7 +542,7 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
         shows.append([c for c in show if c in view.columns])
     counts = np.array([len(rows) for _, rows, _ in failing], dtype="int64")
     shown = list(dict.fromkeys(c for show in shows for c in show))
-    needed = list(dict.fromkeys(["row", "child", "LAchildID", "episode", "item", "line", *shown]))
+    needed = list(dict.fromkeys(["row", *keys, "child", "LAchildID", "episode", "item", "line", *shown]))
     # Only the columns the failures show: taking whole (wide) view rows costs more than the rest.
     sub = view.iloc[np.concatenate([rows for _, rows, _ in failing]), [view.columns.get_loc(c) for c in needed]]
     plain = {c: table.plain_values(sub[c]) for c in shown}
@@ -546,6 +558,7 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
 
     metas = [meta for meta, _, _ in failing]
     return pd.DataFrame({
+        **{k: sub[k].array for k in keys},
         "rule": each([str(m["rule"]) for m in metas]),
         "severity": each([m["severity"] for m in metas]),
         "message": each([m["message"] for m in metas]),
@@ -562,5 +575,5 @@ def _failure_rows(view: pd.DataFrame, failing: list[tuple[dict[str, Any], np.nda
     })
 
 
-def _empty_failures() -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in (*table.FAILURE_COLUMNS, "_row", "_order")})
+def _empty_failures(keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in (*keys, *table.FAILURE_COLUMNS, "_row", "_order")})

@@ -3,6 +3,8 @@
 :func:`register` imports them, which registers them with GX; that must happen before a suite
 naming one (``expect_column_values_to_be_between_columns``) is loaded. It is kept out of the
 package import so that the pure helpers (:mod:`cinqa.checks.upn_letters`) load without GX.
+Each metric has a pandas form and a Spark form side by side; the Spark forms' pandas UDFs are in
+:mod:`cinqa.checks._spark` (pyspark is imported only when one runs).
 
 * ``flags``    - a pre-computed boolean view column must be true / false on every row
 * ``bounds``   - a value must lie between other columns of the row, optionally shifted by an

@@ -17,9 +17,11 @@ from typing import Any, Literal, Optional
 import pandas as pd
 
 from cinqa.checks import _gx  # noqa: F401
+from cinqa.checks._spark import shifted
 from cinqa.views import check_offset, shift_dates
 from great_expectations.compatibility import pydantic
-from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.compatibility.pyspark import functions as F
+from great_expectations.execution_engine import PandasExecutionEngine, SparkDFExecutionEngine
 from great_expectations.expectations.expectation import MulticolumnMapExpectation
 from great_expectations.expectations.metrics.map_metric_provider import MulticolumnMapMetricProvider
 from great_expectations.expectations.metrics.map_metric_provider.multicolumn_condition_partial import (
@@ -51,6 +53,23 @@ class MulticolumnValuesBetweenColumns(MulticolumnMapMetricProvider):
             ok &= ~((value >= high) if strict_max else (value > high)).fillna(False).astype(bool)
         if required:
             ok &= value.notna()
+        return ok
+
+    @multicolumn_condition_partial(engine=SparkDFExecutionEngine)
+    def _spark(cls, column_list, column: str, min_column: str | None = None, min_offset: str | None = None,
+               strict_min: bool = False, max_column: str | None = None, max_offset: str | None = None,
+               strict_max: bool = False, required: bool = False, **kwargs: Any):
+        # A comparison with a missing side is null in SQL: coalesced to "not out of bounds", as in pandas.
+        value = F.col(column)
+        ok = F.lit(True)
+        if min_column:
+            low = shifted(F.col(min_column), min_offset)
+            ok = ok & ~F.coalesce((value <= low) if strict_min else (value < low), F.lit(False))
+        if max_column:
+            high = shifted(F.col(max_column), max_offset)
+            ok = ok & ~F.coalesce((value >= high) if strict_max else (value > high), F.lit(False))
+        if required:
+            ok = ok & value.isNotNull()
         return ok
 
 

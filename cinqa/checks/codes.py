@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from cinqa.checks import _gx  # noqa: F401
-from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.compatibility.pyspark import functions as F
+from great_expectations.execution_engine import PandasExecutionEngine, SparkDFExecutionEngine
 from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
 
@@ -25,6 +26,11 @@ class ColumnValuesPresentAndInSet(ColumnMapMetricProvider):
     def _pandas(cls, column: pd.Series, value_set: list[Any], **kwargs) -> pd.Series:
         values = column.astype("object")
         return (values.notna() & values.isin(list(value_set))).astype(bool)
+
+    @column_condition_partial(engine=SparkDFExecutionEngine)
+    def _spark(cls, column, value_set: list[Any], **kwargs):
+        # SQL's IN is null on a null value; a missing code fails, as in pandas.
+        return F.coalesce(column.isin(list(value_set)), F.lit(False))
 
 
 class ExpectColumnValuesToBePresentAndInSet(ColumnMapExpectation):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from cinqa.checks import _gx  # noqa: F401
-from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.compatibility.pyspark import functions as F
+from great_expectations.execution_engine import PandasExecutionEngine, SparkDFExecutionEngine
 from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
 
@@ -24,6 +25,10 @@ class _ColumnValuesAre(ColumnMapMetricProvider):
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
         return column.eq(cls.value).fillna(False).astype(bool)
+
+    @column_condition_partial(engine=SparkDFExecutionEngine)
+    def _spark(cls, column, **kwargs):
+        return F.coalesce(column == F.lit(cls.value), F.lit(False))
 
 
 class ColumnValuesTrue(_ColumnValuesAre):

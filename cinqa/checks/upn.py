@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from cinqa.checks import _gx  # noqa: F401
-from cinqa.checks.upn_letters import check_letters, checkable
-from great_expectations.execution_engine import PandasExecutionEngine
+from cinqa.checks._spark import masked
+from cinqa.checks.upn_letters import right_check_letter, well_formed
+from great_expectations.execution_engine import PandasExecutionEngine, SparkDFExecutionEngine
 from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
 
@@ -16,13 +17,11 @@ class ColumnValuesValidUpnCheckLetter(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
-        s = column.astype("str")
-        weighable = checkable(s)
-        right = (s.str.slice(0, 1) == check_letters(s)).fillna(False).astype(bool)
-        # Characters 2-13 that cannot be weighted are reported by their own rules (1540, 1550);
-        # a UPN of the wrong length has no other rule and fails here.
-        wrong_length = s.str.len() != 13
-        return (right | (~weighable & ~wrong_length)).astype(bool)
+        return right_check_letter(column)
+
+    @column_condition_partial(engine=SparkDFExecutionEngine)
+    def _spark(cls, column, **kwargs):
+        return masked(right_check_letter, column)
 
 
 class ColumnValuesWellFormedUpn(ColumnMapMetricProvider):
@@ -30,8 +29,11 @@ class ColumnValuesWellFormedUpn(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
-        s = column.astype("str")
-        return (checkable(s) & (s.str.slice(0, 1) == check_letters(s)).fillna(False)).astype(bool)
+        return well_formed(column)
+
+    @column_condition_partial(engine=SparkDFExecutionEngine)
+    def _spark(cls, column, **kwargs):
+        return masked(well_formed, column)
 
 
 class ExpectColumnValuesToHaveValidUpnCheckLetters(ColumnMapExpectation):

@@ -36,6 +36,23 @@ def check_letters(upns: pd.Series) -> pd.Series:
     return out
 
 
+def right_check_letter(upns: pd.Series) -> pd.Series:
+    """Tell which UPNs have their check letter, or cannot be weighed for a reason another rule reports."""
+    s = upns.astype("str")
+    weighable = checkable(s)
+    right = (s.str.slice(0, 1) == check_letters(s)).fillna(False).astype(bool)
+    # Characters 2-13 that cannot be weighted are reported by their own rules (1540, 1550);
+    # a UPN of the wrong length has no other rule and fails here.
+    wrong_length = s.str.len() != 13
+    return (right | (~weighable & ~wrong_length)).fillna(False).astype(bool)
+
+
+def well_formed(upns: pd.Series) -> pd.Series:
+    """Tell which values are complete UPNs with the right check letter."""
+    s = upns.astype("str")
+    return (checkable(s) & (s.str.slice(0, 1) == check_letters(s)).fillna(False)).astype(bool)
+
+
 def valid_upn(n: int, la: str = "201") -> str:
     """Return a valid UPN for the number ``n`` (distinct for each ``n`` below 10**8)."""
     body = f"{la}{n:08d}0"

@@ -1,0 +1,113 @@
+"""cinqa.spark: the same suites on Spark give the failures table pandas gives.
+
+The parity tests run a pooled store (the errors sample and synthetic LA-years with a fault of
+every rule that a custom expectation checks) and one small return through both engines, with one
+Spark session for the whole test run, to keep their cost in CI small. They need Java and pyspark
+(``cinqa[spark]``, which ``make venv`` installs); where either is missing they skip, saying which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cinqa
+from cinqa import rules as registry
+from cinqa.checks import register
+from cinqa.synth import faults
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def _custom_rules(year: str) -> list[str]:
+    """Return the injectable rules of ``year`` that a custom expectation of cinqa.checks checks."""
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    register()
+    custom = {e.rule for e in registry.rules_for_year(year)
+              if get_expectation_impl(e.type).__module__.startswith("cinqa.checks")}
+    return sorted(custom & set(faults.injectable_rules(year)))
+
+
+def test_every_custom_metric_has_a_spark_form():
+    from great_expectations.expectations.registry import _registered_metrics
+
+    register()
+    conditions = {name: set(m["providers"]) for name, m in _registered_metrics.items()
+                  if "cinqa_" in name and name.endswith(".condition")}
+    assert len(conditions) == 7
+    assert {name for name, engines in conditions.items() if "SparkDFExecutionEngine" not in engines} == set()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs Java (17), and no java is on PATH nor JAVA_HOME set")
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.skip("pyspark is not installed: pip install 'cinqa[spark]' (make venv does)")
+    from cinqa.spark import session
+
+    s = session("local[2]")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pooled 2025-26 store: the errors sample (LA 931) and two small synthetic LAs holding the same
+    children, with a fault of each rule a custom expectation checks."""
+    from cinqa.pool import pool_returns, write_pooled
+
+    folder = tmp_path_factory.mktemp("store")
+    assert pool_returns([DATA / "sample-2025-26-errors.xml"], folder).written
+    ret, _ = cinqa.synth.generate("2025-26", children=60, seed=7, la="202", errors=_custom_rules("2025-26"))
+    write_pooled(ret, folder)
+    # The same children again as another LA's return: identifiers repeat across LAs, as they may.
+    write_pooled(dataclasses.replace(ret, header=dataclasses.replace(ret.header, la="873")), folder)
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore:.*no child of this return fits the fault:UserWarning")
+def test_a_pooled_store_fails_on_spark_as_each_return_does_on_pandas(spark, store: Path):
+    from cinqa.pool import pooled_returns, read_pooled
+    from cinqa.spark import validate_store
+
+    on_spark = validate_store(store, spark=spark, progress=False)
+    assert on_spark.errored.empty, on_spark.errored.to_string()
+    pandas, verdicts = [], {}
+    for year, la in pooled_returns(store):
+        v = cinqa.validate(read_pooled(store, year, la), progress=False)
+        assert v.errored.empty
+        pandas.append(v.failures.assign(census_year=year, la=la))
+        verdicts[la] = (v.verdict.status, v.verdict.error_rows, v.verdict.query_rows)
+    expected = pd.concat(pandas, ignore_index=True)[list(on_spark.failures.columns)]
+    pd.testing.assert_frame_equal(on_spark.failures, expected)
+    summary = on_spark.summary.set_index("la")
+    assert {la: (r.status, r.error_rows, r.query_rows) for la, r in summary.iterrows()} == verdicts
+    # LAs 202 and 873 hold the same children: unique LAchildID and UPN (8510, 1520) hold within each LA.
+    assert set(expected.loc[expected["la"] == "873", "rule"]) == set(expected.loc[expected["la"] == "202", "rule"])
+    truth = pd.read_csv(DATA / "sample-2025-26-errors-truth.csv", dtype=str)
+    assert set(truth["rule"]) <= set(on_spark.failures.loc[on_spark.failures["la"] == "931", "rule"])
+    # Each kind of custom check finds a fault, so every Spark form of a custom metric is exercised.
+    kinds = {e.rule: e.type for e in registry.rules_for_year("2025-26") if e.rule in _custom_rules("2025-26")}
+    assert {kinds[r] for r in on_spark.failures["rule"] if r in kinds} == set(kinds.values())
+    counts = on_spark.failures.groupby(["la", "entity", "rule"]).size().rename("rows").reset_index()
+    print(f"\nfailing rows per LA, view and rule, identical on both engines\n{counts.to_string(index=False)}")
+
+
+def test_one_return_fails_alike_on_spark(spark):
+    from cinqa.spark import validate as validate_on_spark
+
+    wanted = ["8510", "1520", "8794", *_custom_rules("2024-25")[:4]]
+    ret, _ = cinqa.synth.generate("2024-25", children=40, seed=11, errors=wanted)
+    pandas = cinqa.validate(ret, rules=wanted, progress=False)
+    on_spark = validate_on_spark(ret, spark=spark, rules=wanted, progress=False)
+    assert on_spark.errored.empty, on_spark.errored.to_string()
+    assert len(pandas.failures)
+    pd.testing.assert_frame_equal(on_spark.failures, pandas.failures)
