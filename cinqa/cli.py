@@ -227,6 +227,11 @@ PopulationOption = Annotated[list[str] | None, typer.Option(
     help="Children under 18 in the LA, for rates per 10,000 children: one number for every year "
          "(--population 61200), or one per census year, repeated (--population 2023-24=60900 "
          "--population 2024-25=61200). Never estimated: without it the rates are left out and say so.")]
+HistoryOption = Annotated[Path | None, typer.Option(
+    "--history", metavar="DIR", file_okay=False,
+    help="Folder of the run history: each return checked is recorded there (its file's SHA-256, the counts and, "
+         "per failure, rule, LAchildID, row and a digest of the values; no values), to see what changed between "
+         "runs. Created if needed.")]
 ComparatorsOption = Annotated[Path | None, typer.Option(
     "--comparators", metavar="FILE", dir_okay=False,
     help="CSV of other LAs' figures to compare with (columns comparator,census_year,indicator,value), "
@@ -295,6 +300,8 @@ class FileResult:
     outputs: list[Path] = field(default_factory=list)
     shown: cinqa.CensusReturn | None = None
     """The return as outputs may show it: pseudonymised when asked, else ``ret``."""
+    run: str | None = None
+    """The run this check was recorded as in the run history (``--history``)."""
 
     @property
     def verdict(self) -> judge.Verdict:
@@ -333,6 +340,7 @@ class Engine(str, Enum):
     "cinqa validate la201/ la931/ --csv summary.csv",
     "cinqa validate cin.xml --xlsx share.xlsx --pseudonymise --key-file ~/cinqa.key",
     "cinqa validate cin.xml --xlsx worklists.xlsx --teams teams.csv",
+    "cinqa validate cin-2025-26.xml --history runs/ --since",
     "cinqa validate store/ --engine spark --out checked/   (a store pooled by cinqa tables)",
     note="Exit status: 0 no errors (queries allowed); 1 errors found, or the return was not fully checked "
          "(structural errors, or rules that could not be evaluated); 2 unreadable input or usage error, or an output "
@@ -364,6 +372,10 @@ def validate(
     master: Annotated[str, typer.Option(
         "--master", metavar="URL", help="With --engine spark: the Spark master (local[*], spark://host:7077, ...).")
     ] = "local[*]",
+    history: HistoryOption = None,
+    since: Annotated[bool, typer.Option(
+        "--since", help="With --history: print, before the verdict, what changed since the last run of each "
+                        "return (per rule: new, resolved, still open; then the totals).")] = False,
 ) -> None:
     """Check returns against the DfE rules and summarise the failures.
 
@@ -372,9 +384,16 @@ def validate(
     """
     if engine is Engine.spark:
         _validate_store(paths, csv, out, master, refused={"--xlsx": xlsx, "--html": html, "--year": year,
-                                                         "--pseudonymise": pseudonymise or None, "--teams": teams})
+                                                         "--pseudonymise": pseudonymise or None, "--teams": teams,
+                                                         "--history": history, "--since": since or None})
         return
     key = _load_key(pseudonymise, key_file)
+    if since and history is None:
+        _die("--since compares with the last run recorded in a history; add --history DIR")
+    if history is not None:
+        from cinqa.history import read_index
+
+        read_index(history)  # refuse a damaged or foreign history folder before any work
     files = _input_files(paths)
     single = len(files) == 1
     if teams is not None and not ((single and xlsx is not None) or out is not None or html is not None):
@@ -389,6 +408,10 @@ def validate(
                 try:
                     result.ret = cinqa.read_return(path, year=year)
                     result.validation = cinqa.validate(result.ret)
+                    if history is not None:
+                        from cinqa.history import record
+
+                        result.run = record(result.validation, history)["run"]
                 except CinqaError as exc:
                     if single:
                         raise
@@ -411,8 +434,11 @@ def validate(
             checked = [r for r in results if r.validation is not None]
             render_report([r.path for r in checked], html, year=year, pseudonymise=key is not None, key=key,
                           validations=[r.validation for r in checked],
-                          **({"teams": teams} if teams is not None else {}))
+                          **({"teams": teams} if teams is not None else {}),
+                          **({"history": history} if history is not None else {}))
     console = _stdout()
+    if since and history is not None:
+        _print_since(console, results, history)
     if single:
         _print_single(console, results[0])
     else:
@@ -584,6 +610,19 @@ def _print_single(console: Console, r: FileResult) -> None:
     console.print(f"Verdict: {v}", markup=False)
 
 
+def _print_since(console: Console, results: Sequence[FileResult], folder: Path) -> None:
+    """Print what changed since the last run of each return recorded in the history (counts by rule only)."""
+    from cinqa.history import changes
+
+    for r in results:
+        if r.run is None:
+            continue
+        if len(results) > 1:
+            console.print(f"{r.path.name}:", markup=False)
+        for line in changes(folder, r.run).describe():
+            console.print(line, markup=False)
+
+
 def _print_combined(console: Console, results: Sequence[FileResult]) -> None:
     summary = _summary_frame(results)
     table = Table(header_style="bold")
@@ -701,18 +740,24 @@ def report(
     population: PopulationOption = None,
     comparators: ComparatorsOption = None,
     teams: TeamsOption = None,
+    history: HistoryOption = None,
 ) -> None:
     """Write a self-contained HTML quality report.
 
     The report opens offline: it has no links to the internet. Its national context section lays
-    each key indicator beside England's figure (and --comparators' when given).
+    each key indicator beside England's figure (and --comparators' when given). With --history the
+    return's check is recorded, and the report says what changed since the last run.
     """
     from cinqa.report import render_report
 
     key = _load_key(pseudonymise, key_file)
+    if history is not None:
+        from cinqa.history import read_index
+
+        read_index(history)  # refuse a damaged or foreign history folder before any work
     files = _input_files(paths)
     context = {k: v for k, v in (("population", _population(population)), ("comparators", comparators),
-                                 ("teams", teams)) if v is not None}
+                                 ("teams", teams), ("history", history)) if v is not None}
     if comparators is not None:
         from cinqa.benchmarks import read_comparators
 

@@ -434,6 +434,37 @@ def plot_measure(tidy: pd.DataFrame, measure: str, breakdown: str = ALL, categor
     return fig
 
 
+# --- run history -----------------------------------------------------------------------------
+
+
+def plot_history_trend(trend: pd.DataFrame, title: str | None = None) -> Figure:
+    """Draw the errors and queries of each run of a return (``cinqa.history.trend``), one point per run."""
+    if trend.empty:
+        raise CinqaError("the run history has no run of this return to draw")
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(trend))
+    for column, colour in (("errors", FAIL_COLOUR), ("queries", "#b26a00")):
+        values = trend[column].to_numpy(dtype=float)
+        ax.plot(x, values, marker="o", color=colour, label=column)
+        for xi, v in zip(x, values):
+            ax.annotate(f"{int(v):,}", (xi, v), textcoords="offset points", xytext=(0, 6), ha="center",
+                        fontsize=8, color=colour)
+    labels = [plain(f"{t:%d %b %H:%M}") for t in pd.to_datetime(trend["run_time"])]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlim(-0.5, len(trend) - 0.5)
+    top = float(trend[["errors", "queries"]].to_numpy().max()) if len(trend) else 1.0
+    ax.set_ylim(0, max(top, 1.0) * 1.2)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("failing rows")
+    ax.set_xlabel("run (UTC)")
+    ax.set_title(plain(title or f"Errors and queries over {len(trend):,} runs"), fontsize=10, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
 # --- national context ------------------------------------------------------------------------
 
 

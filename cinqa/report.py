@@ -29,6 +29,7 @@ from IPython.display import HTML
 
 import cinqa
 from cinqa import collect
+from cinqa import history as run_history
 from cinqa import failures as judge
 from cinqa.benchmarks import benchmark, read_comparators
 from cinqa.compare import compare
@@ -142,7 +143,8 @@ class QAReport:
                  pseudonymise: bool = False, key: bytes | None = None, key_given: bool = False,
                  population: float | Mapping[str, float] | None = None,
                  comparators: pd.DataFrame | str | Path | None = None,
-                 teams: TeamLookup | str | Path | None = None) -> None:
+                 teams: TeamLookup | str | Path | None = None, history: str | Path | None = None,
+                 history_run: str | None = None) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
         self.population = population
@@ -160,12 +162,15 @@ class QAReport:
         self._scrub = return_scrubber(ordered, self._p) if self._p else None
         self.shown = pseudonymise_return(self.ret, self._p, self._scrub) if self._p else self.ret
         self.teams = lookup(teams) if teams is not None else None
+        self.history = Path(history) if history is not None else None
+        self._history_run = history_run
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
              pseudonymise: bool = False, key: bytes | None = None, checked: str | Path | None = None,
              population: float | Mapping[str, float] | None = None,
-             comparators: str | Path | None = None, teams: str | Path | None = None) -> "QAReport":
+             comparators: str | Path | None = None, teams: str | Path | None = None,
+             history: str | Path | None = None, history_run: str | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
         ``year`` overrides the census year of the last path given (the return being checked;
@@ -176,6 +181,9 @@ class QAReport:
         under 18: a number, or census year -> number) gives the rates per 10,000 children and
         ``comparators`` (a CSV of other LAs' figures) joins England in the national context; see
         :func:`cinqa.benchmarks.benchmark`. ``teams`` is the LA's lookup of children to teams (CSV).
+        ``history`` is a run-history folder (:mod:`cinqa.history`)
+        for the section on what changed since the last run; ``history_run`` names the return's run in it
+        (default: the latest run of the file the return was read from).
         """
         if checked is not None:
             # Written by render_report into its own private temporary folder, never by anyone else.
@@ -186,7 +194,8 @@ class QAReport:
         if key is None and os.environ.get(KEY_ENV):
             key = bytes.fromhex(os.environ[KEY_ENV])
         return cls(rets, validation, pseudonymise=pseudonymise, key=key, key_given=key is not None,
-                   population=population, comparators=comparators, teams=teams)
+                   population=population, comparators=comparators, teams=teams, history=history,
+                   history_run=history_run)
 
     # --- identifiers ---
 
@@ -346,6 +355,48 @@ class QAReport:
                                    "info")
         return _show().plot_benchmarks(self.national)
 
+    @functools.cached_property
+    def since(self) -> "run_history.Changes | None":
+        """What changed between this return's run in the history and the run before it, or None without one.
+
+        The run is the one given, else the latest recorded for this file (by its SHA-256); a return
+        not read from a file, or not in the history, has none.
+        """
+        if self.history is None:
+            return None
+        run = self._history_run
+        if run is None and self.ret.path is not None:
+            run = run_history.run_of(self.history, self.ret.path, self.ret.year)
+        return run_history.changes(self.history, run) if run is not None else None
+
+    def since_last_run(self) -> HTML:
+        """Show, under its own heading, what changed since the last run: per rule, per child (pseudonymised when
+        asked), then the totals; nothing at all when the report has no run history of this return."""
+        found = self.since
+        if found is None:
+            return HTML("")
+        said = found.describe()
+        parts = ["<h2 id='Since-the-last-run'>Since the last run</h2>"]
+        if found.previous is None:
+            return HTML("\n".join([*parts, *(f"<p>{html.escape(line)}</p>" for line in said)]))
+        # The lines of the command line's text that are not one per rule; the rules are the table below.
+        parts += [f"<p>{html.escape(line)}</p>" for line in said[:-1] if not line.startswith("  ")]
+        parts.append(_show().table(found.by_rule(), "By rule", max_rows=None, index=False).data)
+        parts.append(_show().table(self._frame(found.by_child()), "By child", max_rows=RULE_ROWS, index=False).data)
+        parts.append(f"<p><b>{html.escape(said[-1])}</b></p>")
+        parts.append("<p class='cinqa-note'>A failure is matched between runs by its rule, child and row; one "
+                     "still open whose failing values have changed counts as still open (values_changed). "
+                     "Re-runs of a file already checked are left out of the comparison and the trend.</p>")
+        return HTML("\n".join(parts))
+
+    def history_trend(self) -> "Figure | HTML":
+        """Draw the errors and queries of every run of this LA's return for the year; nothing without a history."""
+        found = self.since
+        if found is None:
+            return HTML("")
+        return _show().plot_history_trend(run_history.trend(self.history, found.run["LA"], found.run["census_year"]),
+                                          f"Errors and queries, run by run ({found.run['census_year']})")
+
     def colophon(self) -> HTML:
         """Say where the definitions come from."""
         return HTML(
@@ -446,7 +497,8 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
                   pseudonymise: bool = False, key: bytes | str | Path | None = None,
                   validations: Sequence[Validation] | None = None, progress: bool | None = None,
                   population: float | Mapping[str, float] | None = None,
-                  comparators: str | Path | None = None, teams: str | Path | None = None) -> Path:
+                  comparators: str | Path | None = None, teams: str | Path | None = None,
+                  history: str | Path | None = None) -> Path:
     """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
 
     The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
@@ -458,7 +510,9 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     validating and the notebook's cells show progress where someone can see it (``progress``:
     see :func:`cinqa.progress.shown`). ``population`` and ``comparators`` feed the national
     context (see :meth:`QAReport.load`); ``teams``, the LA's lookup of children to teams (CSV),
-    adds the failures by team.
+    adds the failures by team. ``history`` is a run-history folder: the report says what
+    changed since the last run of the return; the validation made here is recorded in it first
+    (``validations`` given are their caller's to record, as ``cinqa validate --history`` does).
     """
     import nbformat
     import papermill
@@ -481,13 +535,19 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     if validations is None:
         rets = read_returns(files, year, progress)
         validation = validate(by_year(rets)[-1], progress=progress)
+        if history is not None:
+            run_history.record(validation, history)
     else:
         rets = [v.ret for v in validations]
         validation = next(v for v in validations if v.ret is by_year(rets)[-1])
     params = {"paths": [str(f) for f in files], "year": year, "pseudonymise": bool(pseudonymise),
               "population": dict(population) if isinstance(population, Mapping) else population,
               "comparators": str(Path(comparators).resolve()) if comparators is not None else None,
-              "teams": str(Path(teams).resolve()) if teams is not None else None}
+              "teams": str(Path(teams).resolve()) if teams is not None else None,
+              "history": str(Path(history).resolve()) if history is not None else None,
+              # Found here: the return's path may be relative to this process's folder, not the kernel's.
+              "history_run": (run_history.run_of(history, validation.ret.path, validation.year)
+                              if history is not None and validation.ret.path is not None else None)}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
         # The kernel takes the returns and their validation from here; the folder is this user's alone.

@@ -1,4 +1,5 @@
-"""Shared by every test: the network is blocked for the whole session, and slow tests are opt-in.
+"""Shared by every test: the network is blocked for the whole session, and slow tests are opt-in;
+``two_runs`` gives two checked extracts of one synthetic return with known faults fixed, kept and added.
 
 The block (``tests/netguard/sitecustomize.py``) lets loopback and local sockets through, which
 Jupyter kernels need, and reaches Python subprocesses through ``PYTHONPATH``. Any blocked attempt,
@@ -12,8 +13,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 _GUARD_DIR = Path(__file__).parent / "netguard"
@@ -92,3 +95,45 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _saved_env.clear()
     if _log_dir is not None:
         shutil.rmtree(_log_dir, ignore_errors=True)
+
+
+# -- two runs of one return ---------------------------------------------------------------------
+
+RUNS_YEAR = "2025-26"
+FIRST_FAULTS = ("1520", "8510", "1530", "2884", "8620", "4011", "8525Q", "8555Q", "8606", "8740", "8805", "8905")
+SECOND_FAULTS = ("1540", "2990", "4014", "8565", "8600", "8750", "8863Q", "8897Q")
+"""Rules whose injected faults fail that rule alone (no second rule), so the truth counts every failure;
+1520 and 8510 duplicate a value, so one fault fails two children."""
+
+
+@dataclass(frozen=True)
+class TwoRuns:
+    """Two extracts of one return, written and checked: ``clean`` (no fault), ``first`` and ``second``."""
+
+    paths: dict[str, Path]
+    validations: dict[str, object]
+    truth: pd.DataFrame
+
+
+def build_two_runs(folder: Path, children: int = 300, seed: int = 7) -> TwoRuns:
+    """Write and validate the clean return and two runs of it (:func:`cinqa.synth.generate_runs`) in ``folder``.
+
+    Half the first run's faults are fixed in the second, the rest kept; the second adds faults of
+    other rules to children the first left alone. ``truth`` lists every fault with its ``fate``
+    (``synth.FIXED``, ``KEPT`` or ``NEW``).
+    """
+    import cinqa
+
+    runs = cinqa.synth.generate_runs(RUNS_YEAR, children, seed, first=list(FIRST_FAULTS), fixed=0.5,
+                                     then=list(SECOND_FAULTS))
+    paths, validations = {}, {}
+    for name in ("clean", "first", "second"):
+        paths[name] = cinqa.write_return(getattr(runs, name), folder / f"{name}.xml")
+        validations[name] = cinqa.validate(cinqa.read_return(paths[name]), progress=False)
+    return TwoRuns(paths, validations, runs.truth)
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> TwoRuns:
+    """Give the tests one :class:`TwoRuns`, built once per session (three validations of 300 children)."""
+    return build_two_runs(tmp_path_factory.mktemp("two-runs"))

@@ -171,3 +171,14 @@ def test_plot_draws_one_line_per_category_and_rings_flags(comp):
     assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == {"Schools", "Police"}
     with pytest.raises(CinqaError):
         show.plot_comparison(comp, "referrals", "factor")
+
+
+def test_history_trend_draws_errors_and_queries_run_by_run():
+    trend = pd.DataFrame({"run_time": pd.to_datetime(["2026-01-12T09:00Z", "2026-01-19T09:00Z", "2026-01-26T09:00Z"]),
+                          "errors": [15, 9, 2], "queries": [4, 5, 1]})
+    fig = show.plot_history_trend(trend)
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in fig.axes[0].get_lines()}
+    assert lines == {"errors": [15, 9, 2], "queries": [4, 5, 1]}
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["12 Jan 09:00", "19 Jan 09:00", "26 Jan 09:00"]
+    with pytest.raises(CinqaError, match="no run"):
+        show.plot_history_trend(trend.iloc[:0])

@@ -20,7 +20,8 @@ PRESENTATION = ("matplotlib", "ipywidgets", "IPython")
 """Top-level packages that only cinqa.display, cinqa.drill and the report may import."""
 
 COMPUTING = [name for name in ("cinqa", "cinqa.read", "cinqa.views", "cinqa.rules", "cinqa.validate",
-                               "cinqa.measures", "cinqa.compare", "cinqa.collect", "cinqa.failures", "cinqa.teams")
+                               "cinqa.measures", "cinqa.compare", "cinqa.collect", "cinqa.failures", "cinqa.teams",
+                               "cinqa.history")
              if importlib.util.find_spec(name) is not None]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from cinqa import read_return
 from cinqa.errors import CsvError, ReadError
@@ -383,3 +384,45 @@ def test_pseudonymised_counts_by_team_are_the_same_and_name_no_child_nor_worker(
     shared = team_rows(page)
     assert [r[1:] for r in shared] == [r[1:] for r in plain] and shared[2:] == plain[2:]
     assert shared[1][0].startswith("Adoption P") and not any(i in page for i in (*IDS, "Ann Smith", "Bo Jones"))
+
+
+# --- since the last run ---
+
+
+def test_since_last_run_shows_the_changes_per_rule_and_child_pseudonymised(two_runs, tmp_path):
+    from cinqa import history, synth
+
+    folder = tmp_path / "h"
+    history.record(two_runs.validations["first"], folder)
+    first = two_runs.validations["first"]
+    alone = unescape(QAReport([first.ret], first, history=folder).since_last_run().data)
+    assert "Since the last run" in alone and "this is the first run of LA 931 2025-26" in alone
+    history.record(two_runs.validations["second"], folder)
+    v = two_runs.validations["second"]
+    qa = QAReport([v.ret], v, history=folder, pseudonymise=True, key=b"k" * 32)
+    page = unescape(qa.since_last_run().data)
+    truth = two_runs.truth.assign(status=two_runs.truth["fate"].map(
+        {synth.FIXED: history.RESOLVED, synth.KEPT: history.STILL_OPEN, synth.NEW: history.NEW}))
+    assert "Since the last run" in page and "By rule" in page and "By child" in page
+    assert (f"In all: {(truth['status'] == 'new').sum()} new, {(truth['status'] == 'resolved').sum()} resolved"
+            in page)
+    assert not any(k in page for k in set(truth["LAchildID"]))
+    assert len(set(re.findall(r"P[0-9a-f]{12}", page))) >= truth["LAchildID"].nunique()
+    assert isinstance(qa.history_trend(), Figure)
+    plain = QAReport([v.ret], v)
+    assert plain.since_last_run().data == "" and plain.history_trend().data == ""
+
+
+def test_the_rendered_report_has_the_section_only_with_a_history(two_runs, rendered, tmp_path, monkeypatch):
+    from cinqa import history
+
+    assert "Since the last run" not in visible_text(rendered.read_text(encoding="utf-8"))
+    folder = tmp_path / "h"
+    history.record(two_runs.validations["first"], folder)
+    # A return named relative to the user's folder, which is not the report kernel's.
+    monkeypatch.chdir(two_runs.paths["second"].parent)
+    out = render_report([two_runs.paths["second"].name], tmp_path / "since.html", history=folder)
+    page = out.read_text(encoding="utf-8")
+    assert "Since the last run" in visible_text(page)
+    assert 'alt="Chart: Errors and queries, run by run (2025-26)' in page
+    assert len(history.read_index(folder)) == 2  # the report recorded the run it validated

@@ -661,3 +661,22 @@ def test_parameter_table_says_where_each_number_comes_from():
     assert table["source"].str.len().gt(10).all()
     assert set(table["status"]) <= {"published", "derived", "EST"}
     assert {"nfa_share", "assessment_duration_wd", "cpp_duration_days"} <= set(table["name"])
+
+
+def test_two_runs_share_their_children_and_fix_each_fault_whole():
+    runs = synth.generate_runs("2025-26", children=120, seed=4, first=["8510", "1530", "8606"], fixed=1.0,
+                               then=["4180"])
+    assert set(runs.truth["fate"]) == {synth.FIXED, synth.NEW}
+    # 8510 gives two children one LAchildID: undoing it restores both.
+    assert (runs.truth["rule"] == "8510").sum() == 2
+    new = set(runs.truth.loc[runs.truth["fate"] == synth.NEW, "child"])
+    assert not new & set(runs.truth.loc[runs.truth["fate"] == synth.FIXED, "child"])
+    for name, clean in runs.clean.tables.items():
+        second = runs.second.tables[name]
+        keep = ~second["child"].isin(new)
+        assert second[keep].reset_index(drop=True).astype("object").equals(
+            clean[~clean["child"].isin(new)].reset_index(drop=True).astype("object")), name
+    kept = synth.generate_runs("2025-26", children=120, seed=4, first=["8510", "1530", "8606"], fixed=0.0, then=[])
+    assert set(kept.truth["fate"]) == {synth.KEPT}
+    for name, df in kept.first.tables.items():
+        assert kept.second.tables[name].astype("object").equals(df.astype("object")), name

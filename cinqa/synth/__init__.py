@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -40,6 +40,7 @@ __all__ = [
     "YEARS",
     "generate",
     "generate_file",
+    "generate_runs",
     "generate_series",
     "header",
     "inject",
@@ -181,6 +182,57 @@ def generate_series(years: Sequence[str], children: int = 300, seed: int = 0,
     return [_snapshot(y, everyone, la) for y in years]
 
 
+FIXED, KEPT, NEW = "fixed", "kept", "new"
+"""What became of a fault between two runs (:func:`generate_runs`): undone, left as it was, or made in the second."""
+
+
+class Runs(NamedTuple):
+    """Two runs of one return: the same children, part of the first run's faults fixed, new ones injected."""
+
+    clean: CensusReturn
+    first: CensusReturn
+    second: CensusReturn
+    truth: pd.DataFrame
+    """One row per fault of either run (the truth columns of :func:`inject`) and ``fate``: :data:`FIXED` in the
+    second run, :data:`KEPT` as it was, or :data:`NEW` in it."""
+
+
+def generate_runs(year: str, children: int = 300, seed: int = 0, la: str = DEFAULT_LA,
+                  first: float | Sequence[str] = 0.05, fixed: float = 0.5,
+                  then: float | Sequence[str] = 0.03) -> Runs:
+    """Generate two successive extracts of one census year's return, as an analyst checks them week by week.
+
+    Both are the return of the same ``children`` children (from ``seed``). The first carries the
+    faults ``first`` (a share of children or rule codes, as :func:`inject` takes them); in the second
+    a share ``fixed`` of those faults is undone (each with every row it made: a duplicated value's
+    two children together), the rest kept as they were, and the faults ``then`` are injected into
+    children the first run left alone. A fault of the whole return (no child) is always kept.
+    """
+    if not 0 <= fixed <= 1:
+        raise ValueError(f"fixed={fixed} is not a share between 0 and 1")
+    _check(year, la)
+    clean = _snapshot(year, _children(year, children, seed, la), la)
+    one, truth1 = inject(clean, first, seed=seed)
+    faults = pd.Series(truth1.attrs["fault"], index=truth1.index, dtype="int64")
+    with_child = sorted(set(faults[truth1["child"].notna()]))
+    rnd = random.Random(f"cinqa.synth.runs:{seed}:{year}:{la}")
+    undone = set(rnd.sample(with_child, round(fixed * len(with_child))))
+    truth1 = truth1.assign(fate=[FIXED if f in undone else KEPT for f in faults])
+    reverted = set(truth1.loc[faults.isin(undone), "child"].dropna().astype(int))
+    tables = {}
+    for name, df in one.tables.items():
+        back = clean.tables[name]
+        merged = pd.concat([df[~df["child"].isin(reverted)], back[back["child"].isin(reverted)]], ignore_index=True)
+        tables[name] = merged.sort_values(list(spec.TABLE_KEYS[name]), kind="stable").reset_index(drop=True)
+    base = CensusReturn(year=year, header=one.header, tables=tables, issues=_empty_issues())
+    touched = sorted(set(truth1["child"].dropna().astype(int)))
+    two, truth2 = inject(base, then, seed=seed + 1, avoid=touched)
+    truth2 = truth2.assign(fate=NEW)
+    truth = pd.concat([truth1, truth2], ignore_index=True)
+    truth.attrs = {}
+    return Runs(clean, one, two, truth)
+
+
 def _population_size(children: int, seed: int, first: int, last: int, la: str) -> int:
     """Estimate how many arrivals over ``first``..``last`` give about ``children`` per year."""
     pilot = _Population(seed + 7919, first, first, la)
@@ -268,11 +320,14 @@ def injectable_rules(year: str, expectations: str | Path | None = None) -> list[
 
 
 def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
-           expectations: str | Path | None = None) -> tuple[CensusReturn, pd.DataFrame]:
-    """Return a copy of ``ret`` with faults injected, and the truth table of what was changed."""
+           expectations: str | Path | None = None, avoid: Sequence[int] = ()) -> tuple[CensusReturn, pd.DataFrame]:
+    """Return a copy of ``ret`` with faults injected, and the truth table of what was changed.
+
+    No fault goes to a child whose ordinal is in ``avoid``.
+    """
     from cinqa.synth.faults import inject as _inject
 
-    return _inject(ret, errors, seed=seed, expectations=expectations)
+    return _inject(ret, errors, seed=seed, expectations=expectations, avoid=avoid)
 
 
 def write_samples(folder: str | Path, children: int = 300, seed: int = 2026, la: str = DEFAULT_LA,

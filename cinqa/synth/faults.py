@@ -147,6 +147,8 @@ class Fault:
     episode: int | None
     item: int | None
     change: str
+    fault: int = 0
+    """The number of the injection that made this row: a duplicated value gives two rows one number."""
 
 
 class Unfit(Exception):
@@ -169,6 +171,7 @@ class Faults:
         self.ep = _episode_facts(self.t, self.ref)
         self.kids = _child_facts(self.t, self.ep, self.ref)
         self._code = ""
+        self._fault = 0
 
     # -- choosing ------------------------------------------------------------------------------
 
@@ -256,7 +259,7 @@ class Faults:
             self.used.add(int(child))
         self.faults.append(Fault(self._code, None if child is None else int(child), entity,
                                  None if episode is None else int(episode), None if item is None else int(item),
-                                 change))
+                                 change, self._fault))
 
     def record(self, entity: str, row: pd.Series, change: str, item: Any = None) -> None:
         """Record the fault at ``row`` of ``entity`` (its episode, and its own ordinal unless ``item`` is given)."""
@@ -290,6 +293,8 @@ class Faults:
         for c in ("child", "episode", "item"):
             truth[c] = truth[c].astype("Int64")
         truth["rule"] = truth["rule"].astype("str")
+        # Which rows one fault made, for undoing a fault whole (synth.generate_runs); not a truth column.
+        truth.attrs["fault"] = [f.fault for f in self.faults]
         return ret, truth
 
 
@@ -328,15 +333,17 @@ def injector(code: str, needs: str) -> Callable[[Callable[[Faults], None]], Call
 
 
 def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
-           expectations: str | Path | None = None) -> tuple[CensusReturn, pd.DataFrame]:
+           expectations: str | Path | None = None, avoid: Sequence[int] = ()) -> tuple[CensusReturn, pd.DataFrame]:
     """Return a copy of ``ret`` with faults injected, and the truth table.
 
     ``errors`` is either a share of children (each gets one fault of a rule drawn from the
     child-level rules of the year) or a list of rule codes, each injected once. ``expectations``
-    is another folder of rule suites to take the year's rules from.
+    is another folder of rule suites to take the year's rules from. No fault goes to a child
+    whose ordinal is in ``avoid`` (children already at fault, say).
     """
     rnd = random.Random(f"cinqa.synth.inject:{seed}:{ret.year}")
     f = Faults(ret, rnd)
+    f.used.update(int(c) for c in avoid)
     available = injectable_rules(ret.year, expectations)
     if isinstance(errors, (int, float)) and not isinstance(errors, bool):
         if not 0 <= errors <= 1:
@@ -367,6 +374,7 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
 
 def _apply(f: Faults, code: str, expectations: str | Path | None) -> bool:
     f._code = code
+    f._fault += 1
     try:
         INJECTORS[_query_code(code, expectations)].inject(f)
     except Unfit:
