@@ -54,6 +54,8 @@ LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "sta
                 "reason")
 RULE_FACTS = ("status", "note", "guidance")
 """What :func:`with_rule_facts` adds to a table of rules: how the year's version is known, its notes, how to fix it."""
+GUIDANCE_LABEL = "how to fix"
+"""The heading of a rule's ``guidance`` wherever it is shown beside the DfE message."""
 STATUS_WORDS = {"V": "read in a DfE rule list", "I": "inferred from other years", "U": "unverified"}
 """A rule's status (how its version of a year is known) in words."""
 STATUS_LEGEND = "Status: " + ", ".join(f"{k} {v}" for k, v in STATUS_WORDS.items()) + " (how the year's rule is known)."
