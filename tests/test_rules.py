@@ -246,18 +246,23 @@ def test_the_renamed_and_regraded_rules_are_written_once():
 
 
 def test_adding_a_rule_follows_the_walk_through(tmp_path, monkeypatch):
-    """Follow docs/rules.md on a made-up rule in a copy of the suites: entry, cases, then injector or reason."""
+    """Follow docs/rules.md on a made-up rule in a copy of the suites: entry with guidance, cases, injector or reason."""
     from cinqa import synth
     from cinqa.synth import faults
 
     suites, year = tmp_path / "expectations", "2025-26"
     shutil.copytree(rules.EXPECTATIONS_DIR, suites)
     children = json.loads((suites / "children.json").read_text("utf-8"))
+    fix = "Usually a test prefix was left on the person ID by a data migration. Remove it on the person record."
     children["expectations"].append({
         "type": "expect_column_values_to_not_match_regex", "kwargs": {"column": "LAchildID", "regex": "^ZZ"},
         "meta": {"rule": "9901", "message": "LA Child ID must not start with ZZ (made up)", "severity": "error",
-                 "years": "2024-25..2026-27", "entity": "children", "fields": ["LAchildID"]}})
+                 "years": "2024-25..2026-27", "entity": "children", "fields": ["LAchildID"], "guidance": fix}})
     (suites / "children.json").write_text(json.dumps(children), "utf-8")
+    made_up = next(e for e in rules.entries(suites) if e.rule == "9901")
+    assert guidance_problem(made_up.meta) == "" and made_up.guidance == fix
+    assert "neither guidance" in guidance_problem({**made_up.meta, "guidance": ""}), "the meta-test asks for it"
+    assert rules.list_rules(year, suites).set_index("rule").loc["9901", "guidance"] == fix
     assert faults.unexplained_rules(year, suites) == ["9901"]
     assert "9901" not in faults.injectable_rules(year, suites) and faults.unexplained_rules(year) == []
 
