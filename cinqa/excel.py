@@ -227,7 +227,7 @@ def children_frame(failures: pd.DataFrame, year: str | None = None) -> pd.DataFr
     severity = rows["severity"].astype("str")
     g = rows.assign(_error=severity.eq("error"), _query=severity.eq("query")).groupby("child", sort=False)
     codes = g["rule"].agg(lambda r: sorted(set(map(str, r)), key=rule_order))
-    fixes = rule_guidance(rows["rule"].astype("str").unique(), year)
+    fixes = _rule_guidance(rows["rule"].astype("str").unique(), year)
     out = pd.DataFrame({
         "LAchildID": g["LAchildID"].first().astype("object"),
         "errors": g["_error"].sum().astype("int64"),
@@ -255,7 +255,7 @@ def team_frames(by_child: pd.DataFrame, teams: TeamLookup) -> list[tuple[str, pd
     return [(team, joined[joined["team"] == team].reset_index(drop=True)) for team in order]
 
 
-def rule_guidance(rules: Iterable[str], year: str | None) -> dict[str, str]:
+def _rule_guidance(rules: Iterable[str], year: str | None) -> dict[str, str]:
     """Map each rule code of ``rules`` to its guidance in census ``year`` (nothing when the year is not known)."""
     if year is None:
         return {}
@@ -286,7 +286,7 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
         "why": pd.Series([why(r, m, v) for r, m, v in zip(rows["rule"], rows["message"], rows["values"])],
                          index=rows.index, dtype="object"),
     })
-    fixes = rule_guidance(rows["rule"].astype("str").unique(), ret.year if ret is not None else None)
+    fixes = _rule_guidance(rows["rule"].astype("str").unique(), ret.year if ret is not None else None)
     out[GUIDANCE_LABEL] = pd.Series([fixes.get(r, "") for r in rows["rule"].astype("str")], index=rows.index,
                                     dtype="object")
     table = ret.tables.get(entity) if ret is not None else None

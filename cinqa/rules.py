@@ -6,8 +6,9 @@ in ``meta``: ``rule``, ``message`` (the Department's wording), ``severity`` (``e
 (``I`` when some of the years are inferred rather than read in a DfE rule list), ``note`` and
 ``show`` (the columns to print as the failing values). Every expectation also carries either
 ``guidance`` (what usually causes the failure and where it is usually fixed, in one to three
-sentences for the LA analyst) or ``no_guidance`` (why none can be given). A rule whose logic changed gets a second
-expectation with its own years. The suite of a year holds the expectations whose years include it.
+sentences for the LA analyst) or ``no_guidance`` (why none can be given). A rule whose logic
+changed gets a second expectation with its own years. The suite of a year holds the expectations
+whose years include it.
 
 Two placeholders keep year-dependent facts out of the JSON: ``{"$codes": "la"}`` becomes the
 year's code set (:func:`cinqa.spec.codes`), and a string ``"$census_start"`` or ``"$census_end"``

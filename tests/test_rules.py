@@ -246,7 +246,7 @@ def test_the_renamed_and_regraded_rules_are_written_once():
 
 
 def test_adding_a_rule_follows_the_walk_through(tmp_path, monkeypatch):
-    """Follow docs/rules.md on a made-up rule in a copy of the suites: entry with guidance, cases, injector or reason."""
+    """Follow docs/rules.md on a made-up rule in a copy of the suites: entry and guidance, cases, injector or reason."""
     from cinqa import synth
     from cinqa.synth import faults
 
