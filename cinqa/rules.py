@@ -222,8 +222,7 @@ def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
             rows[e.rule] = e.listing(e.status(year), note=e.note, guidance=e.guidance)
             continue
         row["status"] = max(row["status"], e.status(year), key=_STATUS_ORDER.index)
-        for key in ("note", "guidance"):
-            text = getattr(e, key)
+        for key, text in (("note", e.note), ("guidance", e.guidance)):
             if text and text not in row[key]:
                 row[key] = f"{row[key]} {text}".strip()
         if e.entity not in row["entity"].split(", "):
