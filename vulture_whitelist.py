@@ -59,6 +59,9 @@ def _read_or_set_elsewhere(cell: Cell, sheet: Worksheet, variables: DataContextV
 _read_or_set_elsewhere
 
 
+# Read by the suite lint (tests/test_suite_lint.py): the meta keys a suite may hold beside META_KEYS.
+rules.OPTIONAL_META_KEYS
+
 # Called by name: the view builder looks up "_v_" + the view's name.
 B = views.ViewBuilder
 B._v_header, B._v_children, B._v_disabilities, B._v_episodes, B._v_assessments, B._v_factors

@@ -933,22 +933,29 @@ def synth(
         console.print(f"Wrote {written or output} ({children:,} children)", markup=False)
 
 
-@app.command(epilog=_examples("cinqa rules --year 2023-24", "cinqa rules --year 2024-25 --csv rules.csv"))
+@app.command(epilog=_examples("cinqa rules --year 2023-24", "cinqa rules --year 2024-25 --guidance",
+                              "cinqa rules --year 2024-25 --csv rules.csv"))
 @_guarded
 def rules(
     year: Annotated[str, typer.Option("--year", "-y", callback=_check_year, metavar="YYYY-YY",
                                       help="Census year whose rules to list.")] = spec.SUPPORTED_YEARS[-1],
+    guidance: Annotated[bool, typer.Option("--guidance", "-g",
+                                           help="Show each rule's DfE message with how to fix it, "
+                                                "instead of its entity, status and notes.")] = False,
     csv: Annotated[Path | None, typer.Option("--csv", metavar="PATH", dir_okay=False, callback=_suffix(".csv"),
-                                             help="Also write the list as CSV.")] = None,
+                                             help="Also write the list as CSV (guidance included).")] = None,
 ) -> None:
     """List the validation rules of a census year."""
-    from cinqa.rules import list_rules
+    from cinqa.rules import GUIDANCE_LABEL, list_rules
 
     frame = list_rules(year)
     console = _stdout()
-    shown = [c for c in ("rule", "severity", "entity", "status", "checkable", "message", "note")
-             if c in frame] or list(frame.columns)
-    _print_frame(console, f"Validation rules, {year}", frame[shown], max_rows=len(frame))
+    # Message and guidance are both long text: side by side they need the table to themselves.
+    columns = ("rule", "severity", "message", "guidance") if guidance else (
+        "rule", "severity", "entity", "status", "checkable", "message", "note")
+    shown = [c for c in columns if c in frame] or list(frame.columns)
+    _print_frame(console, f"Validation rules, {year}", frame[shown].rename(columns={"guidance": GUIDANCE_LABEL}),
+                 max_rows=len(frame))
     console.print(f"{len(frame):,} rules in {year}. {STATUS_LEGEND}", markup=False)
     if csv is not None:
         from cinqa.export import write_frame

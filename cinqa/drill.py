@@ -28,7 +28,7 @@ from cinqa.failures import FAILURE_COLUMNS, for_display, rule_order, summarise, 
 from cinqa.measures import ALL as NO_BREAKDOWN, MEASURES
 from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 from cinqa.returns import CensusReturn
-from cinqa.rules import STATUS_WORDS, with_rule_facts
+from cinqa.rules import GUIDANCE_LABEL, STATUS_WORDS, with_rule_facts
 
 ALL = "(all)"
 MAX_CHILD_OPTIONS = 500
@@ -147,6 +147,13 @@ class DrillDown:
         if r["status"]:
             out += f" Status {r['status']}: {STATUS_WORDS.get(r['status'], r['status'])} for {self.year}."
         return out + (f" Note: {r['note']}" if r["note"] else "")
+
+    def rule_guidance(self, rule: str | None = None) -> str:
+        """Say how to fix the current (or given) rule: what usually causes it and where it is fixed."""
+        rule = self.rule if rule is None else rule
+        if rule == ALL:
+            return ""
+        return str(self.rules.loc[self.rules["rule"] == rule, "guidance"].iloc[0])
 
     def select(self, *, severity: str | None = None, entity: str | None = None,
                rule: str | None = None) -> pd.DataFrame:
@@ -275,6 +282,7 @@ class DrillDown:
         c["order"] = W.ToggleButtons(options=ORDERS, value=self.order, description="Sort by",
                                      style={"button_width": "auto"})
         c["rule_info"] = W.HTML()
+        c["rule_fix"] = W.HTML()
         c["previous"] = W.Button(description="Previous", icon="arrow-left")
         c["next"] = W.Button(description="Next", icon="arrow-right")
         c["page"] = W.Label()
@@ -297,6 +305,7 @@ class DrillDown:
             W.HBox([c["severity"], c["entity"]]),
             c["rule"],
             c["rule_info"],
+            c["rule_fix"],
             c["order"],
             c["status"],
             W.HBox([c["previous"], c["page"], c["next"]]),
@@ -349,6 +358,8 @@ class DrillDown:
             self._updating = False
         rows = self.rows
         c["rule_info"].value = html.escape(self.rule_info())
+        fix = self.rule_guidance()
+        c["rule_fix"].value = f"<b>{GUIDANCE_LABEL.capitalize()}:</b> {html.escape(fix)}" if fix else ""
         c["status"].value = (f"{len(rows):,} failing rows, {rows['child'].nunique():,} children"
                              + (f" (first {MAX_CHILD_OPTIONS} children listed; find any other by its LAchildID)"
                                 if len(kids) == MAX_CHILD_OPTIONS else ""))

@@ -2,11 +2,11 @@
 
 Sheets, in order: "About" (file, LA, year, when, pseudonymised or not, the verdict on the return,
 how to read the workbook),
-"Summary" (rule, severity, message, the rule's status and note in the year, children, rows),
-"By child" (one row per child with a failure), given a lookup of children to teams one sheet per
-team (that team's rows of "By child", with the child's worker; see :mod:`cinqa.teams`), one sheet
-per entity holding each failing row with a plain-words "why", the entity's values and the fields
-the rule reads highlighted, and
+"Summary" (rule, severity, message, the rule's status, note and how to fix it in the year, children,
+rows), "By child" (one row per child with a failure, with how to fix each of its rules), given a
+lookup of children to teams one sheet per team (that team's rows of "By child", with the child's
+worker; see :mod:`cinqa.teams`), one sheet per entity holding each failing row with a plain-words
+"why", how to fix it, the entity's values and the fields the rule reads highlighted, and
 "Structural issues" (what the reader found wrong with the file's structure). Every table sheet
 has a frozen, filterable header row, dates as date cells (a missing date is an empty cell), and
 prints landscape, one page wide, with the header row on every page.
@@ -36,7 +36,7 @@ from cinqa.failures import (FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, counted, 
                             verdict, why)
 from cinqa.files import atomic_path
 from cinqa.returns import SHOWN_ISSUE_COLUMNS, CensusReturn
-from cinqa.rules import RULE_FACTS, STATUS_LEGEND, with_rule_facts
+from cinqa.rules import GUIDANCE_LABEL, RULE_FACTS, STATUS_LEGEND, with_rule_facts
 from cinqa.teams import NO_TEAM, TeamLookup, join_teams, lookup, team_counts, without_workers
 
 ERROR_FILL = PatternFill("solid", fgColor="FFC7CE")
@@ -91,9 +91,9 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     with atomic_path(path) as tmp:
         wb = Workbook(write_only=True)
         used = {"About", "Summary", CHILD_SHEET, "Structural issues"}
-        by_child = children_frame(failures)
+        by_child = children_frame(failures, ret.year if ret is not None else None)
         sheets: list[tuple[str, pd.DataFrame, list[set[str]] | None]] = [
-            ("Summary", summary[shown], None), (CHILD_SHEET, by_child, None)]
+            ("Summary", summary[shown].rename(columns={"guidance": GUIDANCE_LABEL}), None), (CHILD_SHEET, by_child, None)]
         for entity, rows in _by_entity(failures):
             frame, fields = _entity_frame(entity, rows, ret)
             name = _sheet_name(entity, used)
@@ -212,23 +212,30 @@ def _notes_sheet(wb: Workbook, notes: Sequence[str], used: set[str]) -> None:
 
 
 CHILD_SHEET = "By child"  # not "Children": Excel sheet names ignore case, and "children" is an entity sheet
-CHILD_COLUMNS = ("LAchildID", "errors", "queries", "rules", "sheets", "first line")
+CHILD_COLUMNS = ("LAchildID", "errors", "queries", "rules", "sheets", "first line", GUIDANCE_LABEL)
 
 
-def children_frame(failures: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per child with a failure: its rows by severity, its rules and sheets, most errors first."""
+def children_frame(failures: pd.DataFrame, year: str | None = None) -> pd.DataFrame:
+    """Return one row per child with a failure: its rows by severity, its rules and sheets, most errors first.
+
+    The last column says how to fix each of the child's rules, one line per rule with guidance in
+    census ``year`` (empty when the year is not given).
+    """
     rows = failures[failures["child"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=list(CHILD_COLUMNS))
     severity = rows["severity"].astype("str")
     g = rows.assign(_error=severity.eq("error"), _query=severity.eq("query")).groupby("child", sort=False)
+    codes = g["rule"].agg(lambda r: sorted(set(map(str, r)), key=rule_order))
+    fixes = _rule_guidance(rows["rule"].astype("str").unique(), year)
     out = pd.DataFrame({
         "LAchildID": g["LAchildID"].first().astype("object"),
         "errors": g["_error"].sum().astype("int64"),
         "queries": g["_query"].sum().astype("int64"),
-        "rules": g["rule"].agg(lambda r: ", ".join(sorted(set(map(str, r)), key=rule_order))),
+        "rules": codes.map(", ".join),
         "sheets": g["entity"].agg(lambda e: ", ".join(dict.fromkeys(map(str, e)))),
         "first line": g["line"].min().astype("Int64"),
+        GUIDANCE_LABEL: codes.map(lambda rs: "\n".join(f"{r}: {fixes[r]}" for r in rs if fixes.get(r))),
     })
     return out.sort_values(["errors", "queries", "first line"], ascending=[False, False, True],
                            kind="stable").reset_index(drop=True)
@@ -246,6 +253,14 @@ def team_frames(by_child: pd.DataFrame, teams: TeamLookup) -> list[tuple[str, pd
     present = set(joined["team"])
     order = [t for t in teams.teams() if t in present] + ([NO_TEAM] if NO_TEAM in present else [])
     return [(team, joined[joined["team"] == team].reset_index(drop=True)) for team in order]
+
+
+def _rule_guidance(rules: Iterable[str], year: str | None) -> dict[str, str]:
+    """Map each rule code of ``rules`` to its guidance in census ``year`` (nothing when the year is not known)."""
+    if year is None:
+        return {}
+    facts = with_rule_facts(pd.DataFrame({"rule": list(rules)}, dtype="str"), year)
+    return {r: g for r, g in zip(facts["rule"], facts["guidance"]) if g}
 
 
 def _by_entity(failures: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
@@ -271,6 +286,9 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
         "why": pd.Series([why(r, m, v) for r, m, v in zip(rows["rule"], rows["message"], rows["values"])],
                          index=rows.index, dtype="object"),
     })
+    fixes = _rule_guidance(rows["rule"].astype("str").unique(), ret.year if ret is not None else None)
+    out[GUIDANCE_LABEL] = pd.Series([fixes.get(r, "") for r in rows["rule"].astype("str")], index=rows.index,
+                                    dtype="object")
     table = ret.tables.get(entity) if ret is not None else None
     joined = pd.DataFrame(index=rows.index)
     if table is not None and "line" in table:
@@ -355,12 +373,13 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
         _cover_teams(ws, teams)
     guide = [
         "Summary lists each rule that failed, with the number of children and rows affected, and the rule's "
-        f"status and note. {STATUS_LEGEND}",
+        f"status, note and '{GUIDANCE_LABEL}'. {STATUS_LEGEND}",
         f"{CHILD_SHEET} has one row per child with a failure: its errors and queries, its rules and the sheets "
-        "they are on, most errors first.",
+        f"they are on, most errors first, and '{GUIDANCE_LABEL}' for each of its rules.",
         "Each entity sheet (children, episodes, ...) holds one row per failure with that row's values; "
-        "the cells the rule reads are highlighted (red for errors, amber for queries), and 'why' says in "
-        "plain words what the rule read and what it flags.",
+        "the cells the rule reads are highlighted (red for errors, amber for queries), 'why' says in "
+        f"plain words what the rule read and what it flags, and '{GUIDANCE_LABEL}' what usually causes it "
+        "and where it is usually fixed.",
         "Use the filter arrows in the header row to pick a rule, a child or a severity; 'line' is the line "
         "of the XML file where the row starts.",
         "Structural issues are problems with the file itself (unknown, misplaced or unreadable elements).",

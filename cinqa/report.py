@@ -43,7 +43,7 @@ from cinqa.pseudonymise import (Pseudonymiser, load_key, pseudonymise_failures, 
                                 pseudonymise_return, pseudonymise_table, return_scrubber)
 from cinqa.read import read_return
 from cinqa.returns import CensusReturn
-from cinqa.rules import STATUS_LEGEND, STATUS_WORDS
+from cinqa.rules import GUIDANCE_LABEL, STATUS_LEGEND, STATUS_WORDS
 from cinqa.teams import NO_TEAM, TeamLookup, lookup, pseudonymise_teams, team_counts
 from cinqa.validate import Validation, validate
 
@@ -262,7 +262,7 @@ class QAReport:
         return HTML("\n".join(parts))
 
     def rule_tables(self, max_rows: int = RULE_ROWS) -> HTML:
-        """Show, for each failing rule, its message and the failing rows (up to ``max_rows`` each)."""
+        """Show, for each failing rule, its message, how to fix it and the failing rows (up to ``max_rows`` each)."""
         f = self.failures
         if not len(f):
             return _show().callout("No rule failed.", "ok")
@@ -274,7 +274,9 @@ class QAReport:
             parts.append(
                 f"<h3 id='rule-{html.escape(str(row.rule))}'>{html.escape(str(row.rule))} "
                 f"<span style='color:{badge};font-size:0.8em'>{row.severity}</span></h3>"
-                f"<p>{html.escape(str(row.message))}<br><span class='cinqa-note'>"
+                f"<p>{html.escape(str(row.message))}<br>"
+                + (f"<b>{GUIDANCE_LABEL.capitalize()}:</b> {html.escape(row.guidance)}<br>" if row.guidance else "")
+                + "<span class='cinqa-note'>"
                 f"{judge.counted(row.rows, 'failing row')}, "
                 f"{judge.counted(row.children, 'child', 'children')}"
                 + (f"; status {row.status} ({html.escape(status)})" if status else "")

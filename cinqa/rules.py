@@ -4,8 +4,11 @@
 in ``meta``: ``rule``, ``message`` (the Department's wording), ``severity`` (``error``/``query``),
 ``years`` (``"2013-14..2025-26"``), ``entity`` and ``fields``; optionally ``years_status``
 (``I`` when some of the years are inferred rather than read in a DfE rule list), ``note`` and
-``show`` (the columns to print as the failing values). A rule whose logic changed gets a second
-expectation with its own years. The suite of a year holds the expectations whose years include it.
+``show`` (the columns to print as the failing values). Every expectation also carries either
+``guidance`` (what usually causes the failure and where it is usually fixed, in one to three
+sentences for the LA analyst) or ``no_guidance`` (why none can be given). A rule whose logic
+changed gets a second expectation with its own years. The suite of a year holds the expectations
+whose years include it.
 
 Two placeholders keep year-dependent facts out of the JSON: ``{"$codes": "la"}`` becomes the
 year's code set (:func:`cinqa.spec.codes`), and a string ``"$census_start"`` or ``"$census_end"``
@@ -42,13 +45,18 @@ EXPECTATIONS_DIR = locate_expectations()
 
 UNCHECKED_FILE = "unchecked.json"
 META_KEYS = ("rule", "message", "severity", "years", "entity", "fields")
+OPTIONAL_META_KEYS = ("years_status", "note", "show", "guidance", "no_guidance", "versions")
+"""The meta keys an expectation may carry beside :data:`META_KEYS` (``versions`` holds per-version meta)."""
 SEVERITIES = ("error", "query")
 _GX_SEVERITY = {"error": "critical", "query": "warning"}
 _STATUS_ORDER = ("V", "I", "U")
 _DATE_TOKEN = re.compile(r"^\$census_(start|end)(.*)$")
-LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "status", "note", "checkable", "reason")
-RULE_FACTS = ("status", "note")
-"""What :func:`with_rule_facts` adds to a table of rules: how the year's version is known, and its notes."""
+LIST_COLUMNS = ("rule", "severity", "message", "entity", "fields", "years", "status", "note", "guidance", "checkable",
+                "reason")
+RULE_FACTS = ("status", "note", "guidance")
+"""What :func:`with_rule_facts` adds to a table of rules: how the year's version is known, its notes, how to fix it."""
+GUIDANCE_LABEL = "how to fix"
+"""The heading of a rule's ``guidance`` wherever it is shown beside the DfE message."""
 STATUS_WORDS = {"V": "read in a DfE rule list", "I": "inferred from other years", "U": "unverified"}
 """A rule's status (how its version of a year is known) in words."""
 STATUS_LEGEND = "Status: " + ", ".join(f"{k} {v}" for k, v in STATUS_WORDS.items()) + " (how the year's rule is known)."
@@ -68,15 +76,16 @@ class Rule:
     years: frozenset[str]
     years_text: str
 
-    def listing(self, status: str, reason: str | None = None, note: str = "") -> dict[str, Any]:
+    def listing(self, status: str, reason: str | None = None, note: str = "", guidance: str = "") -> dict[str, Any]:
         """Return the rule as a row of :func:`list_rules`.
 
         ``status`` says how the year's version is known (see :meth:`RuleEntry.status`); a ``reason``
-        says why the rule cannot be checked; ``note`` is what the suite says about how it is read.
+        says why the rule cannot be checked; ``note`` is what the suite says about how it is read;
+        ``guidance`` what usually causes a failure and where it is fixed.
         """
         return {"rule": self.rule, "severity": self.severity, "message": self.message, "entity": self.entity,
                 "fields": list(self.fields), "years": self.years_text, "status": status, "note": note,
-                "checkable": reason is None, "reason": reason or ""}
+                "guidance": guidance, "checkable": reason is None, "reason": reason or ""}
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,11 @@ class RuleEntry(Rule):
     def note(self) -> str:
         """What the suite says about how this version of the rule is read (empty when nothing)."""
         return str(self.meta.get("note") or "")
+
+    @property
+    def guidance(self) -> str:
+        """Say what usually causes a failure of this version and where it is fixed (empty when none can be given)."""
+        return str(self.meta.get("guidance") or "")
 
     @property
     def years_status(self) -> str:
@@ -198,17 +212,19 @@ def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
 
     Columns: rule, severity, message, entity, fields (comma-separated), years, status (the least
     certain of the rule's expectations in ``year``: V, I or U, see :meth:`RuleEntry.status`),
-    note (the notes of its expectations in ``year``, each once), checkable, reason.
+    note (the notes of its expectations in ``year``, each once), guidance (their fix guidance, each
+    once), checkable, reason.
     """
     rows: dict[str, dict[str, Any]] = {}
     for e in rules_for_year(year, directory):
         row = rows.get(e.rule)
         if row is None:
-            rows[e.rule] = e.listing(e.status(year), note=e.note)
+            rows[e.rule] = e.listing(e.status(year), note=e.note, guidance=e.guidance)
             continue
         row["status"] = max(row["status"], e.status(year), key=_STATUS_ORDER.index)
-        if e.note and e.note not in row["note"]:
-            row["note"] = f"{row['note']} {e.note}".strip()
+        for key, text in (("note", e.note), ("guidance", e.guidance)):
+            if text and text not in row[key]:
+                row[key] = f"{row[key]} {text}".strip()
         if e.entity not in row["entity"].split(", "):
             row["entity"] += f", {e.entity}"
         row["fields"] += [f for f in e.fields if f not in row["fields"]]
@@ -222,7 +238,7 @@ def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
 
 
 def with_rule_facts(frame: pd.DataFrame, year: str, directory: str | Path | None = None) -> pd.DataFrame:
-    """Return a copy of ``frame`` (which has a ``rule`` column) with each rule's status and note in ``year``.
+    """Return a copy of ``frame`` (which has a ``rule`` column) with each rule's status, note and guidance in ``year``.
 
     The columns :data:`RULE_FACTS` go after ``message`` when there is one, else at the end; a rule
     the year does not list gets empty text.

@@ -84,7 +84,7 @@ class Validation:
 
     @property
     def rule_summary(self) -> pd.DataFrame:
-        """The summary with each failing rule's status (V, I or U) and note in the year.
+        """The summary with each failing rule's status (V, I or U), note and fix guidance in the year.
 
         See :func:`cinqa.rules.with_rule_facts`.
         """

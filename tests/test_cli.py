@@ -764,6 +764,16 @@ def test_validate_real_backend_prints_structural_issues_first_with_their_lines(t
     assert out.index("structural issues") < out.index("severity") < out.index("Verdict: Not fully checked")
 
 
+def test_rules_real_backend_shows_the_guidance_beside_the_message() -> None:
+    result = runner.invoke(app, ["rules", "--year", "2024-25", "--guidance"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    head = next(line for line in result.stdout.splitlines() if "severity" in line)
+    assert "how to fix" in head and "message" in head and "note" not in head
+    text = " ".join(result.stdout.split())
+    entry = next(e for e in cinqa.rules.rules_for_year("2024-25") if e.rule == "8805")
+    assert " ".join(entry.guidance.split()[:6]) in text and "A CIN case cannot have a CIN closure date" in text
+
+
 def test_rules_real_backend_shows_status_and_notes() -> None:
     result = runner.invoke(app, ["rules", "--year", "2012-13"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output

@@ -18,6 +18,7 @@ import sys
 import time
 import types
 import urllib.request
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,7 @@ import cinqa
 from cinqa import read_return
 from cinqa.drill import ALL, BY_LINE, DrillDown, TableBrowser, YearOnYearExplorer
 from cinqa.failures import ERRORED_COLUMNS
+from cinqa.rules import rules_for_year
 from test_compare import L, comp  # noqa: F401  (comp is a fixture)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -306,6 +308,19 @@ def test_rule_info_gives_the_rules_status_and_note(validation):
     assert "Note: DfE module ChildProtectionPlans" in info
     d.controls["rule"].value = ALL
     assert d.controls["rule_info"].value == ""
+
+
+def test_the_selected_rules_guidance_is_shown_under_its_message(validation):
+    d = DrillDown(validation)
+    d.widget()
+    d.controls["rule"].value = "8565"
+    guidance = next(e.guidance for e in rules_for_year("2023-24") if e.rule == "8565")
+    assert d.rule_guidance() == guidance
+    assert d.controls["rule_fix"].value == f"<b>How to fix:</b> {escape(guidance)}"
+    box = d.widget().children
+    assert box.index(d.controls["rule_fix"]) == box.index(d.controls["rule_info"]) + 1
+    d.controls["rule"].value = ALL
+    assert d.controls["rule_fix"].value == "" and d.rule_guidance() == ""
 
 
 # --- the table browser ---

@@ -77,7 +77,7 @@ def test_cover_names_the_file_and_says_it_is_not_pseudonymised(workbook: openpyx
 
 def test_summary_has_one_row_per_rule_errors_first(workbook: openpyxl.Workbook) -> None:
     summary = rows_of(workbook["Summary"])
-    assert list(summary[0]) == ["rule", "severity", "message", "status", "note", "children", "rows"]
+    assert list(summary[0]) == ["rule", "severity", "message", "status", "note", "how to fix", "children", "rows"]
     assert [r["rule"] for r in summary] == ["1510", "2060", "8606", "2886Q", "8525Q"]
     row = next(r for r in summary if r["rule"] == "8606")
     assert (row["children"], row["rows"]) == (1, 2)
@@ -345,3 +345,31 @@ def test_a_pseudonymised_workbook_names_no_worker(ret: cinqa.CensusReturn, tmp_p
         blob = b"".join(z.read(n) for n in z.namelist())
     for value in ("C001", "C002", "C003", "Ann Smith", "Bo Jones"):
         assert value.encode() not in blob, value
+
+
+def test_failures_and_by_child_say_how_to_fix_each_rule_beside_its_message(workbook: openpyxl.Workbook) -> None:
+    fixes = {e.rule: e.guidance for e in cinqa.rules.rules_for_year("2023-24")}
+    for name in ("children", "episodes"):
+        header = [c.value for c in workbook[name][1]]
+        assert header[:6] == ["LAchildID", "rule", "severity", "message", "why", "how to fix"], name
+        for row in rows_of(workbook[name]):
+            assert row["how to fix"] == fixes[row["rule"]], (name, row["rule"])
+    episode = rows_of(workbook["episodes"])[0]
+    assert episode["message"] == "Child referral date is more than 40 weeks before DOB or expected DOB"
+    by_child = {r["LAchildID"]: r["how to fix"] for r in rows_of(workbook["By child"])}
+    # A rule no suite knows (2060 here) has no guidance and no line; the others one line each, in rule order.
+    assert by_child["C003"] == f"1510: {fixes['1510']}"
+    assert by_child["C001"] == f"8606: {fixes['8606']}"
+    summary = {r["rule"]: r for r in rows_of(workbook["Summary"])}
+    assert summary["8606"]["how to fix"] == fixes["8606"] and summary["2060"]["how to fix"] is None
+
+
+def test_by_child_lists_the_guidance_of_each_of_a_childs_rules() -> None:
+    from cinqa.excel import children_frame
+
+    failures = failures_frame()
+    fixes = {e.rule: e.guidance for e in cinqa.rules.rules_for_year("2023-24")}
+    failures.loc[3, "rule"], failures.loc[5, "rule"] = "8500", "1510"
+    frame = children_frame(failures, "2023-24").set_index("LAchildID")
+    assert frame.loc["C003", "how to fix"].split("\n") == [f"1510: {fixes['1510']}", f"8500: {fixes['8500']}"]
+    assert (children_frame(failures)["how to fix"] == "").all()

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import subprocess
 import sys
-from html import unescape
+from html import escape, unescape
 import re
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from cinqa import read_return
 from cinqa.errors import CsvError, ReadError
 from cinqa.failures import ERRORED_COLUMNS, FAILURE_COLUMNS, summarise
 from cinqa.report import NOTEBOOK, QAReport, _strip_noise, external_references, render_report
+from cinqa.rules import rules_for_year
 from cinqa.teams import NO_TEAM
 from cinqa.validate import Validation
 
@@ -132,6 +133,16 @@ def test_rules_show_their_status_and_note_in_the_summary_and_their_tables(ret):
     tables = qa.rule_tables().data
     assert "status V (read in a DfE rule list)" in tables
     assert "Note: DfE module ChildProtectionPlans" in tables
+
+
+def test_each_rule_table_says_how_to_fix_the_rule_under_its_dfe_message(ret):
+    tables = report(ret, ERROR, QUERY).rule_tables().data
+    for code, message in (("8565", ERROR[2]), ("8525Q", QUERY[2])):
+        guidance = next(e.guidance for e in rules_for_year(ret.year) if e.rule == code)
+        section = tables[tables.index(f"id='rule-{code}'"):]
+        shown = f"<p>{message}<br><b>How to fix:</b> {escape(guidance)}<br>"
+        assert shown in section[:section.index("<table")], code
+    assert tables.count("How to fix:") == 2
 
 
 def test_structural_issues_are_listed_errors_first_in_file_order(ret):

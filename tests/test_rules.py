@@ -1,7 +1,9 @@
 """Every DfE rule: its pass/fail cases (tests/cases/<rule>.yml) and the registry's own consistency."""
 
 import json
+import re
 import shutil
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import pandas as pd
@@ -67,6 +69,84 @@ def test_every_expectation_says_what_it_checks():
             assert e.years_status in ("I", "U"), where
         if e.years_status == "U":
             assert e.meta.get("note"), where
+
+
+SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+# The queries' DfE messages open with a stock request that says nothing about the rule.
+STOCK_OPENING = re.compile(r"^please check( and (either )?amend( data)? or provide a reason)?\s*")
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def guidance_problem(meta: dict) -> str:
+    """Say what is wrong with an expectation's fix guidance (empty when nothing is).
+
+    It must have ``guidance`` (one to three sentences that do not repeat the DfE message) or a
+    written ``no_guidance`` reason, not both.
+    """
+    guidance, reason = meta.get("guidance"), meta.get("no_guidance")
+    if guidance and reason:
+        return "has both guidance and a no_guidance reason"
+    if not guidance and not reason:
+        return "has neither guidance nor a no_guidance reason"
+    text = guidance or reason
+    if not isinstance(text, str) or len(_words(text).split()) < 5:
+        return f"{'guidance' if guidance else 'no_guidance'} is not written out: {text!r}"
+    if reason:
+        return ""
+    sentences = len(SENTENCE_END.findall(guidance.strip()))
+    if not 1 <= sentences <= 3 or not guidance.strip().endswith("."):
+        return f"guidance is not one to three sentences ending in a full stop ({sentences} found)"
+    message, words = STOCK_OPENING.sub("", _words(meta["message"])), _words(guidance)
+    if message in words or SequenceMatcher(None, message, words).ratio() > 0.6:
+        return "guidance repeats the DfE message"
+    return ""
+
+
+@pytest.mark.parametrize("entry", rules.entries(), ids=lambda e: f"{e.view}-{e.rule}-{min(e.years)}-{e.position}")
+def test_every_rule_of_every_year_has_fix_guidance_or_a_reason(entry):
+    problem = guidance_problem(entry.meta)
+    assert not problem, f"{entry.view}.json rule {entry.rule} ({entry.years_text}): {problem}"
+
+
+@pytest.mark.parametrize("meta, problem", [
+    ({"message": "LA Child ID missing"}, "neither"),
+    ({"message": "LA Child ID missing", "guidance": "The ID was not copied from the case record.",
+      "no_guidance": "Nothing to say about this one."}, "both"),
+    ({"message": "LA Child ID missing", "guidance": "LA Child ID missing."}, "not written out"),
+    ({"message": "Please check and either amend data or provide a reason: Child is over 25 years old",
+      "guidance": "The rule fires when the child is over 25 years old, so check it."}, "repeats"),
+    ({"message": "Child is over 25 years old", "guidance": "A child is over 25 years old on record."}, "repeats"),
+    ({"message": "LA Child ID missing", "guidance": "One. Two words here. Three more words. Four of them."},
+     "three sentences"),
+    ({"message": "LA Child ID missing", "guidance": "The ID was not copied from the case record"}, "three sentences"),
+    ({"message": "LA Child ID missing", "no_guidance": "Depends entirely on the local system."}, ""),
+    ({"message": "LA Child ID missing", "guidance": "The child was added to the extract from a partner "
+      "system without its case-management ID; fix it on the person record."}, ""),
+])
+def test_the_guidance_check_names_what_is_wrong(meta, problem):
+    found = guidance_problem(meta)
+    assert (problem in found and bool(found)) if problem else found == ""
+
+
+def test_guidance_is_listed_and_added_beside_the_rule_facts():
+    listed = rules.list_rules("2025-26").set_index("rule")
+    entry = next(e for e in rules.rules_for_year("2025-26") if e.rule == "8805")
+    assert entry.guidance and listed.loc["8805", "guidance"] == entry.guidance
+    out = rules.with_rule_facts(pd.DataFrame({"rule": ["8805"], "message": [entry.message]}), "2025-26")
+    assert out.loc[0, "guidance"] == entry.guidance and out.loc[0, "message"] == entry.message
+
+
+def test_a_rule_in_two_parts_lists_each_parts_guidance_once(tmp_path):
+    meta = {"rule": "8500", "message": "m", "severity": "error", "years": "2023-24", "entity": "children"}
+    suite = {"name": "children", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c},
+         "meta": {**meta, "fields": [c], "guidance": g}}
+        for c, g in (("LAchildID", "First."), ("UPN", "Second."), ("Sex", "First."))]}
+    (tmp_path / "children.json").write_text(json.dumps(suite), "utf-8")
+    assert rules.list_rules("2023-24", tmp_path)["guidance"].tolist() == ["First. Second."]
 
 
 def test_a_rule_has_one_message_and_severity_per_year():
@@ -166,18 +246,23 @@ def test_the_renamed_and_regraded_rules_are_written_once():
 
 
 def test_adding_a_rule_follows_the_walk_through(tmp_path, monkeypatch):
-    """Follow docs/rules.md on a made-up rule in a copy of the suites: entry, cases, then injector or reason."""
+    """Follow docs/rules.md on a made-up rule in a copy of the suites: entry and guidance, cases, injector or reason."""
     from cinqa import synth
     from cinqa.synth import faults
 
     suites, year = tmp_path / "expectations", "2025-26"
     shutil.copytree(rules.EXPECTATIONS_DIR, suites)
     children = json.loads((suites / "children.json").read_text("utf-8"))
+    fix = "Usually a test prefix was left on the person ID by a data migration. Remove it on the person record."
     children["expectations"].append({
         "type": "expect_column_values_to_not_match_regex", "kwargs": {"column": "LAchildID", "regex": "^ZZ"},
         "meta": {"rule": "9901", "message": "LA Child ID must not start with ZZ (made up)", "severity": "error",
-                 "years": "2024-25..2026-27", "entity": "children", "fields": ["LAchildID"]}})
+                 "years": "2024-25..2026-27", "entity": "children", "fields": ["LAchildID"], "guidance": fix}})
     (suites / "children.json").write_text(json.dumps(children), "utf-8")
+    made_up = next(e for e in rules.entries(suites) if e.rule == "9901")
+    assert guidance_problem(made_up.meta) == "" and made_up.guidance == fix
+    assert "neither guidance" in guidance_problem({**made_up.meta, "guidance": ""}), "the meta-test asks for it"
+    assert rules.list_rules(year, suites).set_index("rule").loc["9901", "guidance"] == fix
     assert faults.unexplained_rules(year, suites) == ["9901"]
     assert "9901" not in faults.injectable_rules(year, suites) and faults.unexplained_rules(year) == []
 
@@ -248,10 +333,11 @@ def test_a_rule_with_two_versions_in_a_year_lists_both_notes_once(tmp_path):
     assert rules.list_rules("2023-24", tmp_path)["note"].tolist() == ["First. Second."]
 
 
-def test_with_rule_facts_puts_status_and_note_after_the_message():
+def test_with_rule_facts_puts_status_note_and_guidance_after_the_message():
     frame = pd.DataFrame({"rule": ["CA-1103", "nope"], "severity": ["error", "error"], "message": ["a", "b"],
                           "rows": [1, 2]})
     out = rules.with_rule_facts(frame, "2012-13")
-    assert list(out.columns) == ["rule", "severity", "message", "status", "note", "rows"]
+    assert list(out.columns) == ["rule", "severity", "message", "status", "note", "guidance", "rows"]
+    assert out["guidance"].iloc[1] == ""
     assert out["status"].tolist() == ["U", ""]
     assert out["note"].iloc[0].startswith("Provisional") and out["note"].iloc[1] == ""

@@ -1,4 +1,7 @@
-"""Lint the rule suites: a row condition must select the same rows whatever the engine's null semantics.
+"""Lint the rule suites: known meta keys only, and row conditions that select the same rows on any engine.
+
+A meta key outside :data:`cinqa.rules.META_KEYS` and :data:`cinqa.rules.OPTIONAL_META_KEYS` is a
+typo (``guidence``) that would otherwise be ignored, leaving the rule without what it meant to say.
 
 pandas keeps a null row under ``NOT_IN`` or ``!=`` (``~isin``, NaN != x), SQL engines (Spark, SQL
 databases) drop it (NULL NOT IN (...) is unknown). A negated comparison over a column that may be
@@ -9,7 +12,9 @@ possibly null, since any value of a return may be missing.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +42,39 @@ def unguarded(cond: Any, present: frozenset[str] = frozenset()) -> list[str]:
     if kind == "comparison" and cond["operator"] in NEGATED and cond["column"]["name"] not in present:
         return [f"{cond['column']['name']} {cond['operator']} {cond['parameter']!r}"]
     return []
+
+
+KNOWN_META = frozenset(rules.META_KEYS + rules.OPTIONAL_META_KEYS)
+
+
+def unknown_meta_keys(suite: dict[str, Any]) -> list[str]:
+    """List the meta keys of ``suite``'s expectations (and of their versions) that the registry does not know."""
+    out = []
+    for i, exp in enumerate(suite.get("expectations", [])):
+        meta = exp.get("meta") or {}
+        named = f"expectation {i + 1} (rule {meta.get('rule', '?')})"
+        out += [f"{named}: {k}" for k in meta if k not in KNOWN_META]
+        for version in meta.get("versions") or []:
+            out += [f"{named}, version {version.get('rule', '?')}: {k}" for k in version
+                    if k not in KNOWN_META - {"versions"}]
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(p for p in Path(rules.EXPECTATIONS_DIR).glob("*.json")
+                                        if p.name != rules.UNCHECKED_FILE), ids=lambda p: p.name)
+def test_meta_keys_are_known(path):
+    assert not unknown_meta_keys(json.loads(path.read_text("utf-8"))), path.name
+
+
+@pytest.mark.parametrize("meta, hits", [
+    ({"rule": "8500", "guidance": "g"}, 0),
+    ({"rule": "8500", "no_guidance": "r"}, 0),
+    ({"rule": "8500", "guidence": "g"}, 1),
+    ({"rule": "8500", "versions": [{"rule": "8500", "no_guidence": "r"}]}, 1),
+    ({"rule": "8500", "versions": [{"rule": "8500", "versions": []}]}, 1),
+])
+def test_the_lint_finds_a_misspelt_meta_key(meta, hits):
+    assert len(unknown_meta_keys({"expectations": [{"type": "t", "meta": meta}]})) == hits
 
 
 @pytest.mark.parametrize("entry", rules.entries(), ids=lambda e: f"{e.view}-{e.rule}-{min(e.years, default='')}")

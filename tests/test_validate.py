@@ -260,4 +260,5 @@ def test_repr_and_html_show_structural_issues_first_with_their_lines(tmp_path):
 def test_html_repr_gives_each_failing_rule_its_status_and_note(result_2023):
     shown = result_2023._repr_html_()
     assert "<th>status</th>" in shown and "<th>note</th>" in shown
-    assert list(result_2023.rule_summary.columns) == [*SUMMARY_COLUMNS[:3], "status", "note", *SUMMARY_COLUMNS[3:]]
+    assert list(result_2023.rule_summary.columns) == [*SUMMARY_COLUMNS[:3], "status", "note", "guidance",
+                                                      *SUMMARY_COLUMNS[3:]]
