@@ -26,7 +26,7 @@ from cinqa.compare import FLAG_RULES, MIN_COUNT, Comparison, FlagRule, changes
 from cinqa.errors import CinqaError, shorten
 from cinqa.failures import (CLEAN, ERRORS, NOT_FULLY_CHECKED, QUERIES_ONLY, UNREADABLE, Verdict,
                             field_names)
-from cinqa.measures import ALL, MEASURES
+from cinqa.measures import AGE_BANDS, ALL, MEASURES, NOT_RECORDED, age_band
 from cinqa.returns import CensusReturn, issues_first
 
 MAX_ROWS = 200
@@ -248,23 +248,6 @@ def _register_png_formatter() -> None:
 _register_png_formatter()
 
 
-AGE_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("Unborn", -np.inf, -1), ("Under 1", 0, 0), ("1-4", 1, 4), ("5-9", 5, 9),
-    ("10-15", 10, 15), ("16-17", 16, 17), ("18+", 18, np.inf),
-)
-
-
-def _ages(ret: CensusReturn) -> pd.Series:
-    c = ret.children
-    ref = ret.reference_date
-    born = c["PersonBirthDate"]
-    years = ref.year - born.dt.year - ((born.dt.month > ref.month) | ((born.dt.month == ref.month)
-                                                                       & (born.dt.day > ref.day)))
-    years = years.astype("Float64")
-    unborn = born.isna() & c["ExpectedPersonBirthDate"].notna()
-    return years.mask(unborn, -1.0)
-
-
 def _labelled_counts(values: pd.Series, codeset: str, year: str) -> pd.Series:
     labels = spec.code_labels(codeset)
     valid = list(spec.codes(codeset, year))
@@ -279,12 +262,12 @@ def _labelled_counts(values: pd.Series, codeset: str, year: str) -> pd.Series:
 def distributions(ret: CensusReturn) -> dict[str, pd.Series]:
     """Count the distributions an analyst checks first, each as a labelled Series."""
     c, e = ret.children, ret.episodes
-    ages = _ages(ret)
-    age_counts = pd.Series({label: int(((ages >= lo) & (ages <= hi)).sum()) for label, lo, hi in AGE_BANDS})
-    age_counts["Birth date missing"] = int(ages.isna().sum())
+    bands = age_band(c["PersonBirthDate"], c["ExpectedPersonBirthDate"],
+                     pd.Series(ret.reference_date, index=c.index))
+    age_counts = bands.value_counts().reindex([*AGE_BANDS, NOT_RECORDED], fill_value=0).astype("int64")
     sex_col, sex_set = ("Sex", "sex") if "Sex" in c.columns else ("GenderCurrent", "gender")
     out = {
-        "age at 31 March": age_counts[age_counts.gt(0) | (age_counts.index != "Birth date missing")],
+        "age at 31 March": age_counts[age_counts.gt(0) | (age_counts.index != NOT_RECORDED)],
         "sex" if sex_col == "Sex" else "gender": _labelled_counts(c[sex_col], sex_set, ret.year),
         "ethnicity": _labelled_counts(c["Ethnicity"], "ethnicity", ret.year),
     }

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from cinqa import collect, read_return
 from cinqa import display as show
 from cinqa.errors import CinqaError
+from cinqa.measures import AGE_BANDS
 from test_compare import comp  # noqa: F401  (a fixture)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -83,7 +84,8 @@ def test_header_facts(ret):
 def test_distributions_band_ages_at_31_march_and_count_the_unborn(ret):
     d = show.distributions(ret)
     ages = d["age at 31 March"]
-    assert ages["Unborn"] == 1 and ages["5-9"] == 1 and ages["10-15"] == 1
+    assert ages["Unborn"] == 1 and ages["5 to 9"] == 1 and ages["10 to 15"] == 1
+    assert list(ages.index[:len(AGE_BANDS)]) == list(AGE_BANDS), "the bands and their DfE spelling are measures'"
     assert "gender" in d and d["gender"]["1 Male"] == 1
     assert d["CPP initial category (all plans)"]["PHY Physical abuse"] == 1
 
