@@ -324,27 +324,38 @@ def output_texts(folder: Path) -> dict[str, str]:
     return found
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("run", list(PLANTED_RUNS))
-def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, run):
-    import subprocess
-    import sys
+@pytest.fixture
+def planted_cli(tmp_path):
+    """Return a runner of one command over the planted files, written to a fresh folder ``in``.
 
+    ``runner(words, *extra, payloads=None, timeout=...)`` fills ``{planted}``, ``{earlier}``,
+    ``{folder}``, ``{teams}`` (a lookup of the children to teams and workers) and ``{out}`` in the
+    words, runs the command line on them with ``extra`` after, checks it ended with 0 or 1, and
+    returns the process, the output folder and the planted identifiers (the workers' names among them).
+    """
     from hostile.planted import planted_files, planted_teams
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    planted, earlier, ids = planted_files(folder)
-    # Workers' names are personal data too: a pseudonymised output names none.
-    ids += planted_teams(tmp_path / "teams.csv", ids)
+    def runner(words: list[str], *extra: str, payloads=None, timeout: float):
+        folder = tmp_path / "in"
+        folder.mkdir()
+        planted, earlier, ids = planted_files(folder, payloads)
+        # Workers' names are personal data too: a pseudonymised output names none.
+        ids += planted_teams(tmp_path / "teams.csv", ids, payloads)
+        out = tmp_path / "out"
+        fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
+        done = run_cli([a.format(**fill) for a in words] + list(extra), tmp_path, timeout=timeout)
+        assert done.returncode in (0, 1), done.stderr.decode()
+        return done, out, ids
+
+    return runner
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("run", list(PLANTED_RUNS))
+def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, planted_cli, run):
     key = tmp_path / "k.key"
     cinqa.pseudonymise.new_key(key)
-    out = tmp_path / "out"
-    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
-    args = [a.format(**fill) for a in PLANTED_RUNS[run]] + ["--pseudonymise", "--key-file", str(key)]
-    done = subprocess.run([sys.executable, "-c", "from cinqa.cli import app; app()", *args], capture_output=True,
-                          timeout=840, cwd=tmp_path)
-    assert done.returncode in (0, 1), done.stderr.decode()
+    done, out, ids = planted_cli(PLANTED_RUNS[run], "--pseudonymise", "--key-file", str(key), timeout=840)
     texts = {"stdout": done.stdout.decode(), "stderr": done.stderr.decode(), **output_texts(out)}
     assert len(texts) > 2
     leaks = [(where, i) for where, text in texts.items() for i in ids if i in text]
@@ -398,21 +409,14 @@ def _is_number(text: str) -> bool:
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("run", list(FORMULA_RUNS))
-def test_no_output_cell_is_a_formula(tmp_path, run):
+def test_no_output_cell_is_a_formula(planted_cli, run):
     import csv
     import zipfile
 
     from cinqa.export import FORMULA_STARTS
-    from hostile.planted import FORMULAS, planted_files, planted_teams
+    from hostile.planted import FORMULAS
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    planted, earlier, ids = planted_files(folder, FORMULAS)
-    planted_teams(tmp_path / "teams.csv", ids, FORMULAS)
-    out = tmp_path / "out"
-    fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
-    done = run_cli([a.format(**fill) for a in FORMULA_RUNS[run]], tmp_path, timeout=540)
-    assert done.returncode in (0, 1), done.stderr.decode()
+    _, out, _ = planted_cli(FORMULA_RUNS[run], payloads=FORMULAS, timeout=540)
     cells, sheets = [], []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         if path.suffix == ".csv":
