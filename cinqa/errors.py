@@ -17,6 +17,15 @@ class CinqaError(Exception):
     """Base of every error cinqa raises on purpose."""
 
 
+class PathError(CinqaError):
+    """A problem with one file or folder, shown as ``"<path>: <problem>"``; ``path`` and ``problem`` kept apart."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
 class ReadError(CinqaError):
     """A census file cannot be read: it is missing, not XML, unsafe or not a CIN return."""
 

@@ -17,18 +17,13 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from cinqa.errors import CinqaError
+from cinqa.errors import PathError
 
 _INPUTS: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("cinqa_inputs", default=())
 
 
-class OutputError(CinqaError):
+class OutputError(PathError):
     """An output path cannot be written: it is an input, or another run is writing it."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def output_path(path: str | Path) -> Path:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from cinqa import spec
-from cinqa.errors import CinqaError
+from cinqa.errors import PathError
 from cinqa.returns import CensusReturn, Header
 
 KEY_BYTES = 32
@@ -63,13 +63,8 @@ _PLAIN_LEAVES = frozenset(
 )
 
 
-class KeyFileError(CinqaError):
+class KeyFileError(PathError):
     """A pseudonymisation key file is missing, unreadable or malformed."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def new_key(path: str | Path) -> Path:
