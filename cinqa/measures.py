@@ -97,7 +97,7 @@ TIMESCALES: dict[str, Timescale] = {
     # DfE C4: initial conference within 15 working days of the S47 start.
     "icpc": Timescale(15, "S47ActualStartDate", "DateOfInitialCPC"),
 }
-ASSESSMENT_TIMESCALE = {kind: TIMESCALES[kind].days for kind in ("continuous", "initial", "core")}
+ASSESSMENT_TIMESCALE = {kind: TIMESCALES[kind].days for kind in spec.ASSESSMENT_KINDS}
 """Working days allowed per assessment kind, in the order the kinds are shown."""
 
 # Child protection plan reviews (former NI 67; provisional until the COLLECT specification is seen):

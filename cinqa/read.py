@@ -199,7 +199,6 @@ def _homes() -> dict[str, set[str]]:
 
 _DISPATCH_SLOW = _dispatch(slow=True)
 _LIST_TABLES = frozenset(t for t, n in spec.table_nodes().items() if n.kind == "list")
-_KINDS = ["continuous", "initial", "core"]
 _HOMES = _homes()
 _WITH_ATTRIBUTES = etree.XPath("descendant-or-self::*[@*]")
 _ATTRIBUTED = etree.XPath("*[position() <= $end]/descendant-or-self::*[@*]")
@@ -931,7 +930,7 @@ class _Reader:
         del vals
         width = 1 if layout is None else len(layout)
         if spec.has_kind_column(table):
-            kind = pd.Categorical(flat[layout["kind"]::width], categories=_KINDS)
+            kind = pd.Categorical(flat[layout["kind"]::width], categories=spec.ASSESSMENT_KINDS)
             data["kind"] = kind
             ctx.continuous = np.asarray(kind == "continuous")
         for node in spec.value_columns(table):

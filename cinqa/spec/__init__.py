@@ -239,6 +239,10 @@ def _owner_table(leaf: Node) -> str | None:
     return parent.table
 
 
+ASSESSMENT_KINDS = ("continuous", "initial", "core")
+"""The kinds of assessment a row of ``assessments`` is, in the order they are shown (its ``kind``)."""
+
+
 @cache
 def has_kind_column(table: str) -> bool:
     """Tell whether rows of ``table`` carry a ``kind`` (assessments: continuous, initial, core)."""

@@ -212,7 +212,7 @@ def frame(table: str, year: str, cols: Columns) -> pd.DataFrame:
     if table != "children":
         data["LAchildID"] = pd.array(cols.get("LAchildID", [None] * n), dtype="str")
     if spec.has_kind_column(table):
-        data["kind"] = pd.Categorical(cols.get("kind", [None] * n), categories=["continuous", "initial", "core"])
+        data["kind"] = pd.Categorical(cols.get("kind", [None] * n), categories=spec.ASSESSMENT_KINDS)
     for node in table_columns(table, year):
         data[node.column] = typed(cols.get(node.column, [None] * n), node, year)
     data["line"] = pd.array([None] * n, dtype="Int64")
@@ -239,3 +239,4 @@ def categorical(values: Iterable[Any], codeset: str, year: str | None) -> pd.Cat
     values = list(values)
     extra = sorted({str(v) for v in values if v is not None and not pd.isna(v)} - set(valid))
     return pd.Categorical(values, categories=[*valid, *extra])
+
