@@ -255,6 +255,11 @@ def _read_teams(teams: Path | None) -> TeamLookup | None:
     return found
 
 
+def _out_folder(text: str) -> Any:
+    """Return the ``--out DIR`` option of a command that writes a folder of outputs, with ``text`` as its help."""
+    return typer.Option("--out", "-o", metavar="DIR", file_okay=False, help=text)
+
+
 def _population(values: Sequence[str] | None) -> float | dict[str, float] | None:
     """Read --population: one number for every year, or YEAR=N for each year (see PopulationOption)."""
     if not values:
@@ -359,9 +364,8 @@ def validate(
     html: Annotated[Path | None, typer.Option(
         "--html", metavar="PATH", dir_okay=False, callback=_suffix(".html", ".htm"),
         help="An HTML quality report of the file(s).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", metavar="DIR", file_okay=False,
-        help="Folder for one Excel report and failures CSV per file plus summary.csv and summary.xlsx.")] = None,
+    out: Annotated[Path | None, _out_folder(
+        "Folder for one Excel report and failures CSV per file plus summary.csv and summary.xlsx.")] = None,
     year: YearOption = None,
     pseudonymise: PseudonymiseOption = False,
     key_file: KeyFileOption = None,
@@ -539,9 +543,14 @@ def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymi
         write_failures_csv(s.failures, csv)
 
 
+_COUNTED = ("children", "errors", "queries", "structural_issues")
+_SHOWN = ("file", "LA", "year", *_COUNTED, "verdict")
+"""The combined summary's counts, and the columns the terminal shows of it."""
+
+
 def _summary_frame(results: Sequence[FileResult]) -> pd.DataFrame:
     frame = pd.DataFrame([r.row() for r in results])
-    for col in ("children", "errors", "queries", "structural_issues"):
+    for col in _COUNTED:
         frame[col] = frame[col].astype("Int64")
     return frame
 
@@ -626,16 +635,15 @@ def _print_since(console: Console, results: Sequence[FileResult], folder: Path) 
 def _print_combined(console: Console, results: Sequence[FileResult]) -> None:
     summary = _summary_frame(results)
     table = Table(header_style="bold")
-    for col in ("file", "LA", "year", "children", "errors", "queries", "structural_issues", "verdict"):
-        numeric = col in ("children", "errors", "queries", "structural_issues")
+    for col in _SHOWN:
+        numeric = col in _COUNTED
         table.add_column(col.replace("_", " "), justify="right" if numeric else "left", overflow="fold")
     names = [r.path.name for r in results]
     if len(set(names)) == len(names):
         summary["file"] = names  # the files are told apart by name; their folders are in summary.csv
     for row in summary.to_dict("records"):
         table.add_row(*("" if pd.isna(row[c]) else (f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]))
-                        for c in ("file", "LA", "year", "children", "errors", "queries", "structural_issues",
-                                  "verdict")))
+                        for c in _SHOWN))
     console.print(table)
     verdicts = summary["verdict"].value_counts().reindex(judge.STATUSES).dropna().astype(int)
     console.print(f"{len(results)} files: " + ", ".join(f"{v} {n}" for v, n in verdicts.items()), markup=False)
@@ -663,8 +671,7 @@ class TableFormat(str, Enum):
 def tables(
     paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_FOLDER",
                                                 help="A census XML file; or several, or folders of them, to pool.")],
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", file_okay=False,
-                                      help="Folder to write the tables to (created if needed).")],
+    out: Annotated[Path, _out_folder("Folder to write the tables to (created if needed).")],
     fmt: Annotated[TableFormat | None, typer.Option(
         "--format", "-f", help="File format of the tables (default: csv; a pooled store is parquet).")] = None,
     year: YearOption = None,
@@ -778,8 +785,7 @@ def report(
 def compare(
     paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_FOLDER",
                                                 help="Returns of one LA, one per census year.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", file_okay=False,
-                                             help="Folder to write every comparison table to as CSV.")] = None,
+    out: Annotated[Path | None, _out_folder("Folder to write every comparison table to as CSV.")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", min=0.0, metavar="SHARE",
         help="Flag figures that change by more than this share between years (default 0.2 = 20%).")] = None,
