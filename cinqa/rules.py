@@ -207,6 +207,37 @@ def rules_for_year(year: str, directory: str | Path | None = None) -> tuple[Rule
     return tuple(e for e in entries(directory) if year in e.years)
 
 
+RETURN_ENTITIES = ("header", "return")
+"""The entities of rules checked on the header or the return as a whole, not on a child."""
+
+
+def return_level_rules(directory: str | Path | None = None) -> frozenset[str]:
+    """Return the rules the suites check on the header or the whole return (either spelling)."""
+    return frozenset(e.rule for e in entries(directory) if e.entity in RETURN_ENTITIES)
+
+
+@cache
+def _were_errors(directory: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """Map each query whose rule was an error under its plain number in earlier years to that number
+    and its years (``"8525Q"``: ``"8525"``, 2012-13 to 2021-22)."""
+    years: dict[str, set[str]] = {}
+    for e in entries(directory):
+        years.setdefault(e.rule, set()).update(e.years)
+    return {c: (c[:-1], frozenset(years[c[:-1]])) for c in years if c.endswith("Q") and c[:-1] in years}
+
+
+def rule_code(code: str, year: str, directory: str | Path | None = None) -> str:
+    """Return the code a rule has in ``year`` (``"8525Q"`` is ``"8525"`` before 2022-23)."""
+    old, years = _were_errors(Path(directory or EXPECTATIONS_DIR).resolve()).get(code, (code, frozenset()))
+    return old if year in years else code
+
+
+def current_code(code: str, directory: str | Path | None = None) -> str:
+    """Return the current code of a rule given by either spelling (``"8525"`` is ``"8525Q"``)."""
+    were = _were_errors(Path(directory or EXPECTATIONS_DIR).resolve())
+    return next((q for q, (old, _) in were.items() if old == code), code)
+
+
 def list_rules(year: str, directory: str | Path | None = None) -> pd.DataFrame:
     """List the rules of census ``year``: one row per rule, checkable ones and the others with the reason.
 

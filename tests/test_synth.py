@@ -40,7 +40,7 @@ def violations(ret: cinqa.CensusReturn) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {}
 
     def add(rule: str, df: pd.DataFrame, mask) -> None:
-        rule = faults.rule_code(rule, year)
+        rule = rules.rule_code(rule, year)
         out.setdefault(rule, set()).update(int(c) for c in df.loc[np.asarray(mask, dtype=bool), "child"])
 
     ek = ["child", "episode"]
@@ -555,7 +555,7 @@ def test_each_fault_breaks_its_rule_at_the_named_row(year):
     print(f"\n{year}: faults this test's checker does not read: {not_checked}")
     clean_kids = set(bad.children["child"]) - set(truth["child"].dropna())
     stray = {r: sorted(kids & clean_kids)[:5] for r, kids in found.items()
-             if kids & clean_kids and r not in NATURAL_QUERIES | faults.return_level_rules()}
+             if kids & clean_kids and r not in NATURAL_QUERIES | rules.return_level_rules()}
     assert stray == {}
     assert broken(ret) == set()
 
@@ -564,7 +564,7 @@ def test_error_rate_spreads_faults_over_children():
     ret, truth = synth.generate("2023-24", children=500, seed=1, errors=0.06)
     assert 28 <= truth["child"].nunique() <= 32
     assert truth["rule"].nunique() > 20
-    assert not truth["rule"].isin(list(faults.return_level_rules())).any()
+    assert not truth["rule"].isin(list(rules.return_level_rules())).any()
 
 
 def test_return_level_faults_on_request():

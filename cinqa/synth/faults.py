@@ -8,8 +8,9 @@ against it in that year; every other rule of the suites is *unexplained*, which 
 
 An injector picks a child not yet touched, changes as little as it can so that exactly its rule
 fails, and records a truth row: rule, LAchildID, child, entity, episode, item (the entity's own
-ordinal, as ``cinqa.validate`` reports it) and the change made. The commonest shape, setting
-values of one chosen row, is data (:data:`SETTERS`); the others are small functions
+ordinal, as ``cinqa.validate`` reports it) and the change made. The shapes many rules share are
+data, one table each: setting values of one chosen row (:data:`SETTERS`), adding a row beside it
+(:data:`ADDERS`), removing what hangs under it (:data:`REMOVERS`); the others are small functions
 (:func:`injector`). A duplicated value (1520, 8510) makes two children fail, so both get a truth
 row. Some faults cannot avoid tripping a second rule (two open episodes are also overlapping
 ones); the note beside the injector says so, and the truth names the intended rule only.
@@ -26,7 +27,6 @@ import dataclasses
 import random
 import warnings
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -35,11 +35,10 @@ import pandas as pd
 
 from cinqa import rules, spec, workdays
 from cinqa.returns import CensusReturn
-from cinqa.synth.render import categorical
+from cinqa.synth.edit import TableEdits, describe
 from cinqa.synth.timeline import UPN_LETTERS, upn_check_letter
 
 TRUTH_COLUMNS = ("rule", "LAchildID", "child", "entity", "episode", "item", "change")
-RETURN_ENTITIES = ("header", "return")
 DAY = pd.Timedelta(days=1)
 
 _NOT_TRIED_2012_13 = ("the 2012-13 suites check this on initial and core assessments, on which the injectors "
@@ -55,34 +54,9 @@ NOT_INJECTABLE: dict[str, tuple[str | None, str]] = {
 year, and the reason)."""
 
 
-@cache
-def _were_errors(expectations: Path | None) -> dict[str, tuple[str, frozenset[str]]]:
-    """Map each query whose rule was an error under its plain number in earlier years to that number
-    and its years, as the rule suites give them (``"8525Q"``: ``"8525"``, 2012-13 to 2021-22)."""
-    years: dict[str, set[str]] = {}
-    for e in rules.entries(expectations):
-        years.setdefault(e.rule, set()).update(e.years)
-    return {c: (c[:-1], frozenset(years[c[:-1]])) for c in years if c.endswith("Q") and c[:-1] in years}
-
-
-def _folder(expectations: str | Path | None) -> Path | None:
-    return None if expectations is None else Path(expectations).resolve()
-
-
-def rule_code(code: str, year: str, expectations: str | Path | None = None) -> str:
-    """Return the code a rule has in ``year`` (``"8525Q"`` is ``"8525"`` before 2022-23)."""
-    old, years = _were_errors(_folder(expectations)).get(code, (code, frozenset()))
-    return old if year in years else code
-
-
-def _query_code(code: str, expectations: str | Path | None = None) -> str:
-    """Return the current code of a rule given by either spelling (``"8525"`` is ``"8525Q"``)."""
-    return next((q for q, (old, _) in _were_errors(_folder(expectations)).items() if old == code), code)
-
-
 def _reason(code: str, year: str, expectations: str | Path | None) -> tuple[str, str] | None:
     """Return the entry of :data:`NOT_INJECTABLE` (its key and reason) that covers ``code`` in ``year``."""
-    for key in (_query_code(code, expectations), code):
+    for key in (rules.current_code(code, expectations), code):
         years, why = NOT_INJECTABLE.get(key, (None, ""))
         if why and year in spec.parse_years(years):
             return key, why
@@ -95,7 +69,7 @@ def coverage(year: str, expectations: str | Path | None = None) -> dict[str, str
     out: dict[str, str | None] = {}
     for code in sorted({e.rule for e in rules.rules_for_year(year, expectations)}):
         reason = _reason(code, year, expectations)
-        out[code] = reason[1] if reason else None if _query_code(code, expectations) in INJECTORS else ""
+        out[code] = reason[1] if reason else None if rules.current_code(code, expectations) in INJECTORS else ""
     return out
 
 
@@ -126,14 +100,9 @@ def stale_reasons(expectations: str | Path | None = None) -> list[str]:
                   if (spec.parse_years(years) - used.get(key, set()) if years else not used.get(key)))
 
 
-def return_level_rules(expectations: str | Path | None = None) -> frozenset[str]:
-    """Return the rules the suites check on the header or the whole return (either spelling)."""
-    return frozenset(e.rule for e in rules.entries(expectations) if e.entity in RETURN_ENTITIES)
-
-
 def child_level_rules(year: str, expectations: str | Path | None = None) -> list[str]:
     """Return the injectable rules of ``year`` that break one child (not the return-level ones)."""
-    level = return_level_rules(expectations)
+    level = rules.return_level_rules(expectations)
     return [c for c in injectable_rules(year, expectations) if c not in level]
 
 
@@ -155,13 +124,11 @@ class Unfit(Exception):
     """Raised by an injector when no untouched child of the return fits its fault (nothing was changed)."""
 
 
-class Faults:
+class Faults(TableEdits):
     """A return's tables being edited, the facts injectors choose from, and the faults so far."""
 
     def __init__(self, ret: CensusReturn, rnd: random.Random) -> None:
-        self.year = ret.year
-        self.header = ret.header
-        self.t = {k: v.copy() for k, v in ret.tables.items()}
+        super().__init__(ret)
         self.start = ret.census_start
         self.ref = ret.reference_date
         self.rnd = rnd
@@ -194,65 +161,6 @@ class Faults:
                 return row
         raise Unfit
 
-    def rows(self, table: str, child: int, episode: int | None = None) -> pd.DataFrame:
-        """Return ``table``'s rows of one child (and episode)."""
-        df = self.t[table]
-        m = df["child"] == child
-        if episode is not None:
-            m &= df["episode"] == episode
-        return df[m]
-
-    # -- editing -------------------------------------------------------------------------------
-
-    def set(self, table: str, label: Any, column: str, value: Any) -> str:
-        """Set one cell; return a description of the change."""
-        df = self.t[table]
-        old = df.at[label, column]
-        col = df[column]
-        if isinstance(col.dtype, pd.CategoricalDtype) and value is not None and not _missing(value) \
-                and value not in col.cat.categories:
-            df[column] = col.cat.add_categories([value])
-        if value is None:
-            value = pd.NaT if _is_date(df[column]) else np.nan if isinstance(col.dtype, pd.CategoricalDtype) else pd.NA
-        df.at[label, column] = value
-        return f"{column}: {_fmt(old)} -> {_fmt(value)}"
-
-    def set_child(self, child: int, column: str, value: Any) -> str:
-        """Set a child-level value (LAchildID is copied to every table's rows of the child)."""
-        kids = self.t["children"]
-        label = kids.index[kids["child"] == child][0]
-        change = self.set("children", label, column, value)
-        if column == "LAchildID":
-            for name, df in self.t.items():
-                if name != "children":
-                    df.loc[df["child"] == child, "LAchildID"] = value
-        return change
-
-    def edit(self, table: str, row: pd.Series, column: str, value: Any) -> str:
-        """Set ``column`` of a chosen row of ``table`` (the child's own value when it is a child-level column)."""
-        if column in self.t["children"]:
-            return self.set_child(row["child"], column, value)
-        return self.set(table, row["label"], column, value)
-
-    def add(self, table: str, **values: Any) -> int:
-        """Append a row to ``table`` after its siblings; return its own ordinal."""
-        keys = spec.TABLE_KEYS[table]
-        df = self.t[table]
-        parent = df
-        for k in keys[:-1]:
-            parent = parent[parent[k] == values[k]]
-        own = int(parent[keys[-1]].max()) + 1 if len(parent) else 1
-        values[keys[-1]] = own
-        values["LAchildID"] = self.kids.at[values["child"], "LAchildID"]
-        self.t[table] = _append(df, {c: values.get(c) for c in df.columns})
-        return own
-
-    def drop(self, table: str, mask: pd.Series) -> int:
-        """Remove the rows of ``table`` where ``mask``; return how many."""
-        n = int(mask.sum())
-        self.t[table] = self.t[table][~mask]
-        return n
-
     def fault(self, child: int | None, entity: str, change: str, episode: Any = None, item: Any = None) -> None:
         """Record the fault being injected; mark its child as used."""
         if child is not None:
@@ -283,9 +191,8 @@ class Faults:
 
     def result(self) -> tuple[CensusReturn, pd.DataFrame]:
         """Return the edited return (typed like the reader's) and the truth table."""
-        tables = {name: _retype(name, df, self.year) for name, df in self.t.items()}
-        ret = CensusReturn(year=self.year, header=self.header, tables=tables)
-        ids = tables["children"].set_index("child")["LAchildID"]
+        ret = self.edited()
+        ids = ret.children.set_index("child")["LAchildID"]
         truth = pd.DataFrame([(f.rule, None, f.child, f.entity, f.episode, f.item, f.change) for f in self.faults],
                              columns=list(TRUTH_COLUMNS))
         truth["LAchildID"] = pd.array([None if c is None or pd.isna(ids.get(c)) else ids.get(c)
@@ -360,12 +267,12 @@ def inject(ret: CensusReturn, errors: float | Sequence[str], seed: int = 0,
             misses = 0 if _apply(f, code, expectations) else misses + 1
     else:
         # either spelling of a rule whose severity changed: "8525Q" in 2021-22 is "8525"
-        codes = [rule_code(_query_code(c, expectations), ret.year, expectations) for c in errors]
+        codes = [rules.rule_code(rules.current_code(c, expectations), ret.year, expectations) for c in errors]
         unknown = [asked for asked, c in zip(errors, codes) if c not in available]
         if unknown:
             raise ValueError(f"no injector for rule(s) {', '.join(unknown)} in {ret.year}; "
                              f"injectable: {', '.join(available)}")
-        for code in sorted(codes, key=lambda c: ORDER[INJECTORS[_query_code(c, expectations)].needs]):
+        for code in sorted(codes, key=lambda c: ORDER[INJECTORS[rules.current_code(c, expectations)].needs]):
             if not _apply(f, code, expectations):
                 warnings.warn(f"rule {code}: no child of this return fits the fault; not injected",
                               stacklevel=2)
@@ -376,7 +283,7 @@ def _apply(f: Faults, code: str, expectations: str | Path | None) -> bool:
     f._code = code
     f._fault += 1
     try:
-        INJECTORS[_query_code(code, expectations)].inject(f)
+        INJECTORS[rules.current_code(code, expectations)].inject(f)
     except Unfit:
         return False
     return True
@@ -424,80 +331,6 @@ def _child_facts(t: dict[str, pd.DataFrame], ep: pd.DataFrame, ref: pd.Timestamp
     kids["any_cpp"] = kids.index.isin(t["cp_plans"]["child"])
     kids["any_plan"] = kids.index.isin(t["cin_plans"]["child"])
     return kids
-
-
-# -- typing back ---------------------------------------------------------------------------------
-
-
-def _append(df: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
-    """Return ``df`` with ``row`` appended, every column keeping its dtype."""
-    df = df.copy()
-    cols: dict[str, Any] = {}
-    for c in df.columns:
-        s, v = df[c], row.get(c)
-        missing = _missing(v)
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            if not missing and v not in s.cat.categories:
-                df[c] = s = s.cat.add_categories([v])
-            cols[c] = pd.Categorical([None if missing else v], categories=s.cat.categories)
-        elif _is_date(s):
-            cols[c] = np.array([np.datetime64("NaT") if missing else np.datetime64(pd.Timestamp(v), "s")],
-                               dtype=s.dtype)
-        else:
-            cols[c] = pd.array([None if missing else v], dtype=s.dtype)
-    new = pd.DataFrame(cols, index=[df.index.max() + 1 if len(df) else 0])
-    return pd.concat([df, new])
-
-
-def _retype(table: str, df: pd.DataFrame, year: str) -> pd.DataFrame:
-    """Give edited columns back the reader's types; invalid codes join the categories, sorted."""
-    keys = list(spec.TABLE_KEYS[table])
-    df = df.sort_values(keys, kind="stable").reset_index(drop=True)
-    out = pd.DataFrame(index=df.index)
-    nodes = {n.column: n for n in spec.value_columns(table)}
-    for col in df.columns:
-        s = df[col]
-        if col in keys:
-            out[col] = s.astype("int64")
-        elif col == "line":
-            out[col] = s.astype("Int64")
-        elif col in ("LAchildID",):
-            out[col] = s.astype("str")
-        elif col == "kind":
-            out[col] = pd.Categorical(s.astype(object), categories=["continuous", "initial", "core"])
-        else:
-            node = nodes[col]
-            if node.type == "date":
-                out[col] = pd.to_datetime(s).astype("datetime64[s]")
-            elif node.type == "bool":
-                out[col] = s.astype("boolean")
-            elif node.type in ("int", "gyear"):
-                out[col] = s.astype("Int64")
-            elif node.codeset:
-                values = s.astype(object).where(s.notna(), None)
-                out[col] = categorical(values, node.codeset, year if year in node.years else None)
-            else:
-                out[col] = s.astype("str")
-    return out
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (not isinstance(v, str) and bool(pd.isna(v)))
-
-
-def _is_date(s: pd.Series) -> bool:
-    return pd.api.types.is_datetime64_any_dtype(s.dtype)
-
-
-def _fmt(v: Any) -> str:
-    if _missing(v):
-        return "(missing)"
-    if isinstance(v, (pd.Timestamp, np.datetime64)):
-        return pd.Timestamp(v).strftime("%Y-%m-%d")
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    return str(v)
-
 
 
 # -- the rows injectors choose from: a table's rows (``label`` the row's index) with facts ----------
@@ -827,8 +660,8 @@ class Adder:
         row = f.choose(rows, *((self.where(f, rows),) if self.where else ()))
         values = self.values(f, row)
         n = f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **values)
-        change = self.change.format(row={k: _fmt(v) for k, v in row.items()}, n=n,
-                                    **{k: _fmt(v) for k, v in values.items()})
+        change = self.change.format(row={k: describe(v) for k, v in row.items()}, n=n,
+                                    **{k: describe(v) for k, v in values.items()})
         f.record(self.report or self.add, row, change, item=None if self.at_chosen else n)
 
 
@@ -906,6 +739,54 @@ for _code, _adder in ADDERS.items():
     register(_code, _adder.needs or _adder.table, _adder)
 
 
+@dataclass(frozen=True)
+class Remover:
+    """Break a rule by removing the rows of ``drop`` under a row chosen from ``FACTS[table]``.
+
+    Each table of ``drop`` loses its rows with the chosen row's keys; ``change`` is formatted with
+    the chosen row (``row[...]``) and ``n``, how many rows the first of them lost.
+    """
+
+    table: str
+    drop: tuple[str, ...]
+    change: str
+    where: Where | None = None
+
+    def __call__(self, f: Faults) -> None:
+        rows = FACTS[self.table](f)
+        row = f.choose(rows, *((self.where(f, rows),) if self.where else ()))
+        counts = []
+        for table in self.drop:
+            df = f.t[table]
+            mask = pd.Series(True, index=df.index)
+            for key in spec.TABLE_KEYS[self.table]:
+                mask &= df[key] == row[key]
+            counts.append(f.drop(table, mask))
+        f.record(self.table, row, self.change.format(row=row, n=counts[0]))
+
+
+_UNDER_CHILD = ("assessments", "assessment_factors", "cin_plans", "section47", "cp_plans", "cp_reviews",
+                "pre_proceedings")
+
+REMOVERS: dict[str, Remover] = {
+    "8540": Remover("children", ("disabilities",), "removed {n} Disability",
+                    lambda f, k: k["born"] & k["any_in_need"]),
+    "8590": Remover("children", ("episodes", *_UNDER_CHILD), "removed {n} CINdetails and their contents"),
+    "2991Q": Remover("episodes", ("assessments", "assessment_factors"),
+                     "removed {n} Assessments of an episode with a Section47",
+                     lambda f, e: (e["n_s47"] > 0) & (e["n_assess"] > 0)),
+    "8825Q": Remover("episodes", ("assessments", "assessment_factors"),
+                     "removed {n} Assessments of a {row[ReasonForClosure]} episode",
+                     lambda f, e: e["nin"] & (e["n_assess"] > 0)),
+    "8897Q": Remover("assessments", ("assessment_factors",), "removed {n} AssessmentFactors",
+                     lambda f, a: a["done"] & (a["n_factors"] > 0)),
+}
+"""The faults that remove what hangs under a chosen row, by rule."""
+
+for _code, _remover in REMOVERS.items():
+    register(_code, _remover.table, _remover)
+
+
 # -- faults of other shapes: children ---------------------------------------------------------------
 
 
@@ -967,14 +848,6 @@ def _unborn_with_sex(f: Faults) -> None:
     f.record("children", k, "; ".join(changes))
 
 
-@injector("8540", "children")
-def _no_disability(f: Faults) -> None:
-    kids = _kids(f)
-    k = f.choose(kids, kids["born"] & kids["any_in_need"])
-    n = f.drop("disabilities", f.t["disabilities"]["child"] == k["child"])
-    f.record("children", k, f"removed {n} Disability")
-
-
 @injector("8555Q", "children")
 def _referred_after_death(f: Faults) -> None:
     kids = _kids(f)
@@ -984,16 +857,6 @@ def _referred_after_death(f: Faults) -> None:
     change = f.set_child(k["child"], "PersonDeathDate", k["last_referral"] - DAY)
     e = f.ep[f.ep["child"] == k["child"]]
     f.record("episodes", e.loc[e["CINreferralDate"].idxmax()], change)
-
-
-@injector("8590", "children")
-def _no_episode(f: Faults) -> None:
-    k = f.choose(_kids(f))
-    n = f.drop("episodes", f.t["episodes"]["child"] == k["child"])
-    for table in ("assessments", "assessment_factors", "cin_plans", "section47", "cp_plans", "cp_reviews",
-                  "pre_proceedings"):
-        f.drop(table, f.t[table]["child"] == k["child"])
-    f.record("children", k, f"removed {n} CINdetails and their contents")
 
 
 @injector("8606", "children")
@@ -1028,25 +891,6 @@ def _overlapping_episodes(f: Faults) -> None:
                  & (ep["CINclosureDate"] - ep["CINreferralDate"] >= pd.Timedelta(days=2)))
     later = ep[(ep["child"] == e["child"]) & (ep["CINreferralDate"] > e["CINreferralDate"])].iloc[0]
     f.record("episodes", later, f.set("episodes", later["label"], "CINreferralDate", e["CINclosureDate"] - DAY))
-
-
-def _drop_assessments(f: Faults, e: pd.Series) -> int:
-    for table in ("assessment_factors", "assessments"):
-        df = f.t[table]
-        n = f.drop(table, (df["child"] == e["child"]) & (df["episode"] == e["episode"]))
-    return n
-
-
-@injector("2991Q", "episodes")
-def _s47_without_assessment(f: Faults) -> None:
-    e = f.choose(f.ep, (f.ep["n_s47"] > 0) & (f.ep["n_assess"] > 0))
-    f.record("episodes", e, f"removed {_drop_assessments(f, e)} Assessments of an episode with a Section47")
-
-
-@injector("8825Q", "episodes")
-def _rc8_without_assessment(f: Faults) -> None:
-    e = f.choose(f.ep, f.ep["nin"] & (f.ep["n_assess"] > 0))
-    f.record("episodes", e, f"removed {_drop_assessments(f, e)} Assessments of a {e['ReasonForClosure']} episode")
 
 
 @injector("8832", "episodes")
@@ -1119,7 +963,7 @@ def _add_open(f: Faults, table: str, open_rows: pd.DataFrame, episodes: Any, nou
     if row is not None:
         day = min(row[column] + DAY, f.ref)
         n = f.add(table, child=row["child"], episode=row["episode"], **{column: day}, **fixed)
-        return f.fault(row["child"], table, f"added an open {noun} starting {_fmt(day)}", episode=row["episode"],
+        return f.fault(row["child"], table, f"added an open {noun} starting {describe(day)}", episode=row["episode"],
                        item=n)
     e = f.choose(f.ep, episodes)
     for back in (3, 2):
@@ -1209,7 +1053,7 @@ def _assessments_overlap(f: Faults) -> None:
               AssessmentActualStartDate=start, AssessmentAuthorisationDate=row["AssessmentAuthorisationDate"])
     for code in f.t["assessment_factors"].loc[_factors_of(f, row), "AssessmentFactors"]:
         f.add("assessment_factors", child=row["child"], episode=row["episode"], assessment=n, AssessmentFactors=code)
-    f.record("assessments", row, f"added an assessment starting {_fmt(start)} during assessment "
+    f.record("assessments", row, f"added an assessment starting {describe(start)} during assessment "
              f"{row['assessment']}", item=n)
 
 
@@ -1258,13 +1102,6 @@ def _two_open_assessments(f: Faults) -> None:
               "assessment", "assessments", kind="continuous")
 
 
-@injector("8897Q", "assessments")
-def _completed_without_factors(f: Faults) -> None:
-    a = _assessments(f)
-    row = f.choose(a, a["done"] & (a["n_factors"] > 0))
-    f.record("assessments", row, f"removed {_drop_factors(f, row)} AssessmentFactors")
-
-
 @injector("8899Q", "assessments")
 def _disabled_without_disability_factor(f: Faults) -> None:
     a = _assessments(f)
@@ -1306,7 +1143,7 @@ def _review_during_plan(f: Faults) -> None:
     if day > min(x for x in (plan_end, row["CINclosureDate"], f.ref) if pd.notna(x)):
         raise Unfit
     n = f.add("cp_reviews", child=row["child"], episode=row["episode"], cpp=row["cpp"], CPPreviewDate=day)
-    f.record("cp_reviews", row, f"added CPPreviewDate {_fmt(day)} inside the CIN plan that follows the protection plan",
+    f.record("cp_reviews", row, f"added CPPreviewDate {describe(day)} inside the CIN plan that follows the protection plan",
              item=n)
 
 
@@ -1344,7 +1181,7 @@ def _cpp_starts_in_plan(f: Faults) -> None:
                    & (c["CPPstartDate"] + DAY <= f.ref))
     start, end = row["CPPstartDate"] - DAY * 2, row["CPPstartDate"] + DAY
     n = f.add("cin_plans", child=row["child"], episode=row["episode"], CINPlanStartDate=start, CINPlanEndDate=end)
-    f.record("cin_plans", row, f"added a CIN plan {_fmt(start)}..{_fmt(end)} around the plan's start", item=n)
+    f.record("cin_plans", row, f"added a CIN plan {describe(start)}..{describe(end)} around the plan's start", item=n)
 
 
 # -- return level ---------------------------------------------------------------------------------
@@ -1355,7 +1192,7 @@ def _wrong_reference_date(f: Faults) -> None:
     old = f.header.reference_date
     new = f.ref - DAY
     f.header = dataclasses.replace(f.header, reference_date=new)
-    f.fault(None, "return", f"ReferenceDate: {_fmt(old)} -> {_fmt(new)}")
+    f.fault(None, "return", f"ReferenceDate: {describe(old)} -> {describe(new)}")
 
 
 @injector("2883", "return")

@@ -239,4 +239,3 @@ def categorical(values: Iterable[Any], codeset: str, year: str | None) -> pd.Cat
     values = list(values)
     extra = sorted({str(v) for v in values if v is not None and not pd.isna(v)} - set(valid))
     return pd.Categorical(values, categories=[*valid, *extra])
-
