@@ -215,8 +215,8 @@ class Injector(NamedTuple):
 INJECTORS: dict[str, Injector] = {}
 """The injector of each rule, keyed by its code as spelt from 2022-23."""
 
-ORDER = {"pre_proceedings": 0, "cp_plans": 0, "cin_plans": 0, "section47": 1, "assessments": 2, "episodes": 3,
-         "children": 4, "return": 5}
+ORDER = {"pre_proceedings": 0, "cp_plans": 0, "cp_reviews": 0, "cin_plans": 0, "section47": 1, "assessments": 2,
+         "episodes": 3, "children": 4, "return": 5}
 """Order of injection when many rules are asked for: faults needing rarer rows (plans, enquiries)
 choose first, so that they still find an untouched child; return-level faults go last, so that a
 child-level one does not undo them."""
@@ -409,10 +409,16 @@ def _pre_proceedings(f: Faults) -> pd.DataFrame:
     return pp
 
 
+def _reviews(f: Faults) -> pd.DataFrame:
+    rv = f.t["cp_reviews"].reset_index().rename(columns={"index": "label"})
+    return rv.merge(f.t["cp_plans"][["child", "episode", "cpp", "CPPstartDate"]], on=["child", "episode", "cpp"],
+                    how="left")
+
+
 FACTS: dict[str, Callable[[Faults], pd.DataFrame]] = {
     "children": _kids, "episodes": lambda f: f.ep, "section47": _s47, "assessments": _assessments,
     "cp_plans": _cpp, "cin_plans": _plans, "assessment_factors": lambda f: f.t["assessment_factors"],
-    "pre_proceedings": _pre_proceedings,
+    "pre_proceedings": _pre_proceedings, "disabilities": lambda f: f.t["disabilities"], "cp_reviews": _reviews,
 }
 
 
@@ -584,6 +590,7 @@ SETTERS: dict[str, Setter] = {
     "8925": Setter("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"] - DAY},
                    lambda f, c: c["ended"] & (c["CPPstartDate"] > f.start) & ~c["step_down"]),
     "8930": Setter("cp_plans", {"CPPendDate": lambda f, c: f.wd(f.ref, 7)}, lambda f, c: ~c["ended"] & c["open"]),
+    "8841": Setter("cp_reviews", {"CPPreviewDate": lambda f, r: r["CPPstartDate"]}, lambda f, r: r["review"] == 1),
     # -- CIN plans
     "4008": Setter("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanStartDate"] - DAY},
                    _dies_before("CINPlanStartDate", also=lambda f, p: ~p["ended"] & p["open"] & _lone_plan(p))),
@@ -708,6 +715,9 @@ ADDERS: dict[str, Adder] = {
                    "added AssessmentFactors 18A", _done_with_factors),
     "8950Q": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "19A"},
                    "added AssessmentFactors 19A", _done_with_factors),
+    "8790": Adder("disabilities", "disabilities", lambda f, d: {"Disability": "AUT"},
+                  "added Disability {Disability} beside NONE", lambda f, d: d["Disability"].astype(str) == "NONE",
+                  at_chosen=True, needs="children"),
     "8898": Adder("assessment_factors", "assessment_factors", lambda f, r: {"AssessmentFactors": str(r["AssessmentFactors"])},
                   "added AssessmentFactors {AssessmentFactors} a second time",
                   lambda f, r: r["AssessmentFactors"].astype(str) != "21", needs="assessments"),
@@ -866,16 +876,6 @@ def _referral_long_before_birth(f: Faults) -> None:
     change = f.set_child(k["child"], "PersonBirthDate", k["first_referral"] + pd.Timedelta(days=285))
     f.record("episodes", f.ep[(f.ep["child"] == k["child"]) & (f.ep["CINreferralDate"] == k["first_referral"])].iloc[0],
              change)
-
-
-@injector("8790", "children")
-def _none_and_other(f: Faults) -> None:
-    kids = _kids(f)
-    k = f.choose(kids, kids["has_none"])
-    rows = f.rows("disabilities", k["child"])
-    none = rows.loc[rows["Disability"].astype(str) == "NONE", "disability"].iloc[0]
-    f.add("disabilities", child=k["child"], Disability="AUT")
-    f.fault(k["child"], "disabilities", "added Disability AUT beside NONE", item=none)
 
 
 # -- episodes -------------------------------------------------------------------------------------
@@ -1115,19 +1115,6 @@ def _disabled_without_disability_factor(f: Faults) -> None:
     f.record("assessments", row, change)
 
 
-# -- child protection plans -----------------------------------------------------------------------
-
-
-@injector("8841", "cp_plans")
-def _review_on_start(f: Faults) -> None:
-    rv = f.t["cp_reviews"]
-    row = f.choose(rv, rv["review"] == 1)
-    plans = f.t["cp_plans"]
-    start = plans.loc[(plans["child"] == row["child"]) & (plans["episode"] == row["episode"])
-                      & (plans["cpp"] == row["cpp"]), "CPPstartDate"].iloc[0]
-    f.record("cp_reviews", row, f.set("cp_reviews", row.name, "CPPreviewDate", start))
-
-
 # -- CIN plans ------------------------------------------------------------------------------------
 
 
@@ -1143,7 +1130,8 @@ def _review_during_plan(f: Faults) -> None:
     if day > min(x for x in (plan_end, row["CINclosureDate"], f.ref) if pd.notna(x)):
         raise Unfit
     n = f.add("cp_reviews", child=row["child"], episode=row["episode"], cpp=row["cpp"], CPPreviewDate=day)
-    f.record("cp_reviews", row, f"added CPPreviewDate {describe(day)} inside the CIN plan that follows the protection plan",
+    f.record("cp_reviews", row,
+             f"added CPPreviewDate {describe(day)} inside the CIN plan that follows the protection plan",
              item=n)
 
 
