@@ -775,13 +775,13 @@ class Remover:
         f.record(self.table, row, self.change.format(row=row, n=counts[0]))
 
 
-_UNDER_CHILD = ("assessments", "assessment_factors", "cin_plans", "section47", "cp_plans", "cp_reviews",
-                "pre_proceedings")
+_EPISODES_AND_CONTENTS = tuple(table for table, keys in spec.TABLE_KEYS.items() if "episode" in keys)
+"""The episodes table first, then every table of what an episode holds."""
 
 REMOVERS: dict[str, Remover] = {
     "8540": Remover("children", ("disabilities",), "removed {n} Disability",
                     lambda f, k: k["born"] & k["any_in_need"]),
-    "8590": Remover("children", ("episodes", *_UNDER_CHILD), "removed {n} CINdetails and their contents"),
+    "8590": Remover("children", _EPISODES_AND_CONTENTS, "removed {n} CINdetails and their contents"),
     "2991Q": Remover("episodes", ("assessments", "assessment_factors"),
                      "removed {n} Assessments of an episode with a Section47",
                      lambda f, e: (e["n_s47"] > 0) & (e["n_assess"] > 0)),
