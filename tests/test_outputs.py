@@ -113,17 +113,6 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def validate_available() -> bool:
-    try:
-        from cinqa.validate import validate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_validate = pytest.mark.skipif(not validate_available(), reason="cinqa.validate is not importable yet")
-
-
 # -- every command writes only its outputs ------------------------------------------------------
 
 
@@ -194,8 +183,6 @@ def assert_only_outputs(box: Sandbox, before: dict[str, dict[str, str]], expecte
                          ids=lambda c: c.name)
 def test_a_command_writes_only_its_outputs_and_never_changes_its_inputs(sandbox: Sandbox, command: Command,
                                                                        network_attempts) -> None:
-    if command.name.startswith("validate") and not validate_available():
-        pytest.skip("cinqa.validate is not importable yet")
     args = prepare(sandbox, command)
     before = sandbox.watched()
     result = run(args)
@@ -368,7 +355,6 @@ def check_in_worker(source: str, out: str, html: bool) -> dict[str, Any]:
             "pid": os.getpid()}
 
 
-@needs_validate
 @pytest.mark.parametrize("html", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["validate", "with-report"])
 def test_two_runs_on_different_files_at_once_do_not_interfere(sandbox: Sandbox, html: bool,
                                                               network_attempts) -> None:
