@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -342,6 +343,7 @@ def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, run):
     out = tmp_path / "out"
     fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
     args = [a.format(**fill) for a in PLANTED_RUNS[run]] + ["--pseudonymise", "--key-file", str(key)]
+    explained = plant_explanations(planted, ids) if run.startswith("validate") else 0
     done = subprocess.run([sys.executable, "-c", "from cinqa.cli import app; app()", *args], capture_output=True,
                           timeout=840, cwd=tmp_path)
     assert done.returncode in (0, 1), done.stderr.decode()
@@ -349,6 +351,29 @@ def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, run):
     assert len(texts) > 2
     leaks = [(where, i) for where, text in texts.items() for i in ids if i in text]
     assert leaks == []
+    if explained:
+        book = out / "checked" / f"{planted.stem}.xlsx" if run == "validate-folder" else out / "v.xlsx"
+        shown = [cell for ws in openpyxl.load_workbook(book).worksheets if ws.title != "About"
+                 for row in ws.iter_rows(values_only=True) for cell in row if isinstance(cell, str)]
+        assert sum("Explained by" in c for c in shown) == explained
+
+
+def plant_explanations(planted: Path, ids: list[str]) -> int:
+    """Explain the planted return's queries in its default explanations file, every identifier typed into the
+    words and into who gave them, half of them current and half stale (values changed); return how many
+    explanations the workbook shows, in its explanation or its explanation status column."""
+    from cinqa import explanations as ex
+
+    v = cinqa.validate(cinqa.read_return(planted), progress=False)
+    queries = ex.explain(v, ex.empty()).queries
+    typed = " ".join(ids)
+    rows = [{"census_year": v.year, "LA": v.ret.header.la or "", "rule": q.rule, "LAchildID": q.LAchildID,
+             "row": q.row, "explanation": f"Explained by {typed}", "who": typed, "date": "2026-01-05",
+             "values_hash": q.values_hash if i % 2 else "0" * 16}
+            for i, q in enumerate(queries.drop_duplicates(["rule", "LAchildID", "row"]).itertuples())]
+    assert rows, "the planted return has no query to explain"
+    ex.write_explanations(pd.DataFrame(rows), ex.default_path(planted, v.year))
+    return len(queries)
 
 
 def test_pseudonymised_report_charts_hold_no_planted_identifier(tmp_path):
@@ -508,6 +533,9 @@ OVERWRITES = {
                           "cin.xml"),
     "report-key-file": (["report", "{d}/cin.xml", "-o", "{d}/k.html", "--pseudonymise", "-k", "{d}/k.html"],
                         "cin.xml"),
+    "validate-explanations": (["validate", "{d}/cin.xml", "--csv", "{d}/e.csv", "--explanations", "{d}/e.csv"],
+                              "cin.xml"),
+    "notes-own-input": (["notes", "{d}/cin.txt", "--out", "{d}/cin.txt"], "cin.txt"),
 }
 
 
