@@ -78,6 +78,9 @@ app = typer.Typer(
 key_app = typer.Typer(help="Create the secret key that pseudonymisation uses.", no_args_is_help=True,
                       rich_markup_mode=None)
 app.add_typer(key_app, name="key")
+explain_app = typer.Typer(help="Keep the explanations of queries that COLLECT asks for.", no_args_is_help=True,
+                          rich_markup_mode=None)
+app.add_typer(explain_app, name="explain")
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -232,6 +235,10 @@ HistoryOption = Annotated[Path | None, typer.Option(
     help="Folder of the run history: each return checked is recorded there (its file's SHA-256, the counts and, "
          "per failure, rule, LAchildID, row and a digest of the values; no values), to see what changed between "
          "runs. Created if needed.")]
+ExplanationsOption = Annotated[Path | None, typer.Option(
+    "--explanations", metavar="FILE", dir_okay=False, callback=_suffix(".csv"),
+    help="The query explanations file (default: explanations-YYYY-YY.csv of the return's census year in "
+         "its folder, when it exists).")]
 ComparatorsOption = Annotated[Path | None, typer.Option(
     "--comparators", metavar="FILE", dir_okay=False,
     help="CSV of other LAs' figures to compare with (columns comparator,census_year,indicator,value), "
@@ -307,6 +314,9 @@ class FileResult:
     """The return as outputs may show it: pseudonymised when asked, else ``ret``."""
     run: str | None = None
     """The run this check was recorded as in the run history (``--history``)."""
+    explained: Any = None
+    """The queries' explanations (:class:`cinqa.explanations.Explained`)."""
+    explanations_file: Path | None = None
 
     @property
     def verdict(self) -> judge.Verdict:
@@ -380,6 +390,7 @@ def validate(
     since: Annotated[bool, typer.Option(
         "--since", help="With --history: print, before the verdict, what changed since the last run of each "
                         "return (per rule: new, resolved, still open; then the totals).")] = False,
+    explanations: ExplanationsOption = None,
 ) -> None:
     """Check returns against the DfE rules and summarise the failures.
 
@@ -389,7 +400,8 @@ def validate(
     if engine is Engine.spark:
         _validate_store(paths, csv, out, master, refused={"--xlsx": xlsx, "--html": html, "--year": year,
                                                          "--pseudonymise": pseudonymise or None, "--teams": teams,
-                                                         "--history": history, "--since": since or None})
+                                                         "--history": history, "--since": since or None,
+                                                         "--explanations": explanations})
         return
     key = _load_key(pseudonymise, key_file)
     if since and history is None:
@@ -405,7 +417,8 @@ def validate(
              "and to --html; add one of them")
     lookup = _read_teams(teams)
     results: list[FileResult] = []
-    with _writing([*files, key_file, teams], [xlsx, csv, html], [out]):
+    with _writing([*files, key_file, teams, explanations, *_default_explanations(files, explanations)],
+                  [xlsx, csv, html], [out]):
         with bar("Checking returns", len(files), unit="file", show=False if single else None) as overall:
             for path in files:
                 result = FileResult(path)
@@ -421,6 +434,9 @@ def validate(
                         raise
                     result.problem = str(exc)
                     overall.write(f"cinqa: {exc}", file=sys.stderr)
+                else:
+                    # A bad explanations file stops the run, named with its line: it is not the return's fault.
+                    result.explained, result.explanations_file = _explained(path, result.validation, explanations)
                 results.append(result)
                 overall.update(1)
         shareable = [_shareable(r, key, lookup) for r in results]
@@ -439,7 +455,8 @@ def validate(
             render_report([r.path for r in checked], html, year=year, pseudonymise=key is not None, key=key,
                           validations=[r.validation for r in checked],
                           **({"teams": teams} if teams is not None else {}),
-                          **({"history": history} if history is not None else {}))
+                          **({"history": history} if history is not None else {}),
+                          **({"explanations": explanations} if explanations is not None else {}))
     console = _stdout()
     if since and history is not None:
         _print_since(console, results, history)
@@ -509,23 +526,44 @@ class _Shareable:
     ret: cinqa.CensusReturn | None
     teams: TeamLookup | None = None
     """The lookup of children to teams (--teams), pseudonymised with the rest."""
+    explained: Any = None
+
+
+def _default_explanations(files: Sequence[Path], given: Path | None) -> list[Path]:
+    """List the explanations files the returns would read by default (inputs, never to be written over)."""
+    if given is not None:
+        return []
+    from cinqa.explanations import default_path
+
+    return [default_path(f, y) for f in files for y in spec.YEARS if default_path(f, y).exists()]
+
+
+def _explained(path: Path, validation: Validation, given: Path | None) -> tuple[Any, Path]:
+    """Match a validation's queries with the explanations file (``given``, else its return's default)."""
+    from cinqa.explanations import default_path, explain, read_explanations
+
+    file = given if given is not None else default_path(path, validation.year)
+    # Resolved: the workbook names it for `cinqa explain import`, which may run in another folder.
+    return explain(validation, read_explanations(file)), file.resolve()
 
 
 def _shareable(result: FileResult, key: bytes | None, teams: TeamLookup | None = None) -> _Shareable:
+    from cinqa.explanations import pseudonymise_explained
     from cinqa.pseudonymise import Pseudonymiser, pseudonymise_failures, pseudonymise_return, return_scrubber
 
     if result.validation is None or result.ret is None:
         return _Shareable(result, None, None, result.ret)
     failures, summary = result.validation.failures, result.validation.summary
     if key is None:
-        return _Shareable(result, failures, summary, result.ret, teams)
+        return _Shareable(result, failures, summary, result.ret, teams, result.explained)
     from cinqa.teams import pseudonymise_teams
 
     p = Pseudonymiser(key)
     scrub = return_scrubber(result.ret, p)
     result.shown = pseudonymise_return(result.ret, p, scrub)
+    explained = pseudonymise_explained(result.explained, p, scrub) if result.explained is not None else None
     return _Shareable(result, pseudonymise_failures(failures, p, scrub), summary, result.shown,
-                      pseudonymise_teams(teams, p, scrub) if teams is not None else None)
+                      pseudonymise_teams(teams, p, scrub) if teams is not None else None, explained)
 
 
 def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymised: bool) -> None:
@@ -536,7 +574,8 @@ def _write_single(s: _Shareable, xlsx: Path | None, csv: Path | None, pseudonymi
         from cinqa.excel import write_error_report
 
         write_error_report(xlsx, s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
-                           pseudonymised=pseudonymised, source=s.result.path.name, teams=s.teams)
+                           pseudonymised=pseudonymised, source=s.result.path.name, teams=s.teams, explained=s.explained,
+                           explanations_file=None if pseudonymised else s.result.explanations_file)
     if csv is not None:
         from cinqa.export import write_failures_csv
 
@@ -581,7 +620,9 @@ def _write_folder(results: Sequence[FileResult], shareable: Sequence[_Shareable]
         stems.add(stem)
         s.result.outputs = [
             write_error_report(out / f"{stem}.xlsx", s.failures, s.ret, summary=s.summary, judged=s.result.verdict,
-                               pseudonymised=pseudonymised, source=s.result.path.name, teams=s.teams),
+                               pseudonymised=pseudonymised, source=s.result.path.name, teams=s.teams,
+                               explained=s.explained,
+                               explanations_file=None if pseudonymised else s.result.explanations_file),
             write_failures_csv(s.failures, out / f"{stem}-failures.csv"),
         ]
     summary = _summary_frame(results)
@@ -616,6 +657,8 @@ def _print_single(console: Console, r: FileResult) -> None:
     v = r.verdict
     for line in v.details:
         console.print(line, markup=False)
+    if r.explained is not None and (v.query_rows or r.explained.stale):
+        console.print(f"Explanations: {r.explained.summary()}", markup=False)
     console.print(f"Verdict: {v}", markup=False)
 
 
@@ -748,6 +791,7 @@ def report(
     comparators: ComparatorsOption = None,
     teams: TeamsOption = None,
     history: HistoryOption = None,
+    explanations: ExplanationsOption = None,
 ) -> None:
     """Write a self-contained HTML quality report.
 
@@ -764,13 +808,19 @@ def report(
         read_index(history)  # refuse a damaged or foreign history folder before any work
     files = _input_files(paths)
     context = {k: v for k, v in (("population", _population(population)), ("comparators", comparators),
-                                 ("teams", teams), ("history", history)) if v is not None}
+                                 ("teams", teams), ("history", history),
+                                 ("explanations", explanations)) if v is not None}
     if comparators is not None:
         from cinqa.benchmarks import read_comparators
 
         read_comparators(comparators)  # refuse a bad file here, with its line, not inside the report's kernel
     _read_teams(teams)
-    with _writing([*files, key_file, comparators, teams], [output]):
+    if explanations is not None:
+        from cinqa.explanations import read_explanations
+
+        read_explanations(explanations, missing_ok=False)  # a bad file is named here, not inside the report's kernel
+    with _writing([*files, key_file, comparators, teams, explanations, *_default_explanations(files, explanations)],
+                  [output]):
         render_report(files, output, year=year, pseudonymise=pseudonymise, key=key, **context)
     _stdout().print(f"Wrote {output}", markup=False)
 
@@ -1005,3 +1055,81 @@ def key_new(
     new_key(path)
     _stdout().print(f"Wrote {path} (readable by you only). Use the same key every year so children link up.",
                     markup=False)
+
+
+# -- explanations -----------------------------------------------------------------------------
+
+
+@explain_app.command("import", epilog=_examples(
+    "cinqa explain import errors.xlsx",
+    "cinqa explain import errors.xlsx --into returns/explanations-2025-26.csv --who 'A. Analyst'",
+))
+@_guarded
+def explain_import(
+    workbook: Annotated[Path, typer.Argument(
+        metavar="WORKBOOK", dir_okay=False,
+        help="An error report (cinqa validate --xlsx) with explanations typed in.")],
+    into: Annotated[Path | None, typer.Option(
+        "--into", metavar="FILE", dir_okay=False, callback=_suffix(".csv"),
+        help="The explanations file to merge into (default: the one the workbook's About sheet names).")] = None,
+    who: Annotated[str | None, typer.Option("--who", metavar="NAME",
+                                            help="Who gave the explanations (default: your user name).")] = None,
+) -> None:
+    """Merge the explanations typed into an error report into the explanations file.
+
+    New explanations are added and changed ones updated, with who and today's date; a cell left
+    blank deletes nothing. Says what it did ("12 added, 3 updated, 1 unchanged").
+    """
+    import getpass
+
+    from cinqa.excel import read_typed_explanations
+    from cinqa.explanations import merge, read_explanations, write_explanations
+
+    typed = read_typed_explanations(workbook)
+    target = into if into is not None else typed.explanations_file
+    if target is None:
+        _die(f"{workbook}: the workbook names no explanations file; give one with --into FILE")
+    target = Path(target)
+    with _writing([workbook], [target]):
+        current = read_explanations(target)
+        years = sorted(set(current["census_year"]) - {typed.year})
+        if years:
+            _die(f"{target} holds explanations of census year {', '.join(years)}, and {workbook} is the error report "
+                 f"of a {typed.year} return (LA {typed.la or '?'}); give the {typed.year} explanations file with "
+                 "--into")
+        merged = merge(current, typed.rows, year=typed.year, la=typed.la, who=who or getpass.getuser())
+        write_explanations(merged.explanations, target)
+    _stdout().print(f"{target}: {merged}", markup=False)
+
+
+@app.command(epilog=_examples("cinqa notes cin-2025-26.xml", "cinqa notes cin-2025-26.xml --out note.txt"))
+@_guarded
+def notes(
+    path: Annotated[Path, typer.Argument(metavar="RETURN", dir_okay=False, help="A census XML file.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", dir_okay=False, callback=_suffix(".txt"),
+                                             help="Write the note to this text file instead of the screen.")] = None,
+    year: YearOption = None,
+    explanations: ExplanationsOption = None,
+) -> None:
+    """Draft the return-level note for COLLECT: each query rule with its counts and explanations.
+
+    Checks the return, matches its queries with the explanations file and groups the explanations
+    by rule ("8863Q — 14 queries, 12 explained: ...; 2 unexplained"). The note adds no child's
+    identifier; the explanations are quoted as they were typed.
+    """
+    from cinqa.explanations import note_text
+
+    with _writing([path, explanations, *_default_explanations([path], explanations)], [out]):
+        ret = cinqa.read_return(path, year=year)
+        validation = cinqa.validate(ret)
+        explained, _ = _explained(path, validation, explanations)
+        text = note_text(explained, source=path.name, la=ret.header.la, year=ret.year) + "\n"
+        if out is not None:
+            from cinqa.files import atomic_path
+
+            with atomic_path(out) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        _stdout().print(f"Wrote {out}", markup=False)

@@ -1,15 +1,17 @@
 """Interactive drill-down for notebooks: from the failures table to a rule, a child, a timeline;
-from a year-on-year change to the children behind it.
+from a year-on-year change to the children behind it; a query's explanation typed and saved.
 
 The widgets are a thin skin over plain methods (:meth:`DrillDown.select`, :meth:`DrillDown.turn`,
 :meth:`DrillDown.find_child`, :meth:`DrillDown.pick_child`, :meth:`DrillDown.export`,
-:meth:`TableBrowser.page`), so the logic is tested without a browser, and the widget callbacks
-only call those methods and put their results into ``Output`` widgets. The failures table is shown
-a page at a time, so a return with tens of thousands of failing rows stays usable.
+:meth:`ExplanationEditor.save`, :meth:`TableBrowser.page`), so the logic is tested without a
+browser, and the widget callbacks only call those methods and put their results into ``Output``
+widgets. The failures table is shown a page at a time, so a return with tens of thousands of
+failing rows stays usable.
 """
 
 from __future__ import annotations
 
+import getpass
 import html
 import os
 from pathlib import Path
@@ -22,7 +24,10 @@ from matplotlib.figure import Figure
 
 from cinqa import display as show
 from cinqa.compare import HEADLINE, Comparison, changes, wide_table
+from cinqa.errors import CinqaError
 from cinqa.excel import write_error_report
+from cinqa.explanations import (EXPLAINABLE, Explained, Merged, default_path, for_return, match, merge,
+                                read_explanations, write_explanations)
 from cinqa.export import write_failures_csv
 from cinqa.failures import FAILURE_COLUMNS, for_display, rule_order, summarise, verdict
 from cinqa.measures import ALL as NO_BREAKDOWN, MEASURES
@@ -420,6 +425,103 @@ class DrillDown:
             self.controls["status"].value = f"Export failed: {exc}"
             return
         self.controls["status"].value = f"Wrote {len(self.rows):,} rows to {path}"
+
+
+class ExplanationEditor:
+    """Type an explanation for one query of a validation and save it to the explanations file.
+
+    ``ExplanationEditor(validation)`` reads the explanations file beside the return (``path``
+    overrides; see :mod:`cinqa.explanations`), lists the queries with whether each is explained,
+    and :meth:`save` merges one explanation into the file with ``who`` and today's date, as
+    ``cinqa explain import`` does. The widget only calls :meth:`choices`, :meth:`text` and :meth:`save`.
+    With ``pseudonymise=True`` the choices and texts shown have keyed tokens instead of identifiers
+    (``key`` as for :class:`DrillDown`); what is saved is what was typed.
+    """
+
+    def __init__(self, validation: FailureSource, path: str | Path | None = None, *, who: str | None = None,
+                 pseudonymise: bool = False, key: bytes | None = None) -> None:
+        self.validation = validation
+        if path is None and validation.ret.path is None:
+            raise ValueError("the return has no file name to find its explanations file by; give path=")
+        year = getattr(validation, "year", None) or validation.ret.year
+        self.path = Path(path) if path is not None else default_path(validation.ret.path, year)
+        self.year = year
+        self.who = who or getpass.getuser()
+        self.explained: Explained = self._explain(read_explanations(self.path))
+        p = Pseudonymiser(key or os.urandom(32)) if pseudonymise else None
+        self._scrub = return_scrubber(validation.ret, p) if p is not None else None
+        self._widget: W.VBox | None = None
+        self.controls: dict[str, W.Widget] = {}
+
+    def choices(self) -> list[tuple[str, Any]]:
+        """List the queries as (label, index in the failures table): rule, child, row and whether explained."""
+        q = self.explained.queries
+        return [(self._shown(f"{r.rule} · {r.LAchildID or 'the return'} · {r.row} · {r.status}")
+                 + (" (stale)" if r.stale else ""), i) for i, r in zip(q.index, q.itertuples(index=False))]
+
+    def _shown(self, text: str) -> str:
+        return str(self._scrub.text(text)) if self._scrub is not None else text
+
+    def text(self, index: Any) -> str:
+        """Return the current explanation of the query at ``index``, or its stale one to start from, or ""."""
+        q = self.explained.queries
+        return self._shown(str(q.at[index, "explanation"] or q.at[index, "stale"]))
+
+    def save(self, index: Any, text: str, who: str | None = None) -> Merged:
+        """Save ``text`` as the explanation of the query at ``index`` (an index of :meth:`choices`); say what changed.
+
+        A blank text deletes nothing (see :func:`cinqa.explanations.merge`).
+        """
+        from cinqa.files import outputs_claimed
+
+        q = self.explained.queries.loc[[index]]
+        typed = q.loc[:, ["rule", "LAchildID", "row", "values_hash"]].assign(severity=EXPLAINABLE, explanation=text)
+        with outputs_claimed([self.path]):
+            merged = merge(read_explanations(self.path), typed, year=self.year, la=self.validation.ret.header.la,
+                           who=who or self.who)
+            write_explanations(merged.explanations, self.path)
+        self.explained = self._explain(merged.explanations)
+        return merged
+
+    def _explain(self, explanations: pd.DataFrame) -> Explained:
+        return match(self.validation.failures, for_return(explanations, self.year, self.validation.ret.header.la))
+
+    def widget(self) -> W.VBox:
+        """Build (once) and return the editor: a query dropdown, a text box, who, a save button and a status line."""
+        if self._widget is not None:
+            return self._widget
+        c = self.controls
+        c["query"] = W.Dropdown(options=self.choices(), description="Query", layout=W.Layout(width="60em"))
+        c["text"] = W.Textarea(description="Explanation", layout=W.Layout(width="60em", height="5em"))
+        c["who"] = W.Text(value=self.who, description="Who")
+        c["save"] = W.Button(description="Save explanation")
+        c["status"] = W.Label(value=f"{self.explained.summary()} File: {self.path}")
+        c["query"].observe(self._on_query, names="value")
+        c["save"].on_click(self._on_save)
+        self._on_query()
+        self._widget = W.VBox([c["query"], c["text"], W.HBox([c["who"], c["save"]]), c["status"]])
+        return self._widget
+
+    def _ipython_display_(self) -> None:
+        display(self.widget())
+
+    def _on_query(self, _change: dict[str, Any] | None = None) -> None:
+        c = self.controls
+        c["text"].value = self.text(c["query"].value) if c["query"].value is not None else ""
+
+    def _on_save(self, _button: W.Button) -> None:
+        c = self.controls
+        if c["query"].value is None:
+            return
+        chosen = c["query"].value
+        try:
+            merged = self.save(chosen, c["text"].value, c["who"].value)
+        except (OSError, ValueError, CinqaError) as exc:
+            c["status"].value = f"Not saved: {exc}"
+            return
+        c["query"].options = self.choices()
+        c["query"].value = chosen
+        c["status"].value = f"{self.path}: {merged}. {self.explained.summary()}"
 
 
 class TableBrowser:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
+import zipfile
 from collections.abc import Iterable, Sequence, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openpyxl
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -31,6 +34,8 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from cinqa import spec
+from cinqa.explanations import WORKBOOK_COLUMNS, WORKBOOK_KEYS, Explained, workbook_columns
+from cinqa.errors import ReadError
 from cinqa.export import formula_like, write_frame
 from cinqa.failures import (FAILURE_COLUMNS, SUMMARY_COLUMNS, Verdict, counted, field_names, rule_order, summarise,
                             verdict, why)
@@ -59,7 +64,8 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
                        summary: pd.DataFrame | None = None, issues: pd.DataFrame | None = None,
                        errored: Sized = (), judged: Verdict | None = None, pseudonymised: bool = False,
                        source: str | None = None, generated_at: dt.datetime | None = None,
-                       teams: TeamLookup | str | Path | None = None) -> Path:
+                       teams: TeamLookup | str | Path | None = None,
+                       explained: Explained | None = None, explanations_file: str | Path | None = None) -> Path:
     """Write the Excel error report for ``failures`` (a :mod:`cinqa.failures` table) to ``path``.
 
     ``ret`` supplies each failing row's other values, the file's facts and its structural issues
@@ -74,6 +80,11 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
     failing child, and the teams with their counts on the cover; pass it pseudonymised together
     with pseudonymised failures (:func:`cinqa.teams.pseudonymise_teams`). With ``pseudonymised``
     no worker is named.
+
+    With ``explained`` (:func:`cinqa.explanations.match` of these failures, pseudonymised with
+    them when they are) each failure row gets an "explanation" column for the analyst to fill and
+    the cover counts explained and unexplained queries; ``explanations_file`` is named on the cover
+    as where ``cinqa explain import`` puts what is typed.
     """
     path = Path(path)
     missing = [c for c in FAILURE_COLUMNS if c not in failures]
@@ -94,8 +105,9 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
         by_child = children_frame(failures, ret.year if ret is not None else None)
         sheets: list[tuple[str, pd.DataFrame, list[set[str]] | None]] = [
             ("Summary", summary[shown].rename(columns={"guidance": GUIDANCE_LABEL}), None), (CHILD_SHEET, by_child, None)]
+        shown_explained = workbook_columns(explained, failures) if explained is not None else None
         for entity, rows in _by_entity(failures):
-            frame, fields = _entity_frame(entity, rows, ret)
+            frame, fields = _entity_frame(entity, rows, ret, shown_explained)
             name = _sheet_name(entity, used)
             used.add(name)
             sheets.append((name, frame, fields))
@@ -116,7 +128,7 @@ def write_error_report(path: str | Path, failures: pd.DataFrame, ret: CensusRetu
                        pd.DataFrame(columns=list(SHOWN_ISSUE_COLUMNS)), None))
         fitted, notes = _fit_to_excel(path, [(name, frame) for name, frame, _ in sheets])
         _cover(wb, judged, ret, pseudonymised, source, generated_at or dt.datetime.now(), [*notes, *told],
-               listed)
+               listed, explained, explanations_file)
         for (name, frame, fields), (_, (shown, full_in)) in zip(sheets, fitted.items()):
             if fields is None:
                 _table_sheet(wb, name, shown, full_in=full_in)
@@ -211,6 +223,18 @@ def _notes_sheet(wb: Workbook, notes: Sequence[str], used: set[str]) -> None:
         ws.append([line])
 
 
+COVER_SHEET = "About"
+LA_LABEL = "LA"
+YEAR_LABEL = "Census year"
+PSEUDONYMISED_LABEL = "Pseudonymised"
+EXPLAINED_LABEL = "Queries explained"
+UNEXPLAINED_LABEL = "Queries unexplained"
+STALE_LABEL = "Explanations stale"
+FILE_LABEL = "Explanations file"
+EXPLAIN_GUIDE = ("Type an explanation for each query left into its 'explanation' cell, then run `cinqa explain "
+                 "import` on this workbook to keep them in the explanations file; a blank cell deletes nothing. "
+                 "'explanation status' says whether a query is explained, and shows a stale explanation (the "
+                 "query's values changed since it was given) for you to check and type again.")
 CHILD_SHEET = "By child"  # not "Children": Excel sheet names ignore case, and "children" is an entity sheet
 CHILD_COLUMNS = ("LAchildID", "errors", "queries", "rules", "sheets", "first line", GUIDANCE_LABEL)
 
@@ -270,12 +294,16 @@ def _by_entity(failures: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
         yield entity, failures[failures["entity"].astype("str") == entity].copy()
 
 
-def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> tuple[pd.DataFrame, list[set[str]]]:
+def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None,
+                  explained: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[set[str]]]:
     """Return the sheet's rows for one entity, and for each row the set of fields to highlight.
 
     A failure is matched to its row of the entity's table by XML line, which is unique per row;
     where there is no such row (a view, an LA-level rule), the values the rule read are shown.
+    ``explained`` (:func:`cinqa.explanations.workbook_columns`, indexed as the failures) adds the
+    explanation columns after "why" and the columns naming each failure at the end.
     """
+    mine = explained.loc[rows.index].reset_index(drop=True) if explained is not None else None
     rows = rows.reset_index(drop=True)
     keys = spec.TABLE_KEYS.get(entity, ("child", "episode", "item"))
     out = pd.DataFrame({
@@ -323,7 +351,12 @@ def _entity_frame(entity: str, rows: pd.DataFrame, ret: CensusReturn | None) -> 
         out = out.drop(columns=[c for c in ("LAchildID", "line") if out[c].isna().all()])
     # Filling from the failing values leaves dates as objects: typed again, they are written as date cells.
     data = data.apply(lambda c: _dates_typed(c) if c.dtype == object else c)
-    return pd.concat([out, data], axis=1), fields
+    if mine is None:
+        return pd.concat([out, data], axis=1), fields
+    at = list(out.columns).index("why") + 1
+    typed = mine[[c for c in WORKBOOK_COLUMNS if c in mine]]
+    keys = mine[[c for c in WORKBOOK_KEYS if c in mine]]
+    return pd.concat([out.iloc[:, :at], typed, out.iloc[:, at:], data, keys], axis=1), fields
 
 
 def _dates_typed(s: pd.Series) -> pd.Series:
@@ -339,20 +372,21 @@ def _field_order(name: str) -> tuple[int, str]:
 
 
 def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymised: bool, source: str | None,
-           generated_at: dt.datetime, notes: Sequence[str], teams: pd.DataFrame | None = None) -> None:
-    ws = wb.create_sheet("About")
+           generated_at: dt.datetime, notes: Sequence[str], teams: pd.DataFrame | None = None,
+           explained: Explained | None = None, explanations_file: str | Path | None = None) -> None:
+    ws = wb.create_sheet(COVER_SHEET)
     ws.column_dimensions["A"].width = 24
     ws.column_dimensions["B"].width = 90
     file = source or (ret.path.name if ret is not None and ret.path is not None else "")
     facts: list[tuple[str, Any]] = [
         ("File", file),
-        ("LA", ret.header.la if ret is not None else None),
-        ("Census year", ret.year if ret is not None else None),
+        (LA_LABEL, ret.header.la if ret is not None else None),
+        (YEAR_LABEL, ret.year if ret is not None else None),
         ("Children in the return", len(ret.children) if ret is not None else None),
         ("Generated at", generated_at.replace(microsecond=0).isoformat(sep=" ")),
-        ("Pseudonymised", "yes: LAchildID, UPN and former UPN are keyed tokens; birth dates are the first "
-                          "of their month" if pseudonymised else
-                          "no: this workbook identifies children; share it only as your data policy allows"),
+        (PSEUDONYMISED_LABEL, "yes: LAchildID, UPN and former UPN are keyed tokens; birth dates are the first "
+                              "of their month" if pseudonymised else
+                              "no: this workbook identifies children; share it only as your data policy allows"),
         ("Verdict", str(judged)),
         *(("", line) for line in judged.details),
         ("Errors", judged.error_rows),
@@ -360,6 +394,11 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
         ("Structural issues", judged.structural_issues),
         ("Rules not evaluated", judged.not_evaluated),
     ]
+    if explained is not None:
+        facts += [(EXPLAINED_LABEL, explained.explained), (UNEXPLAINED_LABEL, explained.unexplained),
+                  (STALE_LABEL, explained.stale)]
+        if explanations_file is not None:
+            facts.append((FILE_LABEL, str(explanations_file)))
     title = WriteOnlyCell(ws, value="CIN census error report")
     title.font = Font(bold=True, size=14)
     ws.append([title])
@@ -385,6 +424,7 @@ def _cover(wb: Workbook, judged: Verdict, ret: CensusReturn | None, pseudonymise
         "Structural issues are problems with the file itself (unknown, misplaced or unreadable elements).",
         *([f"Each team's sheet holds its rows of {CHILD_SHEET}, with the child's worker where the lookup names one; "
            f"children the lookup does not list are on {NO_TEAM!r}."] if teams is not None else []),
+        *([EXPLAIN_GUIDE] if explained is not None else []),
         *notes,
     ]
     head = WriteOnlyCell(ws, value="How to read this workbook")
@@ -553,3 +593,69 @@ def _sheet_name(entity: str, used: set[str]) -> str:
         suffix = f" ({i})"
         name, i = base[: 31 - len(suffix)] + suffix, i + 1
     return name
+
+
+@dataclass(frozen=True)
+class TypedExplanations:
+    """What an analyst typed into an error report's explanation cells, with the facts of its return."""
+
+    path: Path
+    year: str
+    la: str
+    explanations_file: str | None
+    rows: pd.DataFrame
+    """One row per failure row of the workbook: rule, severity, LAchildID, row, values_hash, explanation."""
+
+
+def read_typed_explanations(path: str | Path) -> TypedExplanations:
+    """Read back the explanations typed into an error report written with explanations (:func:`write_error_report`).
+
+    A :class:`~cinqa.errors.ReadError` names the workbook and the problem: not an error report, a
+    pseudonymised one (its LAchildIDs are tokens that match no failure), no explanation column,
+    or a failure row that lacks what names it (its sheet and row).
+    """
+    path = Path(path)
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except FileNotFoundError:
+        raise ReadError(path, "no such workbook") from None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ReadError(path, f"not an Excel workbook that can be read ({type(exc).__name__}: {exc})") from None
+    try:
+        if COVER_SHEET not in wb.sheetnames:
+            raise ReadError(path, f"not a cinqa error report (it has no {COVER_SHEET!r} sheet)")
+        facts = {str(r[0]): r[1] for r in wb[COVER_SHEET].iter_rows(min_col=1, max_col=2, values_only=True)
+                 if r and r[0]}
+        if str(facts.get(PSEUDONYMISED_LABEL) or "").startswith("yes"):
+            raise ReadError(path, "this workbook is pseudonymised: its LAchildIDs are tokens that name no child of "
+                                  "the return; type explanations into a workbook written without --pseudonymise")
+        year = str(facts.get(YEAR_LABEL) or "")
+        if not year:
+            raise ReadError(path, f"the {COVER_SHEET!r} sheet names no census year")
+        needed = ("rule", "severity", "LAchildID", *WORKBOOK_KEYS, "explanation")
+        frames = []
+        for ws in wb.worksheets:
+            cells = ws.iter_rows(values_only=True)
+            header = [str(h) if h is not None else "" for h in next(cells, ())]
+            if "explanation" not in header:
+                continue
+            # A sheet of return-level rules has no LAchildID column: none of its failures is a child's.
+            absent = [c for c in needed if c not in header and c != "LAchildID"]
+            if absent:
+                raise ReadError(path, f"sheet {ws.title!r} has an explanation column but not {', '.join(absent)}, "
+                                      "which name each failure; write the workbook again with cinqa validate --xlsx")
+            at = [header.index(c) if c in header else None for c in needed]
+            rows = [[r[i] if i is not None and i < len(r) else None for i in at] for r in cells
+                    if any(v is not None for v in r)]
+            for n, r in enumerate(rows, start=2):
+                if not r[0] or not r[3] or not r[4]:
+                    raise ReadError(path, f"sheet {ws.title!r}, row {n}: the rule, row or values_hash cell is "
+                                          "empty, so the failure it explains cannot be named")
+            frames.append(pd.DataFrame(rows, columns=list(needed), dtype="object"))
+    finally:
+        wb.close()
+    if not frames:
+        raise ReadError(path, "no sheet has an explanation column; write the workbook with cinqa validate --xlsx")
+    file = facts.get(FILE_LABEL)
+    return TypedExplanations(path=path, year=year, la=str(facts.get(LA_LABEL) or ""),
+                             explanations_file=str(file) if file else None, rows=pd.concat(frames, ignore_index=True))

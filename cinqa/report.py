@@ -34,6 +34,7 @@ from cinqa import failures as judge
 from cinqa.benchmarks import benchmark, read_comparators
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
+from cinqa.explanations import GONE, STALE, default_path, explain, pseudonymise_explained, read_explanations
 from cinqa.files import locate_shipped, output_path
 from cinqa.measures import (ALL, MEASURES, NOT_COLLECTED, PRE_PROCEEDINGS, PRE_PROCEEDINGS_YEARS, labelled,
                             measures)
@@ -144,7 +145,8 @@ class QAReport:
                  population: float | Mapping[str, float] | None = None,
                  comparators: pd.DataFrame | str | Path | None = None,
                  teams: TeamLookup | str | Path | None = None, history: str | Path | None = None,
-                 history_run: str | None = None) -> None:
+                 history_run: str | None = None,
+                 explanations: pd.DataFrame | str | Path | None = None) -> None:
         if not rets:
             raise CinqaError("the QA report needs at least one return")
         self.population = population
@@ -164,13 +166,22 @@ class QAReport:
         self.teams = lookup(teams) if teams is not None else None
         self.history = Path(history) if history is not None else None
         self._history_run = history_run
+        if explanations is None:
+            given = read_explanations(default_path(self.ret.path, self.ret.year)) if self.ret.path else None
+        elif isinstance(explanations, pd.DataFrame):
+            given = explanations
+        else:
+            given = read_explanations(explanations, missing_ok=False)
+        self.explained = explain(self.validation, given) if given is not None else None
+        """The queries' explanations (:func:`cinqa.explanations.explain`); by default from the return's folder."""
 
     @classmethod
     def load(cls, paths: str | Path | Sequence[str | Path], *, year: str | None = None,
              pseudonymise: bool = False, key: bytes | None = None, checked: str | Path | None = None,
              population: float | Mapping[str, float] | None = None,
              comparators: str | Path | None = None, teams: str | Path | None = None,
-             history: str | Path | None = None, history_run: str | None = None) -> "QAReport":
+             history: str | Path | None = None, history_run: str | None = None,
+             explanations: str | Path | None = None) -> "QAReport":
         """Read the returns at ``paths``, validate the latest, and prepare the report.
 
         ``year`` overrides the census year of the last path given (the return being checked;
@@ -184,6 +195,8 @@ class QAReport:
         ``history`` is a run-history folder (:mod:`cinqa.history`)
         for the section on what changed since the last run; ``history_run`` names the return's run in it
         (default: the latest run of the file the return was read from).
+        ``explanations`` is the query explanations file (default:
+        :func:`cinqa.explanations.default_path` of the latest return, when it exists).
         """
         if checked is not None:
             # Written by render_report into its own private temporary folder, never by anyone else.
@@ -195,7 +208,7 @@ class QAReport:
             key = bytes.fromhex(os.environ[KEY_ENV])
         return cls(rets, validation, pseudonymise=pseudonymise, key=key, key_given=key is not None,
                    population=population, comparators=comparators, teams=teams, history=history,
-                   history_run=history_run)
+                   history_run=history_run, explanations=explanations)
 
     # --- identifiers ---
 
@@ -259,6 +272,25 @@ class QAReport:
         errored = self._frame(self.validation.errored)
         if len(errored):
             parts.append(_show().table(errored, "Rules that could not be evaluated").data)
+        return HTML("\n".join(parts))
+
+    def explanations(self) -> HTML:
+        """Show the queries explained and unexplained, rule by rule, and the explanations gone stale."""
+        if self.explained is None:
+            return _show().callout("The return has no file name, so no explanations file was looked for.", "info")
+        e = pseudonymise_explained(self.explained, self._p, self._scrub) if self._p else self.explained
+        if e.queries.empty and not e.stale:
+            return _show().callout("No queries: nothing to explain.", "ok")
+        level = "ok" if not e.unexplained else "warn"
+        parts = [_show().callout(html.escape(e.summary()) + " COLLECT needs an explanation of every query left "
+                                 "in the return-level note (<code>cinqa notes</code> drafts it).", level).data]
+        if len(e.queries):
+            parts.append(_show().table(e.by_rule(), "Queries by rule", max_rows=None, index=False).data)
+        stale = e.explanations[e.explanations["state"] == STALE]
+        if len(stale):
+            shown = stale.loc[:, ["rule", "LAchildID", "row", "explanation", "who", "date", "why_stale"]].rename(
+                columns={"why_stale": "stale because"})
+            parts.append(_show().table(shown, f"Stale explanations ({GONE} or its values changed)", index=False).data)
         return HTML("\n".join(parts))
 
     def rule_tables(self, max_rows: int = RULE_ROWS) -> HTML:
@@ -500,7 +532,8 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
                   validations: Sequence[Validation] | None = None, progress: bool | None = None,
                   population: float | Mapping[str, float] | None = None,
                   comparators: str | Path | None = None, teams: str | Path | None = None,
-                  history: str | Path | None = None) -> Path:
+                  history: str | Path | None = None,
+                  explanations: str | Path | None = None) -> Path:
     """Render the QA report of the returns at ``paths`` to the HTML file ``out`` and return its path.
 
     The latest return is reported on; an earlier year's return, if given, feeds the year-on-year
@@ -515,6 +548,8 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
     adds the failures by team. ``history`` is a run-history folder: the report says what
     changed since the last run of the return; the validation made here is recorded in it first
     (``validations`` given are their caller's to record, as ``cinqa validate --history`` does).
+    adds the failures by team.
+    ``explanations`` names the query explanations file.
     """
     import nbformat
     import papermill
@@ -549,7 +584,8 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
               "history": str(Path(history).resolve()) if history is not None else None,
               # Found here: the return's path may be relative to this process's folder, not the kernel's.
               "history_run": (run_history.run_of(history, validation.ret.path, validation.year)
-                              if history is not None and validation.ret.path is not None else None)}
+                              if history is not None and validation.ret.path is not None else None),
+              "explanations": str(Path(explanations).resolve()) if explanations is not None else None}
     with tempfile.TemporaryDirectory(prefix="cinqa-report-") as tmp:
         executed = Path(tmp) / "qa-report.ipynb"
         # The kernel takes the returns and their validation from here; the folder is this user's alone.

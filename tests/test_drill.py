@@ -27,7 +27,7 @@ from openpyxl import load_workbook
 
 import cinqa
 from cinqa import read_return
-from cinqa.drill import ALL, BY_LINE, DrillDown, TableBrowser, YearOnYearExplorer
+from cinqa.drill import ALL, BY_LINE, DrillDown, ExplanationEditor, TableBrowser, YearOnYearExplorer
 from cinqa.failures import ERRORED_COLUMNS
 from cinqa.rules import rules_for_year
 from test_compare import L, comp  # noqa: F401  (comp is a fixture)
@@ -507,3 +507,39 @@ def test_explorer_filters_by_return_and_measure_and_drills_into_a_flag(comp):
     ex.year_picker.value = (L,)
     assert list(ex.table().columns[:5]) == ["measure", "breakdown", "category", "unit", L]
     assert ex.flag_picker.options == ()
+
+
+# --- the explanation editor ---
+
+def test_the_editor_saves_an_explanation_for_the_chosen_query_and_shows_it_explained(validation, tmp_path):
+    from cinqa.explanations import EXPLAINED, UNEXPLAINED, read_explanations
+
+    path = tmp_path / "explanations-2023-24.csv"
+    editor = ExplanationEditor(validation, path, who="A. Analyst")
+    labels = dict(editor.choices())
+    assert len(labels) == 4 and all(label.endswith(UNEXPLAINED) for label in labels)
+    chosen = next(i for label, i in labels.items() if label.startswith("8530Q · C002"))
+    assert editor.text(chosen) == ""
+
+    box = editor.widget()
+    editor.controls["query"].value = chosen
+    editor.controls["text"].value = "Unborn; the mother's due date moved"
+    editor.controls["save"].click()
+    assert editor.controls["status"].value.startswith(f"{path}: 1 added, 0 updated, 0 unchanged")
+    saved = read_explanations(path, missing_ok=False)
+    assert saved[["rule", "LAchildID", "row", "explanation", "who"]].values.tolist() == [
+        ["8530Q", "C002", "children", "Unborn; the mother's due date moved", "A. Analyst"]]
+    assert saved.at[0, "census_year"] == "2023-24" and saved.at[0, "LA"] == validation.ret.header.la
+    assert editor.explained.queries.at[chosen, "status"] == EXPLAINED
+    assert any(label.startswith("8530Q · C002") and label.endswith(EXPLAINED) for label, _ in editor.choices())
+    assert box is editor.widget()
+
+    again = ExplanationEditor(validation, path)
+    assert again.text(chosen) == "Unborn; the mother's due date moved"
+    kept = str(again.save(chosen, "   "))
+    assert kept.startswith("0 added, 0 updated, 0 unchanged, 1 explanation kept although blank")
+    assert len(read_explanations(path)) == 1
+
+    hidden = ExplanationEditor(validation, path, pseudonymise=True, key=b"k" * 32)
+    shown = " ".join([hidden.text(chosen), *(label for label, _ in hidden.choices())])
+    assert "8530Q" in shown and not any(i in shown for i in ("C001", "C002", "C003"))

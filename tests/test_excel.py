@@ -373,3 +373,34 @@ def test_by_child_lists_the_guidance_of_each_of_a_childs_rules() -> None:
     frame = children_frame(failures, "2023-24").set_index("LAchildID")
     assert frame.loc["C003", "how to fix"].split("\n") == [f"1510: {fixes['1510']}", f"8500: {fixes['8500']}"]
     assert (children_frame(failures)["how to fix"] == "").all()
+
+
+def test_the_failures_list_takes_explanations_and_flags_a_stale_one(ret: cinqa.CensusReturn,
+                                                                   tmp_path: Path) -> None:
+    from cinqa import explanations as ex
+    from cinqa.failures import identity
+
+    failures = failures_frame()
+    ids = identity(failures)
+    given = pd.DataFrame([
+        {"census_year": "2023-24", "LA": "201", "rule": "8525Q", "LAchildID": "C002", "row": ids.at[0, "row"],
+         "explanation": "Unborn at the census date", "who": "A", "date": "2024-05-01", "values_hash": "0" * 16},
+        {"census_year": "2023-24", "LA": "201", "rule": "2886Q", "LAchildID": "", "row": "return",
+         "explanation": "Gender not asked of babies", "who": "B", "date": "2024-05-02",
+         "values_hash": ids.at[4, "values_hash"]}]).astype("str")
+    explained = ex.match(failures, given)
+    path = write_error_report(tmp_path / "e.xlsx", failures, ret, explained=explained, explanations_file="x.csv")
+    wb = openpyxl.load_workbook(path)
+    about = {r[0]: r[1] for r in wb["About"].iter_rows(values_only=True) if r[0]}
+    assert (about["Queries explained"], about["Queries unexplained"], about["Explanations stale"]) == (1, 1, 1)
+    children = rows_of(wb["children"])
+    head = list(children[0])
+    assert head[head.index("why") + 1: head.index("why") + 3] == ["explanation", "explanation status"]
+    assert head[-2:] == ["row", "values_hash"]
+    stale = next(r for r in children if r["rule"] == "8525Q")
+    assert stale["explanation"] is None
+    assert stale["explanation status"] == f"stale: {ex.VALUES_CHANGED}; it said: Unborn at the census date"
+    assert next(r for r in children if r["rule"] == "1510")["explanation status"] is None
+    current = rows_of(wb["return"])[0]
+    assert current["explanation"] == "Gender not asked of babies"
+    assert current["explanation status"] == "explained (B, 2024-05-02)"

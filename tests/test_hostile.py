@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -328,19 +329,22 @@ def output_texts(folder: Path) -> dict[str, str]:
 def planted_cli(tmp_path):
     """Return a runner of one command over the planted files, written to a fresh folder ``in``.
 
-    ``runner(words, *extra, payloads=None, timeout=...)`` fills ``{planted}``, ``{earlier}``,
+    ``runner(words, *extra, payloads=None, timeout=..., before=None)`` fills ``{planted}``, ``{earlier}``,
     ``{folder}``, ``{teams}`` (a lookup of the children to teams and workers) and ``{out}`` in the
-    words, runs the command line on them with ``extra`` after, checks it ended with 0 or 1, and
-    returns the process, the output folder and the planted identifiers (the workers' names among them).
+    words, calls ``before(planted, identifiers)`` if given (to put more inputs beside the return),
+    runs the command line on them with ``extra`` after, checks it ended with 0 or 1, and returns the
+    process, the output folder and the planted identifiers (the workers' names among them).
     """
     from hostile.planted import planted_files, planted_teams
 
-    def runner(words: list[str], *extra: str, payloads=None, timeout: float):
+    def runner(words: list[str], *extra: str, payloads=None, timeout: float, before=None):
         folder = tmp_path / "in"
         folder.mkdir()
         planted, earlier, ids = planted_files(folder, payloads)
         # Workers' names are personal data too: a pseudonymised output names none.
         ids += planted_teams(tmp_path / "teams.csv", ids, payloads)
+        if before is not None:
+            before(planted, ids)
         out = tmp_path / "out"
         fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
         done = run_cli([a.format(**fill) for a in words] + list(extra), tmp_path, timeout=timeout)
@@ -355,11 +359,45 @@ def planted_cli(tmp_path):
 def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, planted_cli, run):
     key = tmp_path / "k.key"
     cinqa.pseudonymise.new_key(key)
-    done, out, ids = planted_cli(PLANTED_RUNS[run], "--pseudonymise", "--key-file", str(key), timeout=840)
+    planted_at: list[Path] = []
+    explained = 0
+
+    def explain_queries(planted: Path, ids: list[str]) -> None:
+        nonlocal explained
+        planted_at.append(planted)
+        if run.startswith("validate"):
+            explained = plant_explanations(planted, ids)
+
+    done, out, ids = planted_cli(PLANTED_RUNS[run], "--pseudonymise", "--key-file", str(key), timeout=840,
+                                 before=explain_queries)
+    planted = planted_at[0]
     texts = {"stdout": done.stdout.decode(), "stderr": done.stderr.decode(), **output_texts(out)}
     assert len(texts) > 2
     leaks = [(where, i) for where, text in texts.items() for i in ids if i in text]
     assert leaks == []
+    if explained:
+        book = out / "checked" / f"{planted.stem}.xlsx" if run == "validate-folder" else out / "v.xlsx"
+        shown = [cell for ws in openpyxl.load_workbook(book).worksheets if ws.title != "About"
+                 for row in ws.iter_rows(values_only=True) for cell in row if isinstance(cell, str)]
+        assert sum("Explained by" in c for c in shown) == explained
+
+
+def plant_explanations(planted: Path, ids: list[str]) -> int:
+    """Explain the planted return's queries in its default explanations file, every identifier typed into the
+    words and into who gave them, half of them current and half stale (values changed); return how many
+    explanations the workbook shows, in its explanation or its explanation status column."""
+    from cinqa import explanations as ex
+
+    v = cinqa.validate(cinqa.read_return(planted), progress=False)
+    queries = ex.explain(v, ex.empty()).queries
+    typed = " ".join(ids)
+    rows = [{"census_year": v.year, "LA": v.ret.header.la or "", "rule": q.rule, "LAchildID": q.LAchildID,
+             "row": q.row, "explanation": f"Explained by {typed}", "who": typed, "date": "2026-01-05",
+             "values_hash": q.values_hash if i % 2 else "0" * 16}
+            for i, q in enumerate(queries.drop_duplicates(["rule", "LAchildID", "row"]).itertuples())]
+    assert rows, "the planted return has no query to explain"
+    ex.write_explanations(pd.DataFrame(rows), ex.default_path(planted, v.year))
+    return len(queries)
 
 
 def test_pseudonymised_report_charts_hold_no_planted_identifier(tmp_path):
@@ -512,6 +550,9 @@ OVERWRITES = {
                           "cin.xml"),
     "report-key-file": (["report", "{d}/cin.xml", "-o", "{d}/k.html", "--pseudonymise", "-k", "{d}/k.html"],
                         "cin.xml"),
+    "validate-explanations": (["validate", "{d}/cin.xml", "--csv", "{d}/e.csv", "--explanations", "{d}/e.csv"],
+                              "cin.xml"),
+    "notes-own-input": (["notes", "{d}/cin.txt", "--out", "{d}/cin.txt"], "cin.txt"),
 }
 
 

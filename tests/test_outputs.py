@@ -141,6 +141,7 @@ COMMANDS = [
             ("synthetic.xml",)),
     Command("rules", ["rules", "--year", "2023-24", "--csv", "OUT/rules.csv"], (), ("rules.csv",)),
     Command("key", ["key", "new", "OUT/secret.key"], (), ("secret.key",)),
+    Command("notes", ["notes", "IN/cin-2023-24.xml", "--out", "OUT/note.txt"], (RETURN_2324,), ("note.txt",)),
     Command("notebooks", ["notebooks", "OUT/work"], (),
             ("work", "work/01-explore-return.ipynb", "work/02-drill-into-failures.ipynb", "work/03-year-on-year.ipynb")),
 ]

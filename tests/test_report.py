@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from cinqa import read_return
 from cinqa.errors import CsvError, ReadError
-from cinqa.failures import ERRORED_COLUMNS, FAILURE_COLUMNS, summarise
+from cinqa.failures import ERRORED_COLUMNS, FAILURE_COLUMNS, identity, summarise
 from cinqa.report import NOTEBOOK, QAReport, _strip_noise, external_references, render_report
 from cinqa.rules import rules_for_year
 from cinqa.teams import NO_TEAM
@@ -27,7 +27,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SAMPLE = ROOT / "data" / "sample-2025-26.xml"
 IDS = ("C001", "C002", "C003", "A201123456789", "A201987654321")
 SECTIONS = ("Readiness for submission", "The return", "Structural problems", "Validation summary",
-            "Failures by rule", "Distributions", "COLLECT views", "Key indicators",
+            "Query explanations", "Failures by rule", "Distributions", "COLLECT views", "Key indicators",
             "Assessments working days summary", "ICPC working days summary",
             "CPP at 31 March by initial and latest category of abuse", "Factors at assessment", "Referral source",
             "Referrals, assessments and plans starting and ending by month",
@@ -165,6 +165,24 @@ def test_pseudonymised_sections_show_no_identifier(ret):
     assert not any(i in text for i in IDS)
     assert "PersonBirthDate=2015-06-01" in text  # birth dates coarsened to the month
     assert re.search(r"P[0-9a-f]{12}", text)
+
+
+def test_explanations_show_queries_explained_and_unexplained_by_rule_and_the_stale_ones(ret):
+    second = QUERY[:5] + ("C002",) + QUERY[6:]
+    current = identity(failures(QUERY)).iloc[0]
+    given = pd.DataFrame([
+        {"census_year": ret.year, "LA": ret.header.la, "rule": "8525Q", "LAchildID": "C001", "row": current["row"],
+         "explanation": "Unborn at the census date, C001's mother confirmed", "who": "A", "date": "2024-05-01",
+         "values_hash": current["values_hash"]},
+        {"census_year": ret.year, "LA": ret.header.la, "rule": "8606", "LAchildID": "C003", "row": "episodes 1",
+         "explanation": "Referred before birth", "who": "A", "date": "2024-05-01", "values_hash": "0" * 16}])
+    plain = unescape(report(ret, ERROR, QUERY, second, explanations=given).explanations().data)
+    assert "1 query explained, 1 query unexplained; 1 explanation stale." in plain
+    assert re.search(r"8525Q</td>\s*<td[^>]*>2</td>\s*<td[^>]*>1</td>\s*<td[^>]*>1</td>", plain)
+    assert "Referred before birth" in plain and "the query no longer occurs" in plain
+    hidden = unescape(report(ret, ERROR, QUERY, second, explanations=given, pseudonymise=True,
+                             key=b"k" * 32).explanations().data)
+    assert "Referred before birth" in hidden and not any(i in hidden for i in IDS)
 
 
 def test_views_name_the_collect_report_they_model(ret):
