@@ -694,6 +694,7 @@ LONG = 2_000_000
     ("<UPN>A201123456789<", "UPN", "children", "UPN"),
     ("<PersonBirthDate>2015-06-01<", "PersonBirthDate", "children", "PersonBirthDate"),
     ("<ReferralNFA>false<", "ReferralNFA", "episodes", "ReferralNFA"),
+    ("<LAchildID>C001<", "LAchildID", "children", "LAchildID"),
 ], ids=lambda v: v if v.isalpha() else None)
 def test_a_value_longer_than_its_field_is_an_issue_quoted_short(tmp_path, old, element, table, column):
     path = tmp_path / "long.xml"
@@ -743,6 +744,43 @@ def test_report_of_a_hostile_but_readable_file_is_written_at_the_usual_cost(tmp_
     # The value is quoted short wherever it is shown: the report is no larger than the plain one's
     # by more than the issue's row.
     assert cost["hostile"] < cost["plain"] + 50_000, cost
+
+
+@pytest.mark.parametrize("element, limit, attribute", [("SoftwareCode", 100, "software"), ("Release", 100, "release"),
+                                                      ("SerialNo", 20, "serial")])
+def test_free_text_in_the_header_has_a_provisional_limit(tmp_path, element, limit, attribute):
+    # Free text past its provisional limit (census.yaml's length_status: U) is a warning: the format's own
+    # limit is not known, so the file is not called unreadable for it. Too long to quote, it leaves the header.
+    head = BASE_TEXT[:BASE_TEXT.index(f"<{element}>") + len(element) + 2]
+    end = BASE_TEXT.index(f"</{element}>")
+    for value, kept in (("7" * limit, True), ("7" * (limit + 1), limit + 1 <= 60), ("7" * 5_000, False)):
+        path = tmp_path / f"{element}.xml"
+        path.write_text(head + value + BASE_TEXT[end:], encoding="utf-8")
+        ret = read_return(path)
+        rows = ret.issues[ret.issues["element"] == element]
+        assert (getattr(ret.header, attribute) == value) is kept
+        if len(value) == limit:
+            assert rows.empty, rows.to_string()
+            continue
+        (issue,) = rows.itertuples()
+        assert issue.severity == "warning" and issue.value == value
+        assert issue.problem.startswith(f"<{element}> '{value[:60]}")
+        assert f"is too long; no <{element}> is longer than {limit} characters (a provisional limit)" in issue.problem
+
+
+def test_an_over_long_la_child_id_is_a_warning_beside_rule_1570(tmp_path):
+    from cinqa import validate
+
+    for year, rule_fails in (("2023-24", False), ("2024-25", True)):
+        path = tmp_path / f"{year}.xml"
+        path.write_bytes(swap("<LAchildID>C001<", "<LAchildID>C0010000000000000000000<"))
+        ret = read_return(path, year=year)
+        (issue,) = ret.issues[ret.issues["element"] == "LAchildID"].itertuples()
+        assert issue.severity == "warning" and issue.line == BASE_TEXT[:BASE_TEXT.index("<LAchildID>C001<")].count("\n") + 1
+        assert issue.problem == ("<LAchildID> 'C0010000000000000000000' is too long; no <LAchildID> is longer than 20 "
+                                 "characters (a provisional limit)")
+        assert ret.children["LAchildID"].iat[0] == "C0010000000000000000000"
+        assert ("1570" in set(validate(ret).failures["rule"])) is rule_fails
 
 
 def test_a_header_value_longer_than_its_field_is_left_out_of_the_header(tmp_path):
