@@ -347,6 +347,69 @@ def test_pseudonymised_outputs_hold_no_planted_identifier(tmp_path, run):
     assert leaks == []
 
 
+# Runs whose messages quote the returns: a parser's error about a file that could not be read (no
+# return behind it), the same error among a folder's files (stderr and summary.csv), two LAs compared.
+MESSAGE_RUNS = {
+    "validate-unreadable": ["validate", "{unreadable}", "--csv", "{out}/v.csv"],
+    "validate-folder-unreadable": ["validate", "{folder}", "--out", "{out}/checked"],
+    "tables-unreadable": ["tables", "{unreadable}", "--out", "{out}/t"],
+    "report-unreadable": ["report", "{unreadable}", "-o", "{out}/r.html"],
+    "compare-other-la": ["compare", "{other}", "{planted}", "--out", "{out}/yoy"],
+}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("run", list(MESSAGE_RUNS))
+def test_pseudonymised_messages_hold_no_planted_identifier(tmp_path, run):
+    from hostile.planted import other_la, planted_files, unreadable_planted
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, earlier, ids = planted_files(folder)
+    fill = {"planted": planted, "folder": folder, "unreadable": unreadable_planted(folder, planted, ids),
+            "other": other_la(folder, earlier, ids)}
+    key = tmp_path / "k.key"
+    cinqa.pseudonymise.new_key(key)
+    said = {}
+    for shared in (False, True):
+        out = tmp_path / ("shared" if shared else "plain")
+        args = [a.format(out=out, **fill) for a in MESSAGE_RUNS[run]]
+        done = run_cli(args + (["--pseudonymise", "--key-file", key] if shared else []), tmp_path, timeout=420)
+        err = done.stderr.decode()
+        assert done.returncode in (1, 2) and err.startswith("cinqa: ") and "Traceback" not in err, err
+        said[shared] = {"stdout": done.stdout.decode(), "stderr": err, **(output_texts(out) if out.exists() else {})}
+    # Unshared, the message quotes an identifier: the run provokes what the shared run must scrub.
+    assert any(i in said[False]["stderr"] for i in ids), said[False]["stderr"]
+    assert [(where, i) for where, text in said[True].items() for i in ids if i in text] == []
+    assert said[True]["stderr"].count("\n") == said[False]["stderr"].count("\n")
+
+
+def test_pseudonymised_warnings_and_internal_errors_hold_no_planted_identifier(tmp_path, monkeypatch):
+    import warnings
+
+    from typer.testing import CliRunner
+
+    import cinqa.cli
+    from hostile.planted import planted_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, _, ids = planted_files(folder)
+    key = tmp_path / "k.key"
+    cinqa.pseudonymise.new_key(key)
+
+    def quoting(ret):
+        warnings.warn(f"an odd value {ids[1]} in the return", UserWarning, stacklevel=1)
+        raise KeyError(ids[0])
+
+    monkeypatch.setattr(cinqa, "validate", quoting)
+    done = CliRunner().invoke(cinqa.cli.app, ["validate", str(planted), "--pseudonymise", "--key-file", str(key)])
+    lines = done.output.splitlines()
+    assert done.exit_code == 2, done.output
+    assert lines[0].startswith("cinqa: warning: an odd value U") and lines[-1].startswith("cinqa: internal error (KeyError: 'P")
+    assert [i for i in ids if i in done.output] == []
+
+
 def test_pseudonymised_report_charts_hold_no_planted_identifier(tmp_path):
     import matplotlib.text
 
