@@ -670,6 +670,39 @@ def test_ctrl_c_gives_one_line_and_exit_130(tmp_path, command, delay):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml"]
 
 
+def _written_table(out: Path) -> bool:
+    """Tell whether ``cinqa tables`` has begun writing into ``out``: a table, or a part of one, is there."""
+    return any(p.name != ".cinqa-lock" for p in out.glob("*")) if out.is_dir() else False
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("command, moment", [("tables", "reading"), ("tables", "writing"), ("compare", "reading")])
+def test_ctrl_c_stops_tables_and_compare_leaving_nothing(tmp_path, command, moment):
+    from cinqa_launch import EXIT_INTERRUPTED
+
+    later = replicated_file(tmp_path / "cin.xml", 30_000)
+    earlier = tmp_path / "cin-2022-23.xml"
+    earlier.write_text(later.read_text(encoding="utf-8").replace("<Year>2024<", "<Year>2023<", 1)
+                       .replace("<ReferenceDate>2024-03-31<", "<ReferenceDate>2023-03-31<", 1), encoding="utf-8")
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    args = ["tables", later.name, "--out", out.name] if command == "tables" else \
+        ["compare", earlier.name, later.name, "--out", out.name]
+    # The installed console script in its own process group, as a terminal's Ctrl-C reaches it.
+    proc = subprocess.Popen([CINQA, *args], cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    if moment == "reading":
+        _wait_for(proc, lambda: list(tmp.glob("cinqa-run-*")), "private run folder")
+    else:
+        _wait_for(proc, lambda: _written_table(out), "first table written")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("cinqa: interrupted"), err
+    assert list(tmp.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [earlier.name, later.name, "tmp"]
+
+
 # -- labels from data are drawn as text ----------------------------------------------------------
 
 
