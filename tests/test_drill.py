@@ -273,6 +273,16 @@ def test_widget_pages_a_20k_row_table_with_previous_and_next(validation):
     assert d.page == 1 and d.page_of_rows()["line"].is_monotonic_increasing
 
 
+def test_the_sort_buttons_are_as_wide_as_their_longest_label(validation):
+    from cinqa.drill import ORDERS
+
+    d = DrillDown(validation)
+    d.widget()
+    width = d.controls["order"].style.button_width
+    # JupyterLab cuts a toggle button's label at its width: about half an em a character, and padding.
+    assert width.endswith("em") and float(width[:-2]) >= max(map(len, ORDERS)) / 2 + 2
+
+
 def test_widget_finds_a_child_by_typing_its_la_child_id(validation):
     d = DrillDown(validation)
     d.widget()
