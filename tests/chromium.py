@@ -5,8 +5,8 @@ dependency) are enough to open a page, read what it did (requests, script errors
 and take a screenshot. :data:`OFFLINE` are the switches that leave the browser no way out: every
 host name resolves to nothing and every request, loopback included, goes to a proxy that refuses.
 
-``python tests/chromium.py shot PAGE.html OUT.png`` screenshots a page whole, offline (how
-``docs/report-20k.png`` is made); ``python tests/chromium.py lab NOTEBOOK OUT.png`` runs a notebook
+``python tests/chromium.py shot PAGE.html OUT.png`` screenshots the top of a page (a window of
+1400 by 2400 pixels), offline (how ``docs/report-20k.png`` is made); ``python tests/chromium.py lab NOTEBOOK OUT.png`` runs a notebook
 in a headless JupyterLab and screenshots it (``docs/drill-down-20k.png``).
 """
 
@@ -196,7 +196,7 @@ def _shot(page: Path, out: Path) -> None:
         browser = Browser("about:blank", Path(profile), websocket, OFFLINE)
         try:
             browser.open(page.resolve().as_uri())
-            browser.screenshot(out)
+            browser.screenshot(out, whole=False)
         finally:
             browser.close()
 
@@ -211,6 +211,9 @@ def _lab(notebook: Path, out: Path, rule: str) -> None:
             run_all(browser)
             wait_for(lambda: browser.js("document.querySelectorAll('.widget-dropdown select').length") == 4, 900)
             browser.choose("Rule", rule)
+            # JupyterLab asks whether to fetch its news even with news_url empty; answer no, so the toast goes.
+            browser.js("Array.from(document.querySelectorAll('.jp-toast-button, .Toastify button'))"
+                       ".filter(b => b.innerText.trim() === 'No').forEach(b => b.click())")
             time.sleep(5)
             browser.js("document.querySelector('.widget-dropdown').scrollIntoView()")
             browser.screenshot(out, whole=False)
