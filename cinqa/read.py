@@ -1260,7 +1260,9 @@ def _without(typed: pd.Series, rows: list[int]) -> pd.Series:
 
 def _only_too_long(node: spec.Node, value: str) -> bool:
     """Tell whether free text ``value`` is wrong only in being longer than ``node``'s limit."""
-    return node.type == "str" and not node.codeset and (not node.pattern or re.fullmatch(node.pattern, value)) is not None
+    if node.type != "str" or node.codeset:
+        return False
+    return not node.pattern or re.fullmatch(node.pattern, value) is not None
 
 
 def _bad_value_severity(node: spec.Node, value: str) -> str:
