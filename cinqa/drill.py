@@ -39,10 +39,10 @@ NO_CHILD = -1
 BY_SEVERITY = "errors, most children"
 BY_LINE = "file order"
 ORDERS = (BY_SEVERITY, BY_LINE)
+"""How the failing rows can be ordered: errors first and the rules that touch most children first, or file order."""
 # JupyterLab draws every toggle button at one width and cuts its label with an ellipsis ("auto" does
 # not widen it): wide enough for the longest label, at about half an em a character, plus the padding.
 _BUTTON_WIDTH = f"{max(map(len, ORDERS)) // 2 + 4}em"
-"""How the failing rows can be ordered: errors first and the rules that touch most children first, or file order."""
 
 
 class FailureSource(Protocol):
