@@ -9,7 +9,7 @@ PYTEST += --nbval-lax tests notebooks
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv hooks test sample bench clean
+.PHONY: help venv hooks test test-browser sample bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,9 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv ## Run the tests (and notebooks with nbval, once there are any)
 	$(PYTEST)
+
+test-browser: venv ## Check the HTML report in headless Chromium (Debian's chromium): offline, no script errors
+	$(BIN)/python -m pytest -q -p no:cacheprovider --browser -m browser tests
 
 sample: venv ## Render the QA report of the embedded sample to out/report.html
 	$(BIN)/cinqa report data/sample-2025-26.xml -o out/report.html

@@ -10,10 +10,12 @@ the commands that use them, so that ``cinqa --help`` and the other commands star
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -99,19 +101,68 @@ def _die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+@dataclass
+class _Quoting:
+    """What the messages of a run may quote: when pseudonymising, nothing of its returns' identifiers."""
+
+    files: Sequence[Path] = ()
+    key: bytes | None = None
+    scrub: Any = None
+
+    def text(self, message: str) -> str:
+        """Return ``message`` with every identifier of the run's returns replaced by its token, when pseudonymising.
+
+        The identifiers are found in the files themselves (:func:`cinqa.pseudonymise.file_identifiers`),
+        so a message about a file that could not be read is scrubbed too; only a run that prints an
+        error pays for the search.
+        """
+        if self.key is None:
+            return message
+        if self.scrub is None:
+            from cinqa.pseudonymise import Pseudonymiser, file_identifiers
+
+            self.scrub = Pseudonymiser(self.key).scrubber(file_identifiers(self.files))
+        return str(self.scrub.text(message))
+
+
+_QUOTING: contextvars.ContextVar[_Quoting] = contextvars.ContextVar("cinqa_quoting", default=_Quoting())
+
+
+def _quoting(files: Sequence[Path], key: bytes | None) -> None:
+    """Have every message the run prints from here on scrubbed of the identifiers in ``files`` when ``key`` is given."""
+    _QUOTING.set(_Quoting(list(files), key))
+
+
+def _said(message: str) -> str:
+    """Return a message that may quote a return's data as the run may print or write it (see :class:`_Quoting`)."""
+    return _QUOTING.get().text(message)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Print a Python warning as one line of cinqa's, through :func:`_said` (a library may quote a value)."""
+    _stderr().print(f"cinqa: warning: {_said(str(message))}", markup=False)
+
+
 def _guarded(func: _F) -> _F:
     """Turn cinqa's errors into one line on stderr and an exit status, never a traceback; run the command in
-    a private temporary folder that is removed however it ends (:func:`cinqa.scratch.private_run`)."""
+    a private temporary folder that is removed however it ends (:func:`cinqa.scratch.private_run`).
+
+    Every message that can quote the input (an error's text, an internal error's, a warning's) is
+    printed through :func:`_said`, so a pseudonymising run prints no identifier of its returns.
+    """
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
+        token = _QUOTING.set(_Quoting())
         try:
-            with private_run():
+            with private_run(), warnings.catch_warnings():
+                warnings.showwarning = _show_warning
                 return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except CinqaError as exc:
-            _die(str(exc))
+            _die(_said(str(exc)))
         except KeyboardInterrupt:
             # What was stopped mid-way (the report's kernel and its client) would log its death on exit.
             logging.disable(logging.CRITICAL)
@@ -119,11 +170,13 @@ def _guarded(func: _F) -> _F:
                  EXIT_INTERRUPTED)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            _die(f"{where}{exc.strerror or exc}")
+            _die(_said(f"{where}{exc.strerror or exc}"))
         except Exception as exc:
             if os.environ.get("CINQA_DEBUG"):
                 raise
-            _die(f"internal error ({type(exc).__name__}: {exc}); set CINQA_DEBUG=1 to see the traceback")
+            _die(_said(f"internal error ({type(exc).__name__}: {exc}); set CINQA_DEBUG=1 to see the traceback"))
+        finally:
+            _QUOTING.reset(token)
 
     return run  # type: ignore[return-value]
 
@@ -411,6 +464,7 @@ def validate(
 
         read_index(history)  # refuse a damaged or foreign history folder before any work
     files = _input_files(paths)
+    _quoting(files, key)
     single = len(files) == 1
     if teams is not None and not ((single and xlsx is not None) or out is not None or html is not None):
         _die("--teams adds worklists to the Excel report of one file (--xlsx), to each file's report in --out, "
@@ -432,8 +486,8 @@ def validate(
                 except CinqaError as exc:
                     if single:
                         raise
-                    result.problem = str(exc)
-                    overall.write(f"cinqa: {exc}", file=sys.stderr)
+                    result.problem = _said(str(exc))
+                    overall.write(f"cinqa: {result.problem}", file=sys.stderr)
                 else:
                     # A bad explanations file stops the run, named with its line: it is not the return's fault.
                     result.explained, result.explanations_file = _explained(path, result.validation, explanations)
@@ -732,9 +786,12 @@ def tables(
 
     key = _load_key(pseudonymise, key_file)
     if len(paths) > 1 or paths[0].is_dir():
-        _pool(_input_files(paths), out, fmt, year, key)
+        files = _input_files(paths)
+        _quoting(files, key)
+        _pool(files, out, fmt, year, key)
         return
     path, fmt = paths[0], fmt or TableFormat.csv
+    _quoting([path], key)
     with _writing([path, key_file], folders=[out]):
         for name in (*spec.TABLE_KEYS, ISSUES_NAME):
             output_path(out / f"{name}.{fmt.value}")
@@ -766,7 +823,7 @@ def _pool(files: list[Path], out: Path, fmt: TableFormat | None, year: str | Non
         again = " (replacing the one in the store)" if (census_year, la) in pooled.replaced else ""
         console.print(f"{path.name}: LA {la}, {census_year}{again}", markup=False)
     for _, problem in pooled.skipped:
-        typer.echo(f"cinqa: {problem} (not pooled)", err=True)
+        typer.echo(f"cinqa: {_said(problem)} (not pooled)", err=True)
     console.print(f"Pooled {len(pooled.written)} of {len(files)} returns into {out}", markup=False)
     if pooled.skipped:
         raise typer.Exit(1)
@@ -807,6 +864,7 @@ def report(
 
         read_index(history)  # refuse a damaged or foreign history folder before any work
     files = _input_files(paths)
+    _quoting(files, key)
     context = {k: v for k, v in (("population", _population(population)), ("comparators", comparators),
                                  ("teams", teams), ("history", history),
                                  ("explanations", explanations)) if v is not None}
@@ -858,6 +916,7 @@ def compare(
 
     key = _load_key(pseudonymise, key_file)
     files = _input_files(paths)
+    _quoting(files, key)
     with _writing([*files, key_file, comparators], folders=[out]):
         returns = []
         with bar("Reading returns", len(files), unit="file") as overall:
@@ -870,13 +929,7 @@ def compare(
             given = {k: v for k, v in (("threshold", threshold), ("min_count", min_count),
                                        ("population", _population(population)), ("comparators", comparators))
                      if v is not None}
-            try:
-                result = cinqa.compare(returns, **given)
-            except CinqaError as exc:
-                # The reason may quote a return's values (its LA, say).
-                if scrub is None:
-                    raise
-                raise CinqaError(scrub.text(str(exc))) from None
+            result = cinqa.compare(returns, **given)
         from cinqa.benchmarks import describe_bands, readable
 
         shown = {**result.summary(), "National context": readable(result.national)}

@@ -45,6 +45,9 @@ BY_SEVERITY = "errors, most children"
 BY_LINE = "file order"
 ORDERS = (BY_SEVERITY, BY_LINE)
 """How the failing rows can be ordered: errors first and the rules that touch most children first, or file order."""
+# JupyterLab draws every toggle button at one width and cuts its label with an ellipsis ("auto" does
+# not widen it): wide enough for the longest label, at about half an em a character, plus the padding.
+_BUTTON_WIDTH = f"{max(map(len, ORDERS)) // 2 + 4}em"
 
 
 class FailureSource(Protocol):
@@ -285,7 +288,7 @@ class DrillDown:
         c["rule"] = W.Dropdown(options=self._rule_options(opts["rule"]), value=self.rule, description="Rule",
                                layout=W.Layout(width="60%"))
         c["order"] = W.ToggleButtons(options=ORDERS, value=self.order, description="Sort by",
-                                     style={"button_width": "auto"})
+                                     style={"button_width": _BUTTON_WIDTH})
         c["rule_info"] = W.HTML()
         c["rule_fix"] = W.HTML()
         c["previous"] = W.Button(description="Previous", icon="arrow-left")

@@ -31,6 +31,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import html
+import mmap
 import os
 import re
 import secrets
@@ -56,6 +58,8 @@ _TOKEN_HEX = 12
 _DATE_TEXT = re.compile(r"\b(\d{4})-(\d{2})-\d{2}\b")
 _QUOTED = re.compile(r"'[^']*'|(?<=value \()[^()]*(?=\))")
 _WITHHELD = "[withheld]"
+# An identifier element and its text, CDATA or not, as it stands in the file's bytes.
+_ID_ELEMENT = re.compile(rb"<(LAchildID|UPN|FormerUPN)\s*>\s*(?:<!\[CDATA\[)?([^<\]]*?)\s*(?:\]\]>)?\s*</\1\s*>")
 
 # Leaves whose raw text is safe to show: everything the format defines except identifiers and birth dates.
 _PLAIN_LEAVES = frozenset(
@@ -229,6 +233,26 @@ def return_identifiers(ret: CensusReturn) -> list[tuple[str, str]]:
         for col in (*ID_COLUMNS, *UPN_COLUMNS):
             if col in table:
                 found.update((col, str(v)) for v in table[col].dropna().unique())
+    return sorted(found)
+
+
+def file_identifiers(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
+    """List the ``(column, value)`` identifiers that the census files at ``paths`` hold, read or not.
+
+    A message about a file that could not be read (a parser's complaint quoting what it found) has
+    no return to take identifiers from, so they are found by their elements' pattern in the bytes
+    themselves; a file that cannot be opened, or holds none, adds nothing.
+    """
+    found: set[tuple[str, str]] = set()
+    for path in paths:
+        try:
+            with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                for m in _ID_ELEMENT.finditer(data):
+                    value = html.unescape(m.group(2).decode("utf-8", "replace")).strip()
+                    if value:
+                        found.add((m.group(1).decode("ascii"), value))
+        except (OSError, ValueError):  # missing, a folder, or empty (mmap refuses an empty file)
+            continue
     return sorted(found)
 
 

@@ -964,8 +964,8 @@ class _Reader:
                 v = raw.iat[i]
                 if located:
                     self.pending.append((len(self.issues), tuple(int(c[i]) for c in key_cols), node.column))
-                self._issue(int(ctx.line[i]) or None, "error", ctx.table, int(ctx.data["child"][i]), node.name,
-                            _bad_value_problem(node, str(v), year), v)
+                self._issue(int(ctx.line[i]) or None, _bad_value_severity(node, str(v)), ctx.table,
+                            int(ctx.data["child"][i]), node.name, _bad_value_problem(node, str(v), year), v)
                 if _unquotable(node, str(v)):
                     unquotable.append(i)
             if unquotable:
@@ -998,8 +998,8 @@ class _Reader:
                 continue
             typed, bad = convert(pd.Series([raw], dtype="object"), node, year)
             if bad is not None and bad.any():
-                self._issue(self.header_lines.get(node.name, self.header_line), "error", "header", None, node.name,
-                            _bad_value_problem(node, raw, year), raw)
+                self._issue(self.header_lines.get(node.name, self.header_line), _bad_value_severity(node, raw),
+                            "header", None, node.name, _bad_value_problem(node, raw, year), raw)
                 if _unquotable(node, raw):
                     typed = _without(typed, [0])
             v = typed.iat[0]
@@ -1186,10 +1186,13 @@ def convert(raw: pd.Series, node: spec.Node, year: str,
         typed = pd.Series(pd.Categorical(raw, categories=[*valid, *extra]), index=raw.index)
         return typed, present & ~inset
     typed = raw.astype(VALUE_DTYPES[t])
+    bad = None
     if node.pattern:
-        ok = typed.str.fullmatch(node.pattern).fillna(False).to_numpy(dtype=bool)
-        return typed, present & ~ok
-    return typed, None
+        bad = present & ~typed.str.fullmatch(node.pattern).fillna(False).to_numpy(dtype=bool)
+    if node.length is not None and present.any():
+        long = present & (typed.str.len().fillna(0).to_numpy() > node.length)
+        bad = long if bad is None else bad | long
+    return typed, bad
 
 
 def _convert_distinct(raw: pd.Series, node: spec.Node, year: str,
@@ -1254,12 +1257,26 @@ def _without(typed: pd.Series, rows: list[int]) -> pd.Series:
     return typed
 
 
+def _only_too_long(node: spec.Node, value: str) -> bool:
+    """Tell whether free text ``value`` is wrong only in being longer than ``node``'s limit."""
+    if node.type != "str" or node.codeset:
+        return False
+    return not node.pattern or re.fullmatch(node.pattern, value) is not None
+
+
+def _bad_value_severity(node: spec.Node, value: str) -> str:
+    """Grade a bad value: an error, but a warning when it is only past a provisional length limit (census.yaml)."""
+    return "warning" if node.length_status != "V" and _only_too_long(node, value) else "error"
+
+
 def _bad_value_problem(node: spec.Node, value: str, year: str) -> str:
     """Say what is wrong with ``value`` as a value of ``node`` in ``year``, quoting it (cut when long)."""
     problem = _bad_value_text(node, value, year)
     limit = node.max_length
     if limit is not None and len(value) > limit:
         problem += f"; no <{node.name}> is longer than {limit} characters"
+        if node.length_status != "V":
+            problem += " (a provisional limit)"
         if _unquotable(node, value):
             problem += ", so the value is kept only in this issue, not in the tables"
     return problem
@@ -1283,6 +1300,8 @@ def _bad_value_text(node: spec.Node, value: str, year: str) -> str:
             return problem + f" (it is valid in {spec.describe_years(other)})"
         near = [c for c in spec.codes(node.codeset, year) if c.lower() == value.lower()]
         return problem + (f" (did you mean '{near[0]}'?)" if near else "")
+    if _only_too_long(node, value):
+        return f"<{node.name}> {quoted} is too long"
     return f"<{node.name}> {quoted} does not match the pattern {node.pattern}"
 
 

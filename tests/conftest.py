@@ -1,4 +1,4 @@
-"""Shared by every test: the network is blocked for the whole session, and slow tests are opt-in;
+"""Shared by every test: the network is blocked for the whole session, and slow and browser tests are opt-in;
 ``two_runs`` gives two checked extracts of one synthetic return with known faults fixed, kept and added.
 
 The block (``tests/netguard/sitecustomize.py``) lets loopback and local sockets through, which
@@ -32,6 +32,8 @@ _log_dir: str | None = None
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", default=False,
                      help="also run tests marked slow (long fuzz and scale runs)")
+    parser.addoption("--browser", action="store_true", default=False,
+                     help="also run tests marked browser (headless Chromium; make test-browser)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,12 +48,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow; run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    opt_in = {"slow": ("--runslow", "slow; run with --runslow"),
+              "browser": ("--browser", "renders the report in headless Chromium (a minute or more); "
+                                       "run with --browser, as `make test-browser` does")}
+    for marker, (option, reason) in opt_in.items():
+        if config.getoption(option):
+            continue
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _attempts() -> list[str]:

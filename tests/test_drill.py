@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import types
 import urllib.request
 from html import escape
@@ -30,6 +27,7 @@ from cinqa import read_return
 from cinqa.drill import ALL, BY_LINE, DrillDown, ExplanationEditor, TableBrowser, YearOnYearExplorer
 from cinqa.failures import ERRORED_COLUMNS
 from cinqa.rules import rules_for_year
+from chromium import Browser, free_port, wait_for
 from test_compare import L, comp  # noqa: F401  (comp is a fixture)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -277,6 +275,16 @@ def test_widget_pages_a_20k_row_table_with_previous_and_next(validation):
     assert d.page == 1 and d.page_of_rows()["line"].is_monotonic_increasing
 
 
+def test_the_sort_buttons_are_as_wide_as_their_longest_label(validation):
+    from cinqa.drill import ORDERS
+
+    d = DrillDown(validation)
+    d.widget()
+    width = d.controls["order"].style.button_width
+    # JupyterLab cuts a toggle button's label at its width: about half an em a character, and padding.
+    assert width.endswith("em") and float(width[:-2]) >= max(map(len, ORDERS)) / 2 + 2
+
+
 def test_widget_finds_a_child_by_typing_its_la_child_id(validation):
     d = DrillDown(validation)
     d.widget()
@@ -366,72 +374,6 @@ def test_widgets_find_every_injected_fault_of_a_synthetic_return():
 
 
 # --- optional: the same in a real JupyterLab, in headless Chromium (opt-in: --runslow) ---------
-
-class Browser:
-    """Drive headless Chromium over the DevTools protocol (no Playwright needed)."""
-
-    def __init__(self, url: str, profile: Path, websocket) -> None:
-        port = free_port()
-        self.proc = subprocess.Popen(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "--remote-allow-origins=*",
-             "--window-size=1400,2400", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        page = wait_for(lambda: [t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json"))
-                                 if t["type"] == "page"], 30)[0]
-        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=120)
-        self.n = 0
-
-    def call(self, method: str, **params):
-        self.n += 1
-        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == self.n:
-                return msg.get("result", {})
-
-    def js(self, expression: str):
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True).get("result", {}).get("value")
-
-    def click(self, selector: str) -> None:
-        """Click the middle of the element, with real mouse events (JupyterLab ignores synthetic clicks)."""
-        x, y = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                       " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
-
-    def choose(self, label: str, starting: str) -> None:
-        """Choose the option starting with ``starting`` in the widget Dropdown labelled ``label``."""
-        self.js(f"""(() => {{ const w = Array.from(document.querySelectorAll('.widget-dropdown'))
-            .find(d => d.querySelector('label').textContent.trim() === {json.dumps(label)});
-            const s = w.querySelector('select');
-            s.selectedIndex = Array.from(s.options).findIndex(o => o.text.startsWith({json.dumps(starting)}));
-            s.dispatchEvent(new Event('change', {{bubbles: true}})); }})()""")
-
-    def close(self) -> None:
-        self.ws.close()
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(probe, seconds: float):
-    end = time.monotonic() + seconds
-    while True:
-        try:
-            found = probe()
-        except (OSError, ValueError):
-            found = None
-        if found:
-            return found
-        if time.monotonic() > end:
-            raise TimeoutError(f"gave up after {seconds} s")
-        time.sleep(0.5)
-
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)

@@ -400,6 +400,69 @@ def plant_explanations(planted: Path, ids: list[str]) -> int:
     return len(queries)
 
 
+# Runs whose messages quote the returns: a parser's error about a file that could not be read (no
+# return behind it), the same error among a folder's files (stderr and summary.csv), two LAs compared.
+MESSAGE_RUNS = {
+    "validate-unreadable": ["validate", "{unreadable}", "--csv", "{out}/v.csv"],
+    "validate-folder-unreadable": ["validate", "{folder}", "--out", "{out}/checked"],
+    "tables-unreadable": ["tables", "{unreadable}", "--out", "{out}/t"],
+    "report-unreadable": ["report", "{unreadable}", "-o", "{out}/r.html"],
+    "compare-other-la": ["compare", "{other}", "{planted}", "--out", "{out}/yoy"],
+}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("run", list(MESSAGE_RUNS))
+def test_pseudonymised_messages_hold_no_planted_identifier(tmp_path, run):
+    from hostile.planted import other_la, planted_files, unreadable_planted
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, earlier, ids = planted_files(folder)
+    fill = {"planted": planted, "folder": folder, "unreadable": unreadable_planted(folder, planted, ids),
+            "other": other_la(folder, earlier, ids)}
+    key = tmp_path / "k.key"
+    cinqa.pseudonymise.new_key(key)
+    said = {}
+    for shared in (False, True):
+        out = tmp_path / ("shared" if shared else "plain")
+        args = [a.format(out=out, **fill) for a in MESSAGE_RUNS[run]]
+        done = run_cli(args + (["--pseudonymise", "--key-file", key] if shared else []), tmp_path, timeout=420)
+        err = done.stderr.decode()
+        assert done.returncode in (1, 2) and err.startswith("cinqa: ") and "Traceback" not in err, err
+        said[shared] = {"stdout": done.stdout.decode(), "stderr": err, **(output_texts(out) if out.exists() else {})}
+    # Unshared, the message quotes an identifier: the run provokes what the shared run must scrub.
+    assert any(i in said[False]["stderr"] for i in ids), said[False]["stderr"]
+    assert [(where, i) for where, text in said[True].items() for i in ids if i in text] == []
+    assert said[True]["stderr"].count("\n") == said[False]["stderr"].count("\n")
+
+
+def test_pseudonymised_warnings_and_internal_errors_hold_no_planted_identifier(tmp_path, monkeypatch):
+    import warnings
+
+    from typer.testing import CliRunner
+
+    import cinqa.cli
+    from hostile.planted import planted_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    planted, _, ids = planted_files(folder)
+    key = tmp_path / "k.key"
+    cinqa.pseudonymise.new_key(key)
+
+    def quoting(ret):
+        warnings.warn(f"an odd value {ids[1]} in the return", UserWarning, stacklevel=1)
+        raise KeyError(ids[0])
+
+    monkeypatch.setattr(cinqa, "validate", quoting)
+    done = CliRunner().invoke(cinqa.cli.app, ["validate", str(planted), "--pseudonymise", "--key-file", str(key)])
+    lines = done.output.splitlines()
+    assert done.exit_code == 2, done.output
+    assert lines[0].startswith("cinqa: warning: an odd value U") and lines[-1].startswith("cinqa: internal error (KeyError: 'P")
+    assert [i for i in ids if i in done.output] == []
+
+
 def test_pseudonymised_report_charts_hold_no_planted_identifier(tmp_path):
     import matplotlib.text
 
@@ -658,6 +721,39 @@ def test_ctrl_c_gives_one_line_and_exit_130(tmp_path, command, delay):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml"]
 
 
+def _written_table(out: Path) -> bool:
+    """Tell whether ``cinqa tables`` has begun writing into ``out``: a table, or a part of one, is there."""
+    return any(p.name != ".cinqa-lock" for p in out.glob("*")) if out.is_dir() else False
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("command, moment", [("tables", "reading"), ("tables", "writing"), ("compare", "reading")])
+def test_ctrl_c_stops_tables_and_compare_leaving_nothing(tmp_path, command, moment):
+    from cinqa_launch import EXIT_INTERRUPTED
+
+    later = replicated_file(tmp_path / "cin.xml", 30_000)
+    earlier = tmp_path / "cin-2022-23.xml"
+    earlier.write_text(later.read_text(encoding="utf-8").replace("<Year>2024<", "<Year>2023<", 1)
+                       .replace("<ReferenceDate>2024-03-31<", "<ReferenceDate>2023-03-31<", 1), encoding="utf-8")
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    args = ["tables", later.name, "--out", out.name] if command == "tables" else \
+        ["compare", earlier.name, later.name, "--out", out.name]
+    # The installed console script in its own process group, as a terminal's Ctrl-C reaches it.
+    proc = subprocess.Popen([CINQA, *args], cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    if moment == "reading":
+        _wait_for(proc, lambda: list(tmp.glob("cinqa-run-*")), "private run folder")
+    else:
+        _wait_for(proc, lambda: _written_table(out), "first table written")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("cinqa: interrupted"), err
+    assert list(tmp.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [earlier.name, later.name, "tmp"]
+
+
 # -- labels from data are drawn as text ----------------------------------------------------------
 
 
@@ -745,6 +841,7 @@ LONG = 2_000_000
     ("<UPN>A201123456789<", "UPN", "children", "UPN"),
     ("<PersonBirthDate>2015-06-01<", "PersonBirthDate", "children", "PersonBirthDate"),
     ("<ReferralNFA>false<", "ReferralNFA", "episodes", "ReferralNFA"),
+    ("<LAchildID>C001<", "LAchildID", "children", "LAchildID"),
 ], ids=lambda v: v if v.isalpha() else None)
 def test_a_value_longer_than_its_field_is_an_issue_quoted_short(tmp_path, old, element, table, column):
     path = tmp_path / "long.xml"
@@ -794,6 +891,43 @@ def test_report_of_a_hostile_but_readable_file_is_written_at_the_usual_cost(tmp_
     # The value is quoted short wherever it is shown: the report is no larger than the plain one's
     # by more than the issue's row.
     assert cost["hostile"] < cost["plain"] + 50_000, cost
+
+
+@pytest.mark.parametrize("element, limit, attribute", [("SoftwareCode", 100, "software"), ("Release", 100, "release"),
+                                                      ("SerialNo", 20, "serial")])
+def test_free_text_in_the_header_has_a_provisional_limit(tmp_path, element, limit, attribute):
+    # Free text past its provisional limit (census.yaml's length_status: U) is a warning: the format's own
+    # limit is not known, so the file is not called unreadable for it. Too long to quote, it leaves the header.
+    head = BASE_TEXT[:BASE_TEXT.index(f"<{element}>") + len(element) + 2]
+    end = BASE_TEXT.index(f"</{element}>")
+    for value, kept in (("7" * limit, True), ("7" * (limit + 1), limit + 1 <= 60), ("7" * 5_000, False)):
+        path = tmp_path / f"{element}.xml"
+        path.write_text(head + value + BASE_TEXT[end:], encoding="utf-8")
+        ret = read_return(path)
+        rows = ret.issues[ret.issues["element"] == element]
+        assert (getattr(ret.header, attribute) == value) is kept
+        if len(value) == limit:
+            assert rows.empty, rows.to_string()
+            continue
+        (issue,) = rows.itertuples()
+        assert issue.severity == "warning" and issue.value == value
+        assert issue.problem.startswith(f"<{element}> '{value[:60]}")
+        assert f"is too long; no <{element}> is longer than {limit} characters (a provisional limit)" in issue.problem
+
+
+def test_an_over_long_la_child_id_is_a_warning_beside_rule_1570(tmp_path):
+    from cinqa import validate
+
+    for year, rule_fails in (("2023-24", False), ("2024-25", True)):
+        path = tmp_path / f"{year}.xml"
+        path.write_bytes(swap("<LAchildID>C001<", "<LAchildID>C0010000000000000000000<"))
+        ret = read_return(path, year=year)
+        (issue,) = ret.issues[ret.issues["element"] == "LAchildID"].itertuples()
+        assert issue.severity == "warning" and issue.line == BASE_TEXT[:BASE_TEXT.index("<LAchildID>C001<")].count("\n") + 1
+        assert issue.problem == ("<LAchildID> 'C0010000000000000000000' is too long; no <LAchildID> is longer than 20 "
+                                 "characters (a provisional limit)")
+        assert ret.children["LAchildID"].iat[0] == "C0010000000000000000000"
+        assert ("1570" in set(validate(ret).failures["rule"])) is rule_fails
 
 
 def test_a_header_value_longer_than_its_field_is_left_out_of_the_header(tmp_path):

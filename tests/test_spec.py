@@ -144,3 +144,12 @@ def test_pre_proceedings_items_are_provisional_with_their_provenance():
     assert items["PPOutcome"].codeset == "pp_outcome"
     assert spec.codes("pp_outcome", "2026-27") == ("A", "B", "C")
     assert all("not confirmed" in label for label in spec.code_labels("pp_outcome").values())
+
+
+def test_every_free_text_leaf_has_a_length_and_a_provisional_one_says_where_it_came_from():
+    # A free-text value with no limit would carry a runaway value into every table, chart and cell.
+    free = [n for n in spec.nodes() if n.kind == "leaf" and n.type == "str" and not n.codeset]
+    assert {n.name for n in free} >= {"LAchildID", "SoftwareCode", "Release", "SerialNo"}
+    assert [n.name for n in free if n.length is None] == []
+    assert all(n.length_status in ("V", "I", "U") for n in free)
+    assert [n.name for n in free if n.length_status != "V" and "cin-spec.md" not in (n.length_note or "")] == []

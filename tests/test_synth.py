@@ -367,6 +367,20 @@ def test_streamed_file_with_errors_writes_its_truth(tmp_path):
     assert (ids.reindex(named["child"]).to_numpy() == named["LAchildID"].to_numpy()).all()
 
 
+def test_a_truth_table_is_written_as_every_output_is(tmp_path):
+    from cinqa.files import OutputError, inputs_protected
+
+    truth = synth.generate("2024-25", children=40, seed=3, errors=0.2)[1]
+    written = synth.write_truth(truth, tmp_path / "stray" / ".." / "t.csv")
+    assert written.resolve() == tmp_path / "t.csv" and sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    pd.testing.assert_frame_equal(synth.read_truth(tmp_path / "t.csv"), synth.read_truth(written))
+    given = tmp_path / "input.csv"
+    given.write_text("an input")
+    with inputs_protected([given]), pytest.raises(OutputError, match="this is an input file"):
+        synth.write_truth(truth, given)
+    assert given.read_text() == "an input"
+
+
 def test_committed_samples_are_what_the_command_makes(tmp_path):
     written = cinqa.write_return(synth.generate("2025-26", children=300, seed=2026), tmp_path / "s.xml")
     assert written.read_bytes() == (ROOT / "data" / "sample-2025-26.xml").read_bytes(), \

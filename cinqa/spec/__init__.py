@@ -88,6 +88,8 @@ class Node:
     note: str | None = None
     pattern: str | None = None
     length: int | None = None  # the most characters a text value can have, where the format says
+    length_status: str = "V"  # V, I or U as for ``status``; a value past a U (provisional) limit is a warning
+    length_note: str | None = None
     aliases: tuple[str, ...] = ()
     row: dict[str, str] | None = None
     fixed: dict[str, str] = field(default_factory=dict)
@@ -143,6 +145,8 @@ def _build(raw: dict[str, Any], parent: str | None, parent_years: frozenset[str]
         note=raw.get("note"),
         pattern=raw.get("pattern"),
         length=raw.get("length"),
+        length_status=raw.get("length_status", "V"),
+        length_note=raw.get("length_note"),
         aliases=tuple(raw.get("aliases", ())),
         row=raw.get("row"),
         fixed=dict(raw.get("fixed", {})),

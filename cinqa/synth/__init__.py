@@ -27,6 +27,7 @@ from typing import Iterator, NamedTuple, Sequence
 import pandas as pd
 
 from cinqa import spec
+from cinqa.files import atomic_path, output_path
 from cinqa.progress import bar
 from cinqa.returns import ISSUE_COLUMNS, CensusReturn, Header
 from cinqa.synth import days as D
@@ -297,10 +298,14 @@ def truth_path(path: str | Path) -> Path:
 
 
 def write_truth(truth: pd.DataFrame, path: str | Path) -> Path:
-    """Write a truth table as CSV (missing values empty)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    truth.to_csv(path, index=False, lineterminator="\n")
+    """Write a truth table as CSV (missing values empty), atomically and never over an input.
+
+    The path goes through :func:`cinqa.files.atomic_path` as every output does: ``..`` is resolved
+    before any folder is made, and a path that is one of the run's inputs is refused.
+    """
+    path = output_path(path)
+    with atomic_path(path) as tmp:
+        truth.to_csv(tmp, index=False, lineterminator="\n")
     return path
 
 

@@ -105,3 +105,25 @@ def planted_teams(path: Path, ids: Sequence[str], teams: Sequence[str] | None = 
         out.writerow(["LAchildID", "team", "worker"])
         out.writerows([child, names[n % len(names)], worker] for n, (child, worker) in enumerate(zip(children, workers)))
     return workers
+
+
+def unreadable_planted(folder: Path, planted: Path, ids: Sequence[str]) -> Path:
+    """Write a copy of ``planted`` that cannot be read, whose parser error quotes the first planted identifier.
+
+    An undefined entity named after the identifier ends the read with "Entity '<identifier>' not
+    defined": the one message about the file has no return behind it to take identifiers from.
+    """
+    data = planted.read_bytes()
+    at = data.index(b"<Ethnicity>") + len(b"<Ethnicity>")
+    path = folder / "unreadable.xml"
+    path.write_bytes(data[:at] + f"&{ids[0]};".encode() + data[at:])
+    return path
+
+
+def other_la(folder: Path, earlier: Path, ids: Sequence[str]) -> Path:
+    """Write ``earlier`` again with an identifier as its LA, so comparing it with the planted return
+    fails with a message that names both returns' LAs (the planted return's LA is an identifier too)."""
+    text = earlier.read_text(encoding="utf-8")
+    path = folder / "other-la.xml"
+    path.write_text(re.sub(r"<LEA>[^<]*</LEA>", f"<LEA>{ids[4]}</LEA>", text, count=1), encoding="utf-8")
+    return path
