@@ -33,7 +33,7 @@ import pandas as pd
 
 from cinqa import spec
 from cinqa.errors import CinqaError, CsvError
-from cinqa.files import locate_shipped
+from cinqa.files import csv_text, locate_shipped
 from cinqa.measures import ALL, MEASURE_COLUMNS, MEASURES, PERCENT, measures
 from cinqa.returns import CensusReturn
 
@@ -68,16 +68,7 @@ def locate_benchmarks(package_dir: str | Path | None = None) -> Path:
 def _rows(path: str | Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, row) of CSV ``path`` whose header must be exactly ``columns``."""
     path = Path(path)
-    try:
-        text = path.read_text("utf-8-sig")
-    except FileNotFoundError:
-        raise CsvError(path, "file not found") from None
-    except IsADirectoryError:
-        raise CsvError(path, "is a folder, not a CSV file") from None
-    except UnicodeDecodeError as exc:
-        raise CsvError(path, f"not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise CsvError(path, f"cannot be read ({exc.strerror})") from None
+    text = csv_text(path)
     reader = csv.reader(text.splitlines(keepends=True), strict=True)
     try:
         header = next(reader, None)

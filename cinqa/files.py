@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from cinqa.errors import PathError
+from cinqa.errors import CsvError, PathError
 
 _INPUTS: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("cinqa_inputs", default=())
 
@@ -158,3 +158,20 @@ def locate_shipped(checkout: str, packaged: str, package_dir: str | Path | None 
     if (root / "pyproject.toml").is_file() and (root / checkout).exists():
         return root / checkout
     return package / packaged
+
+
+def csv_text(path: Path) -> str:
+    """Return the text of the CSV file ``path`` without the byte-order mark Excel writes; refuse, naming it, one that cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CsvError(path, "file not found") from None
+    except IsADirectoryError:
+        raise CsvError(path, "is a folder, not a CSV file") from None
+    except OSError as exc:
+        raise CsvError(path, f"cannot be read ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError(path, f"not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'",
+                       raw.count(b"\n", 0, exc.start) + 1) from None

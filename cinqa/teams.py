@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from cinqa.errors import CsvError
+from cinqa.files import csv_text
 from cinqa.pseudonymise import Pseudonymiser, Scrubber
 
 NO_TEAM = "(no team in the lookup)"
@@ -77,23 +78,6 @@ def _canonical(header: str) -> str:
     return _HEADER_NOISE.sub("", header).casefold()
 
 
-def _text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CsvError(path, "file not found") from None
-    except IsADirectoryError:
-        raise CsvError(path, "is a folder, not a CSV file") from None
-    except OSError as exc:
-        raise CsvError(path, f"cannot be read ({exc.strerror})") from None
-    try:
-        # utf-8-sig drops the byte-order mark Excel writes at the start of a "CSV UTF-8" file.
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CsvError(path, f"not UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'",
-                       raw.count(b"\n", 0, exc.start) + 1) from None
-
-
 def _columns(path: Path, header: list[str]) -> dict[str, int]:
     """Return the place of each lookup column in ``header``; refuse a header without the required ones."""
     found: dict[str, int] = {}
@@ -116,7 +100,7 @@ def _columns(path: Path, header: list[str]) -> dict[str, int]:
 def read_teams(path: str | Path) -> TeamLookup:
     """Read the lookup of children to teams at ``path``, checking every row (see the module's docstring)."""
     path = Path(path)
-    reader = csv.reader(io.StringIO(_text(path), newline=""), strict=True)
+    reader = csv.reader(io.StringIO(csv_text(path), newline=""), strict=True)
     rows: list[dict[str, object]] = []
     first: dict[str, int] = {}
     trimmed: dict[str, list[int]] = {}

@@ -27,7 +27,7 @@ from cinqa import read_return
 from cinqa.drill import ALL, BY_LINE, DrillDown, ExplanationEditor, TableBrowser, YearOnYearExplorer
 from cinqa.failures import ERRORED_COLUMNS
 from cinqa.rules import rules_for_year
-from chromium import Browser, free_port, wait_for
+from chromium import Browser, free_port, run_all, wait_for
 from test_compare import L, comp  # noqa: F401  (comp is a fixture)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -403,17 +403,7 @@ def test_in_a_real_jupyterlab_picking_a_rule_shows_its_failing_child(tmp_path):
         wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status").status == 200, 60)
         browser = Browser(f"http://127.0.0.1:{port}/lab/tree/notebooks/02-drill-into-failures.ipynb",
                           tmp_path / "chromium", websocket)
-        browser.call("Page.bringToFront")
-        wait_for(lambda: "Idle" in (browser.js("document.querySelector('#jp-main-statusbar').innerText") or ""), 90)
-        accept = ".jp-Dialog-button.jp-mod-accept"
-        for _ in range(5):  # the toolbar may be drawn before its commands answer
-            browser.click('jp-button[data-command="notebook:restart-run-all"]')
-            try:
-                wait_for(lambda: browser.js(f"!!document.querySelector('{accept}')"), 10)
-                break
-            except TimeoutError:
-                continue
-        browser.click(accept)
+        run_all(browser)
         wait_for(lambda: browser.js("document.querySelectorAll('.widget-dropdown select').length") == 4, 180)
         browser.choose("Rule", "8820")
         outputs = "Array.from(document.querySelectorAll('.widget-output')).map(o => o.innerText).join('\\n')"
