@@ -2,11 +2,15 @@
 
 Run 1 and run 2 are two extracts of one synthetic return (:func:`conftest.build_two_runs`): faults
 of run 1 are fixed or kept, new ones are injected into run 2, and synth's truth table says which.
-Every count the CLI prints and the API returns is computed from that truth, never written down.
+synth's injectors make the same values each time they break a child, so no fault of synth fails on
+other values in run 2; the test makes one itself (:func:`restarted`): a query of the clean return
+whose assessment's start date moves by a day. Every count the CLI prints and the API returns is
+computed from the truth and that one edit, never written down.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
@@ -16,6 +20,7 @@ import pandas as pd
 from conftest import TwoRuns, build_two_runs
 from typer.testing import CliRunner
 
+import cinqa
 from cinqa import explanations as ex
 from cinqa import history, synth
 from cinqa.cli import app
@@ -51,6 +56,22 @@ def type_explanations(book: Path, wanted: set[tuple[str, str]]) -> Counter:
     return typed
 
 
+def restarted(path: Path, failure: pd.Series, out: Path) -> Path:
+    """Write the return at ``path`` to ``out`` with the assessment of a failure of rule 8670Q starting a day later.
+
+    The assessment stays open and more than 45 working days before the year's end, so the query
+    stays on the same row, failing on another start date.
+    """
+    ret = cinqa.read_return(path)
+    a = ret.tables["assessments"]
+    at = (a["LAchildID"] == failure["LAchildID"]) & (a["episode"] == failure["episode"]) & (
+        a["assessment"] == failure["item"])
+    assert at.sum() == 1 and a.loc[at, "AssessmentAuthorisationDate"].isna().all()
+    a = a.copy()
+    a.loc[at, "AssessmentActualStartDate"] += pd.Timedelta(days=1)
+    return cinqa.write_return(dataclasses.replace(ret, tables={**ret.tables, "assessments": a}), out)
+
+
 def printed(pattern: str, output: str) -> tuple[int, ...]:
     """Return the counts of the one printed line that matches ``pattern`` (its groups; an absent group is 0)."""
     found = re.findall(pattern, output, flags=re.MULTILINE)
@@ -63,14 +84,20 @@ def test_new_resolved_still_open_explained_and_stale_equal_synths_truth(tmp_path
     runs: TwoRuns = build_two_runs(tmp_path / "returns", seed=SEED)
     truth = runs.truth.assign(change=runs.truth["fate"].map(CHANGE))
     # The clean return's own queries are in both runs, untouched by any fault: still open, not in the truth.
-    background = identity(runs.validations["clean"].failures)
+    clean = runs.validations["clean"].failures
+    background = identity(clean)
     queries = truth[is_query(truth["rule"])]
-    assert set(queries["fate"]) == {synth.FIXED, synth.KEPT, synth.NEW} and len(background) >= 2
+    assert set(queries["fate"]) == {synth.FIXED, synth.KEPT, synth.NEW}
+    assert len(background) >= 2 and set(clean["severity"].astype("str")) == {ex.EXPLAINABLE}
+    # Next week one of them fails on another start date: its explanation goes stale, the query stays open.
+    moved = clean.index[0]
+    assert clean.at[moved, "rule"] == "8670Q"
+    run2 = restarted(runs.paths["second"], clean.loc[moved], runs.paths["second"].with_name("run2.xml"))
 
-    # Explain every injected query of run 1 (one to be kept, one to be fixed) and one of the background ones.
+    # Explain, in run 1's workbook, its injected queries (one kept, one to be fixed) and the background ones.
     first_queries = queries[queries["fate"] != synth.NEW]
     wanted = set(zip(first_queries["rule"], first_queries["LAchildID"], strict=True))
-    wanted.add(tuple(background.iloc[0][["rule", "LAchildID"]]))
+    wanted |= set(zip(background["rule"], background["LAchildID"], strict=True))
     hist, book = tmp_path / "history", tmp_path / "out" / "book.xlsx"
     one = runner.invoke(app, ["validate", str(runs.paths["first"]), "--xlsx", str(book), "--history", str(hist)])
     assert one.exit_code == 1, one.output
@@ -81,34 +108,31 @@ def test_new_resolved_still_open_explained_and_stale_equal_synths_truth(tmp_path
     assert f"{len(wanted)} added, 0 updated, 0 unchanged" in imported.output
     assert len(ex.read_explanations(file, missing_ok=False)) == len(wanted)
 
-    two = runner.invoke(app, ["validate", str(runs.paths["second"]), "--history", str(hist), "--since",
-                              "--explanations", str(file)])
+    two = runner.invoke(app, ["validate", str(run2), "--history", str(hist), "--since", "--explanations", str(file)])
     assert two.exit_code == 1, two.output
 
-    # What the truth says run 2 must show.
+    # What the truth and the one edit say run 2 must show.
     fates = Counter(truth["change"])
     still_open = fates[history.STILL_OPEN] + len(background)
-    kept = (first_queries["fate"] == synth.KEPT).sum()
-    explained = kept + 1
-    stale = (first_queries["fate"] == synth.FIXED).sum()
-    unexplained = (queries["fate"] == synth.NEW).sum() + len(background) - 1
-    assert min(kept, stale, unexplained) >= 1
+    fixed = first_queries[first_queries["fate"] == synth.FIXED]
+    explained = (first_queries["fate"] == synth.KEPT).sum() + len(background) - 1
+    unexplained = (queries["fate"] == synth.NEW).sum() + 1
+    stale = len(fixed) + 1
+    assert min(explained, len(fixed)) >= 1
 
     # Through the API: the history the CLI recorded, and run 2's queries matched with the imported file.
     totals = history.changes(hist).totals()
-    assert (totals[history.NEW], totals[history.RESOLVED], totals[history.STILL_OPEN]) == (
-        fates[history.NEW], fates[history.RESOLVED], still_open)
-    assert totals["values_changed"] == 0
-    matched = ex.explain(runs.validations["second"], ex.read_explanations(file))
+    assert (totals[history.NEW], totals[history.RESOLVED], totals[history.STILL_OPEN], totals["values_changed"]) == (
+        fates[history.NEW], fates[history.RESOLVED], still_open, 1)
+    matched = ex.explain(cinqa.validate(cinqa.read_return(run2), progress=False), ex.read_explanations(file))
     assert (matched.explained, matched.unexplained, matched.stale) == (explained, unexplained, stale)
-    gone = matched.explanations[matched.explanations["state"] == ex.STALE]
-    assert set(gone["why_stale"]) == {ex.GONE}
-    assert set(zip(gone["rule"], gone["LAchildID"], strict=True)) == set(
-        zip(first_queries.loc[first_queries["fate"] == synth.FIXED, "rule"],
-            first_queries.loc[first_queries["fate"] == synth.FIXED, "LAchildID"], strict=True))
+    why = matched.explanations.set_index(["rule", "LAchildID"])["why_stale"]
+    assert why[why != ""].to_dict() == {**dict.fromkeys(zip(fixed["rule"], fixed["LAchildID"], strict=True), ex.GONE),
+                                        tuple(background.loc[moved, ["rule", "LAchildID"]]): ex.VALUES_CHANGED}
 
     # Through the CLI: the --since totals and the Explanations line of run 2.
-    assert printed(r"^In all: ([\d,]+) new, ([\d,]+) resolved, ([\d,]+) still open\.$", two.output) == (
-        fates[history.NEW], fates[history.RESOLVED], still_open)
+    assert printed(r"^In all: ([\d,]+) new, ([\d,]+) resolved, ([\d,]+) still open"
+                   r"(?: \(([\d,]+) failing on changed values\))?\.$", two.output) == (
+        fates[history.NEW], fates[history.RESOLVED], still_open, 1)
     assert printed(r"^Explanations: ([\d,]+) quer(?:y|ies) explained, ([\d,]+) quer(?:y|ies) unexplained"
                    r"(?:; ([\d,]+) explanations? stale)?\.$", two.output) == (explained, unexplained, stale)
