@@ -6,7 +6,8 @@ and take a screenshot. :data:`OFFLINE` are the switches that leave the browser n
 host name resolves to nothing and every request, loopback included, goes to a proxy that refuses.
 
 ``python tests/chromium.py shot PAGE.html OUT.png`` screenshots the top of a page (a window of
-1400 by 2400 pixels), offline (how ``docs/report-20k.png`` is made); ``python tests/chromium.py lab NOTEBOOK OUT.png`` runs a notebook
+1400 by 2400 pixels), offline (how ``docs/report-20k.png`` is made; ``PAGE.html#ID`` starts at the
+element ``ID``, as ``docs/explanations.png`` does at ``#Since-the-last-run``); ``python tests/chromium.py lab NOTEBOOK OUT.png`` runs a notebook
 in a headless JupyterLab and screenshots it (``docs/drill-down-20k.png``).
 """
 
@@ -189,13 +190,14 @@ def run_all(browser: Browser, seconds: float = 600) -> None:
     browser.click(accept)
 
 
-def _shot(page: Path, out: Path) -> None:
+def _shot(page: str, out: Path) -> None:
     import websocket
 
+    path, _, anchor = page.partition("#")
     with tempfile.TemporaryDirectory() as profile:
         browser = Browser("about:blank", Path(profile), websocket, OFFLINE)
         try:
-            browser.open(page.resolve().as_uri())
+            browser.open(Path(path).resolve().as_uri() + (f"#{anchor}" if anchor else ""))
             browser.screenshot(out, whole=False)
         finally:
             browser.close()
@@ -225,7 +227,7 @@ def _lab(notebook: Path, out: Path, rule: str) -> None:
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "shot":
-        _shot(Path(args[0]), Path(args[1]))
+        _shot(args[0], Path(args[1]))
     elif command == "lab":
         _lab(Path(args[0]), Path(args[1]), args[2] if len(args) > 2 else "8606")
     else:
