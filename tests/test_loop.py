@@ -4,13 +4,14 @@ Run 1 and run 2 are two extracts of one synthetic return (:func:`conftest.build_
 of run 1 are fixed or kept, new ones are injected into run 2, and synth's truth table says which.
 synth's injectors make the same values each time they break a child, so no fault of synth fails on
 other values in run 2; the test makes one itself (:func:`restarted`): a query of the clean return
-whose assessment's start date moves by a day. Every count the CLI prints and the API returns is
-computed from the truth and that one edit, never written down.
+whose assessment's start date moves by a day. Every count the API returns, the CLI prints and the
+QA report shows is computed from the truth and that one edit, never written down.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from collections import Counter
 from pathlib import Path
@@ -22,9 +23,10 @@ from typer.testing import CliRunner
 
 import cinqa
 from cinqa import explanations as ex
-from cinqa import history, synth
+from cinqa import history, rules, synth
 from cinqa.cli import app
 from cinqa.failures import identity
+from cinqa.report import QAReport
 
 # Seed 1 keeps run 1's injected 8525Q query and fixes its 8555Q query, so both fates get an explanation.
 SEED = 1
@@ -34,9 +36,9 @@ CHANGE = {synth.FIXED: history.RESOLVED, synth.KEPT: history.STILL_OPEN, synth.N
 runner = CliRunner()
 
 
-def is_query(rules: pd.Series) -> pd.Series:
-    """Tell the query rules among rule codes by their spelling ("8525Q")."""
-    return rules.str.endswith("Q")
+def severity(rule: pd.Series, year: str) -> pd.Series:
+    """Give each rule code its severity in census ``year``, as its suite says."""
+    return rule.map(rules.list_rules(year).set_index("rule")["severity"])
 
 
 def type_explanations(book: Path, wanted: set[tuple[str, str]]) -> Counter:
@@ -72,12 +74,22 @@ def restarted(path: Path, failure: pd.Series, out: Path) -> Path:
     return cinqa.write_return(dataclasses.replace(ret, tables={**ret.tables, "assessments": a}), out)
 
 
-def printed(pattern: str, output: str) -> tuple[int, ...]:
-    """Return the counts of the one printed line that matches ``pattern`` (its groups; an absent group is 0)."""
-    found = re.findall(pattern, output, flags=re.MULTILINE)
-    assert len(found) == 1, (pattern, output)
-    groups = found[0] if isinstance(found[0], tuple) else (found[0],)
-    return tuple(int(g.replace(",", "")) if g else 0 for g in groups)
+SINCE = (r"In all: ([\d,]+) new, ([\d,]+) resolved, ([\d,]+) still open"
+         r"(?: \(([\d,]+) failing on changed values\))?\.")
+EXPLAINED = (r"([\d,]+) quer(?:y|ies) explained, ([\d,]+) quer(?:y|ies) unexplained"
+             r"(?:; ([\d,]+) explanations? stale)?\.")
+
+
+def said(pattern: str, text: str) -> tuple[int, ...]:
+    """Return the counts of the one sentence of ``text`` that matches ``pattern`` (its groups; an absent group is 0)."""
+    found = re.findall(pattern, text)
+    assert len(found) == 1, (pattern, text)
+    return tuple(int(g.replace(",", "")) if g else 0 for g in found[0])
+
+
+def visible(page: str) -> str:
+    """Return the text a reader sees of an HTML fragment."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
 
 
 def test_new_resolved_still_open_explained_and_stale_equal_synths_truth(tmp_path: Path):
@@ -86,7 +98,7 @@ def test_new_resolved_still_open_explained_and_stale_equal_synths_truth(tmp_path
     # The clean return's own queries are in both runs, untouched by any fault: still open, not in the truth.
     clean = runs.validations["clean"].failures
     background = identity(clean)
-    queries = truth[is_query(truth["rule"])]
+    queries = truth[severity(truth["rule"], runs.validations["first"].year) == ex.EXPLAINABLE]
     assert set(queries["fate"]) == {synth.FIXED, synth.KEPT, synth.NEW}
     assert len(background) >= 2 and set(clean["severity"].astype("str")) == {ex.EXPLAINABLE}
     # Next week one of them fails on another start date: its explanation goes stale, the query stays open.
@@ -124,15 +136,17 @@ def test_new_resolved_still_open_explained_and_stale_equal_synths_truth(tmp_path
     totals = history.changes(hist).totals()
     assert (totals[history.NEW], totals[history.RESOLVED], totals[history.STILL_OPEN], totals["values_changed"]) == (
         fates[history.NEW], fates[history.RESOLVED], still_open, 1)
-    matched = ex.explain(cinqa.validate(cinqa.read_return(run2), progress=False), ex.read_explanations(file))
+    checked = cinqa.validate(cinqa.read_return(run2), progress=False)
+    matched = ex.explain(checked, ex.read_explanations(file))
     assert (matched.explained, matched.unexplained, matched.stale) == (explained, unexplained, stale)
     why = matched.explanations.set_index(["rule", "LAchildID"])["why_stale"]
     assert why[why != ""].to_dict() == {**dict.fromkeys(zip(fixed["rule"], fixed["LAchildID"], strict=True), ex.GONE),
                                         tuple(background.loc[moved, ["rule", "LAchildID"]]): ex.VALUES_CHANGED}
 
-    # Through the CLI: the --since totals and the Explanations line of run 2.
-    assert printed(r"^In all: ([\d,]+) new, ([\d,]+) resolved, ([\d,]+) still open"
-                   r"(?: \(([\d,]+) failing on changed values\))?\.$", two.output) == (
-        fates[history.NEW], fates[history.RESOLVED], still_open, 1)
-    assert printed(r"^Explanations: ([\d,]+) quer(?:y|ies) explained, ([\d,]+) quer(?:y|ies) unexplained"
-                   r"(?:; ([\d,]+) explanations? stale)?\.$", two.output) == (explained, unexplained, stale)
+    # Through the CLI: the --since totals and the Explanations line of run 2; and in the report's two sections.
+    since = (fates[history.NEW], fates[history.RESOLVED], still_open, 1)
+    assert said(rf"(?m)^{SINCE}$", two.output) == since
+    assert said(rf"(?m)^Explanations: {EXPLAINED}$", two.output) == (explained, unexplained, stale)
+    report = QAReport([checked.ret], checked, history=hist, explanations=file)
+    assert said(SINCE, visible(report.since_last_run().data)) == since
+    assert said(EXPLAINED, visible(report.explanations().data)) == (explained, unexplained, stale)
