@@ -7,8 +7,9 @@ host name resolves to nothing and every request, loopback included, goes to a pr
 
 ``python tests/chromium.py shot PAGE.html OUT.png`` screenshots the top of a page (a window of
 1400 by 2400 pixels), offline (how ``docs/report-20k.png`` is made; ``PAGE.html#ID`` starts at the
-element ``ID``, as ``docs/explanations.png`` does at ``#Since-the-last-run``); ``python tests/chromium.py lab NOTEBOOK OUT.png`` runs a notebook
-in a headless JupyterLab and screenshots it (``docs/drill-down-20k.png``).
+element ``ID``, as ``docs/explanations.png`` does at ``#Since-the-last-run``);
+``python tests/chromium.py lab NOTEBOOK OUT.png`` runs a notebook in a headless JupyterLab and
+screenshots it (``docs/drill-down-20k.png``).
 """
 
 from __future__ import annotations
