@@ -388,7 +388,13 @@ def workbook_columns(explained: Explained, failures: pd.DataFrame) -> pd.DataFra
 def pseudonymise_explained(explained: Explained, key: bytes | Pseudonymiser, scrub: Scrubber | None = None
                            ) -> Explained:
     """Return ``explained`` as a pseudonymised output may show it: LAchildIDs as tokens, identifiers in the
-    words scrubbed (:class:`~cinqa.pseudonymise.Scrubber`), and no ``values_hash``, a digest of child data."""
-    return Explained(
-        queries=pseudonymise_table(explained.queries.drop(columns="values_hash"), key, scrub),
-        explanations=pseudonymise_table(explained.explanations.drop(columns="values_hash"), key, scrub))
+    words scrubbed (:class:`~cinqa.pseudonymise.Scrubber`), no ``values_hash`` (a digest of child data),
+    and ``who`` left empty: the names of the LA's staff, which the scrubber does not know, are not
+    shared, as the teams lookup's workers are not."""
+    def shared(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.drop(columns="values_hash")
+        if "who" in frame:
+            frame = frame.assign(who="")
+        return pseudonymise_table(frame, key, scrub)
+
+    return Explained(queries=shared(explained.queries), explanations=shared(explained.explanations))

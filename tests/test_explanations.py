@@ -17,6 +17,7 @@ from cinqa import explanations as ex
 from cinqa.cli import app
 from cinqa.errors import CsvError
 from cinqa.files import OutputError, inputs_protected
+from cinqa.pseudonymise import return_scrubber
 from cinqa.validate import Validation
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cin-2023-24.xml"
@@ -95,6 +96,17 @@ def test_the_verdict_stays_whatever_is_explained(run1):
     every = pd.DataFrame([explanation(run1, r, "explained") for r in q["rule"]]).astype("str")
     assert ex.explain(run1, every).unexplained == 0
     assert run1.verdict == checked(run1.ret).verdict
+
+
+def test_a_pseudonymised_view_names_no_child_and_no_member_of_staff(run1):
+    given = pd.DataFrame([explanation(run1, "1560Q", "C003's former UPN came from the previous LA")]).astype("str")
+    key = b"k" * 32
+    shown = ex.pseudonymise_explained(ex.explain(run1, given), key, return_scrubber(run1.ret, key))
+    for frame in (shown.queries, shown.explanations):
+        cells = frame.astype("str").to_numpy().ravel().tolist()
+        assert not any("C003" in c or "A. Analyst" in c for c in cells)
+        assert set(frame["who"]) <= {""} and "values_hash" not in frame
+    assert shown.explained == 1 and "former UPN came from the previous LA" in shown.explanations["explanation"].iloc[0]
 
 
 # -- the file --------------------------------------------------------------------------------

@@ -331,7 +331,8 @@ def planted_cli(tmp_path):
 
     ``runner(words, *extra, payloads=None, timeout=..., before=None)`` fills ``{planted}``, ``{earlier}``,
     ``{folder}``, ``{teams}`` (a lookup of the children to teams and workers) and ``{out}`` in the
-    words, calls ``before(planted, identifiers)`` if given (to put more inputs beside the return),
+    words, calls ``before(planted, identifiers)`` if given (to put more inputs beside the return; the
+    identifiers are then the return's own),
     runs the command line on them with ``extra`` after, checks it ended with 0 or 1, and returns the
     process, the output folder and the planted identifiers (the workers' names among them).
     """
@@ -341,10 +342,10 @@ def planted_cli(tmp_path):
         folder = tmp_path / "in"
         folder.mkdir()
         planted, earlier, ids = planted_files(folder, payloads)
-        # Workers' names are personal data too: a pseudonymised output names none.
-        ids += planted_teams(tmp_path / "teams.csv", ids, payloads)
         if before is not None:
             before(planted, ids)
+        # Workers' names are personal data too: a pseudonymised output names none.
+        ids += planted_teams(tmp_path / "teams.csv", ids, payloads)
         out = tmp_path / "out"
         fill = {"planted": planted, "folder": folder, "out": out, "earlier": earlier, "teams": tmp_path / "teams.csv"}
         done = run_cli([a.format(**fill) for a in words] + list(extra), tmp_path, timeout=timeout)
