@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from cinqa.errors import CsvError
-from cinqa.export import formula_like, write_frame
+from cinqa.export import readable_text, write_frame
 from cinqa.failures import IDENTITY_COLUMNS, counted, identity, rule_order
 from cinqa.pseudonymise import Pseudonymiser, Scrubber, pseudonymise_table
 
@@ -100,7 +100,7 @@ def read_explanations(path: str | Path, missing_ok: bool = True) -> pd.DataFrame
                 if len(record) > len(header):
                     raise CsvError(path, f"the row has {len(record)} values but the header names {len(header)} "
                                          "columns (a comma in an explanation needs the text in double quotes)", line)
-                row = {c: _readable(record[i]).strip() if i < len(record) else "" for c, i in at.items()}
+                row = {c: readable_text(record[i]).strip() if i < len(record) else "" for c, i in at.items()}
                 for required in ("census_year", "rule", "row", "explanation"):
                     if not row[required]:
                         raise CsvError(path, f"the row has no {required}", line)
@@ -126,11 +126,6 @@ def read_explanations(path: str | Path, missing_ok: bool = True) -> pd.DataFrame
     if not rows:
         return empty()
     return pd.DataFrame(rows, columns=list(COLUMNS)).astype("str")
-
-
-def _readable(cell: str) -> str:
-    """Undo :func:`cinqa.export.inert_text`: the apostrophe that kept a formula-like text inert is not the author's."""
-    return cell[1:] if cell.startswith("'") and formula_like(cell[1:]) else cell
 
 
 def write_explanations(explanations: pd.DataFrame, path: str | Path) -> Path:

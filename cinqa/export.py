@@ -37,6 +37,11 @@ def inert_text(value: object) -> object:
     return "'" + value if formula_like(value) else value
 
 
+def readable_text(cell: str) -> str:
+    """Undo :func:`inert_text` on a cell read back: the apostrophe that kept formula-like text inert is not the author's."""
+    return cell[1:] if cell.startswith("'") and formula_like(cell[1:]) else cell
+
+
 def inert_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Return ``df`` with :func:`inert_text` applied to every text cell (a copy only when one changes)."""
     out = df

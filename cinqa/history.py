@@ -44,6 +44,7 @@ import pandas as pd
 from cinqa import failures as judge
 from cinqa import spec
 from cinqa.errors import ReadError
+from cinqa.export import inert_frame, readable_text
 from cinqa.files import atomic_path, outputs_claimed
 
 if TYPE_CHECKING:
@@ -123,12 +124,13 @@ def record(validation: Validation, folder: str | Path, *, source: str | Path | N
         _write_run(folder / RUNS / f"{run}{RUN_SUFFIX}", ids.loc[:, list(RUN_COLUMNS)])
         index = pd.concat([index, _typed_index(pd.DataFrame([line]))], ignore_index=True)
         with atomic_path(folder / INDEX) as tmp:
-            index.to_csv(tmp, index=False, lineterminator="\n")
+            inert_frame(index).to_csv(tmp, index=False, lineterminator="\n")
     return index.iloc[-1]
 
 
 def _write_run(path: Path, ids: pd.DataFrame) -> None:
-    text = ids.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    # LAchildIDs come from the return: one that starts like a formula is written inert, as in every CSV.
+    text = inert_frame(ids).to_csv(index=False, lineterminator="\n").encode("utf-8")
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         # No file name or time in the gzip header: the same failures give the same bytes.
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
@@ -217,6 +219,7 @@ def _read_index_file(path: Path) -> pd.DataFrame:
             dt.datetime.fromisoformat(line["run_time"])
         except ValueError:
             raise HistoryError(path, f"run_time {line['run_time']!r} is not a date and time", line=n) from None
+    rows[1:] = [[readable_text(cell) for cell in row] for row in rows[1:]]
     frame = pd.DataFrame(rows[1:], columns=list(INDEX_COLUMNS)) if len(rows) > 1 else _empty_index()
     return _typed_index(frame)
 
@@ -245,7 +248,8 @@ def read_run(folder: str | Path, run: str) -> pd.DataFrame:
     for n, row in enumerate(rows[1:], start=2):
         if len(row) != len(RUN_COLUMNS):
             raise HistoryError(path, f"{len(row)} fields where a failure has {len(RUN_COLUMNS)}", line=n)
-    return pd.DataFrame(rows[1:], columns=list(RUN_COLUMNS)).astype("str")
+    return pd.DataFrame([[readable_text(cell) for cell in row] for row in rows[1:]],
+                        columns=list(RUN_COLUMNS)).astype("str")
 
 
 # -- comparing --------------------------------------------------------------------------------

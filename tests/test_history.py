@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 from collections import Counter
@@ -217,3 +218,14 @@ def test_a_foreign_history_folder_is_refused_before_any_work(two_runs, tmp_path)
     (tmp_path / "returns.xlsx").write_bytes(b"")
     out = CliRunner().invoke(app, ["validate", str(two_runs.paths["first"]), "--history", str(tmp_path)])
     assert out.exit_code == 2 and "returns.xlsx: this file is not part of a cinqa run history" in out.output
+
+
+def test_a_formula_like_lachildid_is_written_inert_and_read_back_as_it_was(tmp_path):
+    ids = pd.DataFrame({c: ["x"] for c in history.RUN_COLUMNS}).astype("str")
+    ids["LAchildID"] = ["=HYPERLINK(\"http://x\")"]
+    path = tmp_path / history.RUNS / f"r1{history.RUN_SUFFIX}"
+    path.parent.mkdir()
+    history._write_run(path, ids)
+    written = list(csv.DictReader(gzip.decompress(path.read_bytes()).decode().splitlines()))
+    assert [r["LAchildID"] for r in written] == ["'=HYPERLINK(\"http://x\")"]
+    assert list(history.read_run(tmp_path, "r1")["LAchildID"]) == ["=HYPERLINK(\"http://x\")"]
