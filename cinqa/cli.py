@@ -35,7 +35,7 @@ from cinqa.errors import CinqaError
 from cinqa.progress import bar
 from cinqa.returns import issue_lines
 from cinqa.rules import STATUS_LEGEND
-from cinqa.scratch import private_run
+from cinqa.scratch import private_run, raise_if_interrupted
 from cinqa.validate import Validation
 from cinqa_launch import EXIT_INTERRUPTED
 
@@ -158,7 +158,9 @@ def _guarded(func: _F) -> _F:
         try:
             with private_run(), warnings.catch_warnings():
                 warnings.showwarning = _show_warning
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                raise_if_interrupted()  # a Ctrl-C that Python dropped in a finaliser still ends the run
+                return result
         except (typer.Exit, typer.Abort, TyperException):
             raise
         except CinqaError as exc:

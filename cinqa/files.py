@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cinqa.errors import CsvError, PathError
+from cinqa.scratch import raise_if_interrupted
 
 _INPUTS: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("cinqa_inputs", default=())
 
@@ -132,6 +133,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         # mkstemp makes the file private; the output gets the mode any new file of the user's would.
         os.chmod(tmp, 0o666 & ~_umask())
+        raise_if_interrupted()
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -35,7 +35,7 @@ from cinqa.benchmarks import benchmark, read_comparators
 from cinqa.compare import compare
 from cinqa.errors import CinqaError, ReadError
 from cinqa.explanations import GONE, STALE, default_path, explain, pseudonymise_explained, read_explanations
-from cinqa.files import locate_shipped, output_path
+from cinqa.files import atomic_path, locate_shipped, output_path
 from cinqa.measures import (ALL, MEASURES, NOT_COLLECTED, PRE_PROCEEDINGS, PRE_PROCEEDINGS_YEARS, labelled,
                             measures)
 from cinqa.progress import ENV as PROGRESS_ENV
@@ -623,16 +623,6 @@ def render_report(paths: str | Path | Sequence[str | Path], out: str | Path, *, 
             names = ", ".join(f.name for f in files)
             text = to_html(nb, f"CIN census QA report: {names}")
             counter.update(counter.total - counter.n)
-        fd, part = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            # mkstemp makes the file private; give it the mode any new file of the user's would get.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(part, 0o666 & ~umask)
-            os.replace(part, out)
-        finally:
-            if os.path.exists(part):
-                os.unlink(part)
+        with atomic_path(out) as part:
+            part.write_text(text, encoding="utf-8")
     return out

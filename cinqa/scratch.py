@@ -8,6 +8,12 @@ kernel inherits) and ``JUPYTER_RUNTIME_DIR`` at it, and removes it when the run 
 an error, on Ctrl-C (SIGINT), on SIGTERM and on SIGHUP. The two signals become an exception so that
 every ``finally`` runs first (the ``.part`` file of an output being written is removed on the way).
 
+Python drops an exception raised while it runs a finaliser or a weak reference's callback, printing
+"Exception ignored in ..." to stderr: a Ctrl-C that lands there would be lost, and the run would go on
+to write its outputs and exit 0. Inside a run, Ctrl-C is therefore also remembered, the dropped
+interrupt is not printed, and :func:`raise_if_interrupted` (called before an output is renamed into
+place, and when the command returns) raises it again.
+
 SIGKILL cannot be caught. The next run looks for folders of runs whose process no longer exists,
 removes them, and says so on stderr; a folder whose process is alive is left alone.
 """
@@ -23,15 +29,17 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 PREFIX = "cinqa-run-"
 _NAME = re.compile(rf"^{PREFIX}(\d+)-")
 STOPPING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 """Signals that end a run the way Ctrl-C does: its temporary files are removed, then it stops."""
 _ACTIVE: list[Path] = []
+_INTERRUPTED: list[bool] = [False]
 
 
 class Stopped(KeyboardInterrupt):
@@ -65,6 +73,9 @@ def private_run() -> Iterator[Path]:
     saved_env = {name: os.environ.get(name) for name in ("TMPDIR", "JUPYTER_RUNTIME_DIR")}
     saved_tempdir = tempfile.tempdir
     handlers = _catch_stops()
+    saved_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupt(saved_hook)
+    _INTERRUPTED[0] = False
     _ACTIVE.append(folder)
     stopped: Stopped | None = None
     try:
@@ -90,14 +101,38 @@ def private_run() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = saved_hook
         if stopped is not None:
             _end_by(stopped.signum)
 
 
+def raise_if_interrupted() -> None:
+    """Raise :class:`KeyboardInterrupt` if a Ctrl-C came during the run, even one Python dropped."""
+    if _INTERRUPTED[0]:
+        raise KeyboardInterrupt
+
+
+def _quiet_interrupt(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """Wrap ``sys.unraisablehook`` so that a dropped Ctrl-C prints nothing (it is remembered instead)."""
+
+    def quiet(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _INTERRUPTED[0] = True
+            return
+        hook(unraisable)
+
+    return quiet
+
+
 def _catch_stops() -> dict[int, object]:
-    """Make the stopping signals raise :class:`Stopped`; return the handlers they had."""
+    """Make the stopping signals raise :class:`Stopped`, and Ctrl-C raise :class:`KeyboardInterrupt`
+    and be remembered; return the handlers they had."""
     if threading.current_thread() is not threading.main_thread():
         return {}
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        _INTERRUPTED[0] = True
+        raise KeyboardInterrupt
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         # Raised once: a second signal during the clean-up must not cut the clean-up short.
@@ -105,7 +140,10 @@ def _catch_stops() -> dict[int, object]:
             signal.signal(s, signal.SIG_IGN)
         raise Stopped(signum)
 
-    return {s: signal.signal(s, stop) for s in STOPPING}
+    handlers = {s: signal.signal(s, stop) for s in STOPPING}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handlers[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    return handlers
 
 
 def _end_by(signum: int) -> None:

@@ -722,6 +722,28 @@ def test_ctrl_c_gives_one_line_and_exit_130(tmp_path, command, delay):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml"]
 
 
+def test_ctrl_c_that_python_drops_in_a_finaliser_still_stops_the_run(tmp_path, capfd):
+    """Python drops an exception raised in a finaliser ("Exception ignored in ..."); CI once saw the
+    report's Ctrl-C land there, and the run wrote its report and exited 0."""
+    from cinqa.files import atomic_path
+    from cinqa.scratch import private_run
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # bytecode for the handler to run in, inside the finaliser
+                pass
+
+    out = tmp_path / "report.html"
+    with pytest.raises(KeyboardInterrupt), private_run():
+        with atomic_path(out) as part:
+            part.write_text("complete", encoding="utf-8")
+            Finalised()  # dropped at once: its finaliser runs, and the interrupt is raised inside it
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert "Exception ignored" not in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def _written_table(out: Path) -> bool:
     """Tell whether ``cinqa tables`` has begun writing into ``out``: a table, or a part of one, is there."""
     return any(p.name != ".cinqa-lock" for p in out.glob("*")) if out.is_dir() else False
