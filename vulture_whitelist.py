@@ -24,7 +24,7 @@ validate = importlib.import_module("cinqa.validate")
 # cinqa.checks.register() imports its module, and reads these class attributes itself.
 for provider in (bounds.MulticolumnValuesBetweenColumns, calendar.ColumnValuesWeekdays,
                  codes.ColumnValuesPresentAndInSet, flags.ColumnValuesTrue, flags.ColumnValuesFalse,
-                 upn.ColumnValuesValidUpnCheckLetter, upn.ColumnValuesWellFormedUpn):
+                 upn.ColumnValuesValidUpnCheckLetter, upn.ColumnValuesWellFormedUpn, upn._ColumnValuesPass):
     provider.condition_metric_name
     provider._pandas
     provider._spark

@@ -12,28 +12,28 @@ from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
 
 
-class ColumnValuesValidUpnCheckLetter(ColumnMapMetricProvider):
+class _ColumnValuesPass(ColumnMapMetricProvider):
+    """A value must pass ``check``, a pandas mask of cinqa's; GX registers each subclass's metric under its own name."""
+
+    check: staticmethod
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
+        return cls.check(column)
+
+    @column_condition_partial(engine=SparkDFExecutionEngine)
+    def _spark(cls, column, **kwargs):
+        return masked(cls.check, column)
+
+
+class ColumnValuesValidUpnCheckLetter(_ColumnValuesPass):
     condition_metric_name = "column_values.cinqa_upn_check_letter"
-
-    @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
-        return right_check_letter(column)
-
-    @column_condition_partial(engine=SparkDFExecutionEngine)
-    def _spark(cls, column, **kwargs):
-        return masked(right_check_letter, column)
+    check = staticmethod(right_check_letter)
 
 
-class ColumnValuesWellFormedUpn(ColumnMapMetricProvider):
+class ColumnValuesWellFormedUpn(_ColumnValuesPass):
     condition_metric_name = "column_values.cinqa_well_formed_upn"
-
-    @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, **kwargs) -> pd.Series:
-        return well_formed(column)
-
-    @column_condition_partial(engine=SparkDFExecutionEngine)
-    def _spark(cls, column, **kwargs):
-        return masked(well_formed, column)
+    check = staticmethod(well_formed)
 
 
 class ExpectColumnValuesToHaveValidUpnCheckLetters(ColumnMapExpectation):
