@@ -102,13 +102,14 @@ def private_run() -> Iterator[Path]:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         sys.unraisablehook = saved_hook
+        _INTERRUPTED[0] = False  # a run's Ctrl-C is the run's: it must not stop what comes after it
         if stopped is not None:
             _end_by(stopped.signum)
 
 
 def raise_if_interrupted() -> None:
-    """Raise :class:`KeyboardInterrupt` if a Ctrl-C came during the run, even one Python dropped."""
-    if _INTERRUPTED[0]:
+    """Raise :class:`KeyboardInterrupt` if a Ctrl-C came during the run in progress, even one Python dropped."""
+    if _ACTIVE and _INTERRUPTED[0]:
         raise KeyboardInterrupt
 
 

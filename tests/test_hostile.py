@@ -742,6 +742,10 @@ def test_ctrl_c_that_python_drops_in_a_finaliser_still_stops_the_run(tmp_path, c
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert "Exception ignored" not in capfd.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The interrupt was that run's: what is written after it, outside a run, is written.
+    with atomic_path(out) as part:
+        part.write_text("later", encoding="utf-8")
+    assert out.read_text(encoding="utf-8") == "later"
 
 
 def _written_table(out: Path) -> bool:
