@@ -12,10 +12,13 @@ EXIT_INTERRUPTED = 130
 
 
 def main() -> None:
-    """Run the ``cinqa`` command line, ending with one line and exit status 130 if interrupted while loading."""
+    """Run the ``cinqa`` command line, ending with one line and exit status 130 if interrupted while starting."""
     try:
         from cinqa.cli import app
+
+        # Building the command line (typer reads every command's signature) also takes a moment; once a
+        # command runs, cinqa.cli turns a Ctrl-C into its own line, so one that reaches here came before.
+        app()
     except KeyboardInterrupt:
         sys.stderr.write("cinqa: interrupted while starting; nothing was written\n")
         raise SystemExit(EXIT_INTERRUPTED) from None
-    app()

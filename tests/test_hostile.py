@@ -722,6 +722,21 @@ def test_ctrl_c_gives_one_line_and_exit_130(tmp_path, command, delay):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cin.xml"]
 
 
+def test_ctrl_c_while_typer_builds_the_command_line_gives_one_line_and_exit_130(monkeypatch, capsys):
+    """CI once saw the Ctrl-C land after cinqa.cli was imported, while typer read the commands' signatures."""
+    import cinqa.cli
+    import cinqa_launch
+
+    def building() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cinqa.cli, "app", building)
+    with pytest.raises(SystemExit) as ended:
+        cinqa_launch.main()
+    assert ended.value.code == cinqa_launch.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "cinqa: interrupted while starting; nothing was written\n"
+
+
 def test_ctrl_c_that_python_drops_in_a_finaliser_still_stops_the_run(tmp_path, capfd):
     """Python drops an exception raised in a finaliser ("Exception ignored in ..."); CI once saw the
     report's Ctrl-C land there, and the run wrote its report and exited 0."""

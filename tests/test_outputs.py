@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import time
-import types
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,8 +268,6 @@ def test_an_interrupted_report_leaves_no_partial_html(sandbox: Sandbox, monkeypa
     import nbformat
     import papermill
 
-    import cinqa.report
-
     source = sandbox.copy_input(RETURN_2324)
 
     def execute_notebook(input_path: str, output_path: str, **kwargs: Any) -> None:
@@ -278,25 +275,17 @@ def test_an_interrupted_report_leaves_no_partial_html(sandbox: Sandbox, monkeypa
         nb.cells.append(nbformat.v4.new_markdown_cell("# QA report\n\n" + "A long section. " * 5000))
         nbformat.write(nb, output_path)
 
-    class HalfWritten:
-        """A file that takes half of what is written to it, then is interrupted."""
+    write_text = Path.write_text
 
-        def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
-            self.fh = os.fdopen(fd, "w", encoding="utf-8")
-
-        def __enter__(self) -> "HalfWritten":
-            return self
-
-        def __exit__(self, *exc: Any) -> None:
-            self.fh.close()
-
-        def write(self, text: str) -> int:
-            self.fh.write(text[: len(text) // 2])
-            self.fh.flush()
-            raise KeyboardInterrupt
+    def half_written(path: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        """Write half of the report's temporary file, then be interrupted."""
+        if not path.name.endswith(".part"):
+            return write_text(path, data, *args, **kwargs)
+        write_text(path, data[: len(data) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
-    monkeypatch.setattr(cinqa.report, "os", types.SimpleNamespace(**{**vars(os), "fdopen": HalfWritten}))
+    monkeypatch.setattr(Path, "write_text", half_written)
     before = sandbox.watched()
     result = run(["report", source, "-o", sandbox.out / "report.html"])
     assert result.exit_code == 130 and "interrupted" in result.stderr, result.output
