@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from cinqa.failures import ERRORED_COLUMNS, verdict
-from cinqa.pool import PARTITIONS, pooled_returns, read_pooled
+from cinqa.export import ISSUES_NAME
+from cinqa.pool import PARTITIONS, pooled_returns, read_pooled, read_table
 from cinqa.progress import bar
-from cinqa.validate import _RESULT_FORMAT, Validation, _context, _ignore, _merge, _tidy
+from cinqa.validate import _RESULT_FORMAT, Validation, _context, _ignore, _merge, _raised, _rows, _tidy
 from cinqa.validate import validate as validate_pandas
 
 SETTINGS = {
@@ -79,25 +80,35 @@ def to_spark(frame: pd.DataFrame, spark: Any) -> Any:
     return spark.createDataFrame(frame)
 
 
-def run_suites(plans: dict[str, Any], views: dict[str, pd.DataFrame], spark: Any,
+def run_suites(plans: dict[str, Any], views: dict[str, Any], spark: Any,
                tick: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """Validate each view against its suite with GX's Spark engine; return the GX results by view.
 
     The counterpart of :func:`cinqa.validate.run_suites`: GX applies each rule's row condition
     itself, as it does on any engine, and reports failing rows by the view's ``row`` column.
+    A view is a pandas frame (handed to Spark) or a Spark DataFrame (:mod:`cinqa.views_spark`).
     ``tick(n)`` is told of every ``n`` expectations run or skipped.
     """
     tick = tick or _ignore
     out = {}
     for name, plan in plans.items():
         view = views[name]
-        if not len(view):
+        on_spark = not isinstance(view, pd.DataFrame)
+        if not on_spark and not len(view):
             tick(len(plan.entries))
             continue
         wanted = {c.lower() for c in plan.columns}
         columns = [c for c in view.columns if c == "row" or not wanted or c.lower() in wanted]
-        # One return's view is small: one partition means one task and one Python worker per job.
-        frame = to_spark(view.loc[:, columns], spark).coalesce(1).cache()
+        if on_spark:
+            # GX asks for many small jobs per expectation: a few partitions per core, not the shuffle's.
+            frame = view.select(*columns).coalesce(spark.sparkContext.defaultParallelism).cache()
+            if frame.isEmpty():
+                frame.unpersist()
+                tick(len(plan.entries))
+                continue
+        else:
+            # One return's view is small: one partition means one task and one Python worker per job.
+            frame = to_spark(view.loc[:, columns], spark).coalesce(1).cache()
         try:
             batch = _batch_definition(name).get_batch(batch_parameters={"dataframe": frame})
             parts = []
@@ -133,18 +144,22 @@ class PooledValidation:
 
 
 def validate_store(store: str | Path, *, spark: Any = None, years: Iterable[str] | None = None,
-                   rules: Iterable[str] | None = None, progress: bool | None = None) -> PooledValidation:
+                   rules: Iterable[str] | None = None, progress: bool | None = None,
+                   views_on: str = "spark") -> PooledValidation:
     """Check every LA-year of the pooled ``store`` (:mod:`cinqa.pool`) on Spark, one run per census year.
 
-    Each LA-year's views are built in pandas, as for one return, and pooled with ``census_year``
-    and ``la``; Spark then runs each view's suite once over every LA of the year, so GX's fixed
-    cost per expectation is paid once per year, not once per return. A uniqueness rule is checked
-    within each LA (``la`` joins its columns): two authorities may hold the same LAchildID.
-    The failures are those :func:`cinqa.validate` gives each return alone, led by census_year and la.
+    Each view is built on Spark over every LA of the year at once (:mod:`cinqa.views_spark`), and
+    Spark runs each view's suite once over them, so GX's fixed cost per expectation is paid once per
+    year, not once per return; only the failing rows come back to the driver. ``views_on="pandas"``
+    builds the views in pandas instead, one LA-year at a time, and stacks them (the parity tests
+    compare the two). A uniqueness rule is checked within each LA (``la`` joins its columns): two
+    authorities may hold the same LAchildID. The failures are those :func:`cinqa.validate` gives
+    each return alone, led by census_year and la.
     """
     from cinqa import rules as registry
-    from cinqa.views import ViewBuilder
 
+    if views_on not in ("spark", "pandas"):
+        raise ValueError(f"views_on must be 'spark' or 'pandas', not {views_on!r}")
     spark = spark or session()
     wanted = tuple(sorted(set(rules))) if rules is not None else None
     pairs = pooled_returns(store)
@@ -156,16 +171,9 @@ def validate_store(store: str | Path, *, spark: Any = None, years: Iterable[str]
         las = [la for y, la in pairs if y == year]
         plans = registry.view_suites(year, wanted)
         clock = time.perf_counter()
-        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in plans}
-        returns = {}
-        with bar(f"{year}: preparing the data", len(las), unit="return", show=progress) as counter:
-            for la in las:
-                ret = returns[la] = read_pooled(store, year, la)
-                builder = ViewBuilder(ret, year)
-                for name in plans:
-                    parts[name].append(builder.view(name).assign(census_year=year, la=la))
-                counter.update(1)
-        views = {name: _pooled(frames) for name, frames in parts.items()}
+        issues = read_table(store, ISSUES_NAME, [(year, la) for la in las])
+        build = _views_on_spark if views_on == "spark" else _views_on_pandas
+        views, children = build(spark, store, year, las, tuple(plans), issues, progress)
         seconds["views"] += time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -176,14 +184,16 @@ def validate_store(store: str | Path, *, spark: Any = None, years: Iterable[str]
         seconds["gx"] += time.perf_counter() - clock
 
         clock = time.perf_counter()
+        if views_on == "spark":
+            views = _failing_rows(results, views, spark)
         found, broken = _tidy(results, views, PARTITIONS)
         found = found.sort_values(list(PARTITIONS), kind="stable")
         failures.append(found)
         errored.append(broken.assign(census_year=year)[["census_year", *broken.columns]])
         for la in las:
-            ret = returns[la]
-            v = verdict(found[found["la"] == la], broken, ret.issues)
-            summary.append({"census_year": year, "la": la, "children": len(ret.children), "status": v.status,
+            own = issues.loc[issues["la"].eq(la).to_numpy()].drop(columns=list(PARTITIONS)).reset_index(drop=True)
+            v = verdict(found[found["la"] == la], broken, own)
+            summary.append({"census_year": year, "la": la, "children": children.get(la, 0), "status": v.status,
                             "error_rows": v.error_rows, "query_rows": v.query_rows,
                             "children_with_errors": v.children_with_errors,
                             "structural_issues": v.structural_issues, "not_evaluated": v.not_evaluated})
@@ -194,6 +204,74 @@ def validate_store(store: str | Path, *, spark: Any = None, years: Iterable[str]
         errored=pd.concat(errored, ignore_index=True) if errored else pd.DataFrame(
             columns=["census_year", *ERRORED_COLUMNS]),
         seconds=seconds)
+
+
+def _views_on_spark(spark: Any, store: str | Path, year: str, las: list[str], names: tuple[str, ...],
+                    issues: pd.DataFrame, progress: bool | None) -> tuple[dict[str, Any], dict[str, int]]:
+    """Build the views ``names`` of ``year``'s ``las`` on Spark; return them and the children of each LA."""
+    from pyspark.sql import functions as F
+
+    from cinqa.views_spark import SparkViews
+
+    built = SparkViews(spark, store, year, las, issues)
+    with bar(f"{year}: preparing the data on Spark", len(names), unit="view", show=progress) as counter:
+        views = {}
+        for name in names:
+            views[name] = built.view(name)
+            counter.update(1)
+    children = {r["la"]: int(r["n"]) for r in built.view("children").groupBy("la").agg(F.count(F.lit(1)).alias("n"))
+                .collect()}
+    return views, children
+
+
+def _views_on_pandas(spark: Any, store: str | Path, year: str, las: list[str], names: tuple[str, ...],
+                     issues: pd.DataFrame, progress: bool | None) -> tuple[dict[str, Any], dict[str, int]]:
+    """Build the views ``names`` of ``year``'s ``las`` in pandas, one LA-year at a time, and stack them."""
+    from cinqa.views import ViewBuilder
+
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+    children = {}
+    with bar(f"{year}: preparing the data", len(las), unit="return", show=progress) as counter:
+        for la in las:
+            ret = read_pooled(store, year, la)
+            children[la] = len(ret.children)
+            builder = ViewBuilder(ret, year)
+            for name in names:
+                parts[name].append(builder.view(name).assign(census_year=year, la=la))
+            counter.update(1)
+    return {name: _pooled(frames) for name, frames in parts.items()}, children
+
+
+def _failing_rows(results: dict[str, Any], views: dict[str, Any], spark: Any) -> dict[str, pd.DataFrame]:
+    """Fetch the failing rows of each Spark view as a pandas frame, renumbering the GX results to match.
+
+    :func:`cinqa.validate._tidy` finds a failing row by its position in the view: each result's
+    rows become positions in the frame of the view's failing rows, which keeps their ``row``.
+    """
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    out = {}
+    for name, res in results.items():
+        found = {r: (r.result or {}).get("unexpected_index_list") for r in res.results}
+        if any(not r.success and not rows and not _raised(r) for r, rows in found.items()) and views[name].count() == 1:
+            # A whole-view failure is reported on the view's one row, as a pandas run does.
+            found = {r: rows or ([{"row": [0]}] if not r.success else rows) for r, rows in found.items()}
+        numbers = np.unique(np.concatenate([_rows(rows) for rows in found.values() if rows] or
+                                           [np.array([], dtype="int64")]))
+        wanted = spark.createDataFrame(pd.DataFrame({"row": numbers}), "row long")
+        table = views[name].join(F.broadcast(wanted), on="row").toArrow()
+        frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
+        frame = frame.loc[:, views[name].columns].sort_values("row").reset_index(drop=True)
+        for c in frame.columns:
+            if isinstance(frame[c].dtype, pd.DatetimeTZDtype):
+                frame[c] = frame[c].dt.tz_localize(None).astype("datetime64[s]")
+        positions = pd.Index(frame["row"].to_numpy(dtype="int64"))
+        for r, rows in found.items():
+            if rows:
+                r.result["unexpected_index_list"] = [{"row": positions.get_indexer(_rows(rows)).tolist()}]
+        out[name] = frame
+    return out
 
 
 def _pooled(frames: list[pd.DataFrame]) -> pd.DataFrame:

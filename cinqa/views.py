@@ -484,13 +484,9 @@ class ViewBuilder:
         counts = self._count("cp_reviews", own, _col(r, "CPPreviewDate", "datetime64[s]").isna())
         out = self._lookup(counts, p, own)
         issues = self.ret.issues
-        if not len(issues) or not len(p) or not {"element", "problem", "child", "line"} <= set(issues.columns):
+        if not len(p):
             return out
-        element = issues["element"].astype("object")
-        problem = issues["problem"].astype("str")
-        dateless = ((element.eq("CPPreviewDate") & problem.str.endswith("is empty"))
-                    | (element.eq("Reviews") & problem.str.contains("holds no", regex=False)))
-        dateless &= issues["child"].notna() & issues["line"].notna()
+        dateless = dateless_reviews(issues)
         if not dateless.any():
             return out
         found = pd.DataFrame({"child": issues.loc[dateless, "child"].to_numpy(dtype="int64"),
@@ -584,6 +580,17 @@ class ViewBuilder:
             "children_with_pp_start_date": [int(pp_started.nunique())],
         })
         return self._census(df)
+
+
+def dateless_reviews(issues: pd.DataFrame) -> pd.Series:
+    """Tell which structural issues are a protection plan review with no date, located by child and line (8842Q)."""
+    if not len(issues) or not {"element", "problem", "child", "line"} <= set(issues.columns):
+        return pd.Series(False, index=issues.index, dtype=bool)
+    element = issues["element"].astype("object")
+    problem = issues["problem"].astype("str")
+    dateless = ((element.eq("CPPreviewDate") & problem.str.endswith("is empty"))
+                | (element.eq("Reviews") & problem.str.contains("holds no", regex=False)))
+    return dateless & issues["child"].notna() & issues["line"].notna()
 
 
 def starts_inside(left: pd.DataFrame, right: pd.DataFrame, *, by: tuple[str, ...], start: str,
