@@ -1,12 +1,14 @@
 """Run the census suites on Spark, with the same rules and the same failures table as pandas.
 
-The views are built by :mod:`cinqa.views` in pandas, one return at a time, and handed to Spark
-through Arrow (:func:`validate` for one return; :func:`validate_store` stacks every LA of a census
-year from a pooled store, :mod:`cinqa.pool`, and runs the suites once over them); Great
-Expectations then runs each view's suite on its Spark execution engine, where
-the custom expectations of :mod:`cinqa.checks` have Spark forms beside their pandas ones. The
-failing rows come back as view row numbers and are turned into the failures table by the same code
-as a pandas validation, so the two engines cannot disagree on how a failure is reported.
+:func:`validate_store` builds each view of a census year on Spark straight from a pooled store
+(:mod:`cinqa.pool`) for every LA at once (:mod:`cinqa.views_spark`, the Spark form of
+:mod:`cinqa.views`; joins and windows keyed by census year, LA and child), and runs each view's
+suite once over them; :func:`validate` checks one return, its views built by :mod:`cinqa.views` in
+pandas and handed to Spark through Arrow. Great Expectations runs the suites on its Spark execution
+engine, where the custom expectations of :mod:`cinqa.checks` have Spark forms beside their pandas
+ones. Only the failing rows come back to the driver, and they are turned into the failures table
+by the same code as a pandas validation, so the two engines cannot disagree on how a failure is
+reported.
 
 Spark is needed only here (``pip install cinqa[spark]``). The session is configured so that data
 reaches Spark unchanged: Arrow on with no silent fallback (without Arrow a missing pandas text

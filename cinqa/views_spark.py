@@ -102,13 +102,14 @@ class SparkViews:
         F = _f()
         return F.col(name) if name in df.columns else F.lit(None).cast(kind)
 
-    def _count(self, table: str, keys: tuple[str, ...], name: str, mask: Any = None) -> Any:
-        """Count the rows of ``table`` (where ``mask``) per LA-year and ``keys``, as column ``name``."""
+    def _count(self, table: str, keys: tuple[str, ...], masks: dict[str, Any]) -> Any:
+        """Count the rows of ``table`` per LA-year and ``keys``: all of them as each name of ``masks`` given
+        None, else those where its mask (a function of the table) holds, in one pass."""
         F = _f()
         t = self._table(table)
-        if mask is not None:
-            t = t.where(F.coalesce(mask(t), F.lit(False)))
-        return t.groupBy(*_P, *keys).agg(F.count(F.lit(1)).alias(name))
+        return t.groupBy(*_P, *keys).agg(*[
+            (F.count(F.lit(1)) if mask is None else F.count(F.when(mask(t), 1))).alias(name)
+            for name, mask in masks.items()])
 
     @staticmethod
     def _attach(df: Any, facts: Any, keys: tuple[str, ...], cols: list[str], fill: Any = None) -> Any:
@@ -118,9 +119,11 @@ class SparkViews:
         picked = [(F.coalesce(F.col(c), F.lit(fill)) if fill is not None else F.col(c)).alias(c) for c in cols]
         return out.select(*[F.col(c) for c in df.columns], *picked)
 
-    def _counted(self, df: Any, table: str, keys: tuple[str, ...], name: str, mask: Any = None) -> Any:
-        """Add column ``name``: the rows of ``table`` (where ``mask``) with each ``df`` row's ``keys`` (0 if none)."""
-        return self._attach(df, self._count(table, keys, name, mask), keys, [name], fill=0)
+    def _counted(self, df: Any, table: str, keys: tuple[str, ...], **masks: Any) -> Any:
+        """Add a column per name of ``masks``: the rows of ``table`` with each ``df`` row's ``keys`` (0 if none),
+        all of them or those where the mask holds (:meth:`_count`). One join per table: Spark analyses a
+        plan again at every step, so a view of twenty joins costs minutes before it reads a row."""
+        return self._attach(df, self._count(table, keys, masks), keys, list(masks), fill=0)
 
     def _starts_inside(self, left: Any, right: Any, *, lkeys: tuple[str, ...], rkeys: tuple[str, ...],
                        by: tuple[str, ...], start: str, lo: Any, hi: Any, same_rows: bool, include_hi: bool,
@@ -249,13 +252,12 @@ class SparkViews:
         df = self._table("children")
         keys = ("child",)
         nfa = F.col("ReferralNFA")
-        df = self._counted(df, "episodes", keys, "episodes_for_child")
-        df = self._counted(df, "episodes", keys, "open_episodes_for_child", self._open_episode)
-        df = self._counted(df, "episodes", keys, "_further", lambda t: nfa == F.lit(False))
-        df = self._counted(df, "episodes", keys, "_not_nfa", lambda t: ~F.coalesce(nfa == F.lit(True), F.lit(False)))
+        df = self._counted(df, "episodes", keys, episodes_for_child=None, open_episodes_for_child=self._open_episode,
+                           _further=lambda t: nfa == F.lit(False),
+                           _not_nfa=lambda t: ~F.coalesce(nfa == F.lit(True), F.lit(False)))
         df = df.withColumn("has_further_action_episode", F.col("_further") > 0) \
             .withColumn("all_episodes_nfa", F.col("_not_nfa") == 0)
-        df = self._counted(df, "disabilities", keys, "disabilities_for_child")
+        df = self._counted(df, "disabilities", keys, disabilities_for_child=None)
         df = self._attach(df, self._child_dates, keys, ["has_disability"])
         df = df.withColumn("birth_dates_given", F.col("PersonBirthDate").isNotNull().cast("bigint")
                            + F.col("ExpectedPersonBirthDate").isNotNull().cast("bigint"))
@@ -273,7 +275,7 @@ class SparkViews:
         df = self._table("disabilities")
         distinct = df.groupBy(*_P, "child").agg(F.countDistinct("Disability").alias("distinct_disabilities_for_child"))
         df = self._attach(df, distinct, ("child",), ["distinct_disabilities_for_child"], fill=0)
-        df = self._counted(df, "disabilities", ("child",), "disabilities_for_child")
+        df = self._counted(df, "disabilities", ("child",), disabilities_for_child=None)
         df = self._with_child_dates(df, ("PersonBirthDate",))
         return self._finish("disabilities", df, ["distinct_disabilities_for_child", "disabilities_for_child",
                                                   "PersonBirthDate"])
@@ -287,8 +289,7 @@ class SparkViews:
         df = self._with_child_dates(e, born)
         df = df.withColumn("birth_or_expected_birth_date", F.coalesce("PersonBirthDate", "ExpectedPersonBirthDate"))
         child, ep = ("child",), ("child", "episode")
-        df = self._counted(df, "episodes", child, "episodes_for_child")
-        df = self._counted(df, "episodes", child, "open_episodes_for_child", self._open_episode)
+        df = self._counted(df, "episodes", child, episodes_for_child=None, open_episodes_for_child=self._open_episode)
         latest = F.max("CINreferralDate").over(Window.partitionBy(*_P, "child"))
         df = df.withColumn("is_latest_referral",
                            F.coalesce(F.col("CINreferralDate") == latest, F.lit(False)))
@@ -298,13 +299,11 @@ class SparkViews:
             hi=lambda r: F.when(F.col("CINclosureDate").isNotNull(), F.col("CINclosureDate"))
             .when(self._open_episode(r), end_next),
             same_rows=True, include_hi=False, name="referral_inside_other_episode")
-        counted = [("assessments", "assessments_in_episode"), ("section47", "s47_in_episode"),
-                   ("cp_plans", "cpps_in_episode"), ("cin_plans", "cin_plans_in_episode")]
-        for table, col in counted:
-            df = self._counted(df, table, ep, col)
-        df = self._counted(df, "assessments", ep, "open_assessments_in_episode",
-                           lambda t: F.col("AssessmentAuthorisationDate").isNull())
-        df = self._counted(df, "section47", ep, "open_s47_in_episode", self._open_s47)
+        df = self._counted(df, "assessments", ep, assessments_in_episode=None,
+                           open_assessments_in_episode=lambda t: F.col("AssessmentAuthorisationDate").isNull())
+        df = self._counted(df, "section47", ep, s47_in_episode=None, open_s47_in_episode=self._open_s47)
+        df = self._counted(df, "cp_plans", ep, cpps_in_episode=None)
+        df = self._counted(df, "cin_plans", ep, cin_plans_in_episode=None)
         df = df.withColumn("s47_cpp_plan_or_icpc_in_episode",
                            F.col("s47_in_episode") + F.col("cpps_in_episode") + F.col("cin_plans_in_episode")
                            + F.col("DateOfInitialCPC").isNotNull().cast("bigint"))
@@ -316,8 +315,8 @@ class SparkViews:
         df = self._attach(df, latest_day, ep, ["latest_activity_date"])
         return self._finish("episodes", df, [
             *born, "birth_or_expected_birth_date", "episodes_for_child", "open_episodes_for_child",
-            "is_latest_referral", "referral_inside_other_episode", *[c for _, c in counted],
-            "open_assessments_in_episode", "open_s47_in_episode", "s47_cpp_plan_or_icpc_in_episode",
+            "is_latest_referral", "referral_inside_other_episode", "assessments_in_episode", "s47_in_episode",
+            "cpps_in_episode", "cin_plans_in_episode", "open_assessments_in_episode", "open_s47_in_episode", "s47_cpp_plan_or_icpc_in_episode",
             "assessment_or_s47_dates_in_episode", "latest_activity_date"])
 
     def _dates_per_episode(self, sources: tuple[tuple[str, str], ...]) -> Any:
@@ -340,9 +339,8 @@ class SparkViews:
         df = self._with_child_dates(df, child_cols)
         ep, own = ("child", "episode"), ("child", "episode", "assessment")
         end = self._lit_date(self.end)
-        df = self._counted(df, "assessments", ep, "assessments_in_episode")
-        df = self._counted(df, "assessments", ep, "open_assessments_in_episode",
-                           lambda t: F.col("AssessmentAuthorisationDate").isNull())
+        df = self._counted(df, "assessments", ep, assessments_in_episode=None,
+                           open_assessments_in_episode=lambda t: F.col("AssessmentAuthorisationDate").isNull())
         df = self._starts_inside(
             df, a, lkeys=own, rkeys=own, by=ep, start="AssessmentActualStartDate",
             lo=lambda r: F.col("AssessmentActualStartDate"),
@@ -350,14 +348,16 @@ class SparkViews:
             same_rows=True, include_hi=True, name="starts_inside_other_assessment")
         valid = sorted(spec.codes("assessment_factor", self.year))
         code = F.col("AssessmentFactors")
-        df = self._counted(df, "assessment_factors", own, "factors_for_assessment")
-        df = self._counted(df, "assessment_factors", own, "valid_factors_for_assessment", lambda t: code.isin(valid))
-        joined = self._table("assessment_factors").groupBy(*_P, *own).agg(
+        factors = self._table("assessment_factors").groupBy(*_P, *own).agg(
+            F.count(F.lit(1)).alias("factors_for_assessment"),
+            F.count(F.when(code.isin(valid), 1)).alias("valid_factors_for_assessment"),
+            F.count(F.when(code.isin(["5A", "6A"]), 1)).alias("_disability_factors"),
             F.array_join(F.array_sort(F.collect_list(code)), ",").alias("factor_codes"))
-        df = self._attach(df, joined, own, ["factor_codes"])
+        counts = ["factors_for_assessment", "valid_factors_for_assessment", "_disability_factors"]
+        df = self._attach(df, factors, own, [*counts, "factor_codes"])
+        df = df.withColumns({c: F.coalesce(F.col(c), F.lit(0)) for c in counts})
         df = df.withColumn("factors_present_and_valid", (F.col("factors_for_assessment") > 0)
                            & (F.col("valid_factors_for_assessment") == F.col("factors_for_assessment")))
-        df = self._counted(df, "assessment_factors", own, "_disability_factors", lambda t: code.isin(["5A", "6A"]))
         df = df.withColumn("has_disability_factor", F.col("_disability_factors") > 0)
         initial = F.when(F.col("kind") == "initial", F.col("AssessmentActualStartDate"))
         df = df.withColumn("initial_assessment_start", F.min(initial).over(Window.partitionBy(*_P, *ep)))
@@ -371,8 +371,8 @@ class SparkViews:
         facts = ("CINclosureDate", "ReasonForClosure", "ReferralNFA")
         df = self._parent_dates(self._table("assessment_factors"), "assessment_factors", dates)
         df = self._episode_facts(df, facts)
-        df = self._counted(df, "assessment_factors", ("child", "episode", "assessment"), "factors_for_assessment")
-        df = self._counted(df, "assessments", ("child", "episode"), "assessments_in_episode")
+        df = self._counted(df, "assessment_factors", ("child", "episode", "assessment"), factors_for_assessment=None)
+        df = self._counted(df, "assessments", ("child", "episode"), assessments_in_episode=None)
         return self._finish("assessment_factors", df, [*dates, *facts, "factors_for_assessment",
                                                        "assessments_in_episode"])
 
@@ -382,14 +382,14 @@ class SparkViews:
         facts = (*_EPISODE_FACTS, "CINdetails_DateOfInitialCPC")
         df = self._with_child_dates(self._episode_facts(s, facts), ("PersonDeathDate",))
         ep, own = ("child", "episode"), spec.TABLE_KEYS["section47"]
-        df = self._counted(df, "section47", ep, "open_s47_in_episode", self._open_s47)
+        df = self._counted(df, "section47", ep, open_s47_in_episode=self._open_s47)
         end = self._lit_date(self.end)
         df = self._starts_inside(
             df, s, lkeys=own, rkeys=own, by=ep, start="S47ActualStartDate", lo=lambda r: F.col("S47ActualStartDate"),
             hi=lambda r: F.when(F.col("DateOfInitialCPC").isNotNull(), F.col("DateOfInitialCPC"))
             .when(self._open_s47(r), end),
             same_rows=True, include_hi=True, name="starts_inside_other_s47")
-        df = self._counted(df, "assessments", ep, "assessments_in_episode")
+        df = self._counted(df, "assessments", ep, assessments_in_episode=None)
         return self._finish("section47", df, [*facts, "PersonDeathDate", "open_s47_in_episode",
                                                "starts_inside_other_s47", "assessments_in_episode"])
 
@@ -401,8 +401,8 @@ class SparkViews:
         child, ep, own = ("child",), ("child", "episode"), spec.TABLE_KEYS["cp_plans"]
         end = self._lit_date(self.end)
         open_plan = lambda t: F.col("CPPendDate").isNull()  # noqa: E731
-        df = self._counted(df, "cp_plans", child, "open_cpps_for_child", open_plan)
-        df = self._counted(df, "cp_plans", ep, "open_cpps_in_episode", open_plan)
+        df = self._counted(df, "cp_plans", child, open_cpps_for_child=open_plan)
+        df = self._counted(df, "cp_plans", ep, open_cpps_in_episode=open_plan)
         df = self._starts_inside(
             df, p, lkeys=own, rkeys=own, by=child, start="CPPstartDate", lo=lambda r: F.col("CPPstartDate"),
             hi=lambda r: F.coalesce(F.col("CPPendDate"), end), same_rows=True, include_hi=True,
@@ -417,10 +417,10 @@ class SparkViews:
             .where(F.col("_day").isNotNull()).distinct().withColumn("starts_on_an_icpc_date", F.lit(True))
         df = self._attach(df.withColumn("_day", F.col("CPPstartDate")), icpcs, (*ep, "_day"),
                           ["starts_on_an_icpc_date"], fill=False)
-        df = self._counted(df, "cp_reviews", own, "reviews_for_cpp")
+        df = self._counted(df, "cp_reviews", own, reviews_for_cpp=None,
+                           _undated=lambda t: F.col("CPPreviewDate").isNull())
         df = df.withColumn("previous_cpps_recorded",
                            F.coalesce(F.col("NumberOfPreviousCPP") >= 0, F.lit(False)))
-        df = self._counted(df, "cp_reviews", own, "_undated", lambda t: F.col("CPPreviewDate").isNull())
         df = self._attach(df, self._dateless_reviews(p), own, ["_dateless"], fill=0)
         df = df.withColumn("reviews_without_date", F.col("_undated") + F.col("_dateless"))
         return self._finish("cp_plans", df, [
@@ -461,7 +461,7 @@ class SparkViews:
         child, ep, own = ("child",), ("child", "episode"), spec.TABLE_KEYS["cin_plans"]
         p, cpp = self._table("cp_plans"), spec.TABLE_KEYS["cp_plans"]
         end = self._lit_date(self.end)
-        df = self._counted(df, "cin_plans", child, "open_cin_plans_for_child", lambda t: F.col("CINPlanEndDate").isNull())
+        df = self._counted(df, "cin_plans", child, open_cin_plans_for_child=lambda t: F.col("CINPlanEndDate").isNull())
         df = self._starts_inside(
             df, c, lkeys=own, rkeys=own, by=child, start="CINPlanStartDate", lo=lambda r: F.col("CINPlanStartDate"),
             hi=lambda r: F.coalesce(F.col("CINPlanEndDate"), end), same_rows=True, include_hi=True,
@@ -470,7 +470,7 @@ class SparkViews:
             df, p, lkeys=own, rkeys=cpp, by=child, start="CINPlanStartDate", lo=lambda r: F.col("CPPstartDate"),
             hi=lambda r: F.coalesce(F.col("CPPendDate"), end), same_rows=False, include_hi=True,
             except_equal_to=lambda r: F.col("CPPendDate"), name="starts_inside_cpp")
-        df = self._counted(df, "cp_plans", ep, "open_cpps_in_episode", lambda t: F.col("CPPendDate").isNull())
+        df = self._counted(df, "cp_plans", ep, open_cpps_in_episode=lambda t: F.col("CPPendDate").isNull())
         df = self._starts_inside(
             p, df, lkeys=cpp, rkeys=own, by=child, start="CPPstartDate", lo=lambda r: F.col("CINPlanStartDate"),
             hi=lambda r: F.coalesce(F.col("CINPlanEndDate"), end), same_rows=False, include_hi=True,
