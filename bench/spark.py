@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/spark.py [--sizes 20000 200000] [--las 4] [--year 2025-26]
                                     [--pooled-las 10] [--pooled-children 500] [--master local[*]] [--dir DIR]
+                                    [--pandas-views]
 
 For each size a store (:mod:`cinqa.pool`) of ``--las`` synthetic LAs of ``--year`` sharing the
 children (1% of them given an injected fault) is validated twice in this run: by pandas, each
 LA-year read back from the store and checked by ``cinqa.validate`` in turn (the baseline), and by
-``cinqa.spark.validate_store`` on one Spark session (its start is timed apart). The ratio is
+``cinqa.spark.validate_store`` on one Spark session (its start is timed apart), the views built on
+Spark (``--pandas-views`` also times them built in pandas per LA-year). The ratio is
 Spark's wall time over pandas'; both saw the same machine. Then a pooled run over ``--pooled-las``
 LAs in each of ``--pooled-years`` years (20 LA-years by default) prints its summary per LA and year.
 Wall and CPU seconds are printed with the load average: CPU counts this process and its children
@@ -70,11 +72,11 @@ def on_pandas(store: Path) -> tuple[float, float, int]:
     return time.perf_counter() - wall, cpu_seconds() - cpu, rows
 
 
-def on_spark(store: Path, spark: object) -> tuple[float, float, object]:
+def on_spark(store: Path, spark: object, views_on: str = "spark") -> tuple[float, float, object]:
     from cinqa.spark import validate_store
 
     wall, cpu = time.perf_counter(), cpu_seconds()
-    result = validate_store(store, spark=spark, progress=False)
+    result = validate_store(store, spark=spark, progress=False, views_on=views_on)
     return time.perf_counter() - wall, cpu_seconds() - cpu, result
 
 
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--pooled-years", type=int, default=2, help="consecutive census years of the pooled run")
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--dir", type=Path, default=None, help="keep the stores here (default: a temporary folder)")
+    parser.add_argument("--pandas-views", action="store_true",
+                        help="also time validate_store with its views built in pandas per LA-year (views_on='pandas')")
     args = parser.parse_args()
 
     from cinqa.spark import session
@@ -111,6 +115,12 @@ def main() -> None:
         rows.append((size, args.las, p_wall, p_cpu, s_wall, s_cpu, s_wall / p_wall, same, result.seconds, load()))
         print(f"{size:,} children over {args.las} LAs: pandas {p_wall:.1f} s, Spark {s_wall:.1f} s "
               f"({s_wall / p_wall:.1f}x); load {load()}", flush=True)
+        if args.pandas_views:
+            o_wall, o_cpu, old = on_spark(store, spark, "pandas")
+            print(f"  Spark with the views built in pandas per LA-year: {o_wall:.1f} s ({o_cpu:.0f} CPU s, "
+                  f"{o_wall / p_wall:.1f}x pandas; views / GX / failures "
+                  f"{old.seconds['views']:.1f} / {old.seconds['gx']:.1f} / {old.seconds['failures']:.1f} s), "
+                  f"same failing rows: {'yes' if len(old.failures) == p_rows else 'NO'}", flush=True)
         emit(f"Spark local / pandas, {size:,} children over {args.las} LAs", f"{s_wall / p_wall:.1f}x",
              "pooled data only", "spark.py")
 
