@@ -255,11 +255,12 @@ def _failing_rows(results: dict[str, Any], views: dict[str, Any], spark: Any) ->
 
     out = {}
     for name, res in results.items():
-        found = {r: (r.result or {}).get("unexpected_index_list") for r in res.results}
-        if any(not r.success and not rows and not _raised(r) for r, rows in found.items()) and views[name].count() == 1:
+        # GX results cannot be dict keys (their hash reads their lists): pair each with its rows.
+        found = [(r, (r.result or {}).get("unexpected_index_list")) for r in res.results]
+        if any(not r.success and not rows and not _raised(r) for r, rows in found) and views[name].count() == 1:
             # A whole-view failure is reported on the view's one row, as a pandas run does.
-            found = {r: rows or ([{"row": [0]}] if not r.success else rows) for r, rows in found.items()}
-        numbers = np.unique(np.concatenate([_rows(rows) for rows in found.values() if rows] or
+            found = [(r, rows or ([{"row": [0]}] if not r.success else rows)) for r, rows in found]
+        numbers = np.unique(np.concatenate([_rows(rows) for _, rows in found if rows] or
                                            [np.array([], dtype="int64")]))
         wanted = spark.createDataFrame(pd.DataFrame({"row": numbers}), "row long")
         table = views[name].join(F.broadcast(wanted), on="row").toArrow()
@@ -269,7 +270,7 @@ def _failing_rows(results: dict[str, Any], views: dict[str, Any], spark: Any) ->
             if isinstance(frame[c].dtype, pd.DatetimeTZDtype):
                 frame[c] = frame[c].dt.tz_localize(None).astype("datetime64[s]")
         positions = pd.Index(frame["row"].to_numpy(dtype="int64"))
-        for r, rows in found.items():
+        for r, rows in found:
             if rows:
                 r.result["unexpected_index_list"] = [{"row": positions.get_indexer(_rows(rows)).tolist()}]
         out[name] = frame
