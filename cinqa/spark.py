@@ -262,6 +262,10 @@ def _failing_rows(results: dict[str, Any], views: dict[str, Any], spark: Any) ->
             found = [(r, rows or ([{"row": [0]}] if not r.success else rows)) for r, rows in found]
         numbers = np.unique(np.concatenate([_rows(rows) for _, rows in found if rows] or
                                            [np.array([], dtype="int64")]))
+        if not len(numbers):
+            # Nothing failed: _tidy reads no row of this view, so Spark need not build it again.
+            out[name] = pd.DataFrame(columns=views[name].columns)
+            continue
         wanted = spark.createDataFrame(pd.DataFrame({"row": numbers}), "row long")
         table = views[name].join(F.broadcast(wanted), on="row").toArrow()
         frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
