@@ -74,6 +74,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.filterwarnings("ignore:.*no child of this return fits the fault:UserWarning")
 def test_each_view_built_on_spark_is_the_stacked_pandas_view(spark, store: Path):
     from cinqa.export import ISSUES_NAME
     from cinqa.pool import pooled_returns, read_table
