@@ -59,7 +59,14 @@ class TableEdits:
         return change
 
     def edit(self, table: str, row: pd.Series, column: str, value: Any) -> str:
-        """Set ``column`` of a chosen row of ``table`` (the child's own value when it is a child-level column)."""
+        """Set ``column`` of a chosen row of ``table`` (the child's own value when it is a child-level column).
+
+        A column spelt ``other.column`` is set on the row of table ``other`` whose label the chosen
+        row holds as ``other_label`` (its episode's, say).
+        """
+        if "." in column:
+            other, column = column.split(".")
+            return self.set(other, row[f"{other}_label"], column, value)
         if column in self.t["children"]:
             return self.set_child(row["child"], column, value)
         return self.set(table, row["label"], column, value)
