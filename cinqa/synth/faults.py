@@ -370,38 +370,39 @@ def _assessments(f: Faults, a: pd.DataFrame) -> pd.DataFrame:
                     has_21=codes.str.contains(",21,", regex=False))
 
 
+def _link(df: pd.DataFrame, other: pd.DataFrame, keys: list[str], left: str, right: str,
+          take: dict[str, str]) -> pd.DataFrame:
+    """Add to ``df`` the columns ``take`` (``other``'s name: new name) of the row of ``other`` with the
+    same ``keys`` whose ``right`` equals ``df``'s ``left`` (the first such row; missing when none)."""
+    o = other.reindex(columns=[*keys, right, *take]).rename(columns={right: left, **take})
+    o = o.astype({left: df[left].dtype}).dropna(subset=[left]).drop_duplicates([*keys, left])
+    return df.merge(o, on=[*keys, left], how="left")
+
+
 def _section47(f: Faults, s: pd.DataFrame) -> pd.DataFrame:
     not_required = s["ICPCnotRequired"].fillna(False).astype(bool)
-    # the protection plan of the child that starts on the enquiry's conference, if any
-    plans = f.facts("cp_plans")[["child", "CPPstartDate", "label", "first_review"]].dropna(subset=["CPPstartDate"])
-    s = s.merge(plans.drop_duplicates(["child", "CPPstartDate"]).set_axis(
-        ["child", "DateOfInitialCPC", "cp_plans_label", "cpp_first_review"], axis=1), how="left")
+    # the protection plan of the child that starts on the enquiry's conference
+    s = _link(s, f.facts("cp_plans"), ["child"], "DateOfInitialCPC", "CPPstartDate",
+              {"label": "cp_plans_label", "first_review": "cpp_first_review"})
     return s.assign(not_required=not_required, open_s47=s["DateOfInitialCPC"].isna() & ~not_required,
                     has_cpp=s["cp_plans_label"].notna())
 
 
 def _cp_plans(f: Faults, c: pd.DataFrame) -> pd.DataFrame:
-    rv = f.clean["cp_reviews"]
-    own = ["child", "episode", "cpp"]
-    first = rv.groupby(own)["CPPreviewDate"].min().rename("first_review").reset_index()
-    reviewed = set(zip(rv["child"], rv["episode"], rv["cpp"], rv["CPPreviewDate"]))
-    # the CIN plan the protection plan steps down to (starting on its end date), if any
-    p = f.clean["cin_plans"].reset_index(names="cin_plans_label")
-    p = p.reindex(columns=[*p, *{"CINPlanStartDate", "CINPlanEndDate"} - set(p)]).dropna(subset=["CINPlanStartDate"])
-    step = p.drop_duplicates(["child", "episode", "CINPlanStartDate"]).rename(
-        columns={"CINPlanStartDate": "CPPendDate", "CINPlanEndDate": "step_end"}).astype({"CPPendDate": c["CPPendDate"].dtype})
-    c = c.merge(first, on=own, how="left").merge(
-        step[["child", "episode", "CPPendDate", "cin_plans_label", "cin_plan", "step_end"]], how="left")
-    return c.assign(ended=c["CPPendDate"].notna(), step_down=c["cin_plans_label"].notna(),
-                    reviewed_day_before_end=[k in reviewed for k in zip(c["child"], c["episode"], c["cpp"],
-                                                                         c["CPPendDate"] - DAY)])
+    rv, own = f.clean["cp_reviews"], ["child", "episode", "cpp"]
+    c = c.merge(rv.groupby(own)["CPPreviewDate"].min().rename("first_review").reset_index(), on=own, how="left")
+    # the CIN plan it steps down to (starting on its end date), and a review the day before it ends
+    c = _link(c, _view_rows(f, "cin_plans"), ["child", "episode"], "CPPendDate", "CINPlanStartDate",
+              {"label": "cin_plans_label", "cin_plan": "cin_plan", "CINPlanEndDate": "step_end"})
+    c = _link(c.assign(day_before_end=c["CPPendDate"] - DAY), rv, own, "day_before_end", "CPPreviewDate",
+              {"review": "review_before_end"})
+    return c.assign(ended=c["CPPendDate"].notna(), step_down=c["cin_plans_label"].notna())
 
 
 def _cin_plans(f: Faults, p: pd.DataFrame) -> pd.DataFrame:
-    # the protection plan of the episode that starts on the CIN plan's end date, if any, and its first review
-    c = f.facts("cp_plans").dropna(subset=["CPPstartDate"]).drop_duplicates(["child", "episode", "CPPstartDate"])
-    p = p.merge(c[["child", "episode", "CPPstartDate", "label", "first_review"]].set_axis(
-        ["child", "episode", "CINPlanEndDate", "next_cpp_label", "next_cpp_first_review"], axis=1), how="left")
+    # the protection plan of the episode that starts on the CIN plan's end date
+    p = _link(p, f.facts("cp_plans"), ["child", "episode"], "CINPlanEndDate", "CPPstartDate",
+              {"label": "next_cpp_label", "first_review": "next_cpp_first_review"})
     return p.assign(ended=p["CINPlanEndDate"].notna(), n_child_plans=p.groupby("child")["cin_plan"].transform("size"))
 
 
@@ -714,7 +715,7 @@ SETTERS: dict[str, Setter] = {
     # -- CIN plans
     # the CIN plan a protection plan steps down to starts the day before the protection plan ends
     "4016": Setter("cp_plans", {"cin_plans.CINPlanStartDate": lambda f, c: c["CPPendDate"] - DAY}, lambda f, c: (
-        c["step_down"] & ~c["reviewed_day_before_end"] & (c["CPPendDate"] - DAY > c["CPPstartDate"])),
+        c["step_down"] & c["review_before_end"].isna() & (c["CPPendDate"] - DAY > c["CPPstartDate"])),
         report="cin_plans"),
     "4008": Setter("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanStartDate"] - DAY},
                    _dies_before("CINPlanStartDate", also=lambda f, p: ~p["ended"] & p["open"] & _lone_plan(p))),
