@@ -8,13 +8,12 @@ against it in that year; every other rule of the suites is *unexplained*, which 
 
 An injector picks a child not yet touched, changes as little as it can so that exactly its rule
 fails, and records a truth row: rule, LAchildID, child, entity, episode, item (the entity's own
-ordinal, as ``cinqa.validate`` reports it) and the change made. The shapes many rules share are
-data, one table each: editing one chosen row (:data:`SETTERS`: set its values, its child's or
-its episode's, and remove what hangs under it) and adding a row beside it (:data:`ADDERS`); the
-others are small functions (:func:`injector`). A duplicated value (1520, 8510) makes two children
-fail, so both get a truth row. Some faults cannot avoid tripping a second rule (two open episodes
-are also overlapping ones); the note beside the injector says so, and the truth names the
-intended rule only.
+ordinal, as ``cinqa.validate`` reports it) and the change made. Most faults are rows of one
+table, :data:`EDITS`: choose a row, set values of it (or of its child or episode), add a row
+beside it, remove what hangs under it; the others are small functions (:func:`injector`). A
+duplicated value (1520, 8510) makes two children fail, so both get a truth row. Some faults
+cannot avoid tripping a second rule (two open episodes are also overlapping ones); the note beside
+the injector says so, and the truth names the intended rule only.
 
 Injectors choose their targets from the rows of the clean return's validation views
 (:mod:`cinqa.views`: the facts the rules read, such as an episode's assessments or its latest
@@ -433,15 +432,17 @@ def _chosen(f: Faults, table: str, where: Where | tuple[Where, ...] | None) -> p
 
 
 @dataclass(frozen=True)
-class Setter:
-    """Break a rule by editing one row chosen from ``f.facts(table)``.
+class Edit:
+    """Break a rule by editing one row chosen from ``f.facts(table)``, or adding a row beside it.
 
     ``values`` maps each column to its new value or to ``f(faults, row)`` computing it, or is such
     a function giving the whole map: a child's own column is set on the child, and a column spelt
     ``"episodes.X"`` (any ``table.column``) on the row of that table whose label the chosen row
-    holds as ``episodes_label``. ``where`` is ``f(faults, rows)`` giving the rows that may be
-    chosen, or a tuple of them tried in turn; each table of ``drop`` loses its rows under the chosen
-    one. The fault is reported on ``report`` (default ``table``).
+    holds as ``episodes_label``; with ``add`` they are the values of a row added to that table
+    under the chosen row's parents instead. ``where`` is ``f(faults, rows)`` giving the rows that may
+    be chosen, or a tuple of them tried in turn; each table of ``drop`` loses its rows under the
+    chosen one. The fault is reported at the added row, else at the chosen row as ``report``
+    (default ``table``).
     """
 
     table: str
@@ -449,40 +450,18 @@ class Setter:
     where: Where | tuple[Where, ...] | None = None
     report: str | None = None
     drop: tuple[str, ...] = ()
+    add: str | None = None
 
     def __call__(self, f: Faults) -> None:
         row = _chosen(f, self.table, self.where)
         values = self.values(f, row) if callable(self.values) else self.values
-        changes = [f.edit(self.table, row, column, v(f, row) if callable(v) else v) for column, v in values.items()]
-        for table in self.drop:
-            changes.append(f"removed {f.drop(table, f.under(table, row, spec.TABLE_KEYS[self.table]))} {table} rows")
-        f.record(self.report or self.table, row, "; ".join(changes))
-
-
-@dataclass(frozen=True)
-class Adder:
-    """Break a rule by adding a row to ``add`` under the parents of a row chosen from ``f.facts(table)``.
-
-    ``values(f, row)`` gives the new row's values; ``change`` is formatted with them and the chosen
-    row's (``row[...]``), dates as ``YYYY-MM-DD``, and the new row's ordinal ``n``. The fault is
-    reported on ``report`` (default ``add``) at the new row, or at the chosen one when ``at_chosen``.
-    """
-
-    table: str
-    add: str
-    values: Values
-    change: str
-    where: Where | tuple[Where, ...] | None = None
-    report: str | None = None
-    at_chosen: bool = False
-
-    def __call__(self, f: Faults) -> None:
-        row = _chosen(f, self.table, self.where)
-        values = self.values(f, row)
-        n = f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **values)
-        change = self.change.format(row={k: describe(v) for k, v in row.items()}, n=n,
-                                    **{k: describe(v) for k, v in values.items()})
-        f.record(self.report or self.add, row, change, item=None if self.at_chosen else n)
+        values = {column: v(f, row) if callable(v) else v for column, v in values.items()}
+        n = self.add and f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **values)
+        changes = [f"added {self.add} row {n}: " + ", ".join(f"{c}={describe(v)}" for c, v in values.items())] \
+            if self.add else [f.edit(self.table, row, column, v) for column, v in values.items()]
+        counts = {table: f.drop(table, f.under(table, row, spec.TABLE_KEYS[self.table])) for table in self.drop}
+        changes += [f"removed {n} {table} rows" for table, n in counts.items() if n]
+        f.record(self.report or self.add or self.table, row, "; ".join(changes), item=None if self.report else n)
 
 
 def _dies_before(date: str, *after: str, also: Where) -> Where:
@@ -558,212 +537,6 @@ def _next_day_free(f: Faults, c: pd.DataFrame) -> Any:
     return (c["CPPstartDate"] >= f.start) & (nxt < bound) & (nxt <= f.ref) & (c["cin_plans_in_episode"] == 0)
 
 
-_REOPEN = {"CINclosureDate": None, "ReasonForClosure": None}
-_UNAUTHORISE = {"AssessmentAuthorisationDate": None}
-_FACTORS = ("assessment_factors",)
-_EPISODES_AND_CONTENTS = tuple(table for table, keys in spec.TABLE_KEYS.items() if "episode" in keys)
-"""The episodes table first, then every table of what an episode holds."""
-
-_UNKNOWN_SEX, _MALE = {"Sex": "U", "GenderCurrent": "0"}, {"Sex": "M", "GenderCurrent": "1"}
-
-SETTERS: dict[str, Setter] = {
-    # -- children
-    "1510": Setter("children", {"UPN": _wrong_check_letter}, _upn),
-    "1530": Setter("children", {"UPN": _upn_of_unknown_la}, _upn),
-    # characters 5-12 not numeric: the check letter cannot be computed either (1510 may fail)
-    "1540": Setter("children", {"UPN": lambda f, k: k["UPN"][:6] + "A" + k["UPN"][7:]}, _upn),
-    # I is not a UPN letter, so the check letter may fail too (1510)
-    "1550": Setter("children", {"UPN": lambda f, k: k["UPN"][:12] + "I"}, _upn),
-    "1560Q": Setter("children", {"FormerUPN": "X12345"}, _upn),
-    "1570": Setter("children", {"LAchildID": lambda f, k: (str(k["LAchildID"]) + "0" * 21)[:21]}),
-    "1580": Setter("children", {"LAchildID": lambda f, k: f"{k['LAchildID']}-A"}),
-    "4180": Setter("children", lambda f, k: {f.sex: None}),
-    "4220": Setter("children", {"Ethnicity": "WBR"}),
-    "8500": Setter("children", {"LAchildID": None}),
-    # referrals stay within 280 days of the new birth date (8606)
-    "8520": Setter("children", {"PersonBirthDate": lambda f, k: f.ref + 5 * DAY},
-                   lambda f, k: k["born"] & (k["first_referral"] >= f.ref + 5 * DAY - 280 * DAY)),
-    # neither a birth date nor an expected one
-    "8525Q": Setter("children", {"PersonBirthDate": None}, lambda f, k: k["born"]),
-    "8530Q": Setter("children", lambda f, k: _unborn(f, k, _UNKNOWN_SEX[f.sex])
-                    | {"ExpectedPersonBirthDate": f.ref - 60 * DAY}, _UNBORN),
-    # a death the day before birth; if the child was referred after that day, 8555Q fails too
-    "8535Q": Setter("children", {"PersonDeathDate": lambda f, k: k["PersonBirthDate"] - DAY},
-                    (lambda f, k: _quiet_newborn(f, k) & (k["last_referral"] < k["PersonBirthDate"]), _quiet_newborn)),
-    "8540": Setter("children", {}, lambda f, k: k["born"] & k["any_in_need"], drop=("disabilities",)),
-    "8545Q": Setter("children", {"PersonDeathDate": lambda f, k: f.ref + 10 * DAY},
-                    lambda f, k: k["born"] & k["PersonDeathDate"].isna()),
-    "8590": Setter("children", {}, drop=_EPISODES_AND_CONTENTS),
-    "8750": Setter("children", lambda f, k: _unborn(f, k, _MALE[f.sex]) | {f.sex: _MALE[f.sex]}, _UNBORN),
-    "8770Q": Setter("children", {"UPN": None, "UPNunknown": None}, lambda f, k: (
-        k["PersonBirthDate"] < f.ref - pd.DateOffset(years=6, months=1)) & k["any_in_need"] & k["UPN"].notna()),
-    "8772": Setter("children", {"UPN": None, "UPNunknown": "UN7"},
-                   lambda f, k: (k["PersonBirthDate"] > f.ref - pd.DateOffset(years=6)) & k["any_in_need"]),
-    "8775Q": Setter("children", {"PersonBirthDate": lambda f, k: f.ref - pd.DateOffset(years=26)},
-                    lambda f, k: k["UPN"].notna() & (k["open_episodes_for_child"] > 0)),
-    # -- episodes
-    # a referral after the child's death, with no plan that the death would cut short
-    "8555Q": Setter("episodes", {"PersonDeathDate": lambda f, e: e["CINreferralDate"] - DAY}, lambda f, e: (
-        e["is_latest_referral"] & _alive_without_plans(f, e) & (e["CINreferralDate"] - DAY >= f.start)
-        & (e["CINreferralDate"] - DAY >= e["PersonBirthDate"]))),
-    "8568": Setter("episodes", {"ReferralNFA": None}),
-    "8565": Setter("episodes", {"CINclosureDate": lambda f, e: e["latest_activity_date"] - DAY}, lambda f, e: (
-        e["closed"] & ~e["nfa"] & (e["assessments_in_episode"] + e["s47_in_episode"] + e["cpps_in_episode"] > 0)
-        & (e["latest_activity_date"] - DAY >= e["CINreferralDate"]) & (e["latest_activity_date"] - DAY >= f.start))),
-    "8569Q": Setter("episodes", {"ReferralNFA": True}, lambda f, e: ~e["nfa"] & _no_activity(e)
-                    & (e["cpps_in_episode"] == 0) & (e["CINreferralDate"] < f.start - 5 * DAY)),
-    "8585Q": Setter("episodes", {"ReasonForClosure": "RC2"},
-                    lambda f, e: (e["ReasonForClosure"] == "RC7") & e["PersonDeathDate"].isna()),
-    # a closed episode: an open one without a referral date is also "not the latest" (8816)
-    "8600": Setter("episodes", {"CINreferralDate": None}, lambda f, e: e["closed"]),
-    # referrals stay within 280 days after the new birth date (8520 needs a referral 280 days before it)
-    "8606": Setter("episodes", {"PersonBirthDate": lambda f, e: e["CINreferralDate"] + 285 * DAY},
-                   lambda f, e: e["born"] & (e["CINreferralDate"] == e["first_referral"])
-                   & (e["CINreferralDate"] <= f.ref - 290 * DAY)),
-    "8610": Setter("episodes", {"PrimaryNeedCode": None}, lambda f, e: ~e["nfa"]),
-    "8620": Setter("episodes", {"CINclosureDate": lambda f, e: f.ref + 10 * DAY},
-                   lambda f, e: e["closed"] & e["is_latest_referral"]),
-    "8630": Setter("episodes", {"CINclosureDate": lambda f, e: e["CINreferralDate"] - DAY},
-                   lambda f, e: e["nfa"] & e["closed"] & (e["CINreferralDate"] > f.start)),
-    "8640": Setter("episodes", {"ReasonForClosure": "RC0"}, lambda f, e: e["closed"]),
-    "8650": Setter("episodes", {"PrimaryNeedCode": "N10"}, lambda f, e: ~e["nfa"]),
-    "8805": Setter("episodes", {"ReasonForClosure": None}, lambda f, e: e["closed"]),
-    "8810": Setter("episodes", {"CINclosureDate": None}, lambda f, e: e["closed"] & e["is_latest_referral"]),
-    # reopen an earlier episode of a child whose latest is open (8816 and 8820 fail too)
-    "8815": Setter("episodes", _REOPEN, lambda f, e: _earlier_in_need(e)
-                   & e["child"].isin(e.loc[e["open"] & e["is_latest_referral"], "child"])),
-    # reopen an episode that is not the child's latest, the child having no open one (8820 fails too)
-    "8816": Setter("episodes", _REOPEN, lambda f, e: _earlier_in_need(e) & (e["open_episodes_for_child"] == 0)),
-    # move a referral inside the child's previous (closed, in-need) episode
-    "8820": Setter("episodes", {"CINreferralDate": lambda f, e: e["previous_closure"] - DAY},
-                   lambda f, e: e["previous_closure"].notna() & ~e["nfa"]),
-    "8831": Setter("episodes", {"ReferralNFA": True}, lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0)
-                   & (e["CINreferralDate"] > f.start + 2 * DAY)),
-    "8866": Setter("episodes", {"ReferralSource": None},
-                   lambda f, e: e["ReferralSource"].notna() & (e["CINreferralDate"] >= pd.Timestamp(2013, 4, 1))),
-    "2991Q": Setter("episodes", {}, lambda f, e: (e["s47_in_episode"] > 0) & (e["assessments_in_episode"] > 0),
-                    drop=_FACTORS + ("assessments",)),
-    "8825Q": Setter("episodes", {}, lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0),
-                    drop=_FACTORS + ("assessments",)),
-    # -- section 47 enquiries
-    "2884": Setter("section47", {"episodes.DateOfInitialCPC": lambda f, s: s["DateOfInitialCPC"]},
-                   lambda f, s: s["DateOfInitialCPC"].notna()),
-    "2889": Setter("section47", {"S47ActualStartDate": lambda f, s: s["CINreferralDate"] - 3 * DAY},
-                   lambda f, s: ~s["open_s47"]),
-    "8615": Setter("section47", {"S47ActualStartDate": lambda f, s: s["DateOfInitialCPC"] + DAY},
-                   lambda f, s: s["DateOfInitialCPC"].notna()
-                   & (s["DateOfInitialCPC"] + DAY <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref))),
-    "8675Q": Setter("section47", {"ICPCnotRequired": False}, lambda f, s: (
-        s["open"] & s["last"] & s["not_required"] & (s["S47ActualStartDate"] >= f.start)
-        & (s["S47ActualStartDate"] <= wd(f.ref, -16)) & ~s["child"].isin(s.loc[s["open_s47"], "child"]))),
-    # one that started a plan, or in a closed episode, when no other is found: then 2885 or 8565 fail too
-    "8715": Setter("section47", {"DateOfInitialCPC": lambda f, s: wd(f.ref, 5)}, (
-        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"] & s["open"],
-        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"], lambda f, s: s["DateOfInitialCPC"].notna())),
-    # an open enquiry starting after the census, else one not needing a conference made open
-    "8740": Setter("section47", lambda f, s: ({} if s["open_s47"] else {"ICPCnotRequired": False})
-                   | {"S47ActualStartDate": f.ref + 3 * DAY},
-                   (lambda f, s: s["open_s47"], lambda f, s: s["open"] & s["last"] & s["not_required"])),
-    "8868": Setter("section47", {"ICPCnotRequired": False}, lambda f, s: s["closed"] & s["last"] & s["not_required"]
-                   & (s["S47ActualStartDate"] >= f.start), report="episodes"),
-    "8870Q": Setter("section47", {"InitialCPCtarget": lambda f, s: saturday_after(s["InitialCPCtarget"])},
-                    lambda f, s: s["InitialCPCtarget"].notna()),
-    # a plan started at the conference moves with it (its start must equal the conference, 2885)
-    "8875": Setter("section47", lambda f, s: dict.fromkeys(
-        ("DateOfInitialCPC", "cp_plans.CPPstartDate")[:1 + s["has_cpp"]], saturday_after(s["DateOfInitialCPC"])),
-        (lambda f, s: _weekend_free(f, s) & ~s["has_cpp"], lambda f, s: _weekend_free(f, s) & s["has_cpp"]
-         & ~(s["cpp_first_review"] <= _saturdays(s)) & (s["cin_plans_in_episode"] == 0))),
-    # -- assessments
-    "1103": Setter("assessments", {"AssessmentActualStartDate": lambda f, a: a["CINreferralDate"] - DAY},
-                   lambda f, a: (a["assessment"] == 1) & (a["CINreferralDate"] > f.start + DAY)),
-    "8608": Setter("assessments", {"AssessmentAuthorisationDate": lambda f, a: a["AssessmentActualStartDate"] - DAY},
-                   lambda f, a: a["done"] & (a["AssessmentActualStartDate"] > f.start)),
-    "8670Q": Setter("assessments", _UNAUTHORISE, lambda f, a: (
-        a["done"] & a["open"] & a["last"] & (a["open_assessments_in_episode"] == 0)
-        & (a["AssessmentActualStartDate"] >= f.start) & (a["AssessmentActualStartDate"] <= wd(f.ref, -46))),
-        drop=_FACTORS),
-    "8696": Setter("assessments", {"AssessmentAuthorisationDate": lambda f, a: f.ref + 7 * DAY},
-                   lambda f, a: a["done"] & a["open"] & a["last"]),
-    # an open assessment starting after the census, else the last of an open episode made open
-    "8736": Setter("assessments", lambda f, a: (_UNAUTHORISE if a["done"] else {})
-                   | {"AssessmentActualStartDate": f.ref + 2 * DAY}, (lambda f, a: ~a["done"], lambda f, a: (
-                       a["done"] & a["open"] & a["last"] & (a["open_assessments_in_episode"] == 0))), drop=_FACTORS),
-    "8867": Setter("assessments", _UNAUTHORISE, lambda f, a: a["done"] & a["closed"] & a["last"]
-                   & (a["AssessmentActualStartDate"] >= f.start), report="episodes", drop=_FACTORS),
-    "8897Q": Setter("assessments", {}, lambda f, a: a["done"] & (a["factors_for_assessment"] > 0), drop=_FACTORS),
-    # -- child protection plans
-    "1105": Setter("cp_plans", {"CPPstartDate": lambda f, c: c["CINreferralDate"] - DAY},
-                   (lambda f, c: (c["CPPstartDate"] < f.start) & (c["cpp"] == 1), lambda f, c: c["cpp"] == 1)),
-    "2885": Setter("cp_plans", {"CPPstartDate": lambda f, c: wd(c["CPPstartDate"], 1)}, _next_day_free),
-    "8720": Setter("cp_plans", {"CPPstartDate": None}),
-    "8730": Setter("cp_plans", {"NumberOfPreviousCPP": -1}),
-    "8840": Setter("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"]},
-                   lambda f, c: c["ended"] & (c["CPPstartDate"] >= f.start) & ~c["step_down"]),
-    "8905": Setter("cp_plans", {"InitialCategoryOfAbuse": "NEGL"}),
-    "8910": Setter("cp_plans", {"LatestCategoryOfAbuse": "NEGL"}),
-    # a death the day before an open plan started (a CIN plan ended on that day: 4009Q too)
-    "8915": Setter("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPstartDate"] - DAY},
-                   _dies_before("CPPstartDate", also=lambda f, c: ~c["ended"] & c["PersonDeathDate"].isna()
-                                & ~c["any_plan"])),
-    "8920": Setter("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPendDate"] - DAY},
-                   _dies_before("CPPendDate", "CPPstartDate",
-                                also=lambda f, c: c["ended"] & c["PersonDeathDate"].isna() & ~c["any_plan"])),
-    "8925": Setter("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"] - DAY},
-                   lambda f, c: c["ended"] & (c["CPPstartDate"] > f.start) & ~c["step_down"]),
-    "8930": Setter("cp_plans", {"CPPendDate": lambda f, c: wd(f.ref, 7)}, lambda f, c: ~c["ended"] & c["open"]),
-    "8841": Setter("cp_reviews", {"CPPreviewDate": lambda f, r: r["CPPstartDate"]}, lambda f, r: r["review"] == 1),
-    # -- CIN plans
-    # the CIN plan a protection plan steps down to starts the day before the protection plan ends
-    "4016": Setter("cp_plans", {"cin_plans.CINPlanStartDate": lambda f, c: c["CPPendDate"] - DAY}, lambda f, c: (
-        c["step_down"] & c["review_before_end"].isna() & (c["CPPendDate"] - DAY > c["CPPstartDate"])),
-        report="cin_plans"),
-    "4008": Setter("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanStartDate"] - DAY},
-                   _dies_before("CINPlanStartDate", also=lambda f, p: ~p["ended"] & p["open"] & _lone_plan(p))),
-    "4009Q": Setter("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanEndDate"] - DAY},
-                    _dies_before("CINPlanEndDate", "CINPlanStartDate", also=lambda f, p: p["ended"] & _lone_plan(p))),
-    "4010": Setter("cin_plans", {"CINPlanStartDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
-    "4011": Setter("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"] - DAY},
-                   lambda f, p: p["ended"] & (p["CINPlanStartDate"] > f.start)),
-    "4012Q": Setter("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"]},
-                    lambda f, p: p["ended"] & (p["CINPlanStartDate"] >= f.start)),
-    "4013": Setter("cin_plans", {"CINPlanEndDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
-    "4015": Setter("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINreferralDate"] - DAY},
-                   lambda f, p: (p["cin_plan"] == 1) & (p["cpps_in_episode"] == 0)),
-    # -- pre-proceedings: each fault moves one date before the step it must follow, or out of the
-    # year, keeping every other order; rows with fewer later steps are chosen first, leaving the
-    # rarer court applications to the rules that need them
-    "9005": Setter("pre_proceedings", {"PPStartDate": lambda f, p: f.start - 7 * DAY},
-                   (lambda f, p: p["has_PPStartDate"] & ~p["has_StepDecisionDate"], lambda f, p: p["has_PPStartDate"])),
-    "9006": Setter("pre_proceedings", {"LBPSentDate": lambda f, p: p["PPStartDate"] - DAY},
-                   lambda f, p: p["has_LBPSentDate"] & (p["PPStartDate"] > f.start)),
-    "9007": Setter("pre_proceedings", {"FGDMMeetingOffer": None},
-                   lambda f, p: p["has_LBPSentDate"] & p["FGDMMeetingOffer"].notna()),
-    "9008": Setter("pre_proceedings", {"InitialPPMeetingDate": lambda f, p: f.ref + 7 * DAY},
-                   (lambda f, p: p["has_InitialPPMeetingDate"] & ~p["has_StepDecisionDate"],
-                    lambda f, p: p["has_InitialPPMeetingDate"])),
-    "9009": Setter("pre_proceedings", {"StepDecisionDate": lambda f, p: p["PPStartDate"] - DAY},
-                   (lambda f, p: p["has_StepDecisionDate"] & ~p["has_CourtAppDate"] & (p["PPStartDate"] > f.start),
-                    lambda f, p: p["has_StepDecisionDate"] & (p["PPStartDate"] > f.start))),
-    "9010Q": Setter("pre_proceedings", {"FGDMMeetingFac": None}, lambda f, p: p["offered"]),
-    "9011": Setter("pre_proceedings", {"PPOutcome": "X"},
-                   (lambda f, p: p["has_PPOutcome"] & ~p["has_CourtAppDate"], lambda f, p: p["has_PPOutcome"])),
-    "9012": Setter("pre_proceedings", {"CourtAppDate": lambda f, p: p["StepDecisionDate"] - DAY},
-                   (lambda f, p: p["has_CourtAppDate"] & ~p["has_LetterInitCPDate"],
-                    lambda f, p: p["has_CourtAppDate"])),
-    "9013": Setter("pre_proceedings", {"LetterInitCPDate": lambda f, p: p["CourtAppDate"] - DAY},
-                   lambda f, p: p["has_LetterInitCPDate"]),
-    "9015Q": Setter("pre_proceedings", {"ReviewMeetingsCount": None}, lambda f, p: p["has_InitialPPMeetingDate"]),
-}
-"""The faults that edit one chosen row, by rule (spelt as from 2022-23)."""
-
-for _code, _setter in SETTERS.items():
-    register(_code, _setter.table, _setter)
-# an episode with a protection plan flagged NFA (an old referral: 8569Q; with S47s: 8831 too), chosen
-# among episodes so as not to take the rarer plans from the faults that need them
-register("8832", "episodes", Setter("cp_plans", {"episodes.ReferralNFA": True},
-                                    (lambda f, c: (c["cpp"] == 1) & _no_activity(c), lambda f, c: c["cpp"] == 1)))
-
-
 def _same_cpp(f: Faults, c: pd.Series, **dates: Any) -> dict[str, Any]:
     """Return the values of a plan beside ``c``: its start, categories and previous plans, and ``dates``."""
     return {"CPPstartDate": c["CPPstartDate"], **dates, "InitialCategoryOfAbuse": c["InitialCategoryOfAbuse"],
@@ -779,73 +552,252 @@ def _done_with_factors(f: Faults, a: pd.DataFrame) -> Any:
     return a["done"] & (a["factors_for_assessment"] > 0) & ~a["has_21"]
 
 
-ADDERS: dict[str, Adder] = {
-    "8794": Adder("children", "disabilities", lambda f, k: {
-        "Disability": f.rows("disabilities", k["child"])["Disability"].iloc[0]},
-        "added Disability {Disability} a second time", lambda f, k: k["has_disability"]),
-    "2990": Adder("episodes", "section47", lambda f, e: {"S47ActualStartDate": f.rows(
-        "assessments", e["child"], e["episode"])["AssessmentActualStartDate"].min(), "ICPCnotRequired": True},
-        "added Section47 s47={n} (S47ActualStartDate={S47ActualStartDate}, ICPCnotRequired=true) to a "
-        "{row[ReasonForClosure]} episode", lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0), report="episodes",
-        at_chosen=True),
-    # an enquiry concluded by a conference the working day before the referral (2889 fails too)
-    "1104": Adder("episodes", "section47", lambda f, e: dict.fromkeys(
-        ("S47ActualStartDate", "DateOfInitialCPC"), wd(e["CINreferralDate"], -1)) | {"ICPCnotRequired": False},
-        "added Section47 with DateOfInitialCPC {DateOfInitialCPC} before CINreferralDate {row[CINreferralDate]}",
-        lambda f, e: ~e["nfa"] & ~e["nin"] & (e["assessments_in_episode"] > 0) & (e["CINreferralDate"] > f.start + 7 * DAY)),
-    "8890": Adder("section47", "section47", lambda f, s: {
-        "S47ActualStartDate": s["S47ActualStartDate"] + DAY, "ICPCnotRequired": True},
-        "added Section47 starting {S47ActualStartDate} during another", lambda f, s: s["DateOfInitialCPC"].notna()
-        & (s["DateOfInitialCPC"] - s["S47ActualStartDate"] >= 2 * DAY)),
-    "8614": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "3B"},
-                  "added AssessmentFactors 3B (factor {n}) to an assessment not authorised", lambda f, a: ~a["done"],
-                  report="assessments", at_chosen=True),
-    "8617": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "8A"},
-                  "added AssessmentFactors 8A", _done_with_factors),
-    "8869": Adder("assessments", "assessment_factors", lambda f, a: {
-        "AssessmentFactors": "3B" if a["factor_codes"] == "21" else "21"},
-        "added AssessmentFactors {AssessmentFactors} (factor {n}) beside {row[factor_codes]}",
-        lambda f, a: a["nin"] & (a["factors_for_assessment"] > 0)),
-    "8945Q": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "18A"},
-                   "added AssessmentFactors 18A", _done_with_factors),
-    "8950Q": Adder("assessments", "assessment_factors", lambda f, a: {"AssessmentFactors": "19A"},
-                   "added AssessmentFactors 19A", _done_with_factors),
-    "8790": Adder("disabilities", "disabilities", lambda f, d: {"Disability": "AUT"},
-                  "added Disability {Disability} beside NONE", lambda f, d: d["Disability"].astype(str) == "NONE",
-                  at_chosen=True),
-    "8898": Adder("assessment_factors", "assessment_factors", lambda f, r: {"AssessmentFactors": str(r["AssessmentFactors"])},
-                  "added AssessmentFactors {AssessmentFactors} a second time",
-                  lambda f, r: r["AssessmentFactors"].astype(str) != "21"),
-    # a second open plan beside an open one (their dates overlap: 8940, and 2885/2883 may fail)
-    "8935": Adder("cp_plans", "cp_plans", _same_cpp, "added a second open plan starting {CPPstartDate}",
-                  lambda f, c: ~c["ended"]),
-    "8940": Adder("cp_plans", "cp_plans", lambda f, c: _same_cpp(f, c, CPPendDate=_overlap_end(f, c)),
-                  "added a plan {CPPstartDate}..{CPPendDate} overlapping plan {row[cpp]}",
-                  lambda f, c: c["CPPstartDate"] < f.start),
-    "4000": Adder("episodes", "cin_plans", lambda f, e: {"CINPlanStartDate": e["CINreferralDate"]},
-                  "added an open CIN plan to an NFA referral", lambda f, e: e["nfa"] & ~e["any_plan"]),
-    # an open CIN plan during an open protection plan (it starts inside it: 4016 too)
-    "4001": Adder("cp_plans", "cin_plans", lambda f, c: {"CINPlanStartDate": c["CPPstartDate"] + DAY},
-                  "added an open CIN plan starting {CINPlanStartDate}", lambda f, c: ~c["ended"]
-                  & (c["CPPstartDate"] < f.ref) & (c["cin_plans_in_episode"] == 0)),
-    # a review inside the CIN plan a protection plan steps down to
-    "4003": Adder("cp_plans", "cp_reviews", lambda f, c: {"CPPreviewDate": c["CPPendDate"] + 2 * DAY},
-                  "added CPPreviewDate {CPPreviewDate} inside the CIN plan that follows the protection plan",
-                  lambda f, c: c["step_down"] & (c["CPPendDate"] + 2 * DAY <= c[["step_end", "CINclosureDate"]].min(
-                      axis=1).fillna(f.ref).clip(upper=f.ref))),
-    # a second open CIN plan (it overlaps the first: 4014 too)
-    "4004": Adder("cin_plans", "cin_plans", lambda f, p: {"CINPlanStartDate": p["CINPlanStartDate"] + DAY},
-                  "added a second open CIN plan starting {CINPlanStartDate}",
-                  lambda f, p: ~p["ended"] & (p["CINPlanStartDate"] < f.ref)),
-    "4014": Adder("cin_plans", "cin_plans", lambda f, p: {
-        "CINPlanStartDate": p["CINPlanStartDate"] + DAY, "CINPlanEndDate": p["CINPlanEndDate"]},
-        "added a CIN plan {CINPlanStartDate}..{CINPlanEndDate} inside plan {row[cin_plan]}",
-        lambda f, p: p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= 2 * DAY)),
-}
-"""The faults that add one row beside a chosen one, by rule."""
+_REOPEN = {"CINclosureDate": None, "ReasonForClosure": None}
+_UNAUTHORISE = {"AssessmentAuthorisationDate": None}
+_FACTORS = ("assessment_factors",)
+_EPISODES_AND_CONTENTS = tuple(table for table, keys in spec.TABLE_KEYS.items() if "episode" in keys)
+"""The episodes table first, then every table of what an episode holds."""
 
-for _code, _adder in ADDERS.items():
-    register(_code, min((_adder.table, _adder.add), key=ORDER.__getitem__), _adder)
+_UNKNOWN_SEX, _MALE = {"Sex": "U", "GenderCurrent": "0"}, {"Sex": "M", "GenderCurrent": "1"}
+
+EDITS: dict[str, Edit] = {
+    # -- children
+    "1510": Edit("children", {"UPN": _wrong_check_letter}, _upn),
+    "1530": Edit("children", {"UPN": _upn_of_unknown_la}, _upn),
+    # characters 5-12 not numeric: the check letter cannot be computed either (1510 may fail)
+    "1540": Edit("children", {"UPN": lambda f, k: k["UPN"][:6] + "A" + k["UPN"][7:]}, _upn),
+    # I is not a UPN letter, so the check letter may fail too (1510)
+    "1550": Edit("children", {"UPN": lambda f, k: k["UPN"][:12] + "I"}, _upn),
+    "1560Q": Edit("children", {"FormerUPN": "X12345"}, _upn),
+    "1570": Edit("children", {"LAchildID": lambda f, k: (str(k["LAchildID"]) + "0" * 21)[:21]}),
+    "1580": Edit("children", {"LAchildID": lambda f, k: f"{k['LAchildID']}-A"}),
+    "4180": Edit("children", lambda f, k: {f.sex: None}),
+    "4220": Edit("children", {"Ethnicity": "WBR"}),
+    "8500": Edit("children", {"LAchildID": None}),
+    # referrals stay within 280 days of the new birth date (8606)
+    "8520": Edit("children", {"PersonBirthDate": lambda f, k: f.ref + 5 * DAY},
+                 lambda f, k: k["born"] & (k["first_referral"] >= f.ref + 5 * DAY - 280 * DAY)),
+    # neither a birth date nor an expected one
+    "8525Q": Edit("children", {"PersonBirthDate": None}, lambda f, k: k["born"]),
+    "8530Q": Edit("children", lambda f, k: _unborn(f, k, _UNKNOWN_SEX[f.sex])
+                  | {"ExpectedPersonBirthDate": f.ref - 60 * DAY}, _UNBORN),
+    # a death the day before birth; if the child was referred after that day, 8555Q fails too
+    "8535Q": Edit("children", {"PersonDeathDate": lambda f, k: k["PersonBirthDate"] - DAY},
+                  (lambda f, k: _quiet_newborn(f, k) & (k["last_referral"] < k["PersonBirthDate"]), _quiet_newborn)),
+    "8540": Edit("children", {}, lambda f, k: k["born"] & k["any_in_need"], drop=("disabilities",)),
+    "8545Q": Edit("children", {"PersonDeathDate": lambda f, k: f.ref + 10 * DAY},
+                  lambda f, k: k["born"] & k["PersonDeathDate"].isna()),
+    "8590": Edit("children", {}, drop=_EPISODES_AND_CONTENTS),
+    "8750": Edit("children", lambda f, k: _unborn(f, k, _MALE[f.sex]) | {f.sex: _MALE[f.sex]}, _UNBORN),
+    "8770Q": Edit("children", {"UPN": None, "UPNunknown": None}, lambda f, k: (
+        k["PersonBirthDate"] < f.ref - pd.DateOffset(years=6, months=1)) & k["any_in_need"] & k["UPN"].notna()),
+    "8772": Edit("children", {"UPN": None, "UPNunknown": "UN7"},
+                 lambda f, k: (k["PersonBirthDate"] > f.ref - pd.DateOffset(years=6)) & k["any_in_need"]),
+    "8775Q": Edit("children", {"PersonBirthDate": lambda f, k: f.ref - pd.DateOffset(years=26)},
+                  lambda f, k: k["UPN"].notna() & (k["open_episodes_for_child"] > 0)),
+    # -- episodes
+    # a referral after the child's death, with no plan that the death would cut short
+    "8555Q": Edit("episodes", {"PersonDeathDate": lambda f, e: e["CINreferralDate"] - DAY}, lambda f, e: (
+        e["is_latest_referral"] & _alive_without_plans(f, e) & (e["CINreferralDate"] - DAY >= f.start)
+        & (e["CINreferralDate"] - DAY >= e["PersonBirthDate"]))),
+    "8568": Edit("episodes", {"ReferralNFA": None}),
+    "8565": Edit("episodes", {"CINclosureDate": lambda f, e: e["latest_activity_date"] - DAY}, lambda f, e: (
+        e["closed"] & ~e["nfa"] & (e["assessments_in_episode"] + e["s47_in_episode"] + e["cpps_in_episode"] > 0)
+        & (e["latest_activity_date"] - DAY >= e["CINreferralDate"]) & (e["latest_activity_date"] - DAY >= f.start))),
+    "8569Q": Edit("episodes", {"ReferralNFA": True}, lambda f, e: ~e["nfa"] & _no_activity(e)
+                  & (e["cpps_in_episode"] == 0) & (e["CINreferralDate"] < f.start - 5 * DAY)),
+    "8585Q": Edit("episodes", {"ReasonForClosure": "RC2"},
+                  lambda f, e: (e["ReasonForClosure"] == "RC7") & e["PersonDeathDate"].isna()),
+    # a closed episode: an open one without a referral date is also "not the latest" (8816)
+    "8600": Edit("episodes", {"CINreferralDate": None}, lambda f, e: e["closed"]),
+    # referrals stay within 280 days after the new birth date (8520 needs a referral 280 days before it)
+    "8606": Edit("episodes", {"PersonBirthDate": lambda f, e: e["CINreferralDate"] + 285 * DAY},
+                 lambda f, e: e["born"] & (e["CINreferralDate"] == e["first_referral"])
+                 & (e["CINreferralDate"] <= f.ref - 290 * DAY)),
+    "8610": Edit("episodes", {"PrimaryNeedCode": None}, lambda f, e: ~e["nfa"]),
+    "8620": Edit("episodes", {"CINclosureDate": lambda f, e: f.ref + 10 * DAY},
+                 lambda f, e: e["closed"] & e["is_latest_referral"]),
+    "8630": Edit("episodes", {"CINclosureDate": lambda f, e: e["CINreferralDate"] - DAY},
+                 lambda f, e: e["nfa"] & e["closed"] & (e["CINreferralDate"] > f.start)),
+    "8640": Edit("episodes", {"ReasonForClosure": "RC0"}, lambda f, e: e["closed"]),
+    "8650": Edit("episodes", {"PrimaryNeedCode": "N10"}, lambda f, e: ~e["nfa"]),
+    "8805": Edit("episodes", {"ReasonForClosure": None}, lambda f, e: e["closed"]),
+    "8810": Edit("episodes", {"CINclosureDate": None}, lambda f, e: e["closed"] & e["is_latest_referral"]),
+    # reopen an earlier episode of a child whose latest is open (8816 and 8820 fail too)
+    "8815": Edit("episodes", _REOPEN, lambda f, e: _earlier_in_need(e)
+                 & e["child"].isin(e.loc[e["open"] & e["is_latest_referral"], "child"])),
+    # reopen an episode that is not the child's latest, the child having no open one (8820 fails too)
+    "8816": Edit("episodes", _REOPEN, lambda f, e: _earlier_in_need(e) & (e["open_episodes_for_child"] == 0)),
+    # move a referral inside the child's previous (closed, in-need) episode
+    "8820": Edit("episodes", {"CINreferralDate": lambda f, e: e["previous_closure"] - DAY},
+                 lambda f, e: e["previous_closure"].notna() & ~e["nfa"]),
+    "8831": Edit("episodes", {"ReferralNFA": True}, lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0)
+                 & (e["CINreferralDate"] > f.start + 2 * DAY)),
+    "8866": Edit("episodes", {"ReferralSource": None},
+                 lambda f, e: e["ReferralSource"].notna() & (e["CINreferralDate"] >= pd.Timestamp(2013, 4, 1))),
+    "2991Q": Edit("episodes", {}, lambda f, e: (e["s47_in_episode"] > 0) & (e["assessments_in_episode"] > 0),
+                  drop=_FACTORS + ("assessments",)),
+    "8825Q": Edit("episodes", {}, lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0),
+                  drop=_FACTORS + ("assessments",)),
+    # -- section 47 enquiries
+    "2884": Edit("section47", {"episodes.DateOfInitialCPC": lambda f, s: s["DateOfInitialCPC"]},
+                 lambda f, s: s["DateOfInitialCPC"].notna()),
+    "2889": Edit("section47", {"S47ActualStartDate": lambda f, s: s["CINreferralDate"] - 3 * DAY},
+                 lambda f, s: ~s["open_s47"]),
+    "8615": Edit("section47", {"S47ActualStartDate": lambda f, s: s["DateOfInitialCPC"] + DAY},
+                 lambda f, s: s["DateOfInitialCPC"].notna()
+                 & (s["DateOfInitialCPC"] + DAY <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref))),
+    "8675Q": Edit("section47", {"ICPCnotRequired": False}, lambda f, s: (
+        s["open"] & s["last"] & s["not_required"] & (s["S47ActualStartDate"] >= f.start)
+        & (s["S47ActualStartDate"] <= wd(f.ref, -16)) & ~s["child"].isin(s.loc[s["open_s47"], "child"]))),
+    # one that started a plan, or in a closed episode, when no other is found: then 2885 or 8565 fail too
+    "8715": Edit("section47", {"DateOfInitialCPC": lambda f, s: wd(f.ref, 5)}, (
+        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"] & s["open"],
+        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"], lambda f, s: s["DateOfInitialCPC"].notna())),
+    # an open enquiry starting after the census, else one not needing a conference made open
+    "8740": Edit("section47", lambda f, s: ({} if s["open_s47"] else {"ICPCnotRequired": False})
+                 | {"S47ActualStartDate": f.ref + 3 * DAY},
+                 (lambda f, s: s["open_s47"], lambda f, s: s["open"] & s["last"] & s["not_required"])),
+    "8868": Edit("section47", {"ICPCnotRequired": False}, lambda f, s: s["closed"] & s["last"] & s["not_required"]
+                 & (s["S47ActualStartDate"] >= f.start), report="episodes"),
+    "8870Q": Edit("section47", {"InitialCPCtarget": lambda f, s: saturday_after(s["InitialCPCtarget"])},
+                  lambda f, s: s["InitialCPCtarget"].notna()),
+    # a plan started at the conference moves with it (its start must equal the conference, 2885)
+    "8875": Edit("section47", lambda f, s: dict.fromkeys(
+        ("DateOfInitialCPC", "cp_plans.CPPstartDate")[:1 + s["has_cpp"]], saturday_after(s["DateOfInitialCPC"])),
+        (lambda f, s: _weekend_free(f, s) & ~s["has_cpp"], lambda f, s: _weekend_free(f, s) & s["has_cpp"]
+         & ~(s["cpp_first_review"] <= _saturdays(s)) & (s["cin_plans_in_episode"] == 0))),
+    # -- assessments
+    "1103": Edit("assessments", {"AssessmentActualStartDate": lambda f, a: a["CINreferralDate"] - DAY},
+                 lambda f, a: (a["assessment"] == 1) & (a["CINreferralDate"] > f.start + DAY)),
+    "8608": Edit("assessments", {"AssessmentAuthorisationDate": lambda f, a: a["AssessmentActualStartDate"] - DAY},
+                 lambda f, a: a["done"] & (a["AssessmentActualStartDate"] > f.start)),
+    "8670Q": Edit("assessments", _UNAUTHORISE, lambda f, a: (
+        a["done"] & a["open"] & a["last"] & (a["open_assessments_in_episode"] == 0)
+        & (a["AssessmentActualStartDate"] >= f.start) & (a["AssessmentActualStartDate"] <= wd(f.ref, -46))),
+        drop=_FACTORS),
+    "8696": Edit("assessments", {"AssessmentAuthorisationDate": lambda f, a: f.ref + 7 * DAY},
+                 lambda f, a: a["done"] & a["open"] & a["last"]),
+    # an open assessment starting after the census, else the last of an open episode made open
+    "8736": Edit("assessments", lambda f, a: (_UNAUTHORISE if a["done"] else {})
+                 | {"AssessmentActualStartDate": f.ref + 2 * DAY}, (lambda f, a: ~a["done"], lambda f, a: (
+                       a["done"] & a["open"] & a["last"] & (a["open_assessments_in_episode"] == 0))), drop=_FACTORS),
+    "8867": Edit("assessments", _UNAUTHORISE, lambda f, a: a["done"] & a["closed"] & a["last"]
+                 & (a["AssessmentActualStartDate"] >= f.start), report="episodes", drop=_FACTORS),
+    "8897Q": Edit("assessments", {}, lambda f, a: a["done"] & (a["factors_for_assessment"] > 0), drop=_FACTORS),
+    # -- child protection plans
+    "1105": Edit("cp_plans", {"CPPstartDate": lambda f, c: c["CINreferralDate"] - DAY},
+                 (lambda f, c: (c["CPPstartDate"] < f.start) & (c["cpp"] == 1), lambda f, c: c["cpp"] == 1)),
+    "2885": Edit("cp_plans", {"CPPstartDate": lambda f, c: wd(c["CPPstartDate"], 1)}, _next_day_free),
+    "8720": Edit("cp_plans", {"CPPstartDate": None}),
+    "8730": Edit("cp_plans", {"NumberOfPreviousCPP": -1}),
+    "8840": Edit("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"]},
+                 lambda f, c: c["ended"] & (c["CPPstartDate"] >= f.start) & ~c["step_down"]),
+    "8905": Edit("cp_plans", {"InitialCategoryOfAbuse": "NEGL"}),
+    "8910": Edit("cp_plans", {"LatestCategoryOfAbuse": "NEGL"}),
+    # a death the day before an open plan started (a CIN plan ended on that day: 4009Q too)
+    "8915": Edit("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPstartDate"] - DAY},
+                 _dies_before("CPPstartDate", also=lambda f, c: ~c["ended"] & c["PersonDeathDate"].isna()
+                                & ~c["any_plan"])),
+    "8920": Edit("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPendDate"] - DAY},
+                 _dies_before("CPPendDate", "CPPstartDate",
+                                also=lambda f, c: c["ended"] & c["PersonDeathDate"].isna() & ~c["any_plan"])),
+    "8925": Edit("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"] - DAY},
+                 lambda f, c: c["ended"] & (c["CPPstartDate"] > f.start) & ~c["step_down"]),
+    "8930": Edit("cp_plans", {"CPPendDate": lambda f, c: wd(f.ref, 7)}, lambda f, c: ~c["ended"] & c["open"]),
+    "8841": Edit("cp_reviews", {"CPPreviewDate": lambda f, r: r["CPPstartDate"]}, lambda f, r: r["review"] == 1),
+    # -- CIN plans
+    # the CIN plan a protection plan steps down to starts the day before the protection plan ends
+    "4016": Edit("cp_plans", {"cin_plans.CINPlanStartDate": lambda f, c: c["CPPendDate"] - DAY}, lambda f, c: (
+        c["step_down"] & c["review_before_end"].isna() & (c["CPPendDate"] - DAY > c["CPPstartDate"])),
+        report="cin_plans"),
+    "4008": Edit("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanStartDate"] - DAY},
+                 _dies_before("CINPlanStartDate", also=lambda f, p: ~p["ended"] & p["open"] & _lone_plan(p))),
+    "4009Q": Edit("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanEndDate"] - DAY},
+                  _dies_before("CINPlanEndDate", "CINPlanStartDate", also=lambda f, p: p["ended"] & _lone_plan(p))),
+    "4010": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
+    "4011": Edit("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"] - DAY},
+                 lambda f, p: p["ended"] & (p["CINPlanStartDate"] > f.start)),
+    "4012Q": Edit("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"]},
+                  lambda f, p: p["ended"] & (p["CINPlanStartDate"] >= f.start)),
+    "4013": Edit("cin_plans", {"CINPlanEndDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
+    "4015": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINreferralDate"] - DAY},
+                 lambda f, p: (p["cin_plan"] == 1) & (p["cpps_in_episode"] == 0)),
+    # -- pre-proceedings: each fault moves one date before the step it must follow, or out of the
+    # year, keeping every other order; rows with fewer later steps are chosen first, leaving the
+    # rarer court applications to the rules that need them
+    "9005": Edit("pre_proceedings", {"PPStartDate": lambda f, p: f.start - 7 * DAY},
+                 (lambda f, p: p["has_PPStartDate"] & ~p["has_StepDecisionDate"], lambda f, p: p["has_PPStartDate"])),
+    "9006": Edit("pre_proceedings", {"LBPSentDate": lambda f, p: p["PPStartDate"] - DAY},
+                 lambda f, p: p["has_LBPSentDate"] & (p["PPStartDate"] > f.start)),
+    "9007": Edit("pre_proceedings", {"FGDMMeetingOffer": None},
+                 lambda f, p: p["has_LBPSentDate"] & p["FGDMMeetingOffer"].notna()),
+    "9008": Edit("pre_proceedings", {"InitialPPMeetingDate": lambda f, p: f.ref + 7 * DAY},
+                 (lambda f, p: p["has_InitialPPMeetingDate"] & ~p["has_StepDecisionDate"],
+                    lambda f, p: p["has_InitialPPMeetingDate"])),
+    "9009": Edit("pre_proceedings", {"StepDecisionDate": lambda f, p: p["PPStartDate"] - DAY},
+                 (lambda f, p: p["has_StepDecisionDate"] & ~p["has_CourtAppDate"] & (p["PPStartDate"] > f.start),
+                    lambda f, p: p["has_StepDecisionDate"] & (p["PPStartDate"] > f.start))),
+    "9010Q": Edit("pre_proceedings", {"FGDMMeetingFac": None}, lambda f, p: p["offered"]),
+    "9011": Edit("pre_proceedings", {"PPOutcome": "X"},
+                 (lambda f, p: p["has_PPOutcome"] & ~p["has_CourtAppDate"], lambda f, p: p["has_PPOutcome"])),
+    "9012": Edit("pre_proceedings", {"CourtAppDate": lambda f, p: p["StepDecisionDate"] - DAY},
+                 (lambda f, p: p["has_CourtAppDate"] & ~p["has_LetterInitCPDate"],
+                    lambda f, p: p["has_CourtAppDate"])),
+    "9013": Edit("pre_proceedings", {"LetterInitCPDate": lambda f, p: p["CourtAppDate"] - DAY},
+                 lambda f, p: p["has_LetterInitCPDate"]),
+    "9015Q": Edit("pre_proceedings", {"ReviewMeetingsCount": None}, lambda f, p: p["has_InitialPPMeetingDate"]),
+    # -- rows added beside the chosen one
+    "8794": Edit("children", {"Disability": lambda f, k: f.rows("disabilities", k["child"])["Disability"].iloc[0]},
+                 lambda f, k: k["has_disability"], add="disabilities"),
+    "2990": Edit("episodes", {"S47ActualStartDate": lambda f, e: f.rows("assessments", e["child"], e["episode"])[
+        "AssessmentActualStartDate"].min(), "ICPCnotRequired": True},
+        lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0), add="section47", report="episodes"),
+    # an enquiry concluded by a conference the working day before the referral (2889 fails too)
+    "1104": Edit("episodes", lambda f, e: dict.fromkeys(("S47ActualStartDate", "DateOfInitialCPC"), wd(
+        e["CINreferralDate"], -1)) | {"ICPCnotRequired": False}, lambda f, e: ~e["nfa"] & ~e["nin"]
+        & (e["assessments_in_episode"] > 0) & (e["CINreferralDate"] > f.start + 7 * DAY), add="section47"),
+    "8890": Edit("section47", {"S47ActualStartDate": lambda f, s: s["S47ActualStartDate"] + DAY, "ICPCnotRequired": True},
+                 lambda f, s: s["DateOfInitialCPC"] - s["S47ActualStartDate"] >= 2 * DAY, add="section47"),
+    "8614": Edit("assessments", {"AssessmentFactors": "3B"}, lambda f, a: ~a["done"], add="assessment_factors",
+                 report="assessments"),
+    "8617": Edit("assessments", {"AssessmentFactors": "8A"}, _done_with_factors, add="assessment_factors"),
+    "8869": Edit("assessments", {"AssessmentFactors": lambda f, a: "3B" if a["factor_codes"] == "21" else "21"},
+                 lambda f, a: a["nin"] & (a["factors_for_assessment"] > 0), add="assessment_factors"),
+    "8945Q": Edit("assessments", {"AssessmentFactors": "18A"}, _done_with_factors, add="assessment_factors"),
+    "8950Q": Edit("assessments", {"AssessmentFactors": "19A"}, _done_with_factors, add="assessment_factors"),
+    "8790": Edit("disabilities", {"Disability": "AUT"}, lambda f, d: d["Disability"].astype(str) == "NONE",
+                 add="disabilities", report="disabilities"),
+    "8898": Edit("assessment_factors", {"AssessmentFactors": lambda f, r: str(r["AssessmentFactors"])},
+                 lambda f, r: r["AssessmentFactors"].astype(str) != "21", add="assessment_factors"),
+    # a second open plan beside an open one (their dates overlap: 8940, and 2885/2883 may fail)
+    "8935": Edit("cp_plans", _same_cpp, lambda f, c: ~c["ended"], add="cp_plans"),
+    "8940": Edit("cp_plans", lambda f, c: _same_cpp(f, c, CPPendDate=_overlap_end(f, c)),
+                 lambda f, c: c["CPPstartDate"] < f.start, add="cp_plans"),
+    "4000": Edit("episodes", {"CINPlanStartDate": lambda f, e: e["CINreferralDate"]},
+                 lambda f, e: e["nfa"] & ~e["any_plan"], add="cin_plans"),
+    # an open CIN plan during an open protection plan (it starts inside it: 4016 too)
+    "4001": Edit("cp_plans", {"CINPlanStartDate": lambda f, c: c["CPPstartDate"] + DAY}, lambda f, c: ~c["ended"]
+                 & (c["CPPstartDate"] < f.ref) & (c["cin_plans_in_episode"] == 0), add="cin_plans"),
+    # a review inside the CIN plan a protection plan steps down to
+    "4003": Edit("cp_plans", {"CPPreviewDate": lambda f, c: c["CPPendDate"] + 2 * DAY}, lambda f, c: c["step_down"] & (
+        c["CPPendDate"] + 2 * DAY <= c[["step_end", "CINclosureDate"]].min(axis=1).fillna(f.ref).clip(upper=f.ref)),
+        add="cp_reviews"),
+    # a second open CIN plan (it overlaps the first: 4014 too)
+    "4004": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINPlanStartDate"] + DAY},
+                 lambda f, p: ~p["ended"] & (p["CINPlanStartDate"] < f.ref), add="cin_plans"),
+    "4014": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINPlanStartDate"] + DAY,
+                               "CINPlanEndDate": lambda f, p: p["CINPlanEndDate"]},
+                 lambda f, p: p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= 2 * DAY), add="cin_plans"),
+}
+"""The faults that edit one chosen row or add one beside it, by rule (spelt as from 2022-23)."""
+
+for _code, _edit in EDITS.items():
+    register(_code, min((_edit.table, _edit.add or _edit.table), key=ORDER.__getitem__), _edit)
+# an episode with a protection plan flagged NFA (an old referral: 8569Q; with S47s: 8831 too), chosen
+# among episodes so as not to take the rarer plans from the faults that need them
+register("8832", "episodes", Edit("cp_plans", {"episodes.ReferralNFA": True},
+                                    (lambda f, c: (c["cpp"] == 1) & _no_activity(c), lambda f, c: c["cpp"] == 1)))
 
 
 # -- faults of other shapes ---------------------------------------------------------------------------
@@ -879,28 +831,25 @@ def _two_open(table: str, column: str, where: Where, **fixed: Any) -> Callable[[
 
 # a second enquiry still open in one episode, the day after an open one, else two (8890 fails too)
 register("8839", "section47", _either(
-    Adder("section47", "section47", lambda f, s: {
-        "S47ActualStartDate": min(s["S47ActualStartDate"] + DAY, f.ref), "ICPCnotRequired": False},
-        "added an open Section47 starting {S47ActualStartDate}", lambda f, s: s["open_s47"]),
+    Edit("section47", {"S47ActualStartDate": lambda f, s: min(s["S47ActualStartDate"] + DAY, f.ref),
+                       "ICPCnotRequired": False}, lambda f, s: s["open_s47"], add="section47"),
     _two_open("section47", "S47ActualStartDate", lambda f, e: e["open"] & (e["assessments_in_episode"] > 0)
               & (e["CINreferralDate"] <= f.ref - 5 * DAY), ICPCnotRequired=False)))
 # a second open assessment in one episode, the day after an open one, else two (8863Q fails too)
 register("8896", "assessments", _either(
-    Adder("assessments", "assessments", lambda f, a: {
-        "AssessmentActualStartDate": min(a["AssessmentActualStartDate"] + DAY, f.ref), "kind": "continuous"},
-        "added an open assessment starting {AssessmentActualStartDate}", lambda f, a: ~a["done"]),
+    Edit("assessments", {"AssessmentActualStartDate": lambda f, a: min(a["AssessmentActualStartDate"] + DAY, f.ref),
+                         "kind": "continuous"}, lambda f, a: ~a["done"], add="assessments"),
     _two_open("assessments", "AssessmentActualStartDate",
               lambda f, e: e["open"] & (e["CINreferralDate"] <= f.ref - 5 * DAY), kind="continuous")))
 # a CIN plan ending the day after a protection plan starts, else one added around that day
 register("4017", "cin_plans", _either(
-    Setter("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanEndDate"] + DAY}, lambda f, p: (
+    Edit("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanEndDate"] + DAY}, lambda f, p: (
         p["next_cpp_label"].notna() & ~(p["next_cpp_first_review"] <= p["CINPlanEndDate"] + DAY)
         & (p["CINPlanEndDate"] + DAY <= f.ref))),
-    Adder("cp_plans", "cin_plans", lambda f, c: {"CINPlanStartDate": c["CPPstartDate"] - 2 * DAY,
-                                                 "CINPlanEndDate": c["CPPstartDate"] + DAY},
-          "added a CIN plan {CINPlanStartDate}..{CINPlanEndDate} around the plan's start", lambda f, c: (
-              (c["cin_plans_in_episode"] == 0) & (c["CPPstartDate"] - c["CINreferralDate"] >= 3 * DAY)
-              & ~(c["first_review"] <= c["CPPstartDate"] + DAY) & (c["CPPstartDate"] + DAY <= f.ref)))))
+    Edit("cp_plans", {"CINPlanStartDate": lambda f, c: c["CPPstartDate"] - 2 * DAY,
+                      "CINPlanEndDate": lambda f, c: c["CPPstartDate"] + DAY}, lambda f, c: (
+        (c["cin_plans_in_episode"] == 0) & (c["CPPstartDate"] - c["CINreferralDate"] >= 3 * DAY)
+        & ~(c["first_review"] <= c["CPPstartDate"] + DAY) & (c["CPPstartDate"] + DAY <= f.ref)), add="cin_plans")))
 
 
 def _factors_of(f: Faults, a: pd.Series) -> pd.Series:
@@ -921,7 +870,7 @@ def _replace_factors_by_21(f: Faults) -> None:
 
 
 # an assessment whose only factor is 21 in an episode closed RC7, else one given 21 as its only factor
-register("8873Q", "assessments", _either(Setter("assessment_factors", {"episodes.ReasonForClosure": "RC7"}, lambda f, r: (
+register("8873Q", "assessments", _either(Edit("assessment_factors", {"episodes.ReasonForClosure": "RC7"}, lambda f, r: (
     r["AssessmentFactors"].astype(str) == "21") & (r["factors_for_assessment"] == 1) & r["nin"]
     & (r["assessments_in_episode"] == 1)), _replace_factors_by_21))
 
