@@ -277,7 +277,7 @@ def test_adding_a_rule_follows_the_walk_through(tmp_path, monkeypatch):
     assert faults.unexplained_rules(year, suites) == [] and faults.uninjectable_rules(year, suites)["9901"] == "made up"
     monkeypatch.delitem(faults.NOT_INJECTABLE, "9901")
     monkeypatch.setattr(faults, "INJECTORS", dict(faults.INJECTORS))
-    faults.register("9901", "children", faults.Setter("children", {"LAchildID": lambda f, k: f"ZZ{k['LAchildID']}"}))
+    faults.register("9901", "children", faults.Edit("children", {"LAchildID": lambda f, k: f"ZZ{k['LAchildID']}"}))
     assert faults.unexplained_rules(year, suites) == [] and "9901" in faults.injectable_rules(year, suites)
     assert "9901" not in faults.injectable_rules("2023-24", suites), "the years are the suite entry's"
 
