@@ -109,20 +109,6 @@ def child_level_rules(year: str, expectations: str | Path | None = None) -> list
     return [c for c in injectable_rules(year, expectations) if c not in level]
 
 
-@dataclass
-class Fault:
-    """One injected fault, located as ``cinqa.validate`` locates a failure."""
-
-    rule: str
-    child: int | None
-    entity: str
-    episode: int | None
-    item: int | None
-    change: str
-    fault: int = 0
-    """The number of the injection that made this row: a duplicated value gives two rows one number."""
-
-
 class Unfit(Exception):
     """Raised by an injector when no untouched child of the return fits its fault (nothing was changed)."""
 
@@ -138,7 +124,8 @@ class Faults(TableEdits):
         self.ref = ret.reference_date
         self.rnd = rnd
         self.used: set[int] = set()
-        self.faults: list[Fault] = []
+        self.faults: list[tuple[tuple[Any, ...], int]] = []
+        """Each truth row (see :data:`TRUTH_COLUMNS`) with the number of the injection that made it."""
         self.sex = "Sex" if "Sex" in self.t["children"] else "GenderCurrent"
         self._facts: dict[str, pd.DataFrame] = {}
         self._code = ""
@@ -150,21 +137,14 @@ class Faults(TableEdits):
             self._facts[table] = _facts(self, table)
         return self._facts[table]
 
-    # -- choosing ------------------------------------------------------------------------------
-
-    def pick(self, df: pd.DataFrame, mask: Any = None) -> pd.Series | None:
-        """Return a random row of ``df`` (where ``mask``) whose child is still untouched, or None."""
-        if mask is not None:
-            df = df[np.asarray(mask, dtype=bool)]
-        df = df[~df["child"].isin(self.used)]
-        return None if df.empty else df.iloc[self.rnd.randrange(len(df))]
-
     def choose(self, df: pd.DataFrame, *masks: Any) -> pd.Series:
-        """Return a random untouched row of ``df`` where the first mask that has one holds; raise :class:`Unfit`."""
-        for mask in masks or (None,):
-            row = self.pick(df, mask)
-            if row is not None:
-                return row
+        """Return a random row of ``df`` whose child is untouched, where the first mask that has one holds;
+        raise :class:`Unfit` when none has."""
+        untouched = ~df["child"].isin(self.used).to_numpy()
+        for mask in masks or (True,):
+            rows = df[untouched & np.asarray(mask, dtype=bool)]
+            if len(rows):
+                return rows.iloc[self.rnd.randrange(len(rows))]
         raise Unfit
 
     # -- editing and recording -----------------------------------------------------------------
@@ -179,11 +159,10 @@ class Faults(TableEdits):
 
     def fault(self, child: int | None, entity: str, change: str, episode: Any = None, item: Any = None) -> None:
         """Record the fault being injected; mark its child as used."""
+        child, episode, item = (None if x is None else int(x) for x in (child, episode, item))
         if child is not None:
-            self.used.add(int(child))
-        self.faults.append(Fault(self._code, None if child is None else int(child), entity,
-                                 None if episode is None else int(episode), None if item is None else int(item),
-                                 change, self._fault))
+            self.used.add(child)
+        self.faults.append(((self._code, None, child, entity, episode, item, change), self._fault))
 
     def record(self, entity: str, row: pd.Series, change: str, item: Any = None) -> None:
         """Record the fault at ``row`` of ``entity`` (its episode, and its own ordinal unless ``item`` is given)."""
@@ -195,15 +174,14 @@ class Faults(TableEdits):
         """Return the edited return (typed like the reader's) and the truth table."""
         ret = self.edited()
         ids = ret.children.set_index("child")["LAchildID"]
-        truth = pd.DataFrame([(f.rule, None, f.child, f.entity, f.episode, f.item, f.change) for f in self.faults],
-                             columns=list(TRUTH_COLUMNS))
+        truth = pd.DataFrame([row for row, _ in self.faults], columns=list(TRUTH_COLUMNS))
         truth["LAchildID"] = pd.array([None if c is None or pd.isna(ids.get(c)) else ids.get(c)
                                        for c in truth["child"]], dtype="str")
         for c in ("child", "episode", "item"):
             truth[c] = truth[c].astype("Int64")
         truth["rule"] = truth["rule"].astype("str")
         # Which rows one fault made, for undoing a fault whole (synth.generate_runs); not a truth column.
-        truth.attrs["fault"] = [f.fault for f in self.faults]
+        truth.attrs["fault"] = [n for _, n in self.faults]
         return ret, truth
 
 
@@ -476,10 +454,6 @@ def _dies_before(date: str, *after: str, also: Where) -> Where:
     return where
 
 
-def _alive_without_plans(f: Faults, r: pd.DataFrame) -> Any:
-    return r["born"] & r["PersonDeathDate"].isna() & ~r["any_cpp"] & ~r["any_plan"]
-
-
 def _lone_plan(p: pd.DataFrame) -> Any:
     return ~p["any_cpp"] & (p["n_child_plans"] == 1)
 
@@ -598,7 +572,8 @@ EDITS: dict[str, Edit] = {
     # -- episodes
     # a referral after the child's death, with no plan that the death would cut short
     "8555Q": Edit("episodes", {"PersonDeathDate": lambda f, e: e["CINreferralDate"] - DAY}, lambda f, e: (
-        e["is_latest_referral"] & _alive_without_plans(f, e) & (e["CINreferralDate"] - DAY >= f.start)
+        e["is_latest_referral"] & e["born"] & e["PersonDeathDate"].isna() & ~e["any_cpp"] & ~e["any_plan"]
+        & (e["CINreferralDate"] - DAY >= f.start)
         & (e["CINreferralDate"] - DAY >= e["PersonBirthDate"]))),
     "8568": Edit("episodes", {"ReferralNFA": None}),
     "8565": Edit("episodes", {"CINclosureDate": lambda f, e: e["latest_activity_date"] - DAY}, lambda f, e: (
