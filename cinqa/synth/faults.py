@@ -324,17 +324,25 @@ def _view_rows(f: Faults, table: str, label: str = "label") -> pd.DataFrame:
 
 def _children(f: Faults, k: pd.DataFrame) -> pd.DataFrame:
     by = f.views.view("episodes").assign(child=lambda e: e["child"].astype("int64")).groupby("child")
-    return k.assign(born=k["PersonBirthDate"].notna(), any_in_need=k["has_further_action_episode"],
-                    first_referral=k["child"].map(by["CINreferralDate"].min()),
-                    last_referral=k["child"].map(by["CINreferralDate"].max()),
-                    any_cpp=k["child"].map(by["cpps_in_episode"].sum()).fillna(0) > 0,
-                    any_plan=k["child"].map(by["cin_plans_in_episode"].sum()).fillna(0) > 0)
+    k = k.assign(born=k["PersonBirthDate"].notna(), alive=k["PersonDeathDate"].isna(), has_upn=k["UPN"].notna(),
+                 any_in_need=k["has_further_action_episode"],
+                 first_referral=k["child"].map(by["CINreferralDate"].min()),
+                 last_referral=k["child"].map(by["CINreferralDate"].max()),
+                 any_cpp=k["child"].map(by["cpps_in_episode"].sum()).fillna(0) > 0,
+                 any_plan=k["child"].map(by["cin_plans_in_episode"].sum()).fillna(0) > 0)
+    planless = ~k["any_cpp"] & ~k["any_plan"]
+    return k.assign(unborn=k["ExpectedPersonBirthDate"].notna() & ~k["born"], planless=planless,
+                    quiet_newborn=planless & (k["PersonBirthDate"] > f.start))
 
 
 def _episodes(f: Faults, e: pd.DataFrame) -> pd.DataFrame:
     nfa = e["ReferralNFA"].fillna(False).astype(bool)
     closed = e["CINclosureDate"].notna()
-    e = e.assign(nfa=nfa, closed=closed, open=~closed & ~nfa, nin=e["ReasonForClosure"].isin(["RC8", "RC9"]))
+    latest = e["is_latest_referral"]
+    e = e.assign(nfa=nfa, closed=closed, open=~closed & ~nfa, nin=e["ReasonForClosure"].isin(["RC8", "RC9"]),
+                 closed_latest=closed & latest, earlier_in_need=closed & ~nfa & ~latest,
+                 assessed=e["assessments_in_episode"] > 0, no_activity=(e["assessments_in_episode"] == 0)
+                 & (e["s47_in_episode"] == 0) & (e["cin_plans_in_episode"] == 0))
     # 8820: the closure of the child's previous episode, when that was in need and two days or longer
     s = e.sort_values(["child", "CINreferralDate"], kind="stable")
     fits = s["closed"] & ~s["nfa"] & (s["CINclosureDate"] - s["CINreferralDate"] >= 2 * DAY)
@@ -343,8 +351,11 @@ def _episodes(f: Faults, e: pd.DataFrame) -> pd.DataFrame:
 
 def _assessments(f: Faults, a: pd.DataFrame) -> pd.DataFrame:
     codes = "," + a["factor_codes"].fillna("") + ","
-    return a.assign(done=a["AssessmentAuthorisationDate"].notna(), only_21=codes == ",21,",
-                    has_21=codes.str.contains(",21,", regex=False))
+    done, has_21 = a["AssessmentAuthorisationDate"].notna(), codes.str.contains(",21,", regex=False)
+    last_of_open = done & a["open"] & a["last"]  # authorised, the last of an open episode
+    return a.assign(done=done, has_21=has_21, done_without_21=done & (a["factors_for_assessment"] > 0) & ~has_21,
+                    last_of_open=last_of_open,
+                    last_of_open_alone=last_of_open & (a["open_assessments_in_episode"] == 0))
 
 
 def _link(df: pd.DataFrame, other: pd.DataFrame, keys: list[str], left: str, right: str,
@@ -362,7 +373,8 @@ def _section47(f: Faults, s: pd.DataFrame) -> pd.DataFrame:
     s = _link(s, f.facts("cp_plans"), ["child"], "DateOfInitialCPC", "CPPstartDate",
               {"label": "cp_plans_label", "first_review": "cpp_first_review"})
     return s.assign(not_required=not_required, open_s47=s["DateOfInitialCPC"].isna() & ~not_required,
-                    has_cpp=s["cp_plans_label"].notna())
+                    has_cpp=s["cp_plans_label"].notna(), has_icpc=s["DateOfInitialCPC"].notna(),
+                    last_not_required=s["last"] & not_required)
 
 
 def _cp_plans(f: Faults, c: pd.DataFrame) -> pd.DataFrame:
@@ -373,14 +385,16 @@ def _cp_plans(f: Faults, c: pd.DataFrame) -> pd.DataFrame:
               {"label": "cin_plans_label", "cin_plan": "cin_plan", "CINPlanEndDate": "step_end"})
     c = _link(c.assign(day_before_end=c["CPPendDate"] - DAY), rv, own, "day_before_end", "CPPreviewDate",
               {"review": "review_before_end"})
-    return c.assign(ended=c["CPPendDate"].notna(), step_down=c["cin_plans_label"].notna())
+    return c.assign(ended=c["CPPendDate"].notna(), running=c["CPPendDate"].isna() & c["open"],
+                    step_down=c["cin_plans_label"].notna())
 
 
 def _cin_plans(f: Faults, p: pd.DataFrame) -> pd.DataFrame:
     # the protection plan of the episode that starts on the CIN plan's end date
     p = _link(p, f.facts("cp_plans"), ["child", "episode"], "CINPlanEndDate", "CPPstartDate",
               {"label": "next_cpp_label", "first_review": "next_cpp_first_review"})
-    return p.assign(ended=p["CINPlanEndDate"].notna(), n_child_plans=p.groupby("child")["cin_plan"].transform("size"))
+    return p.assign(ended=p["CINPlanEndDate"].notna(), running=p["CINPlanEndDate"].isna() & p["open"],
+                    lone_plan=~p["any_cpp"] & (p.groupby("child")["cin_plan"].transform("size") == 1))
 
 
 def _pre_proceedings(f: Faults, pp: pd.DataFrame) -> pd.DataFrame:
@@ -398,7 +412,8 @@ _OWN_FACTS: dict[str, Callable[[Faults, pd.DataFrame], pd.DataFrame]] = {
 # -- faults that edit one chosen row, or add one beside it, as data ------------------------------------
 
 
-Where = Callable[[Faults, pd.DataFrame], Any]
+Where = Callable[[Faults, pd.DataFrame], Any] | str
+"""Which rows may be chosen: ``f(faults, rows)`` giving a mask, or the name of a flag of the rows (``"~flag"``: not)."""
 Values = Callable[[Faults, pd.Series], dict[str, Any]]
 
 
@@ -406,7 +421,7 @@ def _chosen(f: Faults, table: str, where: Where | tuple[Where, ...] | None) -> p
     """Return an untouched row of ``f.facts(table)`` where the first of ``where`` that has one holds."""
     rows = f.facts(table)
     wheres = where if isinstance(where, tuple) else (where,) if where else ()
-    return f.choose(rows, *(w(f, rows) for w in wheres))
+    return f.choose(rows, *(w(f, rows) if callable(w) else ~rows[w[1:]] if w[0] == "~" else rows[w] for w in wheres))
 
 
 @dataclass(frozen=True)
@@ -442,24 +457,28 @@ class Edit:
         f.record(self.report or self.add or self.table, row, "; ".join(changes), item=None if self.report else n)
 
 
-def _dies_before(date: str, *after: str, also: Where) -> Where:
-    """Choose rows where a death the day before ``date`` comes on or after the census start, the
-    columns ``after``, the child's birth and last referral, and where ``also`` holds."""
+def _days(column: str, n: int = 0) -> Callable[[Faults, pd.Series], Any]:
+    """Return a value for :class:`Edit`: the chosen row's date ``column`` moved by ``n`` days (the census
+    period's first and last days are ``census_start`` and ``census_end``)."""
+    return lambda f, r: r[column] + n * DAY
+
+
+def _death_before(table: str, date: str, *after: str, also: Where) -> Edit:
+    """Return the fault of a child dying the day before the chosen row's ``date``, chosen where that day
+    comes on or after the census start, the columns ``after``, the child's birth and last referral,
+    and where ``also`` holds."""
     def where(f: Faults, r: pd.DataFrame) -> Any:
         death = r[date] - DAY
         ok = death >= f.start
         for column in (*after, "last_referral", "PersonBirthDate"):
             ok &= death >= r[column]
         return ok & also(f, r)
-    return where
+    return Edit(table, {"PersonDeathDate": _days(date, -1)}, where)
 
 
-def _lone_plan(p: pd.DataFrame) -> Any:
-    return ~p["any_cpp"] & (p["n_child_plans"] == 1)
-
-
-def _upn(f: Faults, k: pd.DataFrame) -> Any:
-    return k["UPN"].notna()
+def _before(step: str, later: str) -> tuple[Where, str]:
+    """Choose pre-proceedings with ``step``, those without the ``later`` step first."""
+    return lambda f, p: p["has_" + step] & ~p["has_" + later], "has_" + step
 
 
 def _wrong_check_letter(f: Faults, k: pd.Series) -> str:
@@ -474,25 +493,15 @@ def _upn_of_unknown_la(f: Faults, k: pd.Series) -> str:
     return upn_check_letter(body) + body  # a right check letter, so only the LA code is wrong
 
 
-def _quiet_newborn(f: Faults, k: pd.DataFrame) -> Any:
-    return k["born"] & (k["PersonBirthDate"] > f.start) & ~k["any_cpp"] & ~k["any_plan"]
-
-
-def _unborn(f: Faults, k: pd.Series, sex: str) -> dict[str, Any]:
+def _unborn(f: Faults, k: pd.Series, sex: dict[str, str]) -> dict[str, Any]:
     """Return the values making a born child unborn, due soon, with ``sex`` (none for an unborn child)."""
-    return {"PersonBirthDate": None, "ExpectedPersonBirthDate": f.ref + 20 * DAY, f.sex: sex} if k["born"] else {}
+    return {"PersonBirthDate": None, "ExpectedPersonBirthDate": f.ref + 20 * DAY, f.sex: sex[f.sex]} \
+        if k["born"] else {}
 
 
-_UNBORN = (lambda f, k: k["ExpectedPersonBirthDate"].notna() & ~k["born"],  # else a baby referred lately
-           lambda f, k: k["born"] & (k["PersonBirthDate"] >= f.ref - 250 * DAY) & (k["first_referral"] >= f.ref - 250 * DAY))
-
-
-def _earlier_in_need(e: pd.DataFrame) -> Any:
-    return e["closed"] & ~e["nfa"] & ~e["is_latest_referral"]
-
-
-def _no_activity(e: pd.DataFrame) -> Any:
-    return (e["assessments_in_episode"] == 0) & (e["s47_in_episode"] == 0) & (e["cin_plans_in_episode"] == 0)
+_UNBORN = ("unborn", lambda f, k: k["born"] & (k["PersonBirthDate"] >= f.ref - 250 * DAY)
+           & (k["first_referral"] >= f.ref - 250 * DAY))
+"""Choose an unborn child, else a baby referred lately."""
 
 
 def _saturdays(s: pd.DataFrame) -> pd.Series:
@@ -501,7 +510,7 @@ def _saturdays(s: pd.DataFrame) -> pd.Series:
 
 def _weekend_free(f: Faults, s: pd.DataFrame) -> Any:
     """Choose enquiries whose conference can move to the Saturday after, inside its episode and the year."""
-    return s["DateOfInitialCPC"].notna() & (_saturdays(s) <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref))
+    return _saturdays(s) <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref)
 
 
 def _next_day_free(f: Faults, c: pd.DataFrame) -> Any:
@@ -522,13 +531,10 @@ def _overlap_end(f: Faults, c: pd.Series) -> pd.Timestamp:
     return max(f.start + DAY, min(limit, f.start + DAY * 10))
 
 
-def _done_with_factors(f: Faults, a: pd.DataFrame) -> Any:
-    return a["done"] & (a["factors_for_assessment"] > 0) & ~a["has_21"]
-
-
 _REOPEN = {"CINclosureDate": None, "ReasonForClosure": None}
 _UNAUTHORISE = {"AssessmentAuthorisationDate": None}
 _FACTORS = ("assessment_factors",)
+_ASSESSMENTS = ("assessment_factors", "assessments")
 _EPISODES_AND_CONTENTS = tuple(table for table, keys in spec.TABLE_KEYS.items() if "episode" in keys)
 """The episodes table first, then every table of what an episode holds."""
 
@@ -536,104 +542,94 @@ _UNKNOWN_SEX, _MALE = {"Sex": "U", "GenderCurrent": "0"}, {"Sex": "M", "GenderCu
 
 EDITS: dict[str, Edit] = {
     # -- children
-    "1510": Edit("children", {"UPN": _wrong_check_letter}, _upn),
-    "1530": Edit("children", {"UPN": _upn_of_unknown_la}, _upn),
+    "1510": Edit("children", {"UPN": _wrong_check_letter}, "has_upn"),
+    "1530": Edit("children", {"UPN": _upn_of_unknown_la}, "has_upn"),
     # characters 5-12 not numeric: the check letter cannot be computed either (1510 may fail)
-    "1540": Edit("children", {"UPN": lambda f, k: k["UPN"][:6] + "A" + k["UPN"][7:]}, _upn),
+    "1540": Edit("children", {"UPN": lambda f, k: k["UPN"][:6] + "A" + k["UPN"][7:]}, "has_upn"),
     # I is not a UPN letter, so the check letter may fail too (1510)
-    "1550": Edit("children", {"UPN": lambda f, k: k["UPN"][:12] + "I"}, _upn),
-    "1560Q": Edit("children", {"FormerUPN": "X12345"}, _upn),
+    "1550": Edit("children", {"UPN": lambda f, k: k["UPN"][:12] + "I"}, "has_upn"),
+    "1560Q": Edit("children", {"FormerUPN": "X12345"}, "has_upn"),
     "1570": Edit("children", {"LAchildID": lambda f, k: (str(k["LAchildID"]) + "0" * 21)[:21]}),
     "1580": Edit("children", {"LAchildID": lambda f, k: f"{k['LAchildID']}-A"}),
     "4180": Edit("children", lambda f, k: {f.sex: None}),
     "4220": Edit("children", {"Ethnicity": "WBR"}),
     "8500": Edit("children", {"LAchildID": None}),
     # referrals stay within 280 days of the new birth date (8606)
-    "8520": Edit("children", {"PersonBirthDate": lambda f, k: f.ref + 5 * DAY},
-                 lambda f, k: k["born"] & (k["first_referral"] >= f.ref + 5 * DAY - 280 * DAY)),
+    "8520": Edit("children", {"PersonBirthDate": _days("census_end", 5)},
+                 lambda f, k: k["born"] & (k["first_referral"] >= f.ref - 275 * DAY)),
     # neither a birth date nor an expected one
-    "8525Q": Edit("children", {"PersonBirthDate": None}, lambda f, k: k["born"]),
-    "8530Q": Edit("children", lambda f, k: _unborn(f, k, _UNKNOWN_SEX[f.sex])
-                  | {"ExpectedPersonBirthDate": f.ref - 60 * DAY}, _UNBORN),
+    "8525Q": Edit("children", {"PersonBirthDate": None}, "born"),
+    "8530Q": Edit("children", lambda f, k: _unborn(f, k, _UNKNOWN_SEX) | {"ExpectedPersonBirthDate": f.ref - 60 * DAY},
+                  _UNBORN),
     # a death the day before birth; if the child was referred after that day, 8555Q fails too
-    "8535Q": Edit("children", {"PersonDeathDate": lambda f, k: k["PersonBirthDate"] - DAY},
-                  (lambda f, k: _quiet_newborn(f, k) & (k["last_referral"] < k["PersonBirthDate"]), _quiet_newborn)),
+    "8535Q": Edit("children", {"PersonDeathDate": _days("PersonBirthDate", -1)}, (
+        lambda f, k: k["quiet_newborn"] & (k["last_referral"] < k["PersonBirthDate"]), "quiet_newborn")),
     "8540": Edit("children", {}, lambda f, k: k["born"] & k["any_in_need"], drop=("disabilities",)),
-    "8545Q": Edit("children", {"PersonDeathDate": lambda f, k: f.ref + 10 * DAY},
-                  lambda f, k: k["born"] & k["PersonDeathDate"].isna()),
+    "8545Q": Edit("children", {"PersonDeathDate": _days("census_end", 10)}, lambda f, k: k["born"] & k["alive"]),
     "8590": Edit("children", {}, drop=_EPISODES_AND_CONTENTS),
-    "8750": Edit("children", lambda f, k: _unborn(f, k, _MALE[f.sex]) | {f.sex: _MALE[f.sex]}, _UNBORN),
+    "8750": Edit("children", lambda f, k: _unborn(f, k, _MALE) | {f.sex: _MALE[f.sex]}, _UNBORN),
     "8770Q": Edit("children", {"UPN": None, "UPNunknown": None}, lambda f, k: (
-        k["PersonBirthDate"] < f.ref - pd.DateOffset(years=6, months=1)) & k["any_in_need"] & k["UPN"].notna()),
+        k["PersonBirthDate"] < f.ref - pd.DateOffset(years=6, months=1)) & k["any_in_need"] & k["has_upn"]),
     "8772": Edit("children", {"UPN": None, "UPNunknown": "UN7"},
                  lambda f, k: (k["PersonBirthDate"] > f.ref - pd.DateOffset(years=6)) & k["any_in_need"]),
     "8775Q": Edit("children", {"PersonBirthDate": lambda f, k: f.ref - pd.DateOffset(years=26)},
-                  lambda f, k: k["UPN"].notna() & (k["open_episodes_for_child"] > 0)),
+                  lambda f, k: k["has_upn"] & (k["open_episodes_for_child"] > 0)),
     # -- episodes
     # a referral after the child's death, with no plan that the death would cut short
-    "8555Q": Edit("episodes", {"PersonDeathDate": lambda f, e: e["CINreferralDate"] - DAY}, lambda f, e: (
-        e["is_latest_referral"] & e["born"] & e["PersonDeathDate"].isna() & ~e["any_cpp"] & ~e["any_plan"]
-        & (e["CINreferralDate"] - DAY >= f.start)
-        & (e["CINreferralDate"] - DAY >= e["PersonBirthDate"]))),
+    "8555Q": Edit("episodes", {"PersonDeathDate": _days("CINreferralDate", -1)}, lambda f, e: (
+        e["is_latest_referral"] & e["alive"] & e["planless"] & (e["CINreferralDate"] - DAY >= f.start)
+        & (e["CINreferralDate"] > e["PersonBirthDate"]))),
     "8568": Edit("episodes", {"ReferralNFA": None}),
-    "8565": Edit("episodes", {"CINclosureDate": lambda f, e: e["latest_activity_date"] - DAY}, lambda f, e: (
+    "8565": Edit("episodes", {"CINclosureDate": _days("latest_activity_date", -1)}, lambda f, e: (
         e["closed"] & ~e["nfa"] & (e["assessments_in_episode"] + e["s47_in_episode"] + e["cpps_in_episode"] > 0)
-        & (e["latest_activity_date"] - DAY >= e["CINreferralDate"]) & (e["latest_activity_date"] - DAY >= f.start))),
-    "8569Q": Edit("episodes", {"ReferralNFA": True}, lambda f, e: ~e["nfa"] & _no_activity(e)
+        & (e["latest_activity_date"] > e["CINreferralDate"]) & (e["latest_activity_date"] > f.start))),
+    "8569Q": Edit("episodes", {"ReferralNFA": True}, lambda f, e: ~e["nfa"] & e["no_activity"]
                   & (e["cpps_in_episode"] == 0) & (e["CINreferralDate"] < f.start - 5 * DAY)),
-    "8585Q": Edit("episodes", {"ReasonForClosure": "RC2"},
-                  lambda f, e: (e["ReasonForClosure"] == "RC7") & e["PersonDeathDate"].isna()),
+    "8585Q": Edit("episodes", {"ReasonForClosure": "RC2"}, lambda f, e: (e["ReasonForClosure"] == "RC7") & e["alive"]),
     # a closed episode: an open one without a referral date is also "not the latest" (8816)
-    "8600": Edit("episodes", {"CINreferralDate": None}, lambda f, e: e["closed"]),
-    # referrals stay within 280 days after the new birth date (8520 needs a referral 280 days before it)
-    "8606": Edit("episodes", {"PersonBirthDate": lambda f, e: e["CINreferralDate"] + 285 * DAY},
-                 lambda f, e: e["born"] & (e["CINreferralDate"] == e["first_referral"])
-                 & (e["CINreferralDate"] <= f.ref - 290 * DAY)),
-    "8610": Edit("episodes", {"PrimaryNeedCode": None}, lambda f, e: ~e["nfa"]),
-    "8620": Edit("episodes", {"CINclosureDate": lambda f, e: f.ref + 10 * DAY},
-                 lambda f, e: e["closed"] & e["is_latest_referral"]),
-    "8630": Edit("episodes", {"CINclosureDate": lambda f, e: e["CINreferralDate"] - DAY},
+    "8600": Edit("episodes", {"CINreferralDate": None}, "closed"),
+    # the first referral 285 days before the new birth date
+    "8606": Edit("episodes", {"PersonBirthDate": _days("CINreferralDate", 285)}, lambda f, e: e["born"]
+                 & (e["CINreferralDate"] == e["first_referral"]) & (e["CINreferralDate"] <= f.ref - 290 * DAY)),
+    "8610": Edit("episodes", {"PrimaryNeedCode": None}, "~nfa"),
+    "8620": Edit("episodes", {"CINclosureDate": _days("census_end", 10)}, "closed_latest"),
+    "8630": Edit("episodes", {"CINclosureDate": _days("CINreferralDate", -1)},
                  lambda f, e: e["nfa"] & e["closed"] & (e["CINreferralDate"] > f.start)),
-    "8640": Edit("episodes", {"ReasonForClosure": "RC0"}, lambda f, e: e["closed"]),
-    "8650": Edit("episodes", {"PrimaryNeedCode": "N10"}, lambda f, e: ~e["nfa"]),
-    "8805": Edit("episodes", {"ReasonForClosure": None}, lambda f, e: e["closed"]),
-    "8810": Edit("episodes", {"CINclosureDate": None}, lambda f, e: e["closed"] & e["is_latest_referral"]),
+    "8640": Edit("episodes", {"ReasonForClosure": "RC0"}, "closed"),
+    "8650": Edit("episodes", {"PrimaryNeedCode": "N10"}, "~nfa"),
+    "8805": Edit("episodes", {"ReasonForClosure": None}, "closed"),
+    "8810": Edit("episodes", {"CINclosureDate": None}, "closed_latest"),
     # reopen an earlier episode of a child whose latest is open (8816 and 8820 fail too)
-    "8815": Edit("episodes", _REOPEN, lambda f, e: _earlier_in_need(e)
+    "8815": Edit("episodes", _REOPEN, lambda f, e: e["earlier_in_need"]
                  & e["child"].isin(e.loc[e["open"] & e["is_latest_referral"], "child"])),
     # reopen an episode that is not the child's latest, the child having no open one (8820 fails too)
-    "8816": Edit("episodes", _REOPEN, lambda f, e: _earlier_in_need(e) & (e["open_episodes_for_child"] == 0)),
+    "8816": Edit("episodes", _REOPEN, lambda f, e: e["earlier_in_need"] & (e["open_episodes_for_child"] == 0)),
     # move a referral inside the child's previous (closed, in-need) episode
-    "8820": Edit("episodes", {"CINreferralDate": lambda f, e: e["previous_closure"] - DAY},
+    "8820": Edit("episodes", {"CINreferralDate": _days("previous_closure", -1)},
                  lambda f, e: e["previous_closure"].notna() & ~e["nfa"]),
-    "8831": Edit("episodes", {"ReferralNFA": True}, lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0)
-                 & (e["CINreferralDate"] > f.start + 2 * DAY)),
+    "8831": Edit("episodes", {"ReferralNFA": True},
+                 lambda f, e: e["nin"] & e["assessed"] & (e["CINreferralDate"] > f.start + 2 * DAY)),
     "8866": Edit("episodes", {"ReferralSource": None},
                  lambda f, e: e["ReferralSource"].notna() & (e["CINreferralDate"] >= pd.Timestamp(2013, 4, 1))),
-    "2991Q": Edit("episodes", {}, lambda f, e: (e["s47_in_episode"] > 0) & (e["assessments_in_episode"] > 0),
-                  drop=_FACTORS + ("assessments",)),
-    "8825Q": Edit("episodes", {}, lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0),
-                  drop=_FACTORS + ("assessments",)),
+    "2991Q": Edit("episodes", {}, lambda f, e: e["assessed"] & (e["s47_in_episode"] > 0), drop=_ASSESSMENTS),
+    "8825Q": Edit("episodes", {}, lambda f, e: e["nin"] & e["assessed"], drop=_ASSESSMENTS),
     # -- section 47 enquiries
-    "2884": Edit("section47", {"episodes.DateOfInitialCPC": lambda f, s: s["DateOfInitialCPC"]},
-                 lambda f, s: s["DateOfInitialCPC"].notna()),
-    "2889": Edit("section47", {"S47ActualStartDate": lambda f, s: s["CINreferralDate"] - 3 * DAY},
-                 lambda f, s: ~s["open_s47"]),
-    "8615": Edit("section47", {"S47ActualStartDate": lambda f, s: s["DateOfInitialCPC"] + DAY},
-                 lambda f, s: s["DateOfInitialCPC"].notna()
-                 & (s["DateOfInitialCPC"] + DAY <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref))),
+    "2884": Edit("section47", {"episodes.DateOfInitialCPC": _days("DateOfInitialCPC")}, "has_icpc"),
+    "2889": Edit("section47", {"S47ActualStartDate": _days("CINreferralDate", -3)}, "~open_s47"),
+    "8615": Edit("section47", {"S47ActualStartDate": _days("DateOfInitialCPC", 1)},
+                 lambda f, s: s["DateOfInitialCPC"] + DAY <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref)),
     "8675Q": Edit("section47", {"ICPCnotRequired": False}, lambda f, s: (
-        s["open"] & s["last"] & s["not_required"] & (s["S47ActualStartDate"] >= f.start)
+        s["open"] & s["last_not_required"] & (s["S47ActualStartDate"] >= f.start)
         & (s["S47ActualStartDate"] <= wd(f.ref, -16)) & ~s["child"].isin(s.loc[s["open_s47"], "child"]))),
     # one that started a plan, or in a closed episode, when no other is found: then 2885 or 8565 fail too
     "8715": Edit("section47", {"DateOfInitialCPC": lambda f, s: wd(f.ref, 5)}, (
-        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"] & s["open"],
-        lambda f, s: s["DateOfInitialCPC"].notna() & ~s["has_cpp"], lambda f, s: s["DateOfInitialCPC"].notna())),
+        lambda f, s: s["has_icpc"] & ~s["has_cpp"] & s["open"], lambda f, s: s["has_icpc"] & ~s["has_cpp"],
+        "has_icpc")),
     # an open enquiry starting after the census, else one not needing a conference made open
     "8740": Edit("section47", lambda f, s: ({} if s["open_s47"] else {"ICPCnotRequired": False})
                  | {"S47ActualStartDate": f.ref + 3 * DAY},
-                 (lambda f, s: s["open_s47"], lambda f, s: s["open"] & s["last"] & s["not_required"])),
-    "8868": Edit("section47", {"ICPCnotRequired": False}, lambda f, s: s["closed"] & s["last"] & s["not_required"]
+                 ("open_s47", lambda f, s: s["open"] & s["last_not_required"])),
+    "8868": Edit("section47", {"ICPCnotRequired": False}, lambda f, s: s["closed"] & s["last_not_required"]
                  & (s["S47ActualStartDate"] >= f.start), report="episodes"),
     "8870Q": Edit("section47", {"InitialCPCtarget": lambda f, s: saturday_after(s["InitialCPCtarget"])},
                   lambda f, s: s["InitialCPCtarget"].notna()),
@@ -643,126 +639,113 @@ EDITS: dict[str, Edit] = {
         (lambda f, s: _weekend_free(f, s) & ~s["has_cpp"], lambda f, s: _weekend_free(f, s) & s["has_cpp"]
          & ~(s["cpp_first_review"] <= _saturdays(s)) & (s["cin_plans_in_episode"] == 0))),
     # -- assessments
-    "1103": Edit("assessments", {"AssessmentActualStartDate": lambda f, a: a["CINreferralDate"] - DAY},
+    "1103": Edit("assessments", {"AssessmentActualStartDate": _days("CINreferralDate", -1)},
                  lambda f, a: (a["assessment"] == 1) & (a["CINreferralDate"] > f.start + DAY)),
-    "8608": Edit("assessments", {"AssessmentAuthorisationDate": lambda f, a: a["AssessmentActualStartDate"] - DAY},
+    "8608": Edit("assessments", {"AssessmentAuthorisationDate": _days("AssessmentActualStartDate", -1)},
                  lambda f, a: a["done"] & (a["AssessmentActualStartDate"] > f.start)),
-    "8670Q": Edit("assessments", _UNAUTHORISE, lambda f, a: (
-        a["done"] & a["open"] & a["last"] & (a["open_assessments_in_episode"] == 0)
-        & (a["AssessmentActualStartDate"] >= f.start) & (a["AssessmentActualStartDate"] <= wd(f.ref, -46))),
-        drop=_FACTORS),
-    "8696": Edit("assessments", {"AssessmentAuthorisationDate": lambda f, a: f.ref + 7 * DAY},
-                 lambda f, a: a["done"] & a["open"] & a["last"]),
+    "8670Q": Edit("assessments", _UNAUTHORISE, lambda f, a: a["last_of_open_alone"]
+                  & a["AssessmentActualStartDate"].between(f.start, wd(f.ref, -46)), drop=_FACTORS),
+    "8696": Edit("assessments", {"AssessmentAuthorisationDate": _days("census_end", 7)}, "last_of_open"),
     # an open assessment starting after the census, else the last of an open episode made open
     "8736": Edit("assessments", lambda f, a: (_UNAUTHORISE if a["done"] else {})
-                 | {"AssessmentActualStartDate": f.ref + 2 * DAY}, (lambda f, a: ~a["done"], lambda f, a: (
-                       a["done"] & a["open"] & a["last"] & (a["open_assessments_in_episode"] == 0))), drop=_FACTORS),
+                 | {"AssessmentActualStartDate": f.ref + 2 * DAY}, ("~done", "last_of_open_alone"), drop=_FACTORS),
     "8867": Edit("assessments", _UNAUTHORISE, lambda f, a: a["done"] & a["closed"] & a["last"]
                  & (a["AssessmentActualStartDate"] >= f.start), report="episodes", drop=_FACTORS),
     "8897Q": Edit("assessments", {}, lambda f, a: a["done"] & (a["factors_for_assessment"] > 0), drop=_FACTORS),
     # -- child protection plans
-    "1105": Edit("cp_plans", {"CPPstartDate": lambda f, c: c["CINreferralDate"] - DAY},
+    "1105": Edit("cp_plans", {"CPPstartDate": _days("CINreferralDate", -1)},
                  (lambda f, c: (c["CPPstartDate"] < f.start) & (c["cpp"] == 1), lambda f, c: c["cpp"] == 1)),
     "2885": Edit("cp_plans", {"CPPstartDate": lambda f, c: wd(c["CPPstartDate"], 1)}, _next_day_free),
     "8720": Edit("cp_plans", {"CPPstartDate": None}),
     "8730": Edit("cp_plans", {"NumberOfPreviousCPP": -1}),
-    "8840": Edit("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"]},
+    "8840": Edit("cp_plans", {"CPPendDate": _days("CPPstartDate")},
                  lambda f, c: c["ended"] & (c["CPPstartDate"] >= f.start) & ~c["step_down"]),
     "8905": Edit("cp_plans", {"InitialCategoryOfAbuse": "NEGL"}),
     "8910": Edit("cp_plans", {"LatestCategoryOfAbuse": "NEGL"}),
     # a death the day before an open plan started (a CIN plan ended on that day: 4009Q too)
-    "8915": Edit("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPstartDate"] - DAY},
-                 _dies_before("CPPstartDate", also=lambda f, c: ~c["ended"] & c["PersonDeathDate"].isna()
-                                & ~c["any_plan"])),
-    "8920": Edit("cp_plans", {"PersonDeathDate": lambda f, c: c["CPPendDate"] - DAY},
-                 _dies_before("CPPendDate", "CPPstartDate",
-                                also=lambda f, c: c["ended"] & c["PersonDeathDate"].isna() & ~c["any_plan"])),
-    "8925": Edit("cp_plans", {"CPPendDate": lambda f, c: c["CPPstartDate"] - DAY},
+    "8915": _death_before("cp_plans", "CPPstartDate", also=lambda f, c: ~c["ended"] & c["alive"] & ~c["any_plan"]),
+    "8920": _death_before("cp_plans", "CPPendDate", "CPPstartDate",
+                          also=lambda f, c: c["ended"] & c["alive"] & ~c["any_plan"]),
+    "8925": Edit("cp_plans", {"CPPendDate": _days("CPPstartDate", -1)},
                  lambda f, c: c["ended"] & (c["CPPstartDate"] > f.start) & ~c["step_down"]),
-    "8930": Edit("cp_plans", {"CPPendDate": lambda f, c: wd(f.ref, 7)}, lambda f, c: ~c["ended"] & c["open"]),
-    "8841": Edit("cp_reviews", {"CPPreviewDate": lambda f, r: r["CPPstartDate"]}, lambda f, r: r["review"] == 1),
+    "8930": Edit("cp_plans", {"CPPendDate": lambda f, c: wd(f.ref, 7)}, "running"),
+    "8841": Edit("cp_reviews", {"CPPreviewDate": _days("CPPstartDate")}, lambda f, r: r["review"] == 1),
     # -- CIN plans
     # the CIN plan a protection plan steps down to starts the day before the protection plan ends
-    "4016": Edit("cp_plans", {"cin_plans.CINPlanStartDate": lambda f, c: c["CPPendDate"] - DAY}, lambda f, c: (
+    "4016": Edit("cp_plans", {"cin_plans.CINPlanStartDate": _days("CPPendDate", -1)}, lambda f, c: (
         c["step_down"] & c["review_before_end"].isna() & (c["CPPendDate"] - DAY > c["CPPstartDate"])),
         report="cin_plans"),
-    "4008": Edit("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanStartDate"] - DAY},
-                 _dies_before("CINPlanStartDate", also=lambda f, p: ~p["ended"] & p["open"] & _lone_plan(p))),
-    "4009Q": Edit("cin_plans", {"PersonDeathDate": lambda f, p: p["CINPlanEndDate"] - DAY},
-                  _dies_before("CINPlanEndDate", "CINPlanStartDate", also=lambda f, p: p["ended"] & _lone_plan(p))),
-    "4010": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
-    "4011": Edit("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"] - DAY},
+    "4008": _death_before("cin_plans", "CINPlanStartDate", also=lambda f, p: p["running"] & p["lone_plan"]),
+    "4009Q": _death_before("cin_plans", "CINPlanEndDate", "CINPlanStartDate",
+                           also=lambda f, p: p["ended"] & p["lone_plan"]),
+    "4010": Edit("cin_plans", {"CINPlanStartDate": _days("census_end", 5)}, "running"),
+    "4011": Edit("cin_plans", {"CINPlanEndDate": _days("CINPlanStartDate", -1)},
                  lambda f, p: p["ended"] & (p["CINPlanStartDate"] > f.start)),
-    "4012Q": Edit("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanStartDate"]},
+    "4012Q": Edit("cin_plans", {"CINPlanEndDate": _days("CINPlanStartDate")},
                   lambda f, p: p["ended"] & (p["CINPlanStartDate"] >= f.start)),
-    "4013": Edit("cin_plans", {"CINPlanEndDate": lambda f, p: f.ref + 5 * DAY}, lambda f, p: ~p["ended"] & p["open"]),
-    "4015": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINreferralDate"] - DAY},
+    "4013": Edit("cin_plans", {"CINPlanEndDate": _days("census_end", 5)}, "running"),
+    "4015": Edit("cin_plans", {"CINPlanStartDate": _days("CINreferralDate", -1)},
                  lambda f, p: (p["cin_plan"] == 1) & (p["cpps_in_episode"] == 0)),
     # -- pre-proceedings: each fault moves one date before the step it must follow, or out of the
     # year, keeping every other order; rows with fewer later steps are chosen first, leaving the
     # rarer court applications to the rules that need them
-    "9005": Edit("pre_proceedings", {"PPStartDate": lambda f, p: f.start - 7 * DAY},
-                 (lambda f, p: p["has_PPStartDate"] & ~p["has_StepDecisionDate"], lambda f, p: p["has_PPStartDate"])),
-    "9006": Edit("pre_proceedings", {"LBPSentDate": lambda f, p: p["PPStartDate"] - DAY},
+    "9005": Edit("pre_proceedings", {"PPStartDate": _days("census_start", -7)},
+                 _before("PPStartDate", "StepDecisionDate")),
+    "9006": Edit("pre_proceedings", {"LBPSentDate": _days("PPStartDate", -1)},
                  lambda f, p: p["has_LBPSentDate"] & (p["PPStartDate"] > f.start)),
     "9007": Edit("pre_proceedings", {"FGDMMeetingOffer": None},
                  lambda f, p: p["has_LBPSentDate"] & p["FGDMMeetingOffer"].notna()),
-    "9008": Edit("pre_proceedings", {"InitialPPMeetingDate": lambda f, p: f.ref + 7 * DAY},
-                 (lambda f, p: p["has_InitialPPMeetingDate"] & ~p["has_StepDecisionDate"],
-                    lambda f, p: p["has_InitialPPMeetingDate"])),
-    "9009": Edit("pre_proceedings", {"StepDecisionDate": lambda f, p: p["PPStartDate"] - DAY},
-                 (lambda f, p: p["has_StepDecisionDate"] & ~p["has_CourtAppDate"] & (p["PPStartDate"] > f.start),
-                    lambda f, p: p["has_StepDecisionDate"] & (p["PPStartDate"] > f.start))),
-    "9010Q": Edit("pre_proceedings", {"FGDMMeetingFac": None}, lambda f, p: p["offered"]),
-    "9011": Edit("pre_proceedings", {"PPOutcome": "X"},
-                 (lambda f, p: p["has_PPOutcome"] & ~p["has_CourtAppDate"], lambda f, p: p["has_PPOutcome"])),
-    "9012": Edit("pre_proceedings", {"CourtAppDate": lambda f, p: p["StepDecisionDate"] - DAY},
-                 (lambda f, p: p["has_CourtAppDate"] & ~p["has_LetterInitCPDate"],
-                    lambda f, p: p["has_CourtAppDate"])),
-    "9013": Edit("pre_proceedings", {"LetterInitCPDate": lambda f, p: p["CourtAppDate"] - DAY},
-                 lambda f, p: p["has_LetterInitCPDate"]),
-    "9015Q": Edit("pre_proceedings", {"ReviewMeetingsCount": None}, lambda f, p: p["has_InitialPPMeetingDate"]),
+    "9008": Edit("pre_proceedings", {"InitialPPMeetingDate": _days("census_end", 7)},
+                 _before("InitialPPMeetingDate", "StepDecisionDate")),
+    "9009": Edit("pre_proceedings", {"StepDecisionDate": _days("PPStartDate", -1)}, (
+        lambda f, p: p["has_StepDecisionDate"] & ~p["has_CourtAppDate"] & (p["PPStartDate"] > f.start),
+        lambda f, p: p["has_StepDecisionDate"] & (p["PPStartDate"] > f.start))),
+    "9010Q": Edit("pre_proceedings", {"FGDMMeetingFac": None}, "offered"),
+    "9011": Edit("pre_proceedings", {"PPOutcome": "X"}, _before("PPOutcome", "CourtAppDate")),
+    "9012": Edit("pre_proceedings", {"CourtAppDate": _days("StepDecisionDate", -1)},
+                 _before("CourtAppDate", "LetterInitCPDate")),
+    "9013": Edit("pre_proceedings", {"LetterInitCPDate": _days("CourtAppDate", -1)}, "has_LetterInitCPDate"),
+    "9015Q": Edit("pre_proceedings", {"ReviewMeetingsCount": None}, "has_InitialPPMeetingDate"),
     # -- rows added beside the chosen one
     "8794": Edit("children", {"Disability": lambda f, k: f.rows("disabilities", k["child"])["Disability"].iloc[0]},
-                 lambda f, k: k["has_disability"], add="disabilities"),
+                 "has_disability", add="disabilities"),
     "2990": Edit("episodes", {"S47ActualStartDate": lambda f, e: f.rows("assessments", e["child"], e["episode"])[
         "AssessmentActualStartDate"].min(), "ICPCnotRequired": True},
-        lambda f, e: e["nin"] & (e["assessments_in_episode"] > 0), add="section47", report="episodes"),
+        lambda f, e: e["nin"] & e["assessed"], add="section47", report="episodes"),
     # an enquiry concluded by a conference the working day before the referral (2889 fails too)
     "1104": Edit("episodes", lambda f, e: dict.fromkeys(("S47ActualStartDate", "DateOfInitialCPC"), wd(
         e["CINreferralDate"], -1)) | {"ICPCnotRequired": False}, lambda f, e: ~e["nfa"] & ~e["nin"]
-        & (e["assessments_in_episode"] > 0) & (e["CINreferralDate"] > f.start + 7 * DAY), add="section47"),
-    "8890": Edit("section47", {"S47ActualStartDate": lambda f, s: s["S47ActualStartDate"] + DAY, "ICPCnotRequired": True},
+        & e["assessed"] & (e["CINreferralDate"] > f.start + 7 * DAY), add="section47"),
+    "8890": Edit("section47", {"S47ActualStartDate": _days("S47ActualStartDate", 1), "ICPCnotRequired": True},
                  lambda f, s: s["DateOfInitialCPC"] - s["S47ActualStartDate"] >= 2 * DAY, add="section47"),
-    "8614": Edit("assessments", {"AssessmentFactors": "3B"}, lambda f, a: ~a["done"], add="assessment_factors",
-                 report="assessments"),
-    "8617": Edit("assessments", {"AssessmentFactors": "8A"}, _done_with_factors, add="assessment_factors"),
+    "8614": Edit("assessments", {"AssessmentFactors": "3B"}, "~done", add="assessment_factors", report="assessments"),
+    "8617": Edit("assessments", {"AssessmentFactors": "8A"}, "done_without_21", add="assessment_factors"),
     "8869": Edit("assessments", {"AssessmentFactors": lambda f, a: "3B" if a["factor_codes"] == "21" else "21"},
                  lambda f, a: a["nin"] & (a["factors_for_assessment"] > 0), add="assessment_factors"),
-    "8945Q": Edit("assessments", {"AssessmentFactors": "18A"}, _done_with_factors, add="assessment_factors"),
-    "8950Q": Edit("assessments", {"AssessmentFactors": "19A"}, _done_with_factors, add="assessment_factors"),
+    "8945Q": Edit("assessments", {"AssessmentFactors": "18A"}, "done_without_21", add="assessment_factors"),
+    "8950Q": Edit("assessments", {"AssessmentFactors": "19A"}, "done_without_21", add="assessment_factors"),
     "8790": Edit("disabilities", {"Disability": "AUT"}, lambda f, d: d["Disability"].astype(str) == "NONE",
                  add="disabilities", report="disabilities"),
     "8898": Edit("assessment_factors", {"AssessmentFactors": lambda f, r: str(r["AssessmentFactors"])},
                  lambda f, r: r["AssessmentFactors"].astype(str) != "21", add="assessment_factors"),
     # a second open plan beside an open one (their dates overlap: 8940, and 2885/2883 may fail)
-    "8935": Edit("cp_plans", _same_cpp, lambda f, c: ~c["ended"], add="cp_plans"),
+    "8935": Edit("cp_plans", _same_cpp, "~ended", add="cp_plans"),
     "8940": Edit("cp_plans", lambda f, c: _same_cpp(f, c, CPPendDate=_overlap_end(f, c)),
                  lambda f, c: c["CPPstartDate"] < f.start, add="cp_plans"),
-    "4000": Edit("episodes", {"CINPlanStartDate": lambda f, e: e["CINreferralDate"]},
-                 lambda f, e: e["nfa"] & ~e["any_plan"], add="cin_plans"),
+    "4000": Edit("episodes", {"CINPlanStartDate": _days("CINreferralDate")}, lambda f, e: e["nfa"] & ~e["any_plan"],
+                 add="cin_plans"),
     # an open CIN plan during an open protection plan (it starts inside it: 4016 too)
-    "4001": Edit("cp_plans", {"CINPlanStartDate": lambda f, c: c["CPPstartDate"] + DAY}, lambda f, c: ~c["ended"]
+    "4001": Edit("cp_plans", {"CINPlanStartDate": _days("CPPstartDate", 1)}, lambda f, c: ~c["ended"]
                  & (c["CPPstartDate"] < f.ref) & (c["cin_plans_in_episode"] == 0), add="cin_plans"),
     # a review inside the CIN plan a protection plan steps down to
-    "4003": Edit("cp_plans", {"CPPreviewDate": lambda f, c: c["CPPendDate"] + 2 * DAY}, lambda f, c: c["step_down"] & (
+    "4003": Edit("cp_plans", {"CPPreviewDate": _days("CPPendDate", 2)}, lambda f, c: c["step_down"] & (
         c["CPPendDate"] + 2 * DAY <= c[["step_end", "CINclosureDate"]].min(axis=1).fillna(f.ref).clip(upper=f.ref)),
         add="cp_reviews"),
     # a second open CIN plan (it overlaps the first: 4014 too)
-    "4004": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINPlanStartDate"] + DAY},
+    "4004": Edit("cin_plans", {"CINPlanStartDate": _days("CINPlanStartDate", 1)},
                  lambda f, p: ~p["ended"] & (p["CINPlanStartDate"] < f.ref), add="cin_plans"),
-    "4014": Edit("cin_plans", {"CINPlanStartDate": lambda f, p: p["CINPlanStartDate"] + DAY,
-                               "CINPlanEndDate": lambda f, p: p["CINPlanEndDate"]},
+    "4014": Edit("cin_plans", {"CINPlanStartDate": _days("CINPlanStartDate", 1),
+                               "CINPlanEndDate": _days("CINPlanEndDate")},
                  lambda f, p: p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= 2 * DAY), add="cin_plans"),
 }
 """The faults that edit one chosen row or add one beside it, by rule (spelt as from 2022-23)."""
@@ -772,7 +755,7 @@ for _code, _edit in EDITS.items():
 # an episode with a protection plan flagged NFA (an old referral: 8569Q; with S47s: 8831 too), chosen
 # among episodes so as not to take the rarer plans from the faults that need them
 register("8832", "episodes", Edit("cp_plans", {"episodes.ReferralNFA": True},
-                                    (lambda f, c: (c["cpp"] == 1) & _no_activity(c), lambda f, c: c["cpp"] == 1)))
+                                    (lambda f, c: (c["cpp"] == 1) & c["no_activity"], lambda f, c: c["cpp"] == 1)))
 
 
 # -- faults of other shapes ---------------------------------------------------------------------------
@@ -790,7 +773,7 @@ def _share(column: str, where: Where) -> Callable[[Faults], None]:
     return inject
 
 
-register("1520", "children", _share("UPN", _upn))
+register("1520", "children", _share("UPN", lambda f, k: k["has_upn"]))
 register("8510", "children", _share("LAchildID", lambda f, k: k["child"].notna()))
 
 
@@ -808,7 +791,7 @@ def _two_open(table: str, column: str, where: Where, **fixed: Any) -> Callable[[
 register("8839", "section47", _either(
     Edit("section47", {"S47ActualStartDate": lambda f, s: min(s["S47ActualStartDate"] + DAY, f.ref),
                        "ICPCnotRequired": False}, lambda f, s: s["open_s47"], add="section47"),
-    _two_open("section47", "S47ActualStartDate", lambda f, e: e["open"] & (e["assessments_in_episode"] > 0)
+    _two_open("section47", "S47ActualStartDate", lambda f, e: e["open"] & e["assessed"]
               & (e["CINreferralDate"] <= f.ref - 5 * DAY), ICPCnotRequired=False)))
 # a second open assessment in one episode, the day after an open one, else two (8863Q fails too)
 register("8896", "assessments", _either(
