@@ -431,11 +431,10 @@ class Edit:
     ``values`` maps each column to its new value or to ``f(faults, row)`` computing it, or is such
     a function giving the whole map: a child's own column is set on the child, and a column spelt
     ``"episodes.X"`` (any ``table.column``) on the row of that table whose label the chosen row
-    holds as ``episodes_label``; with ``add`` they are the values of a row added to that table
-    under the chosen row's parents instead. ``where`` is ``f(faults, rows)`` giving the rows that may
-    be chosen, or a tuple of them tried in turn; each table of ``drop`` loses its rows under the
-    chosen one. The fault is reported at the added row, else at the chosen row as ``report``
-    (default ``table``).
+    holds as ``episodes_label``; with ``add`` the others are the values of a row added to that table
+    under the chosen row's parents instead. ``where`` is :data:`Where`, or a tuple of them tried in
+    turn; each table of ``drop`` first loses its rows under the chosen one. The fault is reported at
+    the added row, else at the chosen row as ``report`` (default ``table``).
     """
 
     table: str
@@ -449,11 +448,13 @@ class Edit:
         row = _chosen(f, self.table, self.where)
         values = self.values(f, row) if callable(self.values) else self.values
         values = {column: v(f, row) if callable(v) else v for column, v in values.items()}
-        n = self.add and f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **values)
-        changes = [f"added {self.add} row {n}: " + ", ".join(f"{c}={describe(v)}" for c, v in values.items())] \
-            if self.add else [f.edit(self.table, row, column, v) for column, v in values.items()]
-        counts = {table: f.drop(table, f.under(table, row, spec.TABLE_KEYS[self.table])) for table in self.drop}
-        changes += [f"removed {n} {table} rows" for table, n in counts.items() if n]
+        removed = {table: f.drop(table, f.under(table, row, spec.TABLE_KEYS[self.table])) for table in self.drop}
+        new = {column: v for column, v in values.items() if self.add and "." not in column}
+        changes = [f.edit(self.table, row, column, v) for column, v in values.items() if column not in new]
+        changes += [f"removed {n} {table} rows" for table, n in removed.items() if n]
+        n = self.add and f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **new)
+        if self.add:
+            changes.append(f"added {self.add} row {n}: " + ", ".join(f"{c}={describe(v)}" for c, v in new.items()))
         f.record(self.report or self.add or self.table, row, "; ".join(changes), item=None if self.report else n)
 
 
@@ -777,28 +778,25 @@ register("1520", "children", _share("UPN", lambda f, k: k["has_upn"]))
 register("8510", "children", _share("LAchildID", lambda f, k: k["child"].notna()))
 
 
-def _two_open(table: str, column: str, where: Where, **fixed: Any) -> Callable[[Faults], None]:
-    """Return an injector adding two open ``table`` rows, started ``column`` days apart, to an episode ``where``."""
-    def inject(f: Faults) -> None:
-        e = _chosen(f, "episodes", where)
+def _second_open(table: str, column: str, open_rows: str, episodes: Where, **fixed: Any) -> Callable[[Faults], None]:
+    """Return an injector adding an open ``table`` row (``column`` its start) the day after an open one
+    (``open_rows`` is their flag), else two to an open episode chosen where ``episodes`` holds."""
+    def two(f: Faults) -> None:
+        e = _chosen(f, "episodes", episodes)
         for back in (3, 2):
             n = f.add(table, child=e["child"], episode=e["episode"], **{column: f.ref - DAY * back}, **fixed)
         f.fault(e["child"], table, f"added two open {table} rows", episode=e["episode"], item=n)
-    return inject
+    return _either(Edit(table, {column: lambda f, r: min(r[column] + DAY, f.ref), **fixed}, open_rows, add=table), two)
 
 
-# a second enquiry still open in one episode, the day after an open one, else two (8890 fails too)
-register("8839", "section47", _either(
-    Edit("section47", {"S47ActualStartDate": lambda f, s: min(s["S47ActualStartDate"] + DAY, f.ref),
-                       "ICPCnotRequired": False}, lambda f, s: s["open_s47"], add="section47"),
-    _two_open("section47", "S47ActualStartDate", lambda f, e: e["open"] & e["assessed"]
-              & (e["CINreferralDate"] <= f.ref - 5 * DAY), ICPCnotRequired=False)))
-# a second open assessment in one episode, the day after an open one, else two (8863Q fails too)
-register("8896", "assessments", _either(
-    Edit("assessments", {"AssessmentActualStartDate": lambda f, a: min(a["AssessmentActualStartDate"] + DAY, f.ref),
-                         "kind": "continuous"}, lambda f, a: ~a["done"], add="assessments"),
-    _two_open("assessments", "AssessmentActualStartDate",
-              lambda f, e: e["open"] & (e["CINreferralDate"] <= f.ref - 5 * DAY), kind="continuous")))
+# a second enquiry still open in one episode (8890 fails too)
+register("8839", "section47", _second_open("section47", "S47ActualStartDate", "open_s47", lambda f, e: e["open"]
+                                           & e["assessed"] & (e["CINreferralDate"] <= f.ref - 5 * DAY),
+                                           ICPCnotRequired=False))
+# a second open assessment in one episode (8863Q fails too)
+register("8896", "assessments", _second_open("assessments", "AssessmentActualStartDate", "~done",
+                                             lambda f, e: e["open"] & (e["CINreferralDate"] <= f.ref - 5 * DAY),
+                                             kind="continuous"))
 # a CIN plan ending the day after a protection plan starts, else one added around that day
 register("4017", "cin_plans", _either(
     Edit("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanEndDate"] + DAY}, lambda f, p: (
@@ -810,27 +808,13 @@ register("4017", "cin_plans", _either(
         & ~(c["first_review"] <= c["CPPstartDate"] + DAY) & (c["CPPstartDate"] + DAY <= f.ref)), add="cin_plans")))
 
 
-def _factors_of(f: Faults, a: pd.Series) -> pd.Series:
-    return f.under("assessment_factors", a, ("child", "episode", "assessment"))
-
-
-def _add_factor(f: Faults, a: pd.Series, code: str) -> int:
-    return f.add("assessment_factors", child=a["child"], episode=a["episode"], assessment=a["assessment"],
-                 AssessmentFactors=code)
-
-
-def _replace_factors_by_21(f: Faults) -> None:
-    a = f.facts("assessments")
-    row = f.choose(a, a["nin"] & (a["assessments_in_episode"] == 1) & (a["factors_for_assessment"] > 0))
-    n = f.drop("assessment_factors", _factors_of(f, row))
-    f.record("assessment_factors", row, f.set("episodes", row["episodes_label"], "ReasonForClosure", "RC7")
-             + f"; replaced {n} factors by 21", item=_add_factor(f, row, "21"))
-
-
 # an assessment whose only factor is 21 in an episode closed RC7, else one given 21 as its only factor
-register("8873Q", "assessments", _either(Edit("assessment_factors", {"episodes.ReasonForClosure": "RC7"}, lambda f, r: (
-    r["AssessmentFactors"].astype(str) == "21") & (r["factors_for_assessment"] == 1) & r["nin"]
-    & (r["assessments_in_episode"] == 1)), _replace_factors_by_21))
+register("8873Q", "assessments", _either(
+    Edit("assessment_factors", {"episodes.ReasonForClosure": "RC7"}, lambda f, r: (r["AssessmentFactors"].astype(str)
+         == "21") & (r["factors_for_assessment"] == 1) & r["nin"] & (r["assessments_in_episode"] == 1)),
+    Edit("assessments", {"episodes.ReasonForClosure": "RC7", "AssessmentFactors": "21"}, lambda f, a: a["nin"]
+         & (a["assessments_in_episode"] == 1) & (a["factors_for_assessment"] > 0), drop=_FACTORS,
+         add="assessment_factors")))
 
 
 @injector("8863Q", "assessments")
@@ -849,14 +833,14 @@ def _assessments_overlap(f: Faults) -> None:
 
 @injector("8899Q", "assessments")
 def _disabled_without_disability_factor(f: Faults) -> None:
-    a = f.facts("assessments")
+    """Remove factors 5A and 6A of an assessment of a disabled child, adding 3B if no factor is left."""
+    a, own = f.facts("assessments"), ("child", "episode", "assessment")
     row = f.choose(a, a["done"] & a["has_disability"] & (a["factors_for_assessment"] > 0))
-    fac = f.t["assessment_factors"]
-    n = f.drop("assessment_factors", _factors_of(f, row) & fac["AssessmentFactors"].astype(str).isin(["5A", "6A"]))
+    disability = f.t["assessment_factors"]["AssessmentFactors"].astype(str).isin(["5A", "6A"])
+    n = f.drop("assessment_factors", f.under("assessment_factors", row, own) & disability)
     change = f"removed {n} factors 5A/6A"
-    if not _factors_of(f, row).any():
-        _add_factor(f, row, "3B")
-        change += "; added 3B"
+    if not f.under("assessment_factors", row, own).any():
+        change += f"; added 3B (factor {f.add('assessment_factors', **row[list(own)], AssessmentFactors='3B')})"
     f.record("assessments", row, change)
 
 
