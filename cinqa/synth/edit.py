@@ -8,7 +8,7 @@ sorted by its keys and typed as :func:`cinqa.read_return` types it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,13 +26,13 @@ class TableEdits:
         self.header = ret.header
         self.t = {k: v.copy() for k, v in ret.tables.items()}
 
-    def rows(self, table: str, child: int, episode: int | None = None) -> pd.DataFrame:
-        """Return ``table``'s rows of one child (and episode)."""
+    def under(self, table: str, row: Any, keys: Sequence[str]) -> pd.Series:
+        """Return which rows of ``table`` share ``row``'s values of ``keys`` (what hangs under ``row``)."""
         df = self.t[table]
-        m = df["child"] == child
-        if episode is not None:
-            m &= df["episode"] == episode
-        return df[m]
+        mask = pd.Series(True, index=df.index)
+        for key in keys:
+            mask &= df[key] == row[key]
+        return mask
 
     def set(self, table: str, label: Any, column: str, value: Any) -> str:
         """Set one cell; return a description of the change."""

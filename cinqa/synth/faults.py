@@ -149,14 +149,6 @@ class Faults(TableEdits):
 
     # -- editing and recording -----------------------------------------------------------------
 
-    def under(self, table: str, row: pd.Series, keys: Sequence[str]) -> pd.Series:
-        """Return which rows of ``table`` share ``row``'s values of ``keys`` (what hangs under it)."""
-        df = self.t[table]
-        mask = pd.Series(True, index=df.index)
-        for key in keys:
-            mask &= df[key] == row[key]
-        return mask
-
     def fault(self, child: int | None, entity: str, change: str, episode: Any = None, item: Any = None) -> None:
         """Record the fault being injected; mark its child as used."""
         child, episode, item = (None if x is None else int(x) for x in (child, episode, item))
@@ -343,6 +335,9 @@ def _episodes(f: Faults, e: pd.DataFrame) -> pd.DataFrame:
                  closed_latest=closed & latest, earlier_in_need=closed & ~nfa & ~latest,
                  assessed=e["assessments_in_episode"] > 0, no_activity=(e["assessments_in_episode"] == 0)
                  & (e["s47_in_episode"] == 0) & (e["cin_plans_in_episode"] == 0))
+    first = f.clean["assessments"].groupby(["child", "episode"])["AssessmentActualStartDate"].min().rename(
+        "first_assessment")
+    e = e.merge(first.reset_index(), on=["child", "episode"], how="left")
     # 8820: the closure of the child's previous episode, when that was in need and two days or longer
     s = e.sort_values(["child", "CINreferralDate"], kind="stable")
     fits = s["closed"] & ~s["nfa"] & (s["CINclosureDate"] - s["CINreferralDate"] >= 2 * DAY)
@@ -708,11 +703,10 @@ EDITS: dict[str, Edit] = {
     "9013": Edit("pre_proceedings", {"LetterInitCPDate": _days("CourtAppDate", -1)}, "has_LetterInitCPDate"),
     "9015Q": Edit("pre_proceedings", {"ReviewMeetingsCount": None}, "has_InitialPPMeetingDate"),
     # -- rows added beside the chosen one
-    "8794": Edit("children", {"Disability": lambda f, k: f.rows("disabilities", k["child"])["Disability"].iloc[0]},
-                 "has_disability", add="disabilities"),
-    "2990": Edit("episodes", {"S47ActualStartDate": lambda f, e: f.rows("assessments", e["child"], e["episode"])[
-        "AssessmentActualStartDate"].min(), "ICPCnotRequired": True},
-        lambda f, e: e["nin"] & e["assessed"], add="section47", report="episodes"),
+    "8794": Edit("children", {"Disability": lambda f, k: f.t["disabilities"].loc[f.under(
+        "disabilities", k, ["child"]), "Disability"].iloc[0]}, "has_disability", add="disabilities"),
+    "2990": Edit("episodes", {"S47ActualStartDate": _days("first_assessment"), "ICPCnotRequired": True},
+                 lambda f, e: e["nin"] & e["assessed"], add="section47", report="episodes"),
     # an enquiry concluded by a conference the working day before the referral (2889 fails too)
     "1104": Edit("episodes", lambda f, e: dict.fromkeys(("S47ActualStartDate", "DateOfInitialCPC"), wd(
         e["CINreferralDate"], -1)) | {"ICPCnotRequired": False}, lambda f, e: ~e["nfa"] & ~e["nin"]
