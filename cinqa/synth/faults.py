@@ -282,10 +282,8 @@ def _either(*ways: Callable[[Faults], None]) -> Callable[[Faults], None]:
         ways[-1](f)
     return inject
 
+
 # -- the rows injectors choose from: a table's rows as its validation view holds them, with facts ----
-
-
-_VIEW_OF = {table: view for view, table in VIEW_TABLES.items() if table}
 
 
 def _facts(f: Faults, table: str) -> pd.DataFrame:
@@ -307,10 +305,11 @@ def _facts(f: Faults, table: str) -> pd.DataFrame:
     return _OWN_FACTS[table](f, df) if table in _OWN_FACTS else df
 
 
-def _view_rows(f: Faults, table: str, label: str = "label") -> pd.DataFrame:
+def _view_rows(f: Faults, table: str) -> pd.DataFrame:
     """Return the rows of ``table``'s view with their ``label`` and their keys under their table's names."""
-    view, keys = f.views.view(_VIEW_OF[table]), spec.TABLE_KEYS[table]
-    return view.assign(**{label: f.clean[table].index.to_numpy()},
+    view = f.views.view(next(view for view, of in VIEW_TABLES.items() if of == table))
+    keys = spec.TABLE_KEYS[table]
+    return view.assign(label=f.clean[table].index.to_numpy(),
                        **{k: view["item" if k == keys[-1] else k].astype("int64") for k in keys})
 
 
@@ -367,9 +366,12 @@ def _section47(f: Faults, s: pd.DataFrame) -> pd.DataFrame:
     # the protection plan of the child that starts on the enquiry's conference
     s = _link(s, f.facts("cp_plans"), ["child"], "DateOfInitialCPC", "CPPstartDate",
               {"label": "cp_plans_label", "first_review": "cpp_first_review"})
+    saturday = s["DateOfInitialCPC"].map(lambda d: saturday_after(d) if pd.notna(d) else pd.NaT)
     return s.assign(not_required=not_required, open_s47=s["DateOfInitialCPC"].isna() & ~not_required,
                     has_cpp=s["cp_plans_label"].notna(), has_icpc=s["DateOfInitialCPC"].notna(),
-                    last_not_required=s["last"] & not_required)
+                    last_not_required=s["last"] & not_required, saturday_after_icpc=saturday,
+                    # the conference can move to that Saturday inside its episode and the year
+                    weekend_free=saturday <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref))
 
 
 def _cp_plans(f: Faults, c: pd.DataFrame) -> pd.DataFrame:
@@ -380,8 +382,12 @@ def _cp_plans(f: Faults, c: pd.DataFrame) -> pd.DataFrame:
               {"label": "cin_plans_label", "cin_plan": "cin_plan", "CINPlanEndDate": "step_end"})
     c = _link(c.assign(day_before_end=c["CPPendDate"] - DAY), rv, own, "day_before_end", "CPPreviewDate",
               {"review": "review_before_end"})
+    # 2885: plans starting this year that can start a working day later with nothing else moving
+    later = c["CPPstartDate"].map(lambda d: wd(d, 1) if pd.notna(d) else pd.NaT)
+    bound = c[["first_review", "CPPendDate"]].min(axis=1).fillna(f.ref + DAY)
+    free = (c["CPPstartDate"] >= f.start) & (later < bound) & (later <= f.ref) & (c["cin_plans_in_episode"] == 0)
     return c.assign(ended=c["CPPendDate"].notna(), running=c["CPPendDate"].isna() & c["open"],
-                    step_down=c["cin_plans_label"].notna())
+                    step_down=c["cin_plans_label"].notna(), working_day_after_start=later, next_day_free=free)
 
 
 def _cin_plans(f: Faults, p: pd.DataFrame) -> pd.DataFrame:
@@ -500,26 +506,10 @@ _UNBORN = ("unborn", lambda f, k: k["born"] & (k["PersonBirthDate"] >= f.ref - 2
 """Choose an unborn child, else a baby referred lately."""
 
 
-def _saturdays(s: pd.DataFrame) -> pd.Series:
-    return s["DateOfInitialCPC"].map(lambda d: saturday_after(d) if pd.notna(d) else pd.NaT)
-
-
-def _weekend_free(f: Faults, s: pd.DataFrame) -> Any:
-    """Choose enquiries whose conference can move to the Saturday after, inside its episode and the year."""
-    return _saturdays(s) <= s["CINclosureDate"].fillna(f.ref).clip(upper=f.ref)
-
-
-def _next_day_free(f: Faults, c: pd.DataFrame) -> Any:
-    """Choose the plans starting this year that can start a working day later with nothing else moving."""
-    nxt = c["CPPstartDate"].map(lambda d: wd(d, 1) if pd.notna(d) else pd.NaT)
-    bound = pd.concat([c["first_review"], c["CPPendDate"]], axis=1).min(axis=1).fillna(f.ref + DAY)
-    return (c["CPPstartDate"] >= f.start) & (nxt < bound) & (nxt <= f.ref) & (c["cin_plans_in_episode"] == 0)
-
-
 def _same_cpp(f: Faults, c: pd.Series, **dates: Any) -> dict[str, Any]:
     """Return the values of a plan beside ``c``: its start, categories and previous plans, and ``dates``."""
-    return {"CPPstartDate": c["CPPstartDate"], **dates, "InitialCategoryOfAbuse": c["InitialCategoryOfAbuse"],
-            "LatestCategoryOfAbuse": c["LatestCategoryOfAbuse"], "NumberOfPreviousCPP": c["NumberOfPreviousCPP"]}
+    return {k: c[k] for k in ("CPPstartDate", "InitialCategoryOfAbuse", "LatestCategoryOfAbuse", "NumberOfPreviousCPP")
+            } | dates
 
 
 def _overlap_end(f: Faults, c: pd.Series) -> pd.Timestamp:
@@ -631,9 +621,9 @@ EDITS: dict[str, Edit] = {
                   lambda f, s: s["InitialCPCtarget"].notna()),
     # a plan started at the conference moves with it (its start must equal the conference, 2885)
     "8875": Edit("section47", lambda f, s: dict.fromkeys(
-        ("DateOfInitialCPC", "cp_plans.CPPstartDate")[:1 + s["has_cpp"]], saturday_after(s["DateOfInitialCPC"])),
-        (lambda f, s: _weekend_free(f, s) & ~s["has_cpp"], lambda f, s: _weekend_free(f, s) & s["has_cpp"]
-         & ~(s["cpp_first_review"] <= _saturdays(s)) & (s["cin_plans_in_episode"] == 0))),
+        ("DateOfInitialCPC", "cp_plans.CPPstartDate")[:1 + s["has_cpp"]], s["saturday_after_icpc"]),
+        (lambda f, s: s["weekend_free"] & ~s["has_cpp"], lambda f, s: s["weekend_free"] & s["has_cpp"]
+         & ~(s["cpp_first_review"] <= s["saturday_after_icpc"]) & (s["cin_plans_in_episode"] == 0))),
     # -- assessments
     "1103": Edit("assessments", {"AssessmentActualStartDate": _days("CINreferralDate", -1)},
                  lambda f, a: (a["assessment"] == 1) & (a["CINreferralDate"] > f.start + DAY)),
@@ -651,7 +641,7 @@ EDITS: dict[str, Edit] = {
     # -- child protection plans
     "1105": Edit("cp_plans", {"CPPstartDate": _days("CINreferralDate", -1)},
                  (lambda f, c: (c["CPPstartDate"] < f.start) & (c["cpp"] == 1), lambda f, c: c["cpp"] == 1)),
-    "2885": Edit("cp_plans", {"CPPstartDate": lambda f, c: wd(c["CPPstartDate"], 1)}, _next_day_free),
+    "2885": Edit("cp_plans", {"CPPstartDate": _days("working_day_after_start")}, "next_day_free"),
     "8720": Edit("cp_plans", {"CPPstartDate": None}),
     "8730": Edit("cp_plans", {"NumberOfPreviousCPP": -1}),
     "8840": Edit("cp_plans", {"CPPendDate": _days("CPPstartDate")},
