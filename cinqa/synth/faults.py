@@ -8,19 +8,16 @@ against it in that year; every other rule of the suites is *unexplained*, which 
 
 An injector picks a child not yet touched, changes as little as it can so that exactly its rule
 fails, and records a truth row: rule, LAchildID, child, entity, episode, item (the entity's own
-ordinal, as ``cinqa.validate`` reports it) and the change made. Most faults are rows of one
-table, :data:`EDITS`: choose a row, set values of it (or of its child or episode), add a row
-beside it, remove what hangs under it; the others are small functions (:func:`injector`). A
-duplicated value (1520, 8510) makes two children fail, so both get a truth row. Some faults
-cannot avoid tripping a second rule (two open episodes are also overlapping ones); the note beside
-the injector says so, and the truth names the intended rule only.
+ordinal, as ``cinqa.validate`` reports it) and the change made. Most are rows of :data:`EDITS`
+(choose a row; set values of it, its child or its episode; add a row beside it; remove what
+hangs under it), the others small functions (:func:`injector`). A duplicated value (1520, 8510)
+makes two children fail, so both get a truth row. A fault that cannot help tripping a second rule
+(two open episodes also overlap) says so in its note; the truth names the intended rule only.
 
-Injectors choose their targets from the rows of the clean return's validation views
-(:mod:`cinqa.views`: the facts the rules read, such as an episode's assessments or its latest
-activity) with a few facts of their own, computed once; since every fault goes to a different
-child, those facts stay true for the children still untouched. Return-level rules (those the
-suites check on the header or the return as a whole) change many children and are only injected
-when asked for by name.
+Injectors choose from the rows of the clean return's validation views (:mod:`cinqa.views`, the
+facts the rules read) with a few facts of their own, computed once: every fault goes to another
+child, so they stay true for the children still untouched. Return-level rules (checked on the
+header or the return as a whole) change many children and are injected only when named.
 """
 
 from __future__ import annotations
@@ -167,11 +164,8 @@ class Faults(TableEdits):
         ret = self.edited()
         ids = ret.children.set_index("child")["LAchildID"]
         truth = pd.DataFrame([row for row, _ in self.faults], columns=list(TRUTH_COLUMNS))
-        truth["LAchildID"] = pd.array([None if c is None or pd.isna(ids.get(c)) else ids.get(c)
-                                       for c in truth["child"]], dtype="str")
-        for c in ("child", "episode", "item"):
-            truth[c] = truth[c].astype("Int64")
-        truth["rule"] = truth["rule"].astype("str")
+        truth = truth.astype({"rule": "str", "child": "Int64", "episode": "Int64", "item": "Int64"})
+        truth["LAchildID"] = truth["child"].map(ids).astype("str")
         # Which rows one fault made, for undoing a fault whole (synth.generate_runs); not a truth column.
         truth.attrs["fault"] = [n for _, n in self.faults]
         return ret, truth
@@ -852,14 +846,11 @@ def _more_plans_than_conferences(f: Faults) -> None:
     in_year = s["DateOfInitialCPC"].between(f.start, f.ref)
     starts = _some(int(f.t["cp_plans"]["CPPstartDate"].between(f.start, f.ref).sum()))
     conferences = int(in_year.sum()) + int(f.t["episodes"]["DateOfInitialCPC"].between(f.start, f.ref).sum())
-    order = s[in_year].sort_values("has_cpp", kind="stable")  # conferences without a plan first
-    removed = 0
-    for label in order["label"]:
-        if starts > conferences - removed:
-            break
+    order = s[in_year].sort_values("has_cpp", kind="stable")["label"]  # conferences without a plan first
+    removed = min(len(order), max(0, conferences - starts + 1))
+    for label in order[:removed]:
         f.set("section47", label, "DateOfInitialCPC", None)
         f.set("section47", label, "ICPCnotRequired", True)
-        removed += 1
     f.fault(None, "return", f"removed {removed} DateOfInitialCPC: {starts} plans start, "
             f"{conferences - removed} conferences")
 
