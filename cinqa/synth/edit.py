@@ -66,7 +66,7 @@ class TableEdits:
         """
         if "." in column:
             other, column = column.split(".")
-            return self.set(other, row[f"{other}_label"], column, value)
+            return self.set(other, int(row[f"{other}_label"]), column, value)
         if column in self.t["children"]:
             return self.set_child(row["child"], column, value)
         return self.set(table, row["label"], column, value)

@@ -288,7 +288,9 @@ def _facts(f: Faults, table: str) -> pd.DataFrame:
     ``episodes_label``, and the facts :data:`_OWN_FACTS` adds for the table.
     """
     keys = spec.TABLE_KEYS[table]
-    df = _view_rows(f, table)
+    view = f.views.view(next(view for view, of in VIEW_TABLES.items() if of == table))
+    df = view.assign(label=f.clean[table].index.to_numpy(),
+                     **{k: view["item" if k == keys[-1] else k].astype("int64") for k in keys})
     up = "episodes" if "episode" in keys[:-1] else "children" if table != "children" else None
     if up:
         on = list(spec.TABLE_KEYS[up])
@@ -299,22 +301,12 @@ def _facts(f: Faults, table: str) -> pd.DataFrame:
     return _OWN_FACTS[table](f, df) if table in _OWN_FACTS else df
 
 
-def _view_rows(f: Faults, table: str) -> pd.DataFrame:
-    """Return the rows of ``table``'s view with their ``label`` and their keys under their table's names."""
-    view = f.views.view(next(view for view, of in VIEW_TABLES.items() if of == table))
-    keys = spec.TABLE_KEYS[table]
-    return view.assign(label=f.clean[table].index.to_numpy(),
-                       **{k: view["item" if k == keys[-1] else k].astype("int64") for k in keys})
-
-
 def _children(f: Faults, k: pd.DataFrame) -> pd.DataFrame:
-    by = f.views.view("episodes").assign(child=lambda e: e["child"].astype("int64")).groupby("child")
+    referrals = f.clean["episodes"].groupby("child")["CINreferralDate"]
     k = k.assign(born=k["PersonBirthDate"].notna(), alive=k["PersonDeathDate"].isna(), has_upn=k["UPN"].notna(),
-                 any_in_need=k["has_further_action_episode"],
-                 first_referral=k["child"].map(by["CINreferralDate"].min()),
-                 last_referral=k["child"].map(by["CINreferralDate"].max()),
-                 any_cpp=k["child"].map(by["cpps_in_episode"].sum()).fillna(0) > 0,
-                 any_plan=k["child"].map(by["cin_plans_in_episode"].sum()).fillna(0) > 0)
+                 any_in_need=k["has_further_action_episode"], first_referral=k["child"].map(referrals.min()),
+                 last_referral=k["child"].map(referrals.max()), any_cpp=k["child"].isin(f.clean["cp_plans"]["child"]),
+                 any_plan=k["child"].isin(f.clean["cin_plans"]["child"]))
     planless = ~k["any_cpp"] & ~k["any_plan"]
     return k.assign(unborn=k["ExpectedPersonBirthDate"].notna() & ~k["born"], planless=planless,
                     quiet_newborn=planless & (k["PersonBirthDate"] > f.start))
@@ -372,7 +364,8 @@ def _cp_plans(f: Faults, c: pd.DataFrame) -> pd.DataFrame:
     rv, own = f.clean["cp_reviews"], ["child", "episode", "cpp"]
     c = c.merge(rv.groupby(own)["CPPreviewDate"].min().rename("first_review").reset_index(), on=own, how="left")
     # the CIN plan it steps down to (starting on its end date), and a review the day before it ends
-    c = _link(c, _view_rows(f, "cin_plans"), ["child", "episode"], "CPPendDate", "CINPlanStartDate",
+    plans = f.clean["cin_plans"].reset_index(names="label")
+    c = _link(c, plans, ["child", "episode"], "CPPendDate", "CINPlanStartDate",
               {"label": "cin_plans_label", "cin_plan": "cin_plan", "CINPlanEndDate": "step_end"})
     c = _link(c.assign(day_before_end=c["CPPendDate"] - DAY), rv, own, "day_before_end", "CPPreviewDate",
               {"review": "review_before_end"})
@@ -403,6 +396,7 @@ _OWN_FACTS: dict[str, Callable[[Faults, pd.DataFrame], pd.DataFrame]] = {
     "children": _children, "episodes": _episodes, "assessments": _assessments, "section47": _section47,
     "cp_plans": _cp_plans, "cin_plans": _cin_plans, "pre_proceedings": _pre_proceedings,
 }
+
 
 # -- faults that edit one chosen row, or add one beside it, as data ------------------------------------
 
@@ -465,10 +459,8 @@ def _death_before(table: str, date: str, *after: str, also: Where) -> Edit:
     and where ``also`` holds."""
     def where(f: Faults, r: pd.DataFrame) -> Any:
         death = r[date] - DAY
-        ok = death >= f.start
-        for column in (*after, "last_referral", "PersonBirthDate"):
-            ok &= death >= r[column]
-        return ok & also(f, r)
+        return (death >= f.start) & r[[*after, "last_referral", "PersonBirthDate"]].le(death, axis=0).all(axis=1) \
+            & also(f, r)
     return Edit(table, {"PersonDeathDate": _days(date, -1)}, where)
 
 
@@ -520,7 +512,7 @@ _EPISODES_AND_CONTENTS = tuple(table for table, keys in spec.TABLE_KEYS.items() 
 
 _UNKNOWN_SEX, _MALE = {"Sex": "U", "GenderCurrent": "0"}, {"Sex": "M", "GenderCurrent": "1"}
 
-EDITS: dict[str, Edit] = {
+EDITS: dict[str, Edit | tuple[Edit, ...]] = {
     # -- children
     "1510": Edit("children", {"UPN": _wrong_check_letter}, "has_upn"),
     "1530": Edit("children", {"UPN": _upn_of_unknown_la}, "has_upn"),
@@ -632,6 +624,13 @@ EDITS: dict[str, Edit] = {
     "8867": Edit("assessments", _UNAUTHORISE, lambda f, a: a["done"] & a["closed"] & a["last"]
                  & (a["AssessmentActualStartDate"] >= f.start), report="episodes", drop=_FACTORS),
     "8897Q": Edit("assessments", {}, lambda f, a: a["done"] & (a["factors_for_assessment"] > 0), drop=_FACTORS),
+    # an assessment whose only factor is 21 in an episode closed RC7, else one given 21 as its only factor
+    "8873Q": (Edit("assessment_factors", {"episodes.ReasonForClosure": "RC7"}, lambda f, r: (
+        r["AssessmentFactors"].astype(str) == "21") & (r["factors_for_assessment"] == 1) & r["nin"]
+        & (r["assessments_in_episode"] == 1)),
+        Edit("assessments", {"episodes.ReasonForClosure": "RC7", "AssessmentFactors": "21"}, lambda f, a: a["nin"]
+             & (a["assessments_in_episode"] == 1) & (a["factors_for_assessment"] > 0), drop=_FACTORS,
+             add="assessment_factors")),
     # -- child protection plans
     "1105": Edit("cp_plans", {"CPPstartDate": _days("CINreferralDate", -1)},
                  (lambda f, c: (c["CPPstartDate"] < f.start) & (c["cpp"] == 1), lambda f, c: c["cpp"] == 1)),
@@ -666,6 +665,13 @@ EDITS: dict[str, Edit] = {
     "4013": Edit("cin_plans", {"CINPlanEndDate": _days("census_end", 5)}, "running"),
     "4015": Edit("cin_plans", {"CINPlanStartDate": _days("CINreferralDate", -1)},
                  lambda f, p: (p["cin_plan"] == 1) & (p["cpps_in_episode"] == 0)),
+    # a CIN plan ending the day after a protection plan starts, else one added around that day
+    "4017": (Edit("cin_plans", {"CINPlanEndDate": _days("CINPlanEndDate", 1)}, lambda f, p: (
+        p["next_cpp_label"].notna() & ~(p["next_cpp_first_review"] <= p["CINPlanEndDate"] + DAY)
+        & (p["CINPlanEndDate"] + DAY <= f.ref))),
+        Edit("cp_plans", {"CINPlanStartDate": _days("CPPstartDate", -2), "CINPlanEndDate": _days("CPPstartDate", 1)},
+             lambda f, c: (c["cin_plans_in_episode"] == 0) & (c["CPPstartDate"] - c["CINreferralDate"] >= 3 * DAY)
+             & ~(c["first_review"] <= c["CPPstartDate"] + DAY) & (c["CPPstartDate"] + DAY <= f.ref), add="cin_plans")),
     # -- pre-proceedings: each fault moves one date before the step it must follow, or out of the
     # year, keeping every other order; rows with fewer later steps are chosen first, leaving the
     # rarer court applications to the rules that need them
@@ -727,10 +733,13 @@ EDITS: dict[str, Edit] = {
                                "CINPlanEndDate": _days("CINPlanEndDate")},
                  lambda f, p: p["ended"] & (p["CINPlanEndDate"] - p["CINPlanStartDate"] >= 2 * DAY), add="cin_plans"),
 }
-"""The faults that edit one chosen row or add one beside it, by rule (spelt as from 2022-23)."""
+"""The faults that edit one chosen row or add one beside it, by rule (spelt as from 2022-23); a tuple
+holds ways tried in turn until one finds a row that fits."""
 
 for _code, _edit in EDITS.items():
-    register(_code, min((_edit.table, _edit.add or _edit.table), key=ORDER.__getitem__), _edit)
+    _first = _edit[0] if isinstance(_edit, tuple) else _edit
+    register(_code, min((_first.table, _first.add or _first.table), key=ORDER.__getitem__),
+             _either(*_edit) if isinstance(_edit, tuple) else _edit)
 # an episode with a protection plan flagged NFA (an old referral: 8569Q; with S47s: 8831 too), chosen
 # among episodes so as not to take the rarer plans from the faults that need them
 register("8832", "episodes", Edit("cp_plans", {"episodes.ReferralNFA": True},
@@ -740,11 +749,11 @@ register("8832", "episodes", Edit("cp_plans", {"episodes.ReferralNFA": True},
 # -- faults of other shapes ---------------------------------------------------------------------------
 
 
-def _share(column: str, where: Where) -> Callable[[Faults], None]:
-    """Return an injector giving a chosen child the ``column`` of another untouched child (both then fail)."""
+def _share(column: str, flag: str | None = None) -> Callable[[Faults], None]:
+    """Return an injector giving a child (with ``flag``) the ``column`` of another untouched one (both then fail)."""
     def inject(f: Faults) -> None:
         kids = f.facts("children")
-        ok = pd.Series(np.asarray(where(f, kids), dtype=bool), index=kids.index)
+        ok = kids[flag] if flag else pd.Series(True, index=kids.index)
         k = f.choose(kids, ok)
         donor = f.choose(kids, ok & (kids["child"] != k["child"]))
         f.record("children", k, f.set_child(k["child"], column, donor[column]))
@@ -752,8 +761,8 @@ def _share(column: str, where: Where) -> Callable[[Faults], None]:
     return inject
 
 
-register("1520", "children", _share("UPN", lambda f, k: k["has_upn"]))
-register("8510", "children", _share("LAchildID", lambda f, k: k["child"].notna()))
+register("1520", "children", _share("UPN", "has_upn"))
+register("8510", "children", _share("LAchildID"))
 
 
 def _second_open(table: str, column: str, open_rows: str, episodes: Where, **fixed: Any) -> Callable[[Faults], None]:
@@ -775,26 +784,6 @@ register("8839", "section47", _second_open("section47", "S47ActualStartDate", "o
 register("8896", "assessments", _second_open("assessments", "AssessmentActualStartDate", "~done",
                                              lambda f, e: e["open"] & (e["CINreferralDate"] <= f.ref - 5 * DAY),
                                              kind="continuous"))
-# a CIN plan ending the day after a protection plan starts, else one added around that day
-register("4017", "cin_plans", _either(
-    Edit("cin_plans", {"CINPlanEndDate": lambda f, p: p["CINPlanEndDate"] + DAY}, lambda f, p: (
-        p["next_cpp_label"].notna() & ~(p["next_cpp_first_review"] <= p["CINPlanEndDate"] + DAY)
-        & (p["CINPlanEndDate"] + DAY <= f.ref))),
-    Edit("cp_plans", {"CINPlanStartDate": lambda f, c: c["CPPstartDate"] - 2 * DAY,
-                      "CINPlanEndDate": lambda f, c: c["CPPstartDate"] + DAY}, lambda f, c: (
-        (c["cin_plans_in_episode"] == 0) & (c["CPPstartDate"] - c["CINreferralDate"] >= 3 * DAY)
-        & ~(c["first_review"] <= c["CPPstartDate"] + DAY) & (c["CPPstartDate"] + DAY <= f.ref)), add="cin_plans")))
-
-
-# an assessment whose only factor is 21 in an episode closed RC7, else one given 21 as its only factor
-register("8873Q", "assessments", _either(
-    Edit("assessment_factors", {"episodes.ReasonForClosure": "RC7"}, lambda f, r: (r["AssessmentFactors"].astype(str)
-         == "21") & (r["factors_for_assessment"] == 1) & r["nin"] & (r["assessments_in_episode"] == 1)),
-    Edit("assessments", {"episodes.ReasonForClosure": "RC7", "AssessmentFactors": "21"}, lambda f, a: a["nin"]
-         & (a["assessments_in_episode"] == 1) & (a["factors_for_assessment"] > 0), drop=_FACTORS,
-         add="assessment_factors")))
-
-
 @injector("8863Q", "assessments")
 def _assessments_overlap(f: Faults) -> None:
     a = f.facts("assessments")
