@@ -333,7 +333,7 @@ def _assessments(f: Faults, a: pd.DataFrame) -> pd.DataFrame:
     codes = "," + a["factor_codes"].fillna("") + ","
     done, has_21 = a["AssessmentAuthorisationDate"].notna(), codes.str.contains(",21,", regex=False)
     last_of_open = done & a["open"] & a["last"]  # authorised, the last of an open episode
-    return a.assign(done=done, has_21=has_21, done_without_21=done & (a["factors_for_assessment"] > 0) & ~has_21,
+    return a.assign(done=done, done_without_21=done & (a["factors_for_assessment"] > 0) & ~has_21,
                     last_of_open=last_of_open,
                     last_of_open_alone=last_of_open & (a["open_assessments_in_episode"] == 0))
 
@@ -353,7 +353,7 @@ def _section47(f: Faults, s: pd.DataFrame) -> pd.DataFrame:
     s = _link(s, f.facts("cp_plans"), ["child"], "DateOfInitialCPC", "CPPstartDate",
               {"label": "cp_plans_label", "first_review": "cpp_first_review"})
     saturday = s["DateOfInitialCPC"].map(lambda d: saturday_after(d) if pd.notna(d) else pd.NaT)
-    return s.assign(not_required=not_required, open_s47=s["DateOfInitialCPC"].isna() & ~not_required,
+    return s.assign(open_s47=s["DateOfInitialCPC"].isna() & ~not_required,
                     has_cpp=s["cp_plans_label"].notna(), has_icpc=s["DateOfInitialCPC"].notna(),
                     last_not_required=s["last"] & not_required, saturday_after_icpc=saturday,
                     # the conference can move to that Saturday inside its episode and the year
@@ -401,7 +401,8 @@ _OWN_FACTS: dict[str, Callable[[Faults, pd.DataFrame], pd.DataFrame]] = {
 # -- faults that edit one chosen row, or add one beside it, as data ------------------------------------
 
 
-Where = Callable[[Faults, pd.DataFrame], Any] | str
+Mask = Callable[[Faults, pd.DataFrame], Any]
+Where = Mask | str
 """Which rows may be chosen: ``f(faults, rows)`` giving a mask, or the name of a flag of the rows (``"~flag"``: not)."""
 Values = Callable[[Faults, pd.Series], dict[str, Any]]
 
@@ -441,8 +442,9 @@ class Edit:
         new = {column: v for column, v in values.items() if self.add and "." not in column}
         changes = [f.edit(self.table, row, column, v) for column, v in values.items() if column not in new]
         changes += [f"removed {n} {table} rows" for table, n in removed.items() if n]
-        n = self.add and f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **new)
+        n = None
         if self.add:
+            n = f.add(self.add, **{k: row[k] for k in spec.TABLE_KEYS[self.add][:-1]}, **new)
             changes.append(f"added {self.add} row {n}: " + ", ".join(f"{c}={describe(v)}" for c, v in new.items()))
         f.record(self.report or self.add or self.table, row, "; ".join(changes), item=None if self.report else n)
 
@@ -453,7 +455,7 @@ def _days(column: str, n: int = 0) -> Callable[[Faults, pd.Series], Any]:
     return lambda f, r: r[column] + n * DAY
 
 
-def _death_before(table: str, date: str, *after: str, also: Where) -> Edit:
+def _death_before(table: str, date: str, *after: str, also: Mask) -> Edit:
     """Return the fault of a child dying the day before the chosen row's ``date``, chosen where that day
     comes on or after the census start, the columns ``after``, the child's birth and last referral,
     and where ``also`` holds."""
@@ -765,7 +767,7 @@ register("1520", "children", _share("UPN", "has_upn"))
 register("8510", "children", _share("LAchildID"))
 
 
-def _second_open(table: str, column: str, open_rows: str, episodes: Where, **fixed: Any) -> Callable[[Faults], None]:
+def _second_open(table: str, column: str, open_rows: str, episodes: Mask, **fixed: Any) -> Callable[[Faults], None]:
     """Return an injector adding an open ``table`` row (``column`` its start) the day after an open one
     (``open_rows`` is their flag), else two to an open episode chosen where ``episodes`` holds."""
     def two(f: Faults) -> None:
