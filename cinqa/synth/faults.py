@@ -139,9 +139,9 @@ class Faults(TableEdits):
         raise :class:`Unfit` when none has."""
         untouched = ~df["child"].isin(self.used).to_numpy()
         for mask in masks or (True,):
-            rows = df[untouched & np.asarray(mask, dtype=bool)]
+            rows = np.flatnonzero(untouched & np.asarray(mask, dtype=bool))
             if len(rows):
-                return rows.iloc[self.rnd.randrange(len(rows))]
+                return df.iloc[rows[self.rnd.randrange(len(rows))]]
         raise Unfit
 
     # -- editing and recording -----------------------------------------------------------------
