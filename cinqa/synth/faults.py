@@ -571,7 +571,8 @@ EDITS: dict[str, Edit | tuple[Edit, ...]] = {
                  lambda f, e: e["nfa"] & e["closed"] & (e["CINreferralDate"] > f.start)),
     "8640": Edit("episodes", {"ReasonForClosure": "RC0"}, "closed"),
     "8650": Edit("episodes", {"PrimaryNeedCode": "N10"}, "~nfa"),
-    "8805": Edit("episodes", {"ReasonForClosure": None}, "closed"),
+    # not a case closed after assessment (RC8/RC9), whose factor 21 would then fail 8873Q too
+    "8805": Edit("episodes", {"ReasonForClosure": None}, lambda f, e: e["closed"] & ~e["nin"]),
     "8810": Edit("episodes", {"CINclosureDate": None}, "closed_latest"),
     # reopen an earlier episode of a child whose latest is open (8816 and 8820 fail too)
     "8815": Edit("episodes", _REOPEN, lambda f, e: e["earlier_in_need"]
