@@ -1,26 +1,47 @@
 """Working days in England: weekdays that are not bank holidays.
 
 Bank holidays come from the maintained ``holidays`` package (England subdivision), so the
-calendar reaches back to 2012 and forward without a hand-typed list.
+calendar reaches back to 2012 and forward without a hand-typed list. Computing them takes the
+package about a third of a second, a third of what a cold ``cinqa validate`` may spend on its
+own, so they are computed once, when cinqa is built: :func:`write_bank_holidays` writes them to
+:data:`HOLIDAYS_FILE`, which cinqa reads, and a test checks the file against the package.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache
+from pathlib import Path
 
-import holidays
 import numpy as np
 import pandas as pd
 
 FIRST_YEAR = 2005
 LAST_YEAR = 2035
+HOLIDAYS_FILE = Path(__file__).with_name("bank-holidays-england.json")
 
 
 @cache
 def bank_holidays() -> np.ndarray:
     """Return England's bank holidays from 2005 to 2035 as sorted ``datetime64[D]`` values."""
+    return np.array(json.loads(HOLIDAYS_FILE.read_text("utf-8"))["dates"], dtype="datetime64[D]")
+
+
+def computed_bank_holidays() -> list[str]:
+    """Compute England's bank holidays from 2005 to 2035 with the ``holidays`` package, as ISO dates in order."""
+    import holidays
+
     days = holidays.country_holidays("GB", subdiv="ENG", years=range(FIRST_YEAR, LAST_YEAR + 1))
-    return np.array(sorted(days), dtype="datetime64[D]")
+    return [day.isoformat() for day in sorted(days)]
+
+
+def write_bank_holidays(path: Path = HOLIDAYS_FILE) -> None:
+    """Write :func:`computed_bank_holidays` to ``path``, where :func:`bank_holidays` reads them."""
+    import holidays
+
+    made = (f"England's bank holidays {FIRST_YEAR}-{LAST_YEAR} from holidays {holidays.__version__}; "
+            "written by cinqa.workdays.write_bank_holidays()")
+    path.write_text(json.dumps({"made": made, "dates": computed_bank_holidays()}, indent=0) + "\n", "utf-8")
 
 
 @cache

@@ -1,5 +1,8 @@
 """England working days: weekends, bank holidays and the direction of steps."""
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -14,6 +17,17 @@ def test_bank_holidays_reach_back_to_2012_and_include_easter_and_jubilee():
     days = set(pd.to_datetime(workdays.bank_holidays()).strftime("%Y-%m-%d"))
     assert {"2012-04-06", "2012-06-05", "2023-04-07", "2024-04-01", "2025-12-25"} <= days
     assert "2023-04-03" not in days
+
+
+def test_the_bank_holidays_cinqa_reads_are_those_the_holidays_package_computes():
+    """The file is written once (workdays.write_bank_holidays()); a newer package with new holidays fails here."""
+    assert pd.to_datetime(workdays.bank_holidays()).strftime("%Y-%m-%d").tolist() == workdays.computed_bank_holidays()
+
+
+def test_reading_the_bank_holidays_does_not_load_the_holidays_package():
+    code = ("import sys; from cinqa import workdays; workdays.add_working_days(workdays.pd.Timestamp('2024-04-01'), -1); "
+            "sys.exit('holidays' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_working_days_between_counts_days_after_start_up_to_end():
