@@ -20,6 +20,9 @@ with a row condition. So that what GX does per expectation stays small:
   (``exclude_unexpected_values``) instead of one dictionary per failing row;
 * expectations that share a row condition run together on the rows it selects, filtered once
   with the clause GX itself would use, instead of GX filtering again for every metric;
+* GX first gives every expectation's verdict alone and lists the failing rows only of those
+  that failed, raised or may hide failing rows (:func:`_run_group`); the raw results of the
+  others carry their verdict, not GX's row counts;
 * on a machine with more than one core, a large validation runs part of the view suites in
   a forked helper process while this process runs the rest (POSIX only; ``workers=1`` or the
   environment variable ``CINQA_WORKERS=1`` turns it off).
@@ -57,6 +60,8 @@ _RESULT_FORMAT = {
     # With ``row`` as the index this gives [{"row": [3, 17, ...]}] instead of a dict per row.
     "exclude_unexpected_values": True,
 }
+_VERDICT_FORMAT = {"result_format": "BOOLEAN_ONLY"}
+"""GX's result format for each expectation's first run: its verdict, not its rows (see :func:`_run_group`)."""
 _REPR_ISSUES = 10
 _REPR_HTML_ROWS = 50
 _PARALLEL_MIN_EXPECTATIONS = 24
@@ -233,10 +238,75 @@ def _run_one(plan: Any, frame: pd.DataFrame, tick: Callable[[int], Any] = _ignor
         if suite is group.suite and group.columns:
             # Only the group's own columns: GX fingerprints (hashes) every frame it is given.
             rows = _narrow(rows, group.columns)
-        with _pinned():
-            out.append(_batch(plan.view, rows).validate(suite, result_format=_RESULT_FORMAT))
+        out.append(_run_group(plan.view, rows, suite))
         tick(len(group.suite.expectations))
     return out
+
+
+def _run_group(view: str, rows: pd.DataFrame, suite: Any) -> Any:
+    """Validate ``rows`` against ``suite``: every expectation for its verdict, then the unsettled ones for their rows.
+
+    Listing the failing rows (GX's ``COMPLETE`` result format) costs GX about as much again as
+    the verdict (``BOOLEAN_ONLY``), and on a small return almost every expectation passes. So GX
+    first gives each expectation's verdict alone; the expectations :func:`_unsettled` names run
+    again with :data:`_RESULT_FORMAT`, and their results take the place of the verdicts.
+    """
+    with _pinned():
+        batch = _batch(view, rows)
+        quick = batch.validate(suite, result_format=_VERDICT_FORMAT)
+        again = {_entry(r) for r in quick.results if _unsettled(r, rows)}
+        if not again:
+            return quick
+        # Copies: a suite binds the expectations it is given to itself.
+        subset = type(suite)(name=suite.name, meta=suite.meta,
+                             expectations=[copy.copy(e) for e in suite.expectations if int(e.meta["entry"]) in again])
+        full = {_entry(r): r for r in batch.validate(subset, result_format=_RESULT_FORMAT).results}
+    quick.results = [full.get(_entry(r), r) for r in quick.results]
+    return quick
+
+
+def _entry(result: Any) -> int:
+    """Return the position in its view's entries of the expectation a lean suite's result is for."""
+    return int(result.expectation_config.meta["entry"])
+
+
+def _unsettled(result: Any, rows: pd.DataFrame) -> bool:
+    """Tell whether a verdict-only result may hide failing rows, so its expectation must run again for them.
+
+    That is so when it failed or raised (a raised rule is reported with the error the full run
+    gives), when ``mostly`` lets it pass with failing rows, and when its column has no value in
+    ``rows``: GX then calls a map expectation a success (it judges non-missing values only) while
+    listing every row of a check such as "must be present" as failing (see :func:`_tidy`), one
+    whose metric keeps missing values (:func:`_judges_missing`).
+    """
+    if not result.success or _raised(result) is not None:
+        return True
+    cfg = result.expectation_config
+    mostly = cfg.kwargs.get("mostly")
+    if mostly is not None and mostly < 1:
+        return True
+    column = cfg.kwargs.get("column")
+    if not isinstance(column, str) or not len(rows) or not _judges_missing(cfg.type):
+        return False
+    named = [c for c in rows.columns if c == column] or [c for c in rows.columns if c.lower() == column.lower()]
+    return not named or not rows[named[0]].notna().any()
+
+
+@cache
+def _judges_missing(kind: str) -> bool:
+    """Tell whether expectation type ``kind`` may list rows whose value is missing (its map metric keeps them).
+
+    An expectation GX cannot place this way is taken to list them (it then runs again for its rows).
+    """
+    from great_expectations.expectations.registry import get_expectation_impl, get_metric_provider
+    from great_expectations.execution_engine import PandasExecutionEngine
+
+    try:
+        metric = get_expectation_impl(kind).map_metric
+        provider, _ = get_metric_provider(f"{metric}.condition", PandasExecutionEngine())
+    except Exception:  # not a map expectation, or not one GX knows
+        return True
+    return not getattr(provider, "filter_column_isnull", True)
 
 
 def _merge(plan: Any, parts: list[Any]) -> Any:

@@ -201,6 +201,29 @@ def test_gx_builds_an_expectations_configuration_once_per_lookup_during_validati
     assert e.configuration is not e.configuration
 
 
+def test_gx_lists_the_rows_of_unsettled_expectations_only(monkeypatch, tmp_path):
+    """A verdict first for every expectation; rows (COMPLETE) only for those that failed or may hide failing rows."""
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    runs = []
+    run_batch = Batch.validate
+
+    def recorded(self, expect, **kwargs):
+        runs.append((kwargs["result_format"]["result_format"], {e.meta["rule"] for e in expect.expectations}))
+        return run_batch(self, expect, **kwargs)
+
+    monkeypatch.setattr(Batch, "validate", recorded)
+    # Under 2024-25 rules a 2023-24 child has no Sex: 4180 ("must be provided and equal M, F, or U")
+    # is a GX success on a column with no values, while its row fails; 1510 fails outright, 8500 passes.
+    ret = build_return("2023-24", {"children": [{"UPN": "A201000000010"}]}, tmp_path)
+    v = validate(ret, "2024-25", rules=["8500", "1510", "4180"], workers=1)
+    assert v.failures[["rule", "values"]].values.tolist() == [["1510", {"UPN": "A201000000010"}],
+                                                              ["4180", {"Sex": None}]]
+    listed = set().union(*(rules for kind, rules in runs if kind == "COMPLETE"))
+    judged = set().union(*(rules for kind, rules in runs if kind == "BOOLEAN_ONLY"))
+    assert listed == {"1510", "4180"} and judged == {"8500", "1510", "4180"}
+
+
 def test_a_helper_process_that_dies_costs_time_not_results(monkeypatch):
     import sys as _sys
 
