@@ -445,6 +445,10 @@ def _context() -> Any:
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    # An ephemeral context mirrors its whole configuration, as YAML, into an in-memory store on
+    # every change (about 10 ms each: the data source, then an asset and a batch definition per
+    # view), and nothing reads that mirror back; the context itself keeps what was added.
+    ctx._save_project_config = lambda: None
     _install_pinning()
     return ctx
 
