@@ -244,6 +244,24 @@ def test_gx_lists_the_rows_of_unsettled_expectations_only(monkeypatch, tmp_path)
     assert listed == {"1510", "4180"} and judged == {"8500", "1510", "4180"}
 
 
+def test_once_most_expectations_fail_gx_lists_rows_at_once(monkeypatch):
+    """Judging first runs a failing expectation twice: on a return failing most rules it stops after a few groups."""
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    runs = []
+    run_batch = Batch.validate
+
+    def recorded(self, expect, **kwargs):
+        runs.append((kwargs["result_format"]["result_format"], len(expect.expectations)))
+        return run_batch(self, expect, **kwargs)
+
+    monkeypatch.setattr(Batch, "validate", recorded)
+    v = validate(cinqa.read_return(Path(__file__).parent.parent / "data" / "sample-2025-26-errors.xml"), workers=1)
+    assert v.summary["rule"].nunique() > len(v.checked) / 2
+    judged = sum(n for kind, n in runs if kind == "BOOLEAN_ONLY")
+    assert 0 < judged < len(v.checked) / 4, runs
+
+
 def test_a_helper_process_that_dies_costs_time_not_results(monkeypatch):
     import sys as _sys
 
