@@ -319,9 +319,9 @@ def _unsettled(result: Any, rows: pd.DataFrame) -> bool:
 
     That is so when it failed or raised (a raised rule is reported with the error the full run
     gives), when ``mostly`` lets it pass with failing rows, and when its column has no value in
-    ``rows``: GX then calls a map expectation a success (it judges non-missing values only) while
-    listing every row of a check such as "must be present" as failing (see :func:`_tidy`), one
-    whose metric keeps missing values (:func:`_judges_missing`).
+    ``rows`` and its metric keeps missing values (:func:`_judges_missing`): GX then calls a map
+    expectation a success (it judges non-missing values only) while listing every row of a check
+    such as "must be present" as failing (see :func:`_tidy`).
     """
     if not result.success or _raised(result) is not None:
         return True
