@@ -23,11 +23,13 @@ import pandas as pd
 from cinqa import spec
 from cinqa.pool import HEADER_NAME, PARTITIONS
 from cinqa.returns import table_schema
-from cinqa.views import _ACTIVITY_DATES, _EPISODE_FACTS, _NFA_ACTIVITY_DATES, VIEW_TABLES, dateless_reviews
+from cinqa.views import _ACTIVITY_DATES, _EPISODE_FACTS, _NFA_ACTIVITY_DATES, LOCATOR, VIEW_TABLES, dateless_reviews
 
 SPARK_TYPES = {"int64": "bigint", "Int64": "bigint", "datetime64[s]": "timestamp", "boolean": "boolean",
                "bool": "boolean", "str": "string", "category": "string", "object": "string"}
 """The Spark type of each pandas dtype a return's tables hold, as Arrow hands it over."""
+_LOCATOR_TYPES = dict(zip(LOCATOR, ("bigint", "bigint", "string", "bigint", "bigint", "bigint"), strict=True))
+"""The Spark type of each locator column of :data:`cinqa.views.LOCATOR`, in its order."""
 _P = list(PARTITIONS)
 
 
@@ -35,6 +37,12 @@ def _f() -> Any:
     from pyspark.sql import functions
 
     return functions
+
+
+def _locator(**given: Any) -> list[Any]:
+    """Return a view's locator columns in order, typed: those ``given`` (Spark columns by name), the others missing."""
+    F = _f()
+    return [given.get(name, F.lit(None)).cast(kind).alias(name) for name, kind in _LOCATOR_TYPES.items()]
 
 
 class SparkViews:
@@ -199,10 +207,9 @@ class SparkViews:
         rest = [c for c in schema if c not in ("child", "LAchildID", "episode", "line", own)]
         local = F.row_number().over(Window.partitionBy(*_P).orderBy(*[_name(table, k, self.year) for k in keys])) - 1
         df = df.withColumn("row", local + self._offsets(table)[F.col("la")])
-        locator = [F.col("row").cast("bigint").alias("row"), F.col("child").cast("bigint").alias("child"),
-                   F.col("LAchildID").cast("string").alias("LAchildID"),
-                   (F.col("episode") if "episode" in keys else F.lit(None)).cast("bigint").alias("episode"),
-                   F.col(_name(table, keys[-1], self.year)).cast("bigint").alias("item"), F.col("line").cast("bigint").alias("line")]
+        locator = _locator(row=F.col("row"), child=F.col("child"), LAchildID=F.col("LAchildID"),
+                           episode=F.col("episode") if "episode" in keys else F.lit(None),
+                           item=F.col(_name(table, keys[-1], self.year)), line=F.col("line"))
         out = df.select(*locator, *rest, *added, *_P)
         out = self._census(out)
         return out.select(*[c for c in out.columns if c not in _P], *_P)
@@ -225,10 +232,7 @@ class SparkViews:
         end_year = spec.end_year(self.year)
         year = F.col("year").cast("bigint")
         out = h.select(
-            F.lit(0).cast("bigint").alias("row"),
-            F.lit(None).cast("bigint").alias("child"), F.lit(None).cast("string").alias("LAchildID"),
-            F.lit(None).cast("bigint").alias("episode"), F.lit(None).cast("bigint").alias("item"),
-            F.lit(None).cast("bigint").alias("line"),
+            *_locator(row=F.lit(0)),
             F.col("collection").cast("string").alias("Collection"), year.alias("Year"),
             F.col("reference_date").cast("timestamp").alias("ReferenceDate"),
             F.col("la").cast("string").alias("LEA"),
@@ -534,9 +538,7 @@ class SparkViews:
                              ["children_with_pp_start_date"])):
             out = self._attach(out, facts, (), cols, fill=0)
         out = out.select(
-            F.lit(0).alias("row"), F.lit(None).cast("bigint").alias("child"), F.lit(None).cast("string").alias("LAchildID"),
-            F.lit(None).cast("bigint").alias("episode"), F.lit(None).cast("bigint").alias("item"),
-            F.lit(None).cast("bigint").alias("line"), F.col("children").cast("bigint").alias("children"),
+            *_locator(row=F.lit(0)), F.col("children").cast("bigint").alias("children"),
             F.col("children_with_no_gender_recorded").cast("bigint").alias("children_with_no_gender_recorded"),
             F.when(F.col("children") > 0, F.col("children_with_no_gender_recorded") / F.col("children"))
             .otherwise(F.lit(float("nan"))).alias("share_with_no_gender_recorded"),
