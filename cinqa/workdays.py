@@ -3,8 +3,9 @@
 Bank holidays come from the maintained ``holidays`` package (England subdivision), so the
 calendar reaches back to 2012 and forward without a hand-typed list. Computing them takes the
 package about a third of a second, a third of what a cold ``cinqa validate`` may spend on its
-own, so they are computed once, when cinqa is built: :func:`write_bank_holidays` writes them to
-:data:`HOLIDAYS_FILE`, which cinqa reads, and a test checks the file against the package.
+own, so they are computed ahead of time and shipped: :func:`write_bank_holidays` writes them to
+:data:`HOLIDAYS_FILE` (run it again when the package adds a holiday), cinqa reads that file, and a
+test checks the file against the package.
 """
 
 from __future__ import annotations
