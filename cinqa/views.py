@@ -19,7 +19,9 @@ Every view is built once per validation and everything is vectorised.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -126,50 +128,858 @@ def _return_locator() -> dict[str, object]:
             "line": none}
 
 
+SPARK_TYPES = {"int64": "bigint", "Int64": "bigint", "datetime64[s]": "timestamp", "boolean": "boolean",
+               "bool": "boolean", "str": "string", "category": "string", "object": "string", "float64": "double"}
+"""The Spark type of each pandas dtype a return's tables and views hold, as Arrow hands it over."""
+
+
+def spark_functions() -> Any:
+    """Return :mod:`pyspark.sql.functions`: the Spark forms below import pyspark only when they run."""
+    from pyspark.sql import functions
+
+    return functions
+
+
+# -- the vocabulary of view columns -----------------------------------------------------------
+#
+# Each view column is declared once below (VIEW_COLUMNS), as one of these kinds; a kind holds its
+# pandas form (``pandas``, for ViewBuilder) beside its Spark form (``spark``, for
+# cinqa.views_spark.SparkViews). ``v`` is the builder of either engine: its ``year``, ``start``
+# and ``end`` (the census period) and ``_table(name)``. Spark forms key every join and window by
+# ``v.partitions`` (census year and LA) first, so one build covers every LA of a year.
+
+
+class Cond:
+    """A condition on each row of a table, true or false (never missing): a view's count or total reads it."""
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def spark(self, t: Any, v: Any) -> Any:
+        raise NotImplementedError
+
+    def __and__(self, other: Cond) -> Cond:
+        return _Both(self, other)
+
+    def __or__(self, other: Cond) -> Cond:
+        return _Either(self, other)
+
+    def __invert__(self) -> Cond:
+        return _Not(self)
+
+
+@dataclass(frozen=True)
+class Missing(Cond):
+    """The row has no ``column`` value (every row, in a year without the column)."""
+
+    column: str
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        return t[self.column].isna().to_numpy(dtype=bool) if self.column in t else np.ones(len(t), dtype=bool)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        F = spark_functions()
+        return F.col(self.column).isNull() if self.column in t.columns else F.lit(True)
+
+
+@dataclass(frozen=True)
+class Is(Cond):
+    """The row's ``column`` holds ``value`` (a missing value does not)."""
+
+    column: str
+    value: object
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        if self.column not in t:
+            return np.zeros(len(t), dtype=bool)
+        return _col(t, self.column, "object").eq(self.value).fillna(False).to_numpy(dtype=bool)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        F = spark_functions()
+        if self.column not in t.columns:
+            return F.lit(False)
+        return F.coalesce(F.col(self.column) == F.lit(self.value), F.lit(False))
+
+
+@dataclass(frozen=True)
+class In(Cond):
+    """The row's ``column`` is one of ``values``, or a code of the year's code set ``codes``."""
+
+    column: str
+    values: tuple[str, ...] = ()
+    codes: str | None = None
+
+    def _values(self, v: Any) -> list[str]:
+        return sorted(spec.codes(self.codes, v.year)) if self.codes else list(self.values)
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        return _col(t, self.column, "object").isin(self._values(v)).to_numpy(dtype=bool)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        F = spark_functions()
+        if self.column not in t.columns:
+            return F.lit(False)
+        return F.coalesce(F.col(self.column).isin(self._values(v)), F.lit(False))
+
+
+@dataclass(frozen=True)
+class InCensus(Cond):
+    """The row's date ``column`` falls in the census period, both ends included."""
+
+    column: str
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        return _col(t, self.column, "datetime64[s]").between(v.start, v.end).to_numpy(dtype=bool)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        F = spark_functions()
+        if self.column not in t.columns:
+            return F.lit(False)
+        return F.coalesce(F.col(self.column).between(v._lit_date(v.start), v._lit_date(v.end)), F.lit(False))
+
+
+@dataclass(frozen=True)
+class NoGender(Cond):
+    """The child's sex (``Sex``, from 2026-27) or gender (``GenderCurrent``, before) is missing or unknown."""
+
+    def _cond(self, columns: Any) -> Cond:
+        return Missing("Sex") | In("Sex", ("U",)) if "Sex" in columns else \
+            Missing("GenderCurrent") | In("GenderCurrent", ("0",))
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        return self._cond(t.columns).pandas(t, v)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        return self._cond(t.columns).spark(t, v)
+
+
+@dataclass(frozen=True)
+class _Both(Cond):
+    a: Cond
+    b: Cond
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        return self.a.pandas(t, v) & self.b.pandas(t, v)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        return self.a.spark(t, v) & self.b.spark(t, v)
+
+
+@dataclass(frozen=True)
+class _Either(Cond):
+    a: Cond
+    b: Cond
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        return self.a.pandas(t, v) | self.b.pandas(t, v)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        return self.a.spark(t, v) | self.b.spark(t, v)
+
+
+@dataclass(frozen=True)
+class _Not(Cond):
+    a: Cond
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> np.ndarray:
+        return ~self.a.pandas(t, v)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        return ~self.a.spark(t, v)
+
+
+OPEN_EPISODE = Missing("CINclosureDate") & Is("ReferralNFA", False)
+"""An episode with no closure date that is not a referral with no further action."""
+OPEN_S47 = Missing("DateOfInitialCPC") & ~Is("ICPCnotRequired", True)
+"""A Section 47 enquiry with no initial conference date and ICPCnotRequired not true."""
+REAL_DISABILITY = ~Missing("Disability") & ~In("Disability", ("NONE",))
+"""A disability code other than NONE."""
+
+
+@dataclass(frozen=True)
+class Until:
+    """A range's last day: its ``column``; where that is missing, the census end plus ``days`` where ``open``
+    holds (always, without ``open``), else no range."""
+
+    column: str
+    open: Cond | None = None
+    days: int = 0
+
+    def pandas(self, t: pd.DataFrame, v: Any) -> pd.Series:
+        day = _col(t, self.column, "datetime64[s]")
+        out = day.where(day.notna(), pd.Timestamp(v.end).as_unit("s") + pd.Timedelta(days=self.days))
+        if self.open is not None:
+            out = out.where(day.notna().to_numpy() | self.open.pandas(t, v), pd.NaT)
+        return out
+
+    def spark(self, t: Any, v: Any) -> Any:
+        F = spark_functions()
+        end = v._lit_date(v.end)
+        if self.days:
+            end = F.date_add(end, self.days).cast("timestamp")
+        day = F.col(self.column) if self.column in t.columns else F.lit(None).cast("timestamp")
+        return F.coalesce(day, end if self.open is None else F.when(self.open.spark(t, v), end))
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A column of the row's ``source``, under the same name: its parent row's (``"parent"``, dates only), its
+    episode's (``"episode"``: ``CINreferralDate``, ``CINclosureDate``, ``ReasonForClosure``, ``ReferralNFA``
+    and the episode's own ``CINdetails_DateOfInitialCPC``) or its child's (``"child"``: ``PersonBirthDate``,
+    ``ExpectedPersonBirthDate``, ``PersonDeathDate`` and ``has_disability``, a code other than NONE)."""
+
+    name: str
+    source: str
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> Any:
+        got = v._facts(self.source, table)
+        if self.source == "parent":
+            return _col(got, self.name, "datetime64[s]").to_numpy(dtype="datetime64[s]")
+        return got[self.name].array
+
+
+@dataclass(frozen=True)
+class Count:
+    """The rows of ``table`` that share the view row's ``keys`` and where ``where`` holds (all of them without
+    it), or their distinct values of ``distinct``: 0 if none. Spark counts a table's columns with the same
+    keys in one pass."""
+
+    name: str
+    table: str
+    keys: tuple[str, ...]
+    where: Cond | None = None
+    distinct: str | None = None
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        rows = v._table(self.table)
+        if self.where is not None:
+            rows = rows.loc[self.where.pandas(rows, v)]
+        if self.distinct is None:
+            counts = rows.groupby(list(self.keys), sort=False).size()
+        else:
+            values = rows.assign(_value=_col(rows, self.distinct, "object"))
+            counts = values.groupby(list(self.keys), sort=False)["_value"].nunique()
+        return v._lookup(counts, t, self.keys)
+
+    def spark(self, t: Any, v: Any) -> Any:
+        """Return the aggregate counting this column over ``t`` (table ``table`` of every LA)."""
+        F = spark_functions()
+        if self.distinct is not None:
+            value = F.col(self.distinct) if self.where is None else F.when(self.where.spark(t, v), F.col(self.distinct))
+            return F.countDistinct(value).alias(self.name)
+        return (F.count(F.lit(1)) if self.where is None else F.count(F.when(self.where.spark(t, v), 1))).alias(self.name)
+
+
+@dataclass(frozen=True)
+class Inside:
+    """Whether the ``start`` date of a row of ``left`` falls inside a range of a row of ``right`` with the same
+    ``by`` keys (:func:`starts_inside`): ranges from ``lo`` to ``hi``, ``hi`` itself inside if ``include_hi``,
+    a start on the range's ``except_equal_to`` date exempt. A row is not compared with itself. One of the two
+    tables is the view's; with ``mark="right"`` the answer is for the right side's rows."""
+
+    name: str
+    left: str
+    start: str
+    right: str
+    lo: str
+    hi: Until
+    by: tuple[str, ...]
+    include_hi: bool = True
+    except_equal_to: str | None = None
+    mark: str = "left"
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        right = v._table(self.right)
+        return starts_inside(
+            v._table(self.left), right, by=self.by, start=self.start, lo=_col(right, self.lo, "datetime64[s]"),
+            hi=self.hi.pandas(right, v), same_rows=self.left == self.right, include_hi=self.include_hi,
+            except_equal_to=None if self.except_equal_to is None else _col(right, self.except_equal_to, "datetime64[s]"),
+            mark=self.mark)
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        return v._starts_inside(
+            df if self.left == table else v._table(self.left), df if self.right == table else v._table(self.right),
+            lkeys=spec.TABLE_KEYS[self.left], rkeys=spec.TABLE_KEYS[self.right], by=self.by, start=self.start,
+            lo=lambda r: F.col(self.lo), hi=lambda r: self.hi.spark(r, v), same_rows=self.left == self.right,
+            include_hi=self.include_hi, name=self.name, mark=self.mark,
+            except_equal_to=None if self.except_equal_to is None else (lambda r: F.col(self.except_equal_to)))
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed from the view's columns so far: ``pandas(df, v)`` gives its values, ``spark(F, df, v)``
+    its Spark column (``F`` is :mod:`pyspark.sql.functions`); ``dtype`` is its pandas type, the Spark form
+    cast to the same."""
+
+    name: str
+    dtype: str
+    pandas_form: Callable[[pd.DataFrame, Any], Any]
+    spark_form: Callable[[Any, Any, Any], Any]
+
+    def pandas(self, v: Any, table: str | None, df: pd.DataFrame) -> Any:
+        values = self.pandas_form(df, v)
+        return pd.array(values, dtype=self.dtype) if self.dtype in ("Int64", "str", "boolean") else \
+            np.asarray(values, dtype=self.dtype)
+
+    def spark(self, v: Any, table: str | None, df: Any) -> Any:
+        return df.withColumn(self.name, self.spark_form(spark_functions(), df, v).cast(SPARK_TYPES[self.dtype]))
+
+
+@dataclass(frozen=True)
+class EpisodeDates:
+    """The episode's dates among ``sources`` (``(table, column)`` pairs): how many are given, or the latest."""
+
+    name: str
+    sources: tuple[tuple[str, str], ...]
+    latest: bool = False
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        parts = []
+        for table, column in self.sources:
+            rows = v._table(table)
+            parts.append(pd.DataFrame({"child": rows["child"].to_numpy(dtype="int64"),
+                                       "episode": rows["episode"].to_numpy(dtype="int64"),
+                                       "day": _col(rows, column, "datetime64[s]").to_numpy(dtype="datetime64[s]")}))
+        days = pd.concat(parts, ignore_index=True)
+        groups = days.loc[days["day"].notna().to_numpy()].groupby(["child", "episode"], sort=False)
+        if not self.latest:
+            return v._lookup(groups.size(), t, ("child", "episode"))
+        idx = pd.MultiIndex.from_arrays([t[k].to_numpy(dtype="int64") for k in ("child", "episode")])
+        return groups["day"].max().reindex(idx).to_numpy(dtype="datetime64[s]")
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        P = v.partitions
+        parts = [v._table(t).select(*P, "child", "episode",
+                                    (F.col(c) if c in v._table(t).columns else F.lit(None).cast("timestamp")).alias("_day"))
+                 for t, c in self.sources]
+        days = parts[0]
+        for part in parts[1:]:
+            days = days.unionByName(part)
+        per = days.where(F.col("_day").isNotNull()).groupBy(*P, "child", "episode").agg(
+            (F.max("_day") if self.latest else F.count(F.lit(1))).alias(self.name))
+        return v._attach(df, per, ("child", "episode"), [self.name], fill=None if self.latest else 0)
+
+
+@dataclass(frozen=True)
+class LastEpisodeDay:
+    """The last day on which one of the child's episodes was open: its closure date, or the census end for an
+    episode with none, and never later than the census end."""
+
+    name: str
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        e = v._table("episodes")
+        ends = _col(e, "CINclosureDate", "datetime64[s]").fillna(v.end).clip(upper=v.end)
+        last = ends.groupby(e["child"].to_numpy()).max()
+        return last.reindex(t["child"].to_numpy(dtype="int64")).to_numpy(dtype="datetime64[s]")
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        end = v._lit_date(v.end)
+        last = v._table("episodes").groupBy(*v.partitions, "child").agg(
+            F.max(F.least(F.coalesce(F.col("CINclosureDate"), end), end)).alias(self.name))
+        return v._attach(df, last, ("child",), [self.name])
+
+
+@dataclass(frozen=True)
+class LatestReferral:
+    """Whether the episode's referral date is the latest of its child's."""
+
+    name: str
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        referral = _col(t, "CINreferralDate", "datetime64[s]")
+        latest = referral.groupby(t["child"].to_numpy()).transform("max")
+        return (referral.eq(latest) & referral.notna()).to_numpy(dtype=bool)
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        from pyspark.sql import Window
+
+        latest = F.max("CINreferralDate").over(Window.partitionBy(*v.partitions, "child"))
+        return df.withColumn(self.name, F.coalesce(F.col("CINreferralDate") == latest, F.lit(False)))
+
+
+@dataclass(frozen=True)
+class FactorCodes:
+    """The assessment's factor codes, sorted and joined with commas ("16A,3B"); missing if it has none."""
+
+    name: str
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        own = spec.TABLE_KEYS["assessments"]
+        f = v._table("assessment_factors")
+        joined = _joined_codes(f, own, _col(f, "AssessmentFactors", "object"))
+        if not len(joined):
+            return np.full(len(t), None)
+        return joined.reindex(pd.MultiIndex.from_arrays([t[k].to_numpy(dtype="int64") for k in own])).to_numpy(dtype=object)
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        own = spec.TABLE_KEYS["assessments"]
+        codes = F.array_sort(F.collect_list("AssessmentFactors"))
+        joined = v._table("assessment_factors").groupBy(*v.partitions, *own).agg(
+            F.when(F.size(codes) > 0, F.array_join(codes, ",")).alias(self.name))
+        return v._attach(df, joined, own, [self.name])
+
+
+@dataclass(frozen=True)
+class InitialAssessmentStart:
+    """2012-13: the start of the episode's initial assessment (the earliest), which its core assessment follows."""
+
+    name: str
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        start = _col(t, "AssessmentActualStartDate", "datetime64[s]")
+        initial = pd.Series(start.where(_col(t, "kind", "object").eq("initial").fillna(False)).to_numpy(dtype="datetime64[s]"))
+        ep = [t[k].to_numpy(dtype="int64") for k in ("child", "episode")]
+        first = initial.groupby(ep).min()
+        if not len(first):
+            return np.full(len(t), np.datetime64("NaT"), dtype="datetime64[s]")
+        return first.reindex(pd.MultiIndex.from_arrays(ep)).to_numpy(dtype="datetime64[s]")
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        from pyspark.sql import Window
+
+        initial = F.when(F.col("kind") == "initial", F.col("AssessmentActualStartDate"))
+        return df.withColumn(self.name, F.min(initial).over(Window.partitionBy(*v.partitions, "child", "episode")))
+
+
+@dataclass(frozen=True)
+class OnConferenceDay:
+    """2885: whether the plan starts on the day of an initial conference of its episode, recorded on a
+    Section 47 enquiry or on the episode itself."""
+
+    name: str
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        s47 = v._table("section47")
+        e = v._table("episodes")
+        days = pd.concat([
+            pd.DataFrame({"child": rows["child"].to_numpy(dtype="int64"), "episode": rows["episode"].to_numpy(dtype="int64"),
+                          "day": _col(rows, "DateOfInitialCPC", "datetime64[s]").to_numpy(dtype="datetime64[s]")})
+            for rows in (s47, e)]).dropna(subset=["day"])
+        keyed = pd.DataFrame({"child": t["child"].to_numpy(dtype="int64"), "episode": t["episode"].to_numpy(dtype="int64"),
+                              "day": _col(t, "CPPstartDate", "datetime64[s]").to_numpy(dtype="datetime64[s]"),
+                              "_r": np.arange(len(t))})
+        hits = keyed.merge(days.drop_duplicates(), on=["child", "episode", "day"], how="inner")["_r"].to_numpy()
+        return np.isin(np.arange(len(t)), hits)
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        P = v.partitions
+        days = v._table("section47").select(*P, "child", "episode", F.col("DateOfInitialCPC").alias("_day")) \
+            .unionByName(v._table("episodes").select(*P, "child", "episode", F.col("DateOfInitialCPC").alias("_day"))) \
+            .where(F.col("_day").isNotNull()).distinct().withColumn(self.name, F.lit(True))
+        out = v._attach(df.withColumn("_day", F.col("CPPstartDate")), days, ("child", "episode", "_day"), [self.name],
+                        fill=False)
+        return out.drop("_day")
+
+
+@dataclass(frozen=True)
+class DatelessReviews:
+    """8842Q: how many of the plan's reviews are structural issues with no date (an empty ``<CPPreviewDate/>``
+    or a ``<Reviews>`` holding none, :func:`dateless_reviews`): such an issue gives a child and a line, and
+    belongs to the child's last plan that starts on or before its line."""
+
+    name: str
+
+    def pandas(self, v: ViewBuilder, table: str, df: pd.DataFrame) -> np.ndarray:
+        t = v._table(table)
+        out = np.zeros(len(t), dtype="int64")
+        issues = v.ret.issues
+        dateless = dateless_reviews(issues)
+        if not len(t) or not dateless.any():
+            return out
+        found = pd.DataFrame({"child": issues.loc[dateless, "child"].to_numpy(dtype="int64"),
+                              "line": issues.loc[dateless, "line"].to_numpy(dtype="int64")}).sort_values("line")
+        located = t["line"].notna().to_numpy()
+        plans = pd.DataFrame({"child": t["child"].to_numpy(dtype="int64")[located],
+                              "line": t["line"].to_numpy()[located].astype("int64"),
+                              "_r": np.arange(len(t))[located]}).sort_values("line")
+        hit = pd.merge_asof(found, plans, on="line", by="child", direction="backward")["_r"].dropna()
+        return out + np.bincount(hit.to_numpy(dtype="int64"), minlength=len(t))
+
+    def spark(self, v: Any, table: str, df: Any) -> Any:
+        F = spark_functions()
+        from pyspark.sql import Window
+
+        P = v.partitions
+        own = spec.TABLE_KEYS["cp_plans"]
+        issues = v.issues
+        dateless = dateless_reviews(issues)
+        found = pd.DataFrame({"census_year": issues.loc[dateless, "census_year"].astype("str").to_numpy(dtype=object),
+                              "la": issues.loc[dateless, "la"].astype("str").to_numpy(dtype=object),
+                              "child": issues.loc[dateless, "child"].to_numpy(dtype="int64"),
+                              "_at": issues.loc[dateless, "line"].to_numpy(dtype="int64")})
+        # Issues on one child and line belong to one plan: each such group is placed once.
+        found = v.spark.createDataFrame(found, "census_year string, la string, child bigint, _at bigint") \
+            .groupBy(*P, "child", "_at").agg(F.count(F.lit(1)).alias("_issues"))
+        plans = df.where(F.col("line").isNotNull()).select(*P, *own, F.col("line").alias("_pline"))
+        pairs = found.join(plans, on=[*P, "child"]).where(F.col("_pline") <= F.col("_at"))
+        last = pairs.withColumn("_n", F.row_number().over(
+            Window.partitionBy(*P, "child", "_at").orderBy(F.col("_pline").desc())))
+        per = last.where(F.col("_n") == 1).groupBy(*P, *own).agg(F.sum("_issues").cast("bigint").alias(self.name))
+        return v._attach(df, per, own, [self.name], fill=0)
+
+
+@dataclass(frozen=True)
+class Total:
+    """In a one-row-per-return view: the rows of ``table`` where ``where`` holds (all without it), or their
+    distinct values of ``distinct``."""
+
+    name: str
+    table: str
+    where: Cond | None = None
+    distinct: str | None = None
+    dtype = "int64"
+
+    def pandas(self, v: ViewBuilder, table: None, df: pd.DataFrame) -> np.ndarray:
+        rows = v._table(self.table)
+        if self.where is not None:
+            rows = rows.loc[self.where.pandas(rows, v)]
+        n = len(rows) if self.distinct is None else _col(rows, self.distinct, "object").nunique()
+        return np.array([n], dtype="int64")
+
+    def spark(self, v: Any, table: None, df: Any) -> Any:
+        rows = v._table(self.table)
+        counted = rows.groupBy(*v.partitions).agg(Count(self.name, self.table, (), self.where, self.distinct).spark(rows, v))
+        return v._attach(df, counted, (), [self.name], fill=0)
+
+
+@dataclass(frozen=True)
+class ChildrenWithSeveral:
+    """In a one-row-per-return view: the children with more than one row of ``table`` where ``where`` holds."""
+
+    name: str
+    table: str
+    where: Cond
+    dtype = "int64"
+
+    def pandas(self, v: ViewBuilder, table: None, df: pd.DataFrame) -> np.ndarray:
+        rows = v._table(self.table)
+        per_child = rows.loc[self.where.pandas(rows, v)].groupby("child").size()
+        return np.array([int((per_child > 1).sum())], dtype="int64")
+
+    def spark(self, v: Any, table: None, df: Any) -> Any:
+        F = spark_functions()
+        rows = v._table(self.table)
+        several = rows.where(self.where.spark(rows, v)).groupBy(*v.partitions, "child").count() \
+            .where(F.col("count") > 1).groupBy(*v.partitions).agg(F.count(F.lit(1)).alias(self.name))
+        return v._attach(df, several, (), [self.name], fill=0)
+
+
+@dataclass(frozen=True)
+class HeaderFact:
+    """In the header view: the return's header fact ``attr`` (:class:`cinqa.returns.Header`), as ``dtype``."""
+
+    name: str
+    attr: str
+    dtype: str
+
+    def pandas(self, v: ViewBuilder, table: None, df: pd.DataFrame) -> Any:
+        return pd.array([getattr(v.ret.header, self.attr)], dtype=self.dtype)
+
+    def spark(self, v: Any, table: None, df: Any) -> Any:
+        return df.withColumn(self.name, spark_functions().col(self.attr).cast(SPARK_TYPES[self.dtype]))
+
+
+ViewColumn = Fact | Count | Inside | Derived | EpisodeDates | LastEpisodeDay | LatestReferral | FactorCodes \
+    | InitialAssessmentStart | OnConferenceDay | DatelessReviews | Total | ChildrenWithSeveral | HeaderFact
+
+
+def _year_end(df: pd.DataFrame, v: Any) -> Any:
+    """Return 31 March of the header's <Year> when the return is checked as another year (rule 100), else missing."""
+    year = df["Year"].iloc[0]
+    end = spec.end_year(v.year)
+    return [np.datetime64(f"{int(year):04d}-03-31", "s") if pd.notna(year) and year != end
+            else np.datetime64("NaT", "s")]
+
+
+def _year_end_spark(F: Any, df: Any, v: Any) -> Any:
+    year, end = F.col("Year"), spec.end_year(v.year)
+    return F.when(year.isNotNull() & (year != F.lit(end)),
+                  F.concat(F.lpad(year.cast("string"), 4, "0"), F.lit("-03-31")).cast("date").cast("timestamp"))
+
+
+def _no_gender_share(df: pd.DataFrame, v: Any) -> Any:
+    n = df["children"].iloc[0]
+    return [df["children_with_no_gender_recorded"].iloc[0] / n if n else np.nan]
+
+
+def _present(df: pd.DataFrame, column: str) -> np.ndarray:
+    return _col(df, column, "datetime64[s]").notna().to_numpy(dtype="int64")
+
+
+CHILD, EPISODE = ("child",), ("child", "episode")
+ASSESSMENT = spec.TABLE_KEYS["assessments"]
+CPP = spec.TABLE_KEYS["cp_plans"]
+
+
+def _facts(source: str, *names: str) -> tuple[Fact, ...]:
+    return tuple(Fact(name, source) for name in names)
+
+
+VIEW_COLUMNS: dict[str, tuple[ViewColumn, ...]] = {
+    "header": (
+        HeaderFact("Collection", "collection", "str"),
+        HeaderFact("Year", "year", "Int64"),
+        HeaderFact("ReferenceDate", "reference_date", "datetime64[s]"),
+        HeaderFact("LEA", "la", "str"),
+        HeaderFact("SourceLevel", "source_level", "str"),
+        Derived("census_year_end", "Int64", lambda df, v: [spec.end_year(v.year)],
+                lambda F, df, v: F.lit(spec.end_year(v.year))),
+        Derived("Year_end", "datetime64[s]", _year_end, _year_end_spark),
+    ),
+    "children": (
+        Count("episodes_for_child", "episodes", CHILD),
+        Count("open_episodes_for_child", "episodes", CHILD, OPEN_EPISODE),
+        Count("_further_action", "episodes", CHILD, Is("ReferralNFA", False)),
+        Count("_not_nfa", "episodes", CHILD, ~Is("ReferralNFA", True)),
+        Derived("has_further_action_episode", "bool", lambda df, v: df["_further_action"] > 0,
+                lambda F, df, v: F.col("_further_action") > 0),
+        Derived("all_episodes_nfa", "bool", lambda df, v: df["_not_nfa"] == 0, lambda F, df, v: F.col("_not_nfa") == 0),
+        Count("disabilities_for_child", "disabilities", CHILD),
+        Fact("has_disability", "child"),
+        Derived("birth_dates_given", "int64",
+                lambda df, v: _present(df, "PersonBirthDate") + _present(df, "ExpectedPersonBirthDate"),
+                lambda F, df, v: F.col("PersonBirthDate").isNotNull().cast("bigint")
+                + F.col("ExpectedPersonBirthDate").isNotNull().cast("bigint")),
+        Derived("UPN_la_code", "str", lambda df, v: _col(df, "UPN", "str").str.slice(1, 4),
+                lambda F, df, v: F.substring(F.col("UPN"), 2, 3)),
+        LastEpisodeDay("last_episode_day"),
+    ),
+    "disabilities": (
+        Count("distinct_disabilities_for_child", "disabilities", CHILD, distinct="Disability"),
+        Count("disabilities_for_child", "disabilities", CHILD),
+        Fact("PersonBirthDate", "child"),
+    ),
+    "episodes": (
+        *_facts("child", "PersonBirthDate", "ExpectedPersonBirthDate", "PersonDeathDate"),
+        Derived("birth_or_expected_birth_date", "datetime64[s]",
+                lambda df, v: df["PersonBirthDate"].fillna(df["ExpectedPersonBirthDate"]),
+                lambda F, df, v: F.coalesce("PersonBirthDate", "ExpectedPersonBirthDate")),
+        Count("episodes_for_child", "episodes", CHILD),
+        Count("open_episodes_for_child", "episodes", CHILD, OPEN_EPISODE),
+        LatestReferral("is_latest_referral"),
+        # An episode's own range: referral to closure (the closure day itself free for the next
+        # referral), or to the day after the census end when open and not a referral with no further action.
+        Inside("referral_inside_other_episode", "episodes", "CINreferralDate", "episodes", "CINreferralDate",
+               Until("CINclosureDate", OPEN_EPISODE, days=1), CHILD, include_hi=False),
+        Count("assessments_in_episode", "assessments", EPISODE),
+        Count("s47_in_episode", "section47", EPISODE),
+        Count("cpps_in_episode", "cp_plans", EPISODE),
+        Count("cin_plans_in_episode", "cin_plans", EPISODE),
+        # 2012-13 initial and core assessments are rows of ``assessments`` too, so they count here.
+        Count("open_assessments_in_episode", "assessments", EPISODE, Missing("AssessmentAuthorisationDate")),
+        Count("open_s47_in_episode", "section47", EPISODE, OPEN_S47),
+        # 2990: the modules a case closed after assessment (RC8/RC9) cannot have.
+        Derived("s47_cpp_plan_or_icpc_in_episode", "int64",
+                lambda df, v: df["s47_in_episode"] + df["cpps_in_episode"] + df["cin_plans_in_episode"]
+                + _present(df, "DateOfInitialCPC"),
+                lambda F, df, v: F.col("s47_in_episode") + F.col("cpps_in_episode") + F.col("cin_plans_in_episode")
+                + F.col("DateOfInitialCPC").isNotNull().cast("bigint")),
+        EpisodeDates("assessment_or_s47_dates_in_episode", _NFA_ACTIVITY_DATES),
+        EpisodeDates("latest_activity_date", _ACTIVITY_DATES, latest=True),
+    ),
+    "assessments": (
+        *_facts("episode", *_EPISODE_FACTS),
+        *_facts("child", "PersonBirthDate", "PersonDeathDate", "has_disability"),
+        Count("assessments_in_episode", "assessments", EPISODE),
+        Count("open_assessments_in_episode", "assessments", EPISODE, Missing("AssessmentAuthorisationDate")),
+        Inside("starts_inside_other_assessment", "assessments", "AssessmentActualStartDate", "assessments",
+               "AssessmentActualStartDate", Until("AssessmentAuthorisationDate"), EPISODE),
+        Count("factors_for_assessment", "assessment_factors", ASSESSMENT),
+        Count("valid_factors_for_assessment", "assessment_factors", ASSESSMENT,
+              In("AssessmentFactors", codes="assessment_factor")),
+        FactorCodes("factor_codes"),
+        # 8897Q: at least one factor, and every factor a code of the year.
+        Derived("factors_present_and_valid", "bool",
+                lambda df, v: df["factors_for_assessment"].gt(0)
+                & df["valid_factors_for_assessment"].eq(df["factors_for_assessment"]),
+                lambda F, df, v: (F.col("factors_for_assessment") > 0)
+                & (F.col("valid_factors_for_assessment") == F.col("factors_for_assessment"))),
+        Count("_disability_factors", "assessment_factors", ASSESSMENT, In("AssessmentFactors", ("5A", "6A"))),
+        Derived("has_disability_factor", "bool", lambda df, v: df["_disability_factors"] > 0,
+                lambda F, df, v: F.col("_disability_factors") > 0),
+        InitialAssessmentStart("initial_assessment_start"),
+    ),
+    "factors": (
+        *_facts("parent", "AssessmentActualStartDate", "AssessmentAuthorisationDate"),
+        *_facts("episode", "CINclosureDate", "ReasonForClosure", "ReferralNFA"),
+        Count("factors_for_assessment", "assessment_factors", ASSESSMENT),
+        Count("assessments_in_episode", "assessments", EPISODE),
+    ),
+    "section47": (
+        *_facts("episode", *_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
+        Fact("PersonDeathDate", "child"),
+        Count("open_s47_in_episode", "section47", EPISODE, OPEN_S47),
+        Inside("starts_inside_other_s47", "section47", "S47ActualStartDate", "section47", "S47ActualStartDate",
+               Until("DateOfInitialCPC", OPEN_S47), EPISODE),
+        Count("assessments_in_episode", "assessments", EPISODE),
+    ),
+    "cp_plans": (
+        *_facts("episode", *_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
+        Fact("PersonDeathDate", "child"),
+        Count("open_cpps_for_child", "cp_plans", CHILD, Missing("CPPendDate")),
+        Count("open_cpps_in_episode", "cp_plans", EPISODE, Missing("CPPendDate")),
+        Inside("starts_inside_other_cpp", "cp_plans", "CPPstartDate", "cp_plans", "CPPstartDate",
+               Until("CPPendDate"), CHILD),
+        # A protection plan may start on the day a CIN plan ends (step-up).
+        Inside("starts_inside_cin_plan", "cp_plans", "CPPstartDate", "cin_plans", "CINPlanStartDate",
+               Until("CINPlanEndDate"), CHILD, except_equal_to="CINPlanEndDate"),
+        OnConferenceDay("starts_on_an_icpc_date"),
+        Count("reviews_for_cpp", "cp_reviews", CPP),
+        Derived("previous_cpps_recorded", "bool",
+                lambda df, v: _col(df, "NumberOfPreviousCPP", "Int64").ge(0).fillna(False),
+                lambda F, df, v: F.coalesce(F.col("NumberOfPreviousCPP") >= 0, F.lit(False))),
+        Count("_undated_reviews", "cp_reviews", CPP, Missing("CPPreviewDate")),
+        DatelessReviews("_dateless_reviews"),
+        # 8842Q: a review whose date is not a date is a row with no date; an empty or missing one, an issue.
+        Derived("reviews_without_date", "int64", lambda df, v: df["_undated_reviews"] + df["_dateless_reviews"],
+                lambda F, df, v: F.col("_undated_reviews") + F.col("_dateless_reviews")),
+    ),
+    "cin_plans": (
+        *_facts("episode", *_EPISODE_FACTS),
+        Fact("PersonDeathDate", "child"),
+        Count("open_cin_plans_for_child", "cin_plans", CHILD, Missing("CINPlanEndDate")),
+        Inside("starts_inside_other_cin_plan", "cin_plans", "CINPlanStartDate", "cin_plans", "CINPlanStartDate",
+               Until("CINPlanEndDate"), CHILD),
+        # A CIN plan may start on the day a protection plan ends (step-down).
+        Inside("starts_inside_cpp", "cin_plans", "CINPlanStartDate", "cp_plans", "CPPstartDate",
+               Until("CPPendDate"), CHILD, except_equal_to="CPPendDate"),
+        Count("open_cpps_in_episode", "cp_plans", EPISODE, Missing("CPPendDate")),
+        # 4017 on the CIN plan: a protection plan of the child starts inside this plan's range,
+        # unless it starts on the plan's own end date.
+        Inside("holds_cpp_start", "cp_plans", "CPPstartDate", "cin_plans", "CINPlanStartDate",
+               Until("CINPlanEndDate"), CHILD, except_equal_to="CINPlanEndDate", mark="right"),
+    ),
+    "reviews": (
+        *_facts("parent", "CPPstartDate", "CPPendDate"),
+        *_facts("episode", "CINreferralDate", "CINclosureDate", "ReferralNFA"),
+        # 4003: on or between a CIN plan's start and end dates (through the census end if it is
+        # open) in the same episode; a review on its own protection plan's end date is allowed,
+        # which is what makes the step-down review (plan ends, CIN plan starts that day) pass.
+        Inside("_in_cin_plan", "cp_reviews", "CPPreviewDate", "cin_plans", "CINPlanStartDate",
+               Until("CINPlanEndDate"), EPISODE),
+        Derived("during_cin_plan", "bool",
+                lambda df, v: df["_in_cin_plan"] & ~(_col(df, "CPPreviewDate", "datetime64[s]").to_numpy()
+                                                     == df["CPPendDate"].to_numpy(dtype="datetime64[s]")),
+                lambda F, df, v: F.col("_in_cin_plan")
+                & ~F.coalesce(F.col("CPPreviewDate") == F.col("CPPendDate"), F.lit(False))),
+    ),
+    # No parent columns: module 5's rules (2026-27) read only its own dates and the census period.
+    "pre_proceedings": (),
+    "return": (
+        Total("children", "children"),
+        Total("children_with_no_gender_recorded", "children", NoGender() & Missing("ExpectedPersonBirthDate")),
+        Derived("share_with_no_gender_recorded", "float64", _no_gender_share,
+                lambda F, df, v: F.when(F.col("children") > 0,
+                                        F.col("children_with_no_gender_recorded") / F.col("children"))
+                .otherwise(F.lit(float("nan")))),
+        Total("disability_codes_used", "disabilities", REAL_DISABILITY, distinct="Disability"),
+        ChildrenWithSeveral("children_with_several_disabilities", "disabilities", REAL_DISABILITY),
+        Total("cpp_starts_in_census", "cp_plans", InCensus("CPPstartDate")),
+        Total("_icpcs_on_s47", "section47", InCensus("DateOfInitialCPC")),
+        Total("_icpcs_on_episodes", "episodes", InCensus("DateOfInitialCPC")),
+        Derived("icpcs_in_census", "int64", lambda df, v: df["_icpcs_on_s47"] + df["_icpcs_on_episodes"],
+                lambda F, df, v: F.col("_icpcs_on_s47") + F.col("_icpcs_on_episodes")),
+        Total("children_with_pre_proceedings", "pre_proceedings", distinct="child"),
+        Total("children_with_pp_start_date", "pre_proceedings", ~Missing("PPStartDate"), distinct="child"),
+    ),
+}
+"""Every column each validation view adds to its table's rows (after the locator and the table's own columns,
+before ``census_start`` and ``census_end``), in order, each with its pandas and Spark forms. Columns whose
+name starts with ``_`` are steps, dropped from the view."""
+
+
 class ViewBuilder:
-    """Build the validation views of one return, each at most once."""
+    """Build the validation views of one return with pandas, each at most once (the pandas forms of :data:`VIEW_COLUMNS`)."""
 
     def __init__(self, ret: CensusReturn, year: str | None = None) -> None:
         self.ret = ret
         self.year = year or ret.year
         self.start = spec.census_start(self.year)
         self.end = spec.reference_date(self.year)
+        self._views: dict[str, pd.DataFrame] = {}
+        self._fact_frames: dict[tuple[str, str], pd.DataFrame] = {}
 
     def view(self, name: str) -> pd.DataFrame:
         """Return view ``name``, building it on first use."""
-        return getattr(self, "_v_" + name)
+        if name not in self._views:
+            if name not in VIEW_TABLES:
+                raise KeyError(f"unknown validation view {name!r}; choose from {', '.join(VIEWS)}")
+            self._views[name] = self._build(name)
+        return self._views[name]
 
-    # -- shared facts ---------------------------------------------------------------------
+    def _build(self, name: str) -> pd.DataFrame:
+        table = VIEW_TABLES[name]
+        columns = VIEW_COLUMNS[name]
+        df = pd.DataFrame(_return_locator()) if table is None else self._with_locator(table, self._table(table).copy())
+        for column in columns:
+            df[column.name] = column.pandas(self, table, df)
+        return self._census(df.drop(columns=[c.name for c in columns if c.name.startswith("_")]))
+
+    # -- what the columns read --------------------------------------------------------------
 
     def _table(self, name: str) -> pd.DataFrame:
         return self.ret.tables[name]
 
+    def _facts(self, source: str, table: str) -> pd.DataFrame:
+        """Return the ``source`` row (:class:`Fact`) of each row of ``table``, in its row order."""
+        if (source, table) not in self._fact_frames:
+            t = self._table(table)
+            if source == "child":
+                got = self._child_dates.reindex(t["child"].to_numpy(dtype="int64"))
+            else:
+                parent = "episodes" if source == "episode" else spec.table_parent(table)
+                facts = self._episode_facts if source == "episode" else self._table(parent)
+                keys = spec.TABLE_KEYS[parent]
+                got = (facts if source == "episode" else facts.set_index(list(keys))).reindex(
+                    pd.MultiIndex.from_arrays([t[k].to_numpy(dtype="int64") for k in keys]))
+            self._fact_frames[(source, table)] = got.reset_index(drop=True)
+        return self._fact_frames[(source, table)]
+
     @cached_property
     def _child_dates(self) -> pd.DataFrame:
-        """Each child's birth, expected birth and death dates, indexed by ``child``."""
+        """Each child's facts (:class:`Fact`), indexed by ``child``."""
         c = self._table("children")
         out = pd.DataFrame(index=pd.Index(c["child"].to_numpy(), name="child"))
         for col in ("PersonBirthDate", "ExpectedPersonBirthDate", "PersonDeathDate"):
             out[col] = _col(c, col, "datetime64[s]").to_numpy()
         d = self._table("disabilities")
-        disabled = d.loc[_col(d, "Disability", "object").ne("NONE") & _col(d, "Disability", "object").notna(), "child"]
-        out["has_disability"] = out.index.isin(disabled.to_numpy())
+        out["has_disability"] = out.index.isin(d.loc[REAL_DISABILITY.pandas(d, self), "child"].to_numpy())
         return out
 
     @cached_property
     def _episode_facts(self) -> pd.DataFrame:
-        """Each episode's dates and flags that its modules' rules read, keyed by child and episode."""
+        """Each episode's facts (:class:`Fact`), indexed by child and episode."""
         e = self._table("episodes")
-        out = pd.DataFrame({
-            "child": e["child"].to_numpy(),
-            "episode": e["episode"].to_numpy(),
+        return pd.DataFrame({
             "CINreferralDate": _col(e, "CINreferralDate", "datetime64[s]").to_numpy(),
             "CINclosureDate": _col(e, "CINclosureDate", "datetime64[s]").to_numpy(),
             "ReasonForClosure": _col(e, "ReasonForClosure", "object").to_numpy(),
             "ReferralNFA": _col(e, "ReferralNFA", "boolean").array,
             "CINdetails_DateOfInitialCPC": _col(e, "DateOfInitialCPC", "datetime64[s]").to_numpy(),
-        })
-        return out
+        }, index=pd.MultiIndex.from_arrays([e[k].to_numpy(dtype="int64") for k in EPISODE], names=list(EPISODE)))
+
+    def _lookup(self, counts: pd.Series, df: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
+        """Return ``counts`` for each row of ``df`` (0 where a key has no rows)."""
+        if len(keys) == 1:
+            idx = pd.Index(df[keys[0]].to_numpy(dtype="int64"))
+        else:
+            idx = pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in keys])
+        return counts.reindex(idx).fillna(0).to_numpy(dtype="int64")
 
     def _with_locator(self, table: str, df: pd.DataFrame) -> pd.DataFrame:
         """Put the locator columns first; ``item`` is the table's own ordinal."""
@@ -196,390 +1006,10 @@ class ViewBuilder:
                 rest[node.column] = _col(rest, node.column, _DTYPES.get(node.type, "object"))
         return pd.concat([loc, rest], axis=1)
 
-    def _entity_view(self, table: str, *, parent_dates: tuple[str, ...] = (), episode_facts: tuple[str, ...] = (),
-                     child_dates: tuple[str, ...] = ()) -> pd.DataFrame:
-        """Start the view of ``table``: the locator, its rows, then its parent's, episode's and child's columns."""
-        df = self._with_locator(table, self._table(table).copy())
-        if parent_dates:
-            self._add_parent_dates(df, spec.table_parent(table), parent_dates)
-        if episode_facts:
-            self._add_episode_facts(df, episode_facts)
-        if child_dates:
-            self._add_child_dates(df, child_dates)
-        return df
-
     def _census(self, df: pd.DataFrame) -> pd.DataFrame:
         df["census_start"] = np.full(len(df), np.datetime64(self.start, "s"))
         df["census_end"] = np.full(len(df), np.datetime64(self.end, "s"))
         return df
-
-    def _add_child_dates(self, df: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
-        facts = self._child_dates.reindex(df["child"].to_numpy())
-        for col in cols:
-            df[col] = facts[col].to_numpy()
-        return df
-
-    def _add_episode_facts(self, df: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
-        facts = self._episode_facts.set_index(["child", "episode"])
-        idx = pd.MultiIndex.from_arrays([df["child"].to_numpy(dtype="int64"), df["episode"].to_numpy(dtype="int64")])
-        got = facts.reindex(idx)
-        for col in cols:
-            df[col] = got[col].array
-        return df
-
-    # -- counts shared between views ------------------------------------------------------
-
-    def _add_parent_dates(self, df: pd.DataFrame, parent: str, cols: tuple[str, ...]) -> None:
-        """Copy date columns of each row's parent (an assessment of a factor) onto ``df``."""
-        keys = spec.TABLE_KEYS[parent]
-        got = self._table(parent).set_index(list(keys)).reindex(
-            pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in keys]))
-        for col in cols:
-            df[col] = (got[col] if col in got else pd.Series(pd.NaT, index=got.index)).to_numpy(dtype="datetime64[s]")
-
-    def _count(self, table: str, keys: tuple[str, ...], mask: pd.Series | None = None) -> pd.Series:
-        """Count the rows of ``table`` (where ``mask``) per ``keys``."""
-        t = self._table(table)
-        if mask is not None:
-            t = t.loc[mask.to_numpy(dtype=bool)]
-        return t.groupby(list(keys), sort=False).size()
-
-    def _lookup(self, counts: pd.Series, df: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
-        """Return ``counts`` for each row of ``df`` (0 where a key has no rows)."""
-        if len(keys) == 1:
-            idx = pd.Index(df[keys[0]].to_numpy(dtype="int64"))
-        else:
-            idx = pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in keys])
-        return counts.reindex(idx).fillna(0).to_numpy(dtype="int64")
-
-    @cached_property
-    def _open_s47_mask(self) -> pd.Series:
-        """Section 47 enquiries with no initial conference date and ICPCnotRequired not true."""
-        s = self._table("section47")
-        not_required = _col(s, "ICPCnotRequired", "boolean").eq(True).fillna(False)
-        return _col(s, "DateOfInitialCPC", "datetime64[s]").isna() & ~not_required
-
-    def _dates_per_episode(self, sources: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-        """Stack the present dates of ``(table, column)`` pairs as one long ``child, episode, day`` frame."""
-        parts = []
-        for table, col in sources:
-            t = self._table(table)
-            parts.append(pd.DataFrame({"child": t["child"].to_numpy(dtype="int64"),
-                                       "episode": t["episode"].to_numpy(dtype="int64"),
-                                       "day": _col(t, col, "datetime64[s]").to_numpy(dtype="datetime64[s]")}))
-        out = pd.concat(parts, ignore_index=True)
-        return out.loc[out["day"].notna().to_numpy()]
-
-    @cached_property
-    def _open_episode_mask(self) -> pd.Series:
-        """Episodes with no closure date that are not referrals with no further action."""
-        e = self._table("episodes")
-        return _col(e, "CINclosureDate", "datetime64[s]").isna() & _col(e, "ReferralNFA", "boolean").eq(False).fillna(False)
-
-    # -- the views ------------------------------------------------------------------------
-
-    @cached_property
-    def _v_header(self) -> pd.DataFrame:
-        h = self.ret.header
-        df = pd.DataFrame({
-            **_return_locator(),
-            "Collection": [h.collection],
-            "Year": pd.array([h.year], dtype="Int64"),
-            "ReferenceDate": pd.Series([h.reference_date], dtype="datetime64[s]"),
-            "LEA": [h.la],
-            "SourceLevel": [h.source_level],
-            "census_year_end": pd.array([spec.end_year(self.year)], dtype="Int64"),
-            # 31 March of the header's <Year> when the return is checked as another year (rule 100).
-            "Year_end": pd.Series([np.datetime64(f"{h.year:04d}-03-31", "s") if h.year is not None
-                                   and h.year != spec.end_year(self.year) else np.datetime64("NaT", "s")],
-                                  dtype="datetime64[s]"),
-        })
-        return self._census(df)
-
-    @cached_property
-    def _v_children(self) -> pd.DataFrame:
-        c = self._table("children")
-        df = self._with_locator("children", c.copy())
-        keys = ("child",)
-        df["episodes_for_child"] = self._lookup(self._count("episodes", keys), df, keys)
-        df["open_episodes_for_child"] = self._lookup(self._count("episodes", keys, self._open_episode_mask), df, keys)
-        e = self._table("episodes")
-        nfa = _col(e, "ReferralNFA", "boolean")
-        further = self._count("episodes", keys, nfa.eq(False).fillna(False))
-        not_nfa = self._count("episodes", keys, ~nfa.eq(True).fillna(False))
-        df["has_further_action_episode"] = self._lookup(further, df, keys) > 0
-        df["all_episodes_nfa"] = self._lookup(not_nfa, df, keys) == 0
-        df["disabilities_for_child"] = self._lookup(self._count("disabilities", keys), df, keys)
-        df["has_disability"] = self._child_dates["has_disability"].reindex(df["child"].to_numpy(dtype="int64")).to_numpy()
-        df["birth_dates_given"] = (_col(c, "PersonBirthDate", "datetime64[s]").notna().to_numpy(dtype="int64")
-                                   + _col(c, "ExpectedPersonBirthDate", "datetime64[s]").notna().to_numpy(dtype="int64"))
-        upn = _col(c, "UPN", "str")
-        df["UPN_la_code"] = upn.str.slice(1, 4).to_numpy()
-        # The last day on which one of the child's episodes was open: its closure date, or the
-        # census end for an episode with none (and never later than the census end).
-        ends = _col(e, "CINclosureDate", "datetime64[s]").fillna(self.end).clip(upper=self.end)
-        last = ends.groupby(e["child"].to_numpy()).max()
-        df["last_episode_day"] = last.reindex(df["child"].to_numpy(dtype="int64")).to_numpy(dtype="datetime64[s]")
-        return self._census(df)
-
-    @cached_property
-    def _v_disabilities(self) -> pd.DataFrame:
-        d = self._table("disabilities")
-        df = self._with_locator("disabilities", d.copy())
-        code = _col(d, "Disability", "object")
-        distinct = d.assign(_code=code).groupby("child", sort=False)["_code"].nunique()
-        df["distinct_disabilities_for_child"] = self._lookup(distinct, df, ("child",))
-        df["disabilities_for_child"] = self._lookup(self._count("disabilities", ("child",)), df, ("child",))
-        self._add_child_dates(df, ("PersonBirthDate",))
-        return self._census(df)
-
-    @cached_property
-    def _v_episodes(self) -> pd.DataFrame:
-        e = self._table("episodes")
-        df = self._entity_view("episodes",
-                               child_dates=("PersonBirthDate", "ExpectedPersonBirthDate", "PersonDeathDate"))
-        df["birth_or_expected_birth_date"] = df["PersonBirthDate"].fillna(df["ExpectedPersonBirthDate"])
-        child = ("child",)
-        ep = ("child", "episode")
-        df["episodes_for_child"] = self._lookup(self._count("episodes", child), df, child)
-        df["open_episodes_for_child"] = self._lookup(self._count("episodes", child, self._open_episode_mask), df, child)
-        referral = _col(e, "CINreferralDate", "datetime64[s]")
-        latest = referral.groupby(e["child"].to_numpy()).transform("max")
-        df["is_latest_referral"] = (referral.eq(latest) & referral.notna()).to_numpy(dtype=bool)
-        # An episode's own range: referral to closure (the closure day itself free for the next
-        # referral), or to the census end when open and not a referral with no further action.
-        closure = _col(e, "CINclosureDate", "datetime64[s]")
-        hi = closure.where(closure.notna(), pd.Timestamp(self.end).as_unit("s") + pd.Timedelta(days=1))
-        hi = hi.where(closure.notna() | self._open_episode_mask, pd.NaT)
-        df["referral_inside_other_episode"] = starts_inside(
-            e, e, by=("child",), start="CINreferralDate", lo=referral, hi=hi, same_rows=True, include_hi=False)
-        for table, col in (("assessments", "assessments_in_episode"), ("section47", "s47_in_episode"),
-                           ("cp_plans", "cpps_in_episode"), ("cin_plans", "cin_plans_in_episode")):
-            df[col] = self._lookup(self._count(table, ep), df, ep)
-        # 2012-13 initial and core assessments are rows of ``assessments`` too, so they count here.
-        auth = _col(self._table("assessments"), "AssessmentAuthorisationDate", "datetime64[s]")
-        df["open_assessments_in_episode"] = self._lookup(self._count("assessments", ep, auth.isna()), df, ep)
-        df["open_s47_in_episode"] = self._lookup(self._count("section47", ep, self._open_s47_mask), df, ep)
-        # 2990: the modules a case closed after assessment (RC8/RC9) cannot have.
-        df["s47_cpp_plan_or_icpc_in_episode"] = (
-            df["s47_in_episode"] + df["cpps_in_episode"] + df["cin_plans_in_episode"]
-            + _col(e, "DateOfInitialCPC", "datetime64[s]").notna().to_numpy(dtype="int64"))
-        nfa_dates = self._dates_per_episode(_NFA_ACTIVITY_DATES)
-        df["assessment_or_s47_dates_in_episode"] = self._lookup(
-            nfa_dates.groupby(["child", "episode"], sort=False).size(), df, ep)
-        latest = self._dates_per_episode(_ACTIVITY_DATES).groupby(["child", "episode"], sort=False)["day"].max()
-        idx = pd.MultiIndex.from_arrays([df[k].to_numpy(dtype="int64") for k in ep])
-        df["latest_activity_date"] = latest.reindex(idx).to_numpy(dtype="datetime64[s]")
-        return self._census(df)
-
-    @cached_property
-    def _v_assessments(self) -> pd.DataFrame:
-        a = self._table("assessments")
-        df = self._entity_view("assessments", episode_facts=_EPISODE_FACTS,
-                               child_dates=("PersonBirthDate", "PersonDeathDate", "has_disability"))
-        ep = ("child", "episode")
-        own = ("child", "episode", "assessment")
-        start = _col(a, "AssessmentActualStartDate", "datetime64[s]")
-        auth = _col(a, "AssessmentAuthorisationDate", "datetime64[s]")
-        df["assessments_in_episode"] = self._lookup(self._count("assessments", ep), df, ep)
-        df["open_assessments_in_episode"] = self._lookup(self._count("assessments", ep, auth.isna()), df, ep)
-        df["starts_inside_other_assessment"] = starts_inside(
-            a, a, by=ep, start="AssessmentActualStartDate", lo=start, hi=auth.fillna(self.end),
-            same_rows=True, include_hi=True)
-        f = self._table("assessment_factors")
-        codes = _col(f, "AssessmentFactors", "object")
-        valid = codes.isin(spec.codes("assessment_factor", self.year))
-        # The view's rows are the table's rows in order, so the table supplies the own key.
-        df["factors_for_assessment"] = self._lookup(self._count("assessment_factors", own), a, own)
-        df["valid_factors_for_assessment"] = self._lookup(self._count("assessment_factors", own, valid), a, own)
-        joined = _joined_codes(f, own, codes)
-        idx = pd.MultiIndex.from_arrays([a[k].to_numpy(dtype="int64") for k in own])
-        df["factor_codes"] = joined.reindex(idx).to_numpy(dtype=object) if len(joined) else np.full(len(df), None)
-        # 8897Q: at least one factor, and every factor a code of the year.
-        df["factors_present_and_valid"] = (df["factors_for_assessment"].gt(0)
-                                           & df["valid_factors_for_assessment"].eq(df["factors_for_assessment"]))
-        disability_factor = self._count("assessment_factors", own, codes.isin(["5A", "6A"]))
-        df["has_disability_factor"] = self._lookup(disability_factor, a, own) > 0
-        # 2012-13: a core assessment is measured against the initial assessment of its episode.
-        kind = _col(a, "kind", "object")
-        initial = pd.Series(start.where(kind.eq("initial").fillna(False)).to_numpy(dtype="datetime64[s]"))
-        first = initial.groupby([a["child"].to_numpy(dtype="int64"), a["episode"].to_numpy(dtype="int64")]).min()
-        df["initial_assessment_start"] = (first.reindex(pd.MultiIndex.from_arrays(
-            [a[k].to_numpy(dtype="int64") for k in ep])).to_numpy(dtype="datetime64[s]")
-            if len(first) else np.full(len(df), np.datetime64("NaT"), dtype="datetime64[s]"))
-        return self._census(df)
-
-    @cached_property
-    def _v_factors(self) -> pd.DataFrame:
-        df = self._entity_view("assessment_factors",
-                               parent_dates=("AssessmentActualStartDate", "AssessmentAuthorisationDate"),
-                               episode_facts=("CINclosureDate", "ReasonForClosure", "ReferralNFA"))
-        own = ("child", "episode", "assessment")
-        df["factors_for_assessment"] = self._lookup(self._count("assessment_factors", own), df, own)
-        df["assessments_in_episode"] = self._lookup(self._count("assessments", ("child", "episode")), df, ("child", "episode"))
-        return self._census(df)
-
-    @cached_property
-    def _v_section47(self) -> pd.DataFrame:
-        s = self._table("section47")
-        df = self._entity_view("section47", episode_facts=(*_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
-                               child_dates=("PersonDeathDate",))
-        ep = ("child", "episode")
-        start = _col(s, "S47ActualStartDate", "datetime64[s]")
-        icpc = _col(s, "DateOfInitialCPC", "datetime64[s]")
-        is_open = self._open_s47_mask
-        df["open_s47_in_episode"] = self._lookup(self._count("section47", ep, is_open), df, ep)
-        hi = icpc.where(icpc.notna(), pd.Timestamp(self.end).as_unit("s")).where(icpc.notna() | is_open, pd.NaT)
-        df["starts_inside_other_s47"] = starts_inside(
-            s, s, by=ep, start="S47ActualStartDate", lo=start, hi=hi, same_rows=True, include_hi=True)
-        df["assessments_in_episode"] = self._lookup(self._count("assessments", ep), df, ep)
-        return self._census(df)
-
-    @cached_property
-    def _v_cp_plans(self) -> pd.DataFrame:
-        p = self._table("cp_plans")
-        df = self._entity_view("cp_plans", episode_facts=(*_EPISODE_FACTS, "CINdetails_DateOfInitialCPC"),
-                               child_dates=("PersonDeathDate",))
-        start = _col(p, "CPPstartDate", "datetime64[s]")
-        end = _col(p, "CPPendDate", "datetime64[s]")
-        child, ep = ("child",), ("child", "episode")
-        df["open_cpps_for_child"] = self._lookup(self._count("cp_plans", child, end.isna()), df, child)
-        df["open_cpps_in_episode"] = self._lookup(self._count("cp_plans", ep, end.isna()), df, ep)
-        df["starts_inside_other_cpp"] = starts_inside(
-            p, p, by=child, start="CPPstartDate", lo=start, hi=end.fillna(self.end), same_rows=True, include_hi=True)
-        plans = self._table("cin_plans")
-        plan_end = _col(plans, "CINPlanEndDate", "datetime64[s]")
-        df["starts_inside_cin_plan"] = starts_inside(
-            p, plans, by=child, start="CPPstartDate", lo=_col(plans, "CINPlanStartDate", "datetime64[s]"),
-            hi=plan_end.fillna(self.end), same_rows=False, include_hi=True, except_equal_to=plan_end)
-        # 2885: a plan starts on the day of an initial conference of its episode, recorded on a
-        # Section 47 or on the episode itself.
-        s47 = self._table("section47")
-        icpcs = pd.concat([
-            pd.DataFrame({"child": s47["child"].to_numpy(dtype="int64"), "episode": s47["episode"].to_numpy(dtype="int64"),
-                          "day": _col(s47, "DateOfInitialCPC", "datetime64[s]").to_numpy()}),
-            self._episode_facts[["child", "episode", "CINdetails_DateOfInitialCPC"]]
-            .rename(columns={"CINdetails_DateOfInitialCPC": "day"}),
-        ]).dropna(subset=["day"])
-        keyed = pd.DataFrame({"child": p["child"].to_numpy(dtype="int64"), "episode": p["episode"].to_numpy(dtype="int64"),
-                              "day": start.to_numpy(dtype="datetime64[s]"), "_r": np.arange(len(p))})
-        hits = keyed.merge(icpcs.drop_duplicates(), on=["child", "episode", "day"], how="inner")["_r"].to_numpy()
-        df["starts_on_an_icpc_date"] = np.isin(np.arange(len(p)), hits)
-        df["reviews_for_cpp"] = self._lookup(self._count("cp_reviews", ("child", "episode", "cpp")), p,
-                                             ("child", "episode", "cpp"))
-        df["previous_cpps_recorded"] = _col(p, "NumberOfPreviousCPP", "Int64").ge(0).fillna(False).to_numpy(dtype=bool)
-        df["reviews_without_date"] = self._reviews_without_date(p)
-        return self._census(df)
-
-    def _reviews_without_date(self, p: pd.DataFrame) -> np.ndarray:
-        """Count each plan's review records with no valid date (8842Q).
-
-        A review whose date is not a date is a row with a missing ``CPPreviewDate``; an empty
-        ``<CPPreviewDate/>`` or a ``<Reviews>`` holding none has no row and is only in the
-        return's structural issues, which give a child and a line: such an issue belongs to the
-        child's last plan that starts on or before its line.
-        """
-        own = ("child", "episode", "cpp")
-        r = self._table("cp_reviews")
-        counts = self._count("cp_reviews", own, _col(r, "CPPreviewDate", "datetime64[s]").isna())
-        out = self._lookup(counts, p, own)
-        issues = self.ret.issues
-        if not len(p):
-            return out
-        dateless = dateless_reviews(issues)
-        if not dateless.any():
-            return out
-        found = pd.DataFrame({"child": issues.loc[dateless, "child"].to_numpy(dtype="int64"),
-                              "line": issues.loc[dateless, "line"].to_numpy(dtype="int64")}).sort_values("line")
-        located = p["line"].notna().to_numpy()
-        plans = pd.DataFrame({"child": p["child"].to_numpy(dtype="int64")[located],
-                              "line": p["line"].to_numpy()[located].astype("int64"),
-                              "_r": np.arange(len(p))[located]}).sort_values("line")
-        hit = pd.merge_asof(found, plans, on="line", by="child", direction="backward")["_r"].dropna()
-        return out + np.bincount(hit.to_numpy(dtype="int64"), minlength=len(p))
-
-    @cached_property
-    def _v_cin_plans(self) -> pd.DataFrame:
-        c = self._table("cin_plans")
-        df = self._entity_view("cin_plans", episode_facts=_EPISODE_FACTS, child_dates=("PersonDeathDate",))
-        start = _col(c, "CINPlanStartDate", "datetime64[s]")
-        end = _col(c, "CINPlanEndDate", "datetime64[s]")
-        child, ep = ("child",), ("child", "episode")
-        df["open_cin_plans_for_child"] = self._lookup(self._count("cin_plans", child, end.isna()), df, child)
-        df["starts_inside_other_cin_plan"] = starts_inside(
-            c, c, by=child, start="CINPlanStartDate", lo=start, hi=end.fillna(self.end), same_rows=True,
-            include_hi=True)
-        p = self._table("cp_plans")
-        cpp_end = _col(p, "CPPendDate", "datetime64[s]")
-        df["starts_inside_cpp"] = starts_inside(
-            c, p, by=child, start="CINPlanStartDate", lo=_col(p, "CPPstartDate", "datetime64[s]"),
-            hi=cpp_end.fillna(self.end), same_rows=False, include_hi=True, except_equal_to=cpp_end)
-        df["open_cpps_in_episode"] = self._lookup(self._count("cp_plans", ep, cpp_end.isna()), df, ep)
-        # 4017 on the CIN plan: a protection plan of the child starts inside this plan's range,
-        # unless it starts on the plan's own end date.
-        df["holds_cpp_start"] = starts_inside(
-            p, c, by=child, start="CPPstartDate", lo=start, hi=end.fillna(self.end), same_rows=False,
-            include_hi=True, except_equal_to=end, mark="right")
-        return self._census(df)
-
-    @cached_property
-    def _v_reviews(self) -> pd.DataFrame:
-        r = self._table("cp_reviews")
-        df = self._entity_view("cp_reviews", parent_dates=("CPPstartDate", "CPPendDate"),
-                               episode_facts=("CINreferralDate", "CINclosureDate", "ReferralNFA"))
-        plans = self._table("cin_plans")
-        # 4003: on or between a CIN plan's start and end dates (through the census end if it is
-        # open) in the same episode; a review on its own protection plan's end date is allowed,
-        # which is what makes the step-down review (plan ends, CIN plan starts that day) pass.
-        inside = starts_inside(
-            r, plans, by=("child", "episode"), start="CPPreviewDate",
-            lo=_col(plans, "CINPlanStartDate", "datetime64[s]"),
-            hi=_col(plans, "CINPlanEndDate", "datetime64[s]").fillna(self.end), same_rows=False, include_hi=True)
-        review = _col(r, "CPPreviewDate", "datetime64[s]").to_numpy()
-        df["during_cin_plan"] = inside & ~(review == df["CPPendDate"].to_numpy(dtype="datetime64[s]"))
-        return self._census(df)
-
-    @cached_property
-    def _v_pre_proceedings(self) -> pd.DataFrame:
-        # No parent columns: module 5's rules (2026-27) read only its own dates and the census period.
-        return self._census(self._with_locator("pre_proceedings", self._table("pre_proceedings").copy()))
-
-    @cached_property
-    def _v_return(self) -> pd.DataFrame:
-        c = self._table("children")
-        d = self._table("disabilities")
-        n = len(c)
-        if "Sex" in c:
-            no_gender = _col(c, "Sex", "object").isin(["U"]) | _col(c, "Sex", "object").isna()
-        else:
-            no_gender = _col(c, "GenderCurrent", "object").isin(["0"]) | _col(c, "GenderCurrent", "object").isna()
-        born_no_gender = no_gender & _col(c, "ExpectedPersonBirthDate", "datetime64[s]").isna()
-        code = _col(d, "Disability", "object")
-        real = d.loc[code.ne("NONE").fillna(False) & code.notna()]
-        per_child = real.groupby("child").size()
-        start, end = self.start, self.end
-        cpp_start = _col(self._table("cp_plans"), "CPPstartDate", "datetime64[s]")
-        icpc_s47 = _col(self._table("section47"), "DateOfInitialCPC", "datetime64[s]")
-        icpc_ep = _col(self._table("episodes"), "DateOfInitialCPC", "datetime64[s]")
-        pp = self._table("pre_proceedings")
-        pp_started = pp.loc[_col(pp, "PPStartDate", "datetime64[s]").notna().to_numpy(), "child"]
-
-        def in_census(s: pd.Series) -> int:
-            return int(s.between(start, end).sum())
-
-        df = pd.DataFrame({
-            **_return_locator(),
-            "children": [n],
-            "children_with_no_gender_recorded": [int(born_no_gender.sum())],
-            "share_with_no_gender_recorded": [float(born_no_gender.sum()) / n if n else np.nan],
-            "disability_codes_used": [int(real["Disability"].astype("object").nunique()) if len(real) else 0],
-            "children_with_several_disabilities": [int((per_child > 1).sum())],
-            "cpp_starts_in_census": [in_census(cpp_start)],
-            "icpcs_in_census": [in_census(icpc_s47) + in_census(icpc_ep)],
-            "children_with_pre_proceedings": [int(pp["child"].nunique())],
-            "children_with_pp_start_date": [int(pp_started.nunique())],
-        })
-        return self._census(df)
 
 
 def dateless_reviews(issues: pd.DataFrame) -> pd.Series:
