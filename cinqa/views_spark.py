@@ -17,13 +17,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from cinqa import spec
 from cinqa.pool import HEADER_NAME, PARTITIONS
 from cinqa.returns import table_schema
-from cinqa.views import LOCATOR, REAL_DISABILITY, SPARK_TYPES, VIEW_COLUMNS, VIEW_TABLES, Count, Fact
-from cinqa.views import spark_functions as _f
+from cinqa.viewcols import REAL_DISABILITY, SPARK_TYPES, VIEW_COLUMNS, Count, Fact
+from cinqa.viewcols import spark_functions as _f
+from cinqa.views import LOCATOR, VIEW_TABLES
 
 _LOCATOR_TYPES = dict(zip(LOCATOR, ("bigint", "bigint", "string", "bigint", "bigint", "bigint"), strict=True))
 """The Spark type of each locator column of :data:`cinqa.views.LOCATOR`, in its order."""
@@ -107,7 +107,7 @@ class SparkViews:
     def _starts_inside(self, left: Any, right: Any, *, lkeys: tuple[str, ...], rkeys: tuple[str, ...],
                        by: tuple[str, ...], start: str, lo: Any, hi: Any, same_rows: bool, include_hi: bool,
                        name: str, except_equal_to: Any = None, mark: str = "left") -> Any:
-        """Add column ``name`` to ``left`` (or ``right`` with ``mark="right"``): :func:`cinqa.views.starts_inside`.
+        """Add column ``name`` to ``left`` (or ``right`` with ``mark="right"``): :func:`cinqa.viewcols.starts_inside`.
 
         ``lkeys``/``rkeys`` name each side's rows (its table keys); ``lo``, ``hi`` and
         ``except_equal_to`` are functions of ``right`` giving its columns.

@@ -8,7 +8,7 @@ import pytest
 
 import cinqa
 from cinqa import spec
-from cinqa.views import LOCATOR, VIEWS, build_views, census_date, shift_dates, starts_inside
+from cinqa.views import LOCATOR, VIEWS, build_views, census_date, shift_dates
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -150,37 +150,6 @@ def test_header_view_holds_the_header(views_2023):
     assert h["ReferenceDate"] == T("2024-03-31") and h["LEA"] == "201" and h["census_year_end"] == 2024
 
 
-def _frame(starts, ends, child=None):
-    n = len(starts)
-    return pd.DataFrame({
-        "child": child or [1] * n,
-        "s": pd.Series(pd.to_datetime(starts), dtype="datetime64[s]"),
-        "e": pd.Series(pd.to_datetime(ends), dtype="datetime64[s]"),
-    })
-
-
-def test_starts_inside_compares_rows_of_the_same_key_only():
-    df = _frame(["2023-05-01", "2023-05-10", "2023-05-10"], ["2023-05-20", None, None], child=[1, 1, 2])
-    got = starts_inside(df, df, by=("child",), start="s", lo=df["s"], hi=df["e"], same_rows=True, include_hi=True)
-    # The second row starts inside the first; the third belongs to another child.
-    assert got.tolist() == [False, True, False]
-
-
-def test_starts_inside_end_bound_can_be_exclusive():
-    df = _frame(["2023-05-01", "2023-05-20"], ["2023-05-20", "2023-06-01"])
-    incl = starts_inside(df, df, by=("child",), start="s", lo=df["s"], hi=df["e"], same_rows=True, include_hi=True)
-    excl = starts_inside(df, df, by=("child",), start="s", lo=df["s"], hi=df["e"], same_rows=True, include_hi=False)
-    assert incl.tolist() == [False, True] and excl.tolist() == [False, False]
-
-
-def test_starts_inside_other_table_with_exemption():
-    left = _frame(["2023-05-20", "2023-05-10"], [None, None])
-    right = _frame(["2023-05-01"], ["2023-05-20"])
-    got = starts_inside(left, right, by=("child",), start="s", lo=right["s"], hi=right["e"], same_rows=False,
-                        include_hi=True, except_equal_to=right["e"])
-    assert got.tolist() == [False, True]
-
-
 def test_empty_return_builds_every_view(tmp_path):
     from cinqa.testing import build_return
 
@@ -229,3 +198,21 @@ def test_pre_proceedings_view_and_return_counts(tmp_path):
     assert pp["census_start"].iloc[0] == pd.Timestamp("2026-04-01") and "LetterInitCPDate" in pp
     counts = views["return"].iloc[0]
     assert (counts["children_with_pre_proceedings"], counts["children_with_pp_start_date"]) == (2, 1)
+
+
+def test_each_view_is_locator_table_declared_columns_then_census(views_2023, ret_2023):
+    """A view holds the locator, its table's own columns, the columns VIEW_COLUMNS declares for it (steps left
+    out) and the census dates, in that order: the one declaration both engines follow."""
+    from cinqa.viewcols import VIEW_COLUMNS
+    from cinqa.views import VIEW_TABLES
+
+    for name, view in views_2023.items():
+        declared = [c.name for c in VIEW_COLUMNS[name] if not c.name.startswith("_")]
+        assert list(view.columns[:len(LOCATOR)]) == list(LOCATOR), name
+        assert list(view.columns[len(view.columns) - 2 - len(declared):]) == [*declared, "census_start", "census_end"]
+        table = VIEW_TABLES[name]
+        if table is not None:
+            own = list(view.columns[len(LOCATOR):len(view.columns) - 2 - len(declared)])
+            keys = spec.TABLE_KEYS[table]
+            assert own == [c for c in ret_2023.tables[table].columns
+                           if c not in ("child", "LAchildID", "episode", "line", keys[-1])], name
