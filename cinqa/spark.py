@@ -49,6 +49,8 @@ SETTINGS = {
     "spark.ui.showConsoleProgress": "false",
     # A store's la partitions are text: 050 must not be read as the number 50.
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+    # Python workers end quietly when Spark drops their connection (no BrokenPipeError tracebacks).
+    "spark.python.daemon.module": "cinqa.spark_daemon",
 }
 """Session settings every Spark run of cinqa needs (see the module docstring for why)."""
 
@@ -70,7 +72,7 @@ def session(master: str = "local[*]", app_name: str = "cinqa") -> Any:
     spark.sparkContext.setLogLevel("ERROR")
     # A session that already existed ignored the builder: its runtime settings are set on it.
     for key, value in SETTINGS.items():
-        if not key.startswith("spark.ui."):
+        if key.startswith("spark.sql."):
             spark.conf.set(key, value)
     return spark
 

@@ -46,6 +46,45 @@ def test_every_custom_metric_has_a_spark_form():
     assert {name for name, engines in conditions.items() if "SparkDFExecutionEngine" not in engines} == set()
 
 
+def _spark_worker_on_a_dropped_connection(worker, monkeypatch) -> int:
+    """Run a pyspark daemon ``worker`` on a connection the JVM sent its secret on and then closed."""
+    import signal
+    import socket
+
+    from pyspark.serializers import write_with_length
+
+    monkeypatch.setenv("PYTHON_WORKER_FACTORY_SECRET", "secret")
+    ours, jvm = socket.socketpair()
+    with jvm.makefile("wb") as out:
+        write_with_length(b"secret", out)
+    jvm.close()
+    # The worker sets the signal handlers of the forked process it expects to run in.
+    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)}
+    try:
+        return worker(ours, False)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        ours.close()
+
+
+def test_a_spark_worker_whose_connection_was_dropped_ends_quietly(monkeypatch, capfd):
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.skip("pyspark is not installed: pip install 'cinqa[spark]' (make venv does)")
+    from pyspark import daemon
+
+    from cinqa.spark import SETTINGS
+    from cinqa.spark_daemon import worker
+
+    # pyspark's own worker fails here, and its daemon prints the traceback on the terminal.
+    with pytest.raises(BrokenPipeError):
+        _spark_worker_on_a_dropped_connection(daemon.worker, monkeypatch)
+    capfd.readouterr()
+    assert _spark_worker_on_a_dropped_connection(worker, monkeypatch) == 1
+    assert capfd.readouterr().err == ""
+    assert SETTINGS["spark.python.daemon.module"] == worker.__module__
+
+
 @pytest.fixture(scope="session")
 def spark():
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -101,6 +140,30 @@ def test_each_view_built_on_spark_is_the_stacked_pandas_view(spark, store: Path)
     # Every view the rules read has rows here, so each Spark form was compared on data.
     assert {name for name, n in sizes.items() if n == 0} <= {"pre_proceedings"}
     print(f"\nrows per view, identical on both builds: {sizes}")
+
+
+def test_a_column_declared_once_is_built_alike_on_both_engines(spark, store: Path, monkeypatch):
+    """A column added to cinqa.viewcols.VIEW_COLUMNS (a count with a condition, an expression of it) appears
+    in the views of both engines, with the same values: nothing else names it."""
+    from cinqa.export import ISSUES_NAME
+    from cinqa.pool import pooled_returns, read_table
+    from cinqa.spark import _views_on_pandas
+    from cinqa.viewcols import CHILD, VIEW_COLUMNS, Count, Derived, Missing
+    from cinqa.views_spark import SparkViews
+
+    extra = (Count("_open_plans", "cin_plans", CHILD, Missing("CINPlanEndDate")),
+             Derived("has_open_cin_plan", "bool", lambda df, v: df["_open_plans"] > 0,
+                     lambda F, df, v: F.col("_open_plans") > 0))
+    monkeypatch.setitem(VIEW_COLUMNS, "children", VIEW_COLUMNS["children"] + extra)
+    las = [la for _, la in pooled_returns(store)]
+    issues = read_table(store, ISSUES_NAME, [("2025-26", la) for la in las])
+    pandas, _ = _views_on_pandas(spark, store, "2025-26", las, ("children",), issues, False)
+    got = SparkViews(spark, store, "2025-26", las, issues).view("children")
+    assert "_open_plans" not in got.columns and got.columns[-5] == "has_open_cin_plan"
+    on_spark = got.select("row", "has_open_cin_plan").toPandas().sort_values("row", ignore_index=True)
+    expected = pandas["children"][["row", "has_open_cin_plan"]].sort_values("row", ignore_index=True)
+    assert on_spark["has_open_cin_plan"].tolist() == expected["has_open_cin_plan"].tolist()
+    assert 0 < expected["has_open_cin_plan"].sum() < len(expected)
 
 
 @pytest.mark.filterwarnings("ignore:.*no child of this return fits the fault:UserWarning")
