@@ -13,7 +13,10 @@ columns so that most DfE rules become stock Great Expectations checks on a singl
 * derived columns named for what they hold (``open_episodes_for_child``,
   ``referral_inside_other_episode``, ``disability_codes_used``).
 
-Every view is built once per validation and everything is vectorised.
+The derived columns are declared once, with their pandas and Spark forms, in
+:mod:`cinqa.viewcols`; :class:`ViewBuilder` builds a return's views from their pandas forms
+(:mod:`cinqa.views_spark` from their Spark forms). Every view is built once per validation and
+everything is vectorised.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ VIEWS: tuple[str, ...] = tuple(VIEW_TABLES)
 
 LOCATOR: tuple[str, ...] = ("row", "child", "LAchildID", "episode", "item", "line")
 """Columns every view has, in this order, to say where a failing row is."""
-
 
 # A column another year's return lacks is filled as missing values of its type (text and codes: objects).
 _DTYPES = {t: VALUE_DTYPES[t] for t in ("date", "datetime", "bool", "int")}
@@ -116,7 +118,6 @@ def _return_locator() -> dict[str, object]:
     none = pd.array([pd.NA], dtype="Int64")  # a DataFrame built from a dict copies it per column
     return {"row": [0], "child": none, "LAchildID": pd.array([pd.NA], dtype="str"), "episode": none, "item": none,
             "line": none}
-
 
 
 class ViewBuilder:

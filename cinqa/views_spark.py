@@ -1,6 +1,6 @@
-"""Validation views built on Spark from a pooled store: the Spark engine for :data:`cinqa.views.VIEW_COLUMNS`.
+"""Validation views built on Spark from a pooled store: the Spark engine for :data:`cinqa.viewcols.VIEW_COLUMNS`.
 
-Every view column is declared once, in :mod:`cinqa.views`, with its pandas form beside its Spark
+Every view column is declared once, in :mod:`cinqa.viewcols`, with its pandas form beside its Spark
 form; :class:`SparkViews` reads a year's tables from the store and applies the Spark forms, as
 :class:`cinqa.views.ViewBuilder` applies the pandas ones. Every join, count and window is keyed
 by census year, LA and child (then episode, item), so one build covers every LA of a census year
@@ -177,7 +177,7 @@ class SparkViews:
     # -- the views --------------------------------------------------------------------------
 
     def _build(self, name: str) -> Any:
-        """Build view ``name`` from the Spark forms of its :data:`cinqa.views.VIEW_COLUMNS`: each source's facts
+        """Build view ``name`` from the Spark forms of its :data:`cinqa.viewcols.VIEW_COLUMNS`: each source's facts
         in one join, each table's counts with the same keys in one pass (Spark analyses a plan again at every
         step, so a view of twenty joins costs minutes before it reads a row), then the others in order."""
         table = VIEW_TABLES[name]
@@ -203,7 +203,7 @@ class SparkViews:
         return self._finish(table, df, [c.name for c in columns if not c.name.startswith("_")])
 
     def _facts(self, source: str, table: str) -> tuple[Any, tuple[str, ...]]:
-        """Return the rows holding ``table``'s ``source`` facts (:class:`cinqa.views.Fact`) and their keys."""
+        """Return the rows holding ``table``'s ``source`` facts (:class:`cinqa.viewcols.Fact`) and their keys."""
         if source == "child":
             return self._child_dates, ("child",)
         if source == "episode":
