@@ -53,6 +53,7 @@ SETTINGS = {
     "spark.python.daemon.module": "cinqa.spark_daemon",
 }
 """Session settings every Spark run of cinqa needs (see the module docstring for why)."""
+_LOG_SETTINGS = Path(__file__).with_name("spark-log4j2.properties")
 
 
 def session(master: str = "local[*]", app_name: str = "cinqa") -> Any:
@@ -65,8 +66,12 @@ def session(master: str = "local[*]", app_name: str = "cinqa") -> Any:
     for key, value in SETTINGS.items():
         builder = builder.config(key, value)
     if master.startswith("local"):
-        # A local session needs no network beyond this machine: bind to loopback only.
+        # A local session needs no network beyond this machine: bind to loopback only (SPARK_LOCAL_IP too,
+        # or Spark warns on start that the host name resolves to loopback, and picks another address).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        # Spark's start-up news (INFO and WARN) is none to a census user; errors still show.
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG_SETTINGS.as_uri()}")
     spark = builder.getOrCreate()
     # Spark's warnings (native Hadoop libraries, host names) are no news to a census user.
     spark.sparkContext.setLogLevel("ERROR")

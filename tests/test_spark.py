@@ -204,3 +204,48 @@ def test_one_return_fails_alike_on_spark(spark):
     assert on_spark.errored.empty, on_spark.errored.to_string()
     assert len(pandas.failures)
     pd.testing.assert_frame_equal(on_spark.failures, pandas.failures)
+
+
+def test_a_session_cinqa_starts_prints_no_start_up_news_nor_tracebacks(spark):
+    """A local session with a pandas UDF job (Python workers and all), in a process of its own as a user's run
+    has: stderr holds none of Spark's start-up warnings, its log profile news or worker tracebacks."""
+    import subprocess
+    import sys
+
+    job = ("from cinqa.spark import session\n"
+           "from cinqa.checks._spark import shifted\n"
+           "s = session('local[1]')\n"
+           "days = s.createDataFrame([('2025-04-01',)], 'd string').selectExpr('cast(d as timestamp) as d')\n"
+           "print(days.select(shifted(days.d, '-1WD')).collect()[0][0].date())\n"
+           "s.stop()\n")
+    proc = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "2025-03-31", proc.stderr
+    noise = [line for line in proc.stderr.splitlines()
+             if "Traceback" in line or "Error" in line or " WARN " in line or "log4j" in line]
+    assert noise == [], proc.stderr
+
+
+def test_validate_on_spark_from_the_command_line_prints_the_summary_and_no_noise(spark, tmp_path: Path):
+    """``cinqa validate --engine spark STORE --out DIR`` as a user runs it (its own Spark session): a summary row
+    per LA-year with the verdict pandas gives the return, the failures written, exit status 1, and on stderr
+    no traceback and none of Spark's start-up warnings or log profile news."""
+    import subprocess
+    import sys
+
+    from cinqa.pool import pool_returns
+
+    store, out = tmp_path / "store", tmp_path / "out"
+    assert pool_returns([DATA / "sample-2025-26-errors.xml"], store).written
+    cli = Path(sys.executable).parent / "cinqa"
+    proc = subprocess.run([cli, "validate", str(store), "--engine", "spark", "--master", "local[1]", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    summary = pd.read_csv(out / "summary.csv", dtype=str)
+    assert summary[["census_year", "la"]].values.tolist() == [["2025-26", "931"]]
+    alone = cinqa.validate(cinqa.read_return(DATA / "sample-2025-26-errors.xml"))
+    assert summary["status"].tolist() == [alone.verdict.status]
+    assert len(pd.read_csv(out / "failures.csv")) > 0
+    assert "931" in proc.stdout and f"Wrote {out}" in proc.stdout
+    noise = [line for line in proc.stderr.splitlines()
+             if "Traceback" in line or "Error" in line or " WARN " in line or "log4j" in line]
+    assert noise == [], proc.stderr
