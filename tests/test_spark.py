@@ -167,12 +167,34 @@ def test_a_column_declared_once_is_built_alike_on_both_engines(spark, store: Pat
 
 
 @pytest.mark.filterwarnings("ignore:.*no child of this return fits the fault:UserWarning")
-def test_a_pooled_store_fails_on_spark_as_each_return_does_on_pandas(spark, store: Path):
-    from cinqa.pool import pooled_returns, read_pooled
-    from cinqa.spark import validate_store
+def test_a_pooled_store_fails_on_spark_as_each_return_does_on_pandas(spark, store: Path, tmp_path: Path,
+                                                                    monkeypatch):
+    """``cinqa validate --engine spark STORE --out DIR`` (this session's Spark) gives the failures pandas gives
+    each return, the same verdict per LA, and writes them; the run's result is watched on its way to the
+    command line, which still runs the real validation."""
+    from typer.testing import CliRunner
 
-    on_spark = validate_store(store, spark=spark, progress=False)
+    import cinqa.spark
+    from cinqa.cli import app
+    from cinqa.pool import pooled_returns, read_pooled
+
+    runs = []
+    validate_store = cinqa.spark.validate_store
+
+    def watched(*args, **kwargs):
+        runs.append(validate_store(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(cinqa.spark, "validate_store", watched)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["validate", str(store), "--engine", "spark", "--out", str(out)])
+    assert result.exit_code == 1 and len(runs) == 1, result.output
+    on_spark = runs[0]
     assert on_spark.errored.empty, on_spark.errored.to_string()
+    written = pd.read_csv(out / "summary.csv", dtype=str)
+    assert written[["census_year", "la"]].values.tolist() == on_spark.summary[["census_year", "la"]].values.tolist()
+    assert len(pd.read_csv(out / "failures.csv", dtype=str)) == len(on_spark.failures)
+    assert all(la in result.stdout for la in on_spark.summary["la"]) and f"Wrote {out}" in result.stdout
     pandas, verdicts = [], {}
     for year, la in pooled_returns(store):
         v = cinqa.validate(read_pooled(store, year, la), progress=False)
@@ -220,32 +242,6 @@ def test_a_session_cinqa_starts_prints_no_start_up_news_nor_tracebacks(spark):
            "s.stop()\n")
     proc = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "2025-03-31", proc.stderr
-    noise = [line for line in proc.stderr.splitlines()
-             if "Traceback" in line or "Error" in line or " WARN " in line or "log4j" in line]
-    assert noise == [], proc.stderr
-
-
-def test_validate_on_spark_from_the_command_line_prints_the_summary_and_no_noise(spark, tmp_path: Path):
-    """``cinqa validate --engine spark STORE --out DIR`` as a user runs it (its own Spark session): a summary row
-    per LA-year with the verdict pandas gives the return, the failures written, exit status 1, and on stderr
-    no traceback and none of Spark's start-up warnings or log profile news."""
-    import subprocess
-    import sys
-
-    from cinqa.pool import pool_returns
-
-    store, out = tmp_path / "store", tmp_path / "out"
-    assert pool_returns([DATA / "sample-2025-26-errors.xml"], store).written
-    cli = Path(sys.executable).parent / "cinqa"
-    proc = subprocess.run([cli, "validate", str(store), "--engine", "spark", "--master", "local[1]", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1, proc.stderr
-    summary = pd.read_csv(out / "summary.csv", dtype=str)
-    assert summary[["census_year", "la"]].values.tolist() == [["2025-26", "931"]]
-    alone = cinqa.validate(cinqa.read_return(DATA / "sample-2025-26-errors.xml"))
-    assert summary["status"].tolist() == [alone.verdict.status]
-    assert len(pd.read_csv(out / "failures.csv")) > 0
-    assert "931" in proc.stdout and f"Wrote {out}" in proc.stdout
     noise = [line for line in proc.stderr.splitlines()
              if "Traceback" in line or "Error" in line or " WARN " in line or "log4j" in line]
     assert noise == [], proc.stderr
