@@ -33,6 +33,8 @@ _ACTIVITY_DATES = (("assessments", "AssessmentActualStartDate"), ("assessments",
 _NFA_ACTIVITY_DATES = _ACTIVITY_DATES[:5]
 # The episode's columns that the rules of most of its modules read.
 _EPISODE_FACTS = ("CINreferralDate", "CINclosureDate", "ReasonForClosure", "ReferralNFA")
+CHILD, EPISODE = ("child",), ("child", "episode")
+"""The keys of a child's rows and of an episode's."""
 
 SPARK_TYPES = {"int64": "bigint", "Int64": "bigint", "datetime64[s]": "timestamp", "boolean": "boolean",
                "bool": "boolean", "str": "string", "category": "string", "object": "string", "float64": "double"}
@@ -353,8 +355,8 @@ class EpisodeDates:
         days = pd.concat(parts, ignore_index=True)
         groups = days.loc[days["day"].notna().to_numpy()].groupby(["child", "episode"], sort=False)
         if not self.latest:
-            return v._lookup(groups.size(), table, ("child", "episode"))
-        return groups["day"].max().reindex(v._keys(table, ("child", "episode"))).to_numpy(dtype="datetime64[s]")
+            return v._lookup(groups.size(), table, EPISODE)
+        return groups["day"].max().reindex(v._keys(table, EPISODE)).to_numpy(dtype="datetime64[s]")
 
     def spark(self, v: Any, table: str, df: Any) -> Any:
         F = spark_functions()
@@ -369,7 +371,7 @@ class EpisodeDates:
             days = days.unionByName(part)
         per = days.where(F.col("_day").isNotNull()).groupBy(*P, "child", "episode").agg(
             (F.max("_day") if self.latest else F.count(F.lit(1))).alias(self.name))
-        return v._attach(df, per, ("child", "episode"), [self.name], fill=None if self.latest else 0)
+        return v._attach(df, per, EPISODE, [self.name], fill=None if self.latest else 0)
 
 
 @dataclass(frozen=True)
@@ -449,7 +451,7 @@ class InitialAssessmentStart:
         start = value_column(t, "AssessmentActualStartDate", "datetime64[s]")
         is_initial = value_column(t, "kind", "object").eq("initial").fillna(False)
         initial = pd.Series(start.where(is_initial).to_numpy(dtype="datetime64[s]"))
-        ep = [t[k].to_numpy(dtype="int64") for k in ("child", "episode")]
+        ep = [t[k].to_numpy(dtype="int64") for k in EPISODE]
         first = initial.groupby(ep).min()
         if not len(first):
             return np.full(len(t), np.datetime64("NaT"), dtype="datetime64[s]")
@@ -628,7 +630,6 @@ def _present(df: pd.DataFrame, column: str) -> np.ndarray:
     return value_column(df, column, "datetime64[s]").notna().to_numpy(dtype="int64")
 
 
-CHILD, EPISODE = ("child",), ("child", "episode")
 ASSESSMENT = spec.TABLE_KEYS["assessments"]
 CPP = spec.TABLE_KEYS["cp_plans"]
 

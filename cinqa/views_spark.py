@@ -21,7 +21,7 @@ from typing import Any
 from cinqa import spec
 from cinqa.pool import HEADER_NAME, PARTITIONS
 from cinqa.returns import table_schema
-from cinqa.viewcols import REAL_DISABILITY, SPARK_TYPES, VIEW_COLUMNS, Count, Fact
+from cinqa.viewcols import CHILD, EPISODE, REAL_DISABILITY, SPARK_TYPES, VIEW_COLUMNS, Count, Fact
 from cinqa.viewcols import spark_functions as _f
 from cinqa.views import LOCATOR, VIEW_TABLES
 
@@ -140,7 +140,7 @@ class SparkViews:
         d = self._table("disabilities")
         disabled = d.where(REAL_DISABILITY.spark(d, self)).select(*_P, "child").distinct() \
             .withColumn("has_disability", F.lit(True))
-        return self._attach(c, disabled, ("child",), ["has_disability"], fill=False)
+        return self._attach(c, disabled, CHILD, ["has_disability"], fill=False)
 
     def _census(self, df: Any) -> Any:
         return df.withColumn("census_start", self._lit_date(self.start)).withColumn("census_end", self._lit_date(self.end))
@@ -205,10 +205,9 @@ class SparkViews:
     def _facts(self, source: str, table: str) -> tuple[Any, tuple[str, ...]]:
         """Return the rows holding ``table``'s ``source`` facts (:class:`cinqa.viewcols.Fact`) and their keys."""
         if source == "child":
-            return self._child_dates, ("child",)
+            return self._child_dates, CHILD
         if source == "episode":
-            return self._table("episodes").withColumnRenamed("DateOfInitialCPC", "CINdetails_DateOfInitialCPC"), \
-                ("child", "episode")
+            return self._table("episodes").withColumnRenamed("DateOfInitialCPC", "CINdetails_DateOfInitialCPC"), EPISODE
         parent = spec.table_parent(table)
         return self._table(parent), spec.TABLE_KEYS[parent]
 
